@@ -1,0 +1,60 @@
+//! `polyvisor`: the thin CLI that wires drivers to protocol fronts.
+//!
+//! Exit codes: the protocol subcommands (`ras`, `cloudstack`) follow their platform's
+//! contract; the human commands (`check`, `drivers`) exit 0 on success, 1 on failure,
+//! 2 on usage errors (clap).
+
+mod logging;
+
+use clap::{Parser, Subcommand};
+use polyvisor_core::DriverFactory;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// One binary that plugs any hypervisor into any VM-orchestration platform.
+#[derive(Debug, Parser)]
+#[command(name = "polyvisor", version, about)]
+struct Cli {
+    /// Write logs to this file (protocol modes never log to stdout/stderr).
+    #[arg(long, global = true, env = "POLYVISOR_LOG_FILE")]
+    log_file: Option<PathBuf>,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
+    #[arg(long, global = true, env = "POLYVISOR_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Parallels RAS Custom Provider Framework protocol on stdio.
+    Ras(polyvisor_ras::Args),
+    /// Run one Apache CloudStack extension action, or install the extension.
+    Cloudstack(polyvisor_cloudstack::Args),
+    /// Conformance harness: drive any provider command like the platform does.
+    Check(polyvisor_check::Args),
+    /// Administer the embedded simulator (seed, reset, faults, state).
+    Sim(polyvisor_sim::admin::Args),
+    /// List the drivers this build contains.
+    Drivers,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let protocol_mode = matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_));
+    logging::init(cli.log_file.as_deref(), &cli.log_level, protocol_mode);
+    let factory: Arc<dyn DriverFactory> = Arc::new(polyvisor_drivers::Registry);
+    match cli.command {
+        Command::Ras(args) => polyvisor_ras::run(args, factory),
+        Command::Cloudstack(args) => polyvisor_cloudstack::run(args, factory),
+        Command::Check(args) => polyvisor_check::run(args),
+        Command::Sim(args) => polyvisor_sim::admin::run(args),
+        Command::Drivers => {
+            for name in factory.driver_names() {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Capabilities as data: what a driver can do, queried by fronts before acting.
+
+use serde::{Deserialize, Serialize};
+
+/// How a driver implements "template".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateStrategy {
+    /// No template support.
+    None,
+    /// The hypervisor has real templates (Proxmox `template: 1`, XAPI `is_a_template`):
+    /// read-only bases that can be linked-cloned but not snapshotted or started.
+    Native,
+    /// The template is an ordinary stopped guest carrying a polyvisor marker stored on the
+    /// hypervisor (tag, metadata, label); it keeps its snapshots and can be cloned from
+    /// any of them.
+    Flag,
+}
+
+/// Kinds of console a driver can hand out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleKind {
+    /// VNC host, port and (one-time) password.
+    Vnc,
+    /// A URL the user opens directly.
+    Url,
+}
+
+/// What a driver can do. Every field defaults to the conservative answer (`false`/none),
+/// which is never wrong: a front only offers what is advertised here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// `PowerAction::Suspend` / `Resume` really work.
+    pub suspend: bool,
+    /// How templates are implemented.
+    pub templates: TemplateStrategy,
+    /// Linked clones (copy-on-write on the source's disk) are possible.
+    pub linked_clones: bool,
+    /// Snapshots can be created, listed, reverted and deleted.
+    pub snapshots: bool,
+    /// Snapshots may include memory (live state).
+    pub snapshot_memory: bool,
+    /// Clones can start from a named snapshot (not only the current state).
+    pub clone_from_snapshot: bool,
+    /// `Driver::create_guest` works (from template and/or ISO).
+    pub create: bool,
+    /// Console kinds offered by `Driver::console`.
+    pub consoles: Vec<ConsoleKind>,
+    /// Recommended seconds between task polls for this backend (how quickly its tasks move).
+    pub task_poll_secs: u32,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            suspend: false,
+            templates: TemplateStrategy::None,
+            linked_clones: false,
+            snapshots: false,
+            snapshot_memory: false,
+            clone_from_snapshot: false,
+            create: false,
+            consoles: Vec::new(),
+            task_poll_secs: 3,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages in apt-packages.txt (one `apt-get update`, only when
+# something is missing) and the PyPI packages in requirements.txt.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+mapfile -t pkgs < <(grep -v '^\s*#' "$here/apt-packages.txt" | tr -s ' \t' '\n' | sed '/^$/d')
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if grep -qv '^\s*#' "$here/requirements.txt" 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
+fi
