@@ -1,5 +1,7 @@
 //! The ras harness.
 
+pub mod process;
+
 /// `polyvisor check ras` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
