@@ -1,14 +1,61 @@
 //! Parallels RAS Custom Provider Framework front: line-delimited JSON over stdio.
+//!
+//! RAS (or its Test Kit) writes one request per line to stdin; we answer each with
+//! exactly one compact JSON line on stdout (nothing else ever goes to stdout). Module map:
+//! [`args`] (CLI flags with env fallbacks) → `config` (levels, clamping) → `session`
+//! (driver, deadline) → `methods` (one file per method group) → `wire`/`transport`
+//! (framing). Errors map to JSON-RPC codes in one place (`errors`).
+//!
+//! Sessions: `provider/connect` settings may override `template_method`,
+//! `can_link_clones`, `can_suspend_guests` and `driver`; when a request needs a driver and
+//! no connect happened in this process, the args/env default driver is opened lazily.
+//! Task ids are self-describing, so any process resolves them.
+
+pub mod args;
+mod config;
+mod errors;
+mod methods;
+mod params;
+mod serve;
+mod session;
+mod transport;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use args::Args;
 
 use polyvisor_core::DriverFactory;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// `polyvisor ras` options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {}
-
-/// Serves the RAS CPF protocol on stdin/stdout until EOF.
-pub fn run(_args: Args, _factory: Arc<dyn DriverFactory>) -> ExitCode {
-    ExitCode::FAILURE
+/// Serves the RAS CPF protocol on stdin/stdout until EOF (exit 0); exit 1 only when the
+/// streams fail or the runtime cannot start.
+pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
+    let config = config::Config::from_args(&args);
+    if !config.problems.is_empty() {
+        tracing::warn!(problems = ?config.problems, "invalid ras arguments; provider/connect will report them");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut session = session::Session::new(factory, config);
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let result = serve::serve(&rt, &mut session, &mut stdin.lock(), &mut stdout.lock());
+    match result {
+        Ok(()) => {
+            tracing::info!("stdin closed; exiting");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "stdio failed");
+            ExitCode::FAILURE
+        }
+    }
 }

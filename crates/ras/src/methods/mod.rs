@@ -1,0 +1,39 @@
+//! One file per method group; [`dispatch`] routes a decoded request to its handler.
+
+mod clone;
+mod control;
+mod convert;
+mod guests;
+mod provider;
+mod snapshots;
+mod tasks;
+
+use crate::errors::RpcError;
+use crate::params::Params;
+use crate::session::Session;
+use crate::wire::{params_object, Request};
+use serde_json::Value;
+
+/// The special link-clone snapshot name (spec §4.8).
+pub(crate) const LINK_SNAPSHOT: &str = "RAS Template Snapshot";
+
+/// Runs one request and returns its `result` value.
+pub(crate) async fn dispatch(s: &mut Session, req: &Request) -> Result<Value, RpcError> {
+    let p = Params(params_object(&req.params)?);
+    match req.method.as_str() {
+        "provider/initialize" => Ok(provider::initialize(s).await),
+        "provider/connect" => provider::connect(s, &p).await,
+        "provider/disconnect" => Ok(provider::disconnect(s)),
+        "guests/list" => guests::list(s).await,
+        "guests/get" => guests::get(s, &p).await,
+        "guests/control" => control::control(s, &p).await,
+        "guests/convert" => convert::convert(s, &p).await,
+        "guests/clone" => clone::clone(s, &p).await,
+        "guests/snapshots/create" => snapshots::create(s, &p).await,
+        "guests/snapshots/delete" => snapshots::delete(s, &p).await,
+        "guests/snapshots/exists" => snapshots::exists(s, &p).await,
+        "guests/snapshots/revert" => snapshots::revert(s, &p).await,
+        "tasks/get" => tasks::get(s, &p).await,
+        _ => Err(RpcError::method(format!("Unknown method: {}", req.raw_method))),
+    }
+}

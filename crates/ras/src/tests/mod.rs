@@ -1,0 +1,1 @@
+//! Serve-loop tests over in-memory streams with a fake driver.
