@@ -1,4 +1,32 @@
-//! The cloudstack harness.
+//! `polyvisor check cloudstack -- <extension executable> [args]`: behaves like the
+//! CloudStack 4.22 management server towards an Orchestrator extension (spec
+//! `cloudstack-extension.md`) and reports what CloudStack would make of each answer.
+//!
+//! Every invocation is `<cmd…> <action> <payload.json> <timeout>` with a Gson-shaped
+//! payload (nulls omitted, memory in bytes, `\u003d`-style escapes), stdin an idle pipe,
+//! stdout+stderr merged, SIGKILL at the timeout; success is the exit code only.
+//! Works against any extension: polyvisor's, the built-in scripts, or a scaffold.
+
+mod concurrency;
+mod ctx;
+mod gson;
+mod hygiene;
+mod invoke;
+mod lifecycle;
+mod merge;
+mod parse;
+mod payload;
+mod redact;
+mod robustness;
+mod snapshots;
+#[cfg(test)]
+mod tests;
+
+pub use snapshots::Mode as CustomActions;
+
+use crate::report::Report;
+use payload::{Details, Env};
+use std::path::PathBuf;
 
 /// `polyvisor check cloudstack` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -6,12 +34,151 @@ pub struct Args {
     /// Report options.
     #[command(flatten)]
     pub report: crate::ReportArgs,
-    /// The provider command and its arguments (after `--`).
+    /// Extension detail (`externaldetails.extension`), KEY=VALUE; repeatable.
+    #[arg(long = "detail", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub detail: Vec<(String, String)>,
+    /// Cluster registration detail (`externaldetails.resourcemap`); repeatable.
+    #[arg(long = "cluster-detail", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub cluster_detail: Vec<(String, String)>,
+    /// Host external detail (`externaldetails.host`); repeatable.
+    #[arg(long = "host-detail", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub host_detail: Vec<(String, String)>,
+    /// Template/VM external detail (`externaldetails.virtualmachine`, and `External:KEY`
+    /// in the VM's details); repeatable.
+    #[arg(long = "vm-detail", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub vm_detail: Vec<(String, String)>,
+    /// Shorthand for `--vm-detail template_type=template --vm-detail template_id=ID`.
+    #[arg(long, value_name = "ID")]
+    pub template_id: Option<String>,
+    /// Shorthand for `--vm-detail template_type=iso --vm-detail iso_path=PATH`.
+    #[arg(long, value_name = "PATH", conflicts_with = "template_id")]
+    pub iso_path: Option<String>,
+    /// Extension name (the payload directory `<data-dir>/<name>/`).
+    #[arg(long, default_value = "polyvisor-check")]
+    pub extension_name: String,
+    /// Timeout argument (seconds; also the kill limit) for lifecycle actions. CloudStack
+    /// uses `wait` (1800); a smaller default keeps a hanging extension from stalling CI.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub timeout: u64,
+    /// Timeout argument for custom actions (the built-ins declare 60).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub action_timeout: u64,
+    /// Do not send `prepare` (extension registered without `orchestratorrequirespreparevm`).
+    #[arg(long)]
+    pub no_prepare: bool,
+    /// Snapshot and suspend/resume custom actions: probe them, require them, or skip them.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub custom_actions: CustomActions,
+    /// VMs created at once by the concurrency cases (below 2 skips them).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub vms: usize,
+    /// vCPUs per VM.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// RAM per VM in MiB (sent as `minRam`/`maxRam` bytes).
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub memory_mib: u64,
+    /// `status` calls timed by the latency case.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub status_samples: usize,
+    /// Environment (KEY=VALUE, repeatable) that makes the backend slower than
+    /// `--slow-timeout`, for the "timeout honoured" case (skipped without it).
+    #[arg(long = "slow-env", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub slow_env: Vec<(String, String)>,
+    /// Timeout argument of the "timeout honoured" case.
+    #[arg(long, default_value_t = 3, value_name = "SECS")]
+    pub slow_timeout: u64,
+    /// Directory for payload files (default: a fresh temporary directory, removed after).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the payload files (they contain the configured secrets in clear text).
+    #[arg(long)]
+    pub keep_payloads: bool,
+    /// The extension executable and its leading arguments (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
+/// Parses `KEY=VALUE` (the value may contain `=`).
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn details(kv: &[(String, String)]) -> Details {
+    kv.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()
+}
+
+/// Checks the entry file as CloudStack does before spawning ("File is not executable").
+fn check_executable(program: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::path::Path::new(program);
+    if !path.is_absolute() && !program.contains('/') {
+        return Ok(()); // resolved through PATH by the OS; CloudStack always has an absolute path
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("extension file {program}: {e}"))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("extension file {program}: File is not executable (CloudStack would not run it)"));
+    }
+    Ok(())
+}
+
 /// Runs the harness; `Ok(true)` when every case passed.
-pub fn run(_args: Args) -> Result<bool, String> {
-    Err("not implemented yet".into())
+pub fn run(args: Args) -> Result<bool, String> {
+    let program = args.command.first().ok_or("no extension command given after `--`")?;
+    check_executable(program)?;
+    let mut env = Env {
+        extension: details(&args.detail),
+        resourcemap: details(&args.cluster_detail),
+        host: details(&args.host_detail),
+        template: details(&args.vm_detail),
+        cpus: args.cpus.max(1),
+        memory_mib: args.memory_mib.max(1),
+    };
+    if let Some(id) = &args.template_id {
+        env.template.insert("template_type".into(), "template".into());
+        env.template.insert("template_id".into(), id.clone().into());
+    }
+    if let Some(p) = &args.iso_path {
+        env.template.insert("template_type".into(), "iso".into());
+        env.template.insert("iso_path".into(), p.clone().into());
+    }
+    let (root, temporary) = match &args.data_dir {
+        Some(d) => (d.clone(), false),
+        None => (std::env::temp_dir().join(format!("polyvisor-check-cloudstack-{}", payload::uuid())), true),
+    };
+    let dir = root.join(&args.extension_name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create payload directory {}: {e}", dir.display()))?;
+
+    let mut secrets = redact::Secrets::default();
+    for d in [&env.extension, &env.resourcemap, &env.host, &env.template] {
+        secrets.add_details(d);
+    }
+    let ctx = ctx::Ctx {
+        cmd: args.command.clone(),
+        env,
+        dir: dir.clone(),
+        lifecycle_timeout: args.timeout.max(1),
+        action_timeout: args.action_timeout.max(1),
+        secrets: std::sync::Mutex::new(secrets),
+        log: Default::default(),
+    };
+    let target = ctx.redact(&args.command.join(" "));
+    let mut report = Report::new("cloudstack", &target, args.report.quiet);
+    report.facts.insert("payload_dir".into(), dir.display().to_string().into());
+    report.facts.insert("prepare".into(), (!args.no_prepare).into());
+
+    robustness::run(&ctx, &mut report);
+    let flow = lifecycle::Flow { prepare: !args.no_prepare, snapshots: args.custom_actions, status_samples: args.status_samples };
+    lifecycle::run(&ctx, &mut report, &flow);
+    concurrency::run(&ctx, &mut report, args.vms, !args.no_prepare);
+    robustness::timeout_honoured(&ctx, &mut report, &args.slow_env, args.slow_timeout.max(1));
+    hygiene::run(&ctx, &mut report);
+
+    if temporary && !args.keep_payloads {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    report.finish(&args.report).map_err(|e| format!("cannot write the report: {e}"))
 }

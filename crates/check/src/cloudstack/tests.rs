@@ -1,0 +1,101 @@
+//! Fixture-driven tests: the harness against a correct scaffold-style bash extension
+//! (everything passes) and a broken one (the classic mistakes are each detected).
+
+use super::{payload, run, Args};
+use clap::Parser;
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/cloudstack/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the harness with `flags` against `fixture`; returns (passed, report JSON).
+fn check(fixture_name: &str, flags: &[&str]) -> (bool, Value) {
+    let json: PathBuf = std::env::temp_dir().join(format!("pvcheck-cs-{}.json", payload::uuid()));
+    let mut argv = vec!["check".to_string(), "--quiet".into(), "--json".into(), json.display().to_string()];
+    argv.extend(flags.iter().map(|s| s.to_string()));
+    argv.push("--".into());
+    argv.push(fixture(fixture_name));
+    let cli = Cli::try_parse_from(argv).expect("flags parse");
+    let passed = run(cli.args).expect("harness runs");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).expect("report written")).expect("report is JSON");
+    let _ = std::fs::remove_file(&json);
+    (passed, report)
+}
+
+fn outcome<'a>(report: &'a Value, group: &str, name: &str) -> &'a str {
+    report["cases"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["group"] == group && c["name"] == name))
+        .and_then(|c| c["outcome"].as_str())
+        .unwrap_or("missing")
+}
+
+fn failures(report: &Value) -> Vec<String> {
+    report["cases"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["outcome"] == "fail").map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"])).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn good_scaffold_extension_passes() {
+    let (passed, report) = check("good-extension.sh", &["--template-id", "101", "--detail", "secret=s3cr=t-value", "--vms", "3"]);
+    assert!(passed, "failures: {:#?}", failures(&report));
+    assert_eq!(outcome(&report, "lifecycle", "create-retried-is-idempotent"), "pass");
+    assert_eq!(outcome(&report, "custom-actions", "CreateSnapshot"), "pass");
+    assert_eq!(outcome(&report, "concurrency", "parallel-create-3"), "pass");
+    assert_eq!(outcome(&report, "lifecycle", "getconsole"), "skip", "the scaffold declines getconsole");
+    assert!(report["facts"]["status_median_ms"].is_number());
+}
+
+#[test]
+fn broken_extension_is_caught() {
+    let (passed, report) = check("broken-extension.sh", &["--detail", "secret=s3cr=t-value", "--vms", "2"]);
+    assert!(!passed);
+    for (g, n) in [
+        ("robustness", "fqcn-refused/com.cloud.agent.api.ModifyStoragePoolCommand"),
+        ("robustness", "unknown-action-refused"),
+        ("lifecycle", "prepare"),
+        ("hygiene", "one-json-document-per-output"),
+        ("hygiene", "no-secrets-in-output"),
+    ] {
+        assert_eq!(outcome(&report, g, n), "fail", "{g}/{n} should fail: {:#?}", failures(&report));
+    }
+    let text = report.to_string();
+    assert!(!text.contains("s3cr") && !text.contains("\\\\u003dt-value"), "secret leaked into the report");
+}
+
+#[test]
+fn broken_status_and_absent_stop_are_caught_without_prepare() {
+    let (passed, report) = check("broken-extension.sh", &["--no-prepare", "--vms", "0", "--custom-actions", "skip"]);
+    assert!(!passed);
+    // stderr noise + "running": CloudStack reads PowerUnknown.
+    assert_eq!(outcome(&report, "lifecycle", "create"), "fail", "{:#?}", failures(&report));
+}
+
+#[test]
+fn custom_actions_require_fails_when_not_offered() {
+    let (passed, report) = check("good-extension.sh", &["--custom-actions", "require", "--vms", "0", "--status-samples", "1"]);
+    assert!(!passed);
+    assert_eq!(outcome(&report, "custom-actions", "Suspend"), "fail");
+    assert_eq!(outcome(&report, "custom-actions", "ListSnapshots"), "pass");
+}
+
+#[test]
+fn bad_flags_and_non_executable_are_rejected() {
+    assert!(Cli::try_parse_from(["check", "--detail", "novalue", "--", "/bin/true"]).is_err());
+    let plain = std::env::temp_dir().join(format!("pvcheck-cs-{}.sh", payload::uuid()));
+    std::fs::write(&plain, "#!/bin/sh\n").expect("write");
+    let cli = Cli::try_parse_from(["check", "--", plain.to_str().unwrap_or_default()]).expect("parses");
+    let err = run(cli.args).expect_err("not executable");
+    let _ = std::fs::remove_file(&plain);
+    assert!(err.contains("not executable"), "{err}");
+}
