@@ -34,3 +34,37 @@ pub struct Args {
     #[arg(long, env = "POLYVISOR_RAS_REQUEST_TIMEOUT", value_name = "SECS")]
     pub request_timeout: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Args {
+        let mut v = vec!["ras"];
+        v.extend_from_slice(argv);
+        Cli::try_parse_from(v).expect("parses").args
+    }
+
+    #[test]
+    fn flags_parse_as_the_ras_console_would_pass_them() {
+        let a = parse(&["--template-method", "basic", "--link-clones", "--driver", "proxmox", "--suspend", "off"]);
+        assert_eq!(a.template_method.as_deref(), Some("basic"));
+        assert_eq!(a.link_clones.as_deref(), Some("true"));
+        assert_eq!(a.driver.as_deref(), Some("proxmox"));
+        assert_eq!(a.suspend.as_deref(), Some("off"));
+        let a = parse(&["--link-clones", "false", "--tasks-polling-rate", "5", "--request-timeout", "2.5"]);
+        assert_eq!(a.link_clones.as_deref(), Some("false"));
+        assert_eq!(a.tasks_polling_rate.as_deref(), Some("5"));
+        assert_eq!(a.request_timeout.as_deref(), Some("2.5"));
+        // Bad values are accepted here and reported later by provider/connect.
+        let a = parse(&["--template-method", "gold", "--guests-polling-rate", "fast"]);
+        assert_eq!(a.template_method.as_deref(), Some("gold"));
+    }
+}

@@ -19,12 +19,16 @@ pub(crate) const LINK_SNAPSHOT: &str = "RAS Template Snapshot";
 
 /// Runs one request and returns its `result` value.
 pub(crate) async fn dispatch(s: &mut Session, req: &Request) -> Result<Value, RpcError> {
+    // Methods without parameters ignore whatever `params` holds.
+    match req.method.as_str() {
+        "provider/initialize" => return Ok(provider::initialize(s).await),
+        "provider/disconnect" => return Ok(provider::disconnect(s)),
+        "guests/list" => return guests::list(s).await,
+        _ => {}
+    }
     let p = Params(params_object(&req.params)?);
     match req.method.as_str() {
-        "provider/initialize" => Ok(provider::initialize(s).await),
         "provider/connect" => provider::connect(s, &p).await,
-        "provider/disconnect" => Ok(provider::disconnect(s)),
-        "guests/list" => guests::list(s).await,
         "guests/get" => guests::get(s, &p).await,
         "guests/control" => control::control(s, &p).await,
         "guests/convert" => convert::convert(s, &p).await,

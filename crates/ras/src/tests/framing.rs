@@ -107,3 +107,11 @@ fn slow_driver_calls_time_out_and_serving_continues() {
     assert!(msg.starts_with("Fake: Failed to get guest [slow]: ") && msg.contains("timed out"), "{msg}");
     assert_eq!(r[1]["result"]["name"], "win11-gold");
 }
+
+#[test]
+fn methods_without_parameters_ignore_params() {
+    let r = one(r#"{"method":"guests/list","params":"junk"}"#);
+    assert!(r["result"]["guests"].is_array(), "{r}");
+    let r = one(r#"{"method":"provider/initialize","params":{}}"#);
+    assert_eq!(r["result"]["version"], "1.0.0");
+}
