@@ -20,6 +20,8 @@ mod redact;
 mod robustness;
 mod snapshots;
 #[cfg(test)]
+mod spec_examples;
+#[cfg(test)]
 mod tests;
 
 pub use snapshots::Mode as CustomActions;
@@ -81,6 +83,10 @@ pub struct Args {
     /// `status` calls timed by the latency case.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub status_samples: usize,
+    /// A template id that does not exist on the backend: `create` from it must fail and
+    /// leave nothing behind (the case is skipped without it).
+    #[arg(long, value_name = "ID")]
+    pub bad_template_id: Option<String>,
     /// Environment (KEY=VALUE, repeatable) that makes the backend slower than
     /// `--slow-timeout`, for the "timeout honoured" case (skipped without it).
     #[arg(long = "slow-env", value_name = "KEY=VALUE", value_parser = parse_kv)]
@@ -170,11 +176,14 @@ pub fn run(args: Args) -> Result<bool, String> {
     report.facts.insert("payload_dir".into(), dir.display().to_string().into());
     report.facts.insert("prepare".into(), (!args.no_prepare).into());
 
-    robustness::run(&ctx, &mut report);
-    let flow = lifecycle::Flow { prepare: !args.no_prepare, snapshots: args.custom_actions, status_samples: args.status_samples };
-    lifecycle::run(&ctx, &mut report, &flow);
-    concurrency::run(&ctx, &mut report, args.vms, !args.no_prepare);
-    robustness::timeout_honoured(&ctx, &mut report, &args.slow_env, args.slow_timeout.max(1));
+    if robustness::responsive(&ctx, &mut report) {
+        robustness::run(&ctx, &mut report);
+        let flow = lifecycle::Flow { prepare: !args.no_prepare, snapshots: args.custom_actions, status_samples: args.status_samples };
+        lifecycle::run(&ctx, &mut report, &flow);
+        concurrency::run(&ctx, &mut report, args.vms, !args.no_prepare);
+        robustness::failed_create_cleans_up(&ctx, &mut report, args.bad_template_id.as_deref());
+        robustness::timeout_honoured(&ctx, &mut report, &args.slow_env, args.slow_timeout.max(1));
+    }
     hygiene::run(&ctx, &mut report);
 
     if temporary && !args.keep_payloads {

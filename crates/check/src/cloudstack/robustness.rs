@@ -12,6 +12,37 @@ const FQCN_TIMEOUT: u64 = 5;
 /// How fast a refusal should come (the brief: "within a second").
 const FAST: Duration = Duration::from_millis(1000);
 
+/// How long the first probe may take before the run is abandoned.
+const PROBE_TIMEOUT: u64 = 10;
+
+/// First contact: `status` of a VM that does not exist must answer (poweroff) quickly.
+/// `false` when the extension hangs (e.g. reads stdin) or cannot run: the caller stops,
+/// so a hanging extension costs seconds, not one timeout per case.
+pub fn responsive(ctx: &Ctx, report: &mut Report) -> bool {
+    let mut answered = false;
+    let limit = PROBE_TIMEOUT.min(ctx.lifecycle_timeout);
+    report.case(GROUP, "responds", || {
+        let vm = Vm::new(&ctx.env, 4003);
+        let r = ctx.run("status", &vm.lifecycle_payload(&ctx.env, "status", payload::Phase::Other("Stopped")), limit)?;
+        if let Some(e) = &r.spawn_error {
+            return Err(format!("cannot run the extension: {e}"));
+        }
+        if r.timed_out {
+            return Err(format!("no answer to `status` within {limit} s (does it read stdin? CloudStack never writes or closes it); remaining cases not run"));
+        }
+        answered = true;
+        Ok(())
+    });
+    if answered {
+        report.case(GROUP, "status-of-unknown-vm-is-poweroff", || {
+            // Stopped VMs whose last host is this host are polled too (spec §4.7).
+            let vm = Vm::new(&ctx.env, 4005);
+            ctx.expect_power(&vm, "Stopped", super::parse::Power::Off)
+        });
+    }
+    answered
+}
+
 /// Runs the robustness cases.
 pub fn run(ctx: &Ctx, report: &mut Report) {
     for fqcn in ["com.cloud.agent.api.ModifyStoragePoolCommand", "org.apache.cloudstack.storage.command.CopyCommand"] {
@@ -66,6 +97,32 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
         let r = ctx.run_raw("status", &path, "not-a-number", Duration::from_secs(30), false, false);
         ctx.expect_ok(&r)?;
         Ok(())
+    });
+}
+
+/// With `--bad-template-id`: a `create` from a template that does not exist must fail
+/// cleanly (exit ≠ 0) and leave no VM behind.
+pub fn failed_create_cleans_up(ctx: &Ctx, report: &mut Report, bad_template: Option<&str>) {
+    let Some(bad) = bad_template else {
+        report.record(GROUP, "failed-create-cleans-up", crate::report::Outcome::Skip("no --bad-template-id given to make create fail".into()), std::time::Instant::now());
+        return;
+    };
+    report.case(GROUP, "failed-create-cleans-up", || {
+        let mut env = ctx.env.clone();
+        env.template.insert("template_type".into(), "template".into());
+        env.template.insert("template_id".into(), bad.into());
+        let vm = Vm::new(&env, 4004);
+        let r = ctx.run("create", &vm.lifecycle_payload(&env, "create", payload::Phase::Starting), ctx.lifecycle_timeout)?;
+        let refused = ctx.expect_refusal(&r, "a create from a template that does not exist");
+        let left = ctx.expect_power(&vm, "Stopped", super::parse::Power::Off);
+        let listed = match super::lifecycle::statuses(ctx)? {
+            Some(map) if map.iter().any(|(k, _)| k == &vm.name) => Err(format!("statuses still lists {} after the failed create (half-made VM left behind)", vm.name)),
+            _ => Ok(()),
+        };
+        let _ = ctx.lifecycle(&vm, "delete", payload::Phase::Expunging);
+        refused?;
+        left?;
+        listed
     });
 }
 

@@ -99,3 +99,19 @@ fn bad_flags_and_non_executable_are_rejected() {
     let _ = std::fs::remove_file(&plain);
     assert!(err.contains("not executable"), "{err}");
 }
+
+#[test]
+fn hanging_extension_is_abandoned_quickly() {
+    let started = std::time::Instant::now();
+    let (passed, report) = check("stdin-reader-extension.sh", &["--timeout", "2"]);
+    assert!(!passed);
+    assert_eq!(outcome(&report, "robustness", "responds"), "fail");
+    assert!(started.elapsed() < std::time::Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert_eq!(report["cases"].as_array().map(Vec::len), Some(4), "only the probe and hygiene run");
+}
+
+#[test]
+fn wrong_status_words_are_caught() {
+    let (_, report) = check("broken-extension.sh", &["--vms", "0", "--custom-actions", "skip", "--status-samples", "1"]);
+    assert_eq!(outcome(&report, "robustness", "status-of-unknown-vm-is-poweroff"), "fail", "`stopped` is PowerUnknown to CloudStack");
+}
