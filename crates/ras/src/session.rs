@@ -167,7 +167,7 @@ impl Session {
         let cfg = self.base.with_settings(settings).map_err(|r| invalid(&r))?;
         let driver = self.open(&cfg, settings).await.map_err(|e| match e.kind() {
             ErrorKind::InvalidInput => invalid(e.message()),
-            _ => (RpcError::from(e.context("Connection failed")), None),
+            _ => (RpcError::internal(format!("Connection failed: {}", e.message())), None),
         })?;
         let prefix = Some(driver.display_name().to_string());
         let desc = self

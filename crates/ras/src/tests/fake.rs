@@ -209,6 +209,9 @@ impl DriverFactory for FakeFactory {
         if settings.str("driver").as_deref() == Some("nodriver") {
             return Err(Error::invalid("unknown driver 'nodriver'"));
         }
+        if settings.str("driver").as_deref() == Some("unbuilt") {
+            return Err(Error::unsupported("the unbuilt driver"));
+        }
         if settings.str("host").as_deref() == Some("") || settings.raw("host").is_some_and(|h| h == "bad") {
             return Err(Error::invalid("setting 'host' must be host[:port]"));
         }

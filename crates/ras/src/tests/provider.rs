@@ -156,3 +156,12 @@ fn connect_settings_override_the_level_for_later_requests() {
     let connected = f.opened.lock().unwrap().iter().find(|s| s.has("can_link_clones")).cloned().unwrap();
     assert_eq!(connected.str("template_mode").as_deref(), Some("native"));
 }
+
+#[test]
+fn a_driver_that_cannot_be_opened_fails_connect_as_internal_error() {
+    let f = FakeFactory::new(full_caps());
+    let r = run(&Args::default(), &f, &[r#"{"method":"provider/connect","params":{"settings":{"driver":"unbuilt"}}}"#]);
+    assert_eq!(err(&r[0]), (-32603, "polyvisor: Connection failed: the unbuilt driver is not supported by this driver".into()));
+    let r = run(&Args::default(), &f, &[r#"{"method":"provider/connect","params":{"settings":{"driver":"nodriver"}}}"#]);
+    assert_eq!(err(&r[0]), (-32602, "polyvisor: Invalid connection parameters: unknown driver 'nodriver'".into()));
+}
