@@ -3,9 +3,32 @@
 //! `cloudstack-extension.md`) and reports what CloudStack would make of each answer.
 //!
 //! Every invocation is `<cmd…> <action> <payload.json> <timeout>` with a Gson-shaped
-//! payload (nulls omitted, memory in bytes, `\u003d`-style escapes), stdin an idle pipe,
-//! stdout+stderr merged, SIGKILL at the timeout; success is the exit code only.
-//! Works against any extension: polyvisor's, the built-in scripts, or a scaffold.
+//! payload (nulls omitted, memory in bytes, `\u003d`-style escapes) written to
+//! `<data-dir>/<extension-name>/<uuid>.json`, stdin an idle pipe (never written, never
+//! closed), stdout+stderr merged into one pipe, SIGKILL of the direct child at the timeout;
+//! success is the exit code only. Works against any extension: polyvisor's, the built-in
+//! scripts, or a scaffold (see `tests/fixtures/cloudstack/`).
+//!
+//! Case groups, in order:
+//! - `robustness`: first a responsiveness probe (a hanging extension ends the run early),
+//!   `status` of an unknown VM = poweroff, Java class names (`com.cloud.…`,
+//!   `org.apache.cloudstack.…`, timeout 5) refused with exit ≠ 0 within 1 s, an unknown
+//!   action, a missing and a truncated payload file, an unparsable timeout argument;
+//! - `lifecycle`: prepare (patch merged like `JsonMergeUtil`) → create (+ poweron) →
+//!   create retried, prepare+create retried → status latency → statuses → stop, stop
+//!   again → start → reboot → getconsole (VNC or direct, parsed like CloudStack) →
+//!   expunge (stop with `expunge.external.vm`) → delete, delete again → status/stop/
+//!   statuses after delete;
+//! - `custom-actions`: probed `ListSnapshots` → Create/List/Restore/Delete with typed
+//!   parameters and Gson-escaped text, case-insensitive names; probed `Suspend`/`Resume`;
+//! - `concurrency`: `--vms` VMs prepared and created in parallel processes, statuses,
+//!   parallel expunge; then `--bad-template-id` (failed create leaves nothing) and
+//!   `--slow-env` (timeout argument honoured) when given;
+//! - `hygiene`: every output < 64 KiB, exactly one JSON object per output, no configured
+//!   secret (or its JSON/Gson spelling) and no VNC password outside `getconsole`.
+//!
+//! Secrets never reach the report: values of secret-looking detail keys and printed
+//! `password`/`ticket` members are masked.
 
 mod concurrency;
 mod ctx;
