@@ -37,6 +37,9 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
     if !config.problems.is_empty() {
         tracing::warn!(problems = ?config.problems, "invalid ras arguments; provider/connect will report them");
     }
+    // A panic is answered as -32603 by the serve loop; its report goes to the log, never
+    // to stderr (the Test Kit reads stderr only at the end and can deadlock on it).
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic in a request handler")));
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -6,6 +6,7 @@ use crate::session::Session;
 use crate::transport::{read_line, write_line, Line, MAX_LINE};
 use crate::wire::{decode, Echo, Reply};
 use std::io::{self, BufRead, Write};
+use std::panic::AssertUnwindSafe;
 use tokio::runtime::Runtime;
 
 /// Serves requests from `input` to `output` until EOF. Returns an error only when the
@@ -36,7 +37,8 @@ pub(crate) fn serve<R: BufRead, W: Write>(rt: &Runtime, session: &mut Session, i
         tracing::info!(method = %req.method, "IN");
         session.begin_request();
         let started = std::time::Instant::now();
-        let result = rt.block_on(methods::dispatch(session, &req));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(methods::dispatch(session, &req))))
+            .unwrap_or_else(|_| Err(RpcError::internal(format!("Internal error while handling {}", req.method))));
         let echo = Echo { id: req.id.clone(), jsonrpc: req.jsonrpc };
         let ms = started.elapsed().as_millis() as u64;
         match result {

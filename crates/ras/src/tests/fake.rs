@@ -104,6 +104,9 @@ impl Driver for Fake {
         Ok(self.state().guests.values().map(Guest::summary).collect())
     }
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
+        if id.as_str() == "panic" {
+            panic!("fake driver bug");
+        }
         if id.as_str() == "slow" {
             tokio::time::sleep(Duration::from_secs(10)).await;
         }

@@ -115,3 +115,11 @@ fn methods_without_parameters_ignore_params() {
     let r = one(r#"{"method":"provider/initialize","params":{}}"#);
     assert_eq!(r["result"]["version"], "1.0.0");
 }
+
+#[test]
+fn a_panicking_driver_is_an_internal_error_not_a_crash() {
+    let f = FakeFactory::new(full_caps());
+    let r = run(&Args::default(), &f, &[r#"{"method":"guests/get","params":{"id":"panic"}}"#, r#"{"method":"guests/get","params":{"id":"101"}}"#]);
+    assert_eq!(err(&r[0]), (-32603, "Fake: Internal error while handling guests/get".into()));
+    assert_eq!(r[1]["result"]["id"], "101");
+}

@@ -5,6 +5,7 @@ mod fake;
 mod framing;
 mod guests;
 mod provider;
+mod secrets;
 mod templates;
 
 use crate::args::Args;
