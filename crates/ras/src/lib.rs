@@ -47,6 +47,8 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _span = tracing::info_span!("ras", pid = std::process::id()).entered();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "polyvisor ras serving stdio");
     let mut session = session::Session::new(factory, config);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();

@@ -47,7 +47,7 @@ pub(crate) fn serve<R: BufRead, W: Write>(rt: &Runtime, session: &mut Session, i
                 write_line(output, &Reply::ok(&echo, &v))?;
             }
             Err(e) => {
-                tracing::info!(method = %req.method, ms, code = e.code, message = %e.message, "OUT error");
+                tracing::info!(method = %req.method, ms, code = e.code, error = %e.message, "OUT error");
                 reply_err(session, output, &echo, &e)?;
             }
         }
