@@ -142,8 +142,16 @@ pub fn run(cmd: &[String], action: &str, payload: &Path, timeout_arg: &str, kill
     });
 
     let deadline = started + kill_after;
-    let mut eof = eof_rx.recv_timeout(kill_after).is_ok();
+    let mut eof = false;
     let status = loop {
+        if !eof {
+            // Wake on EOF at once (the usual exit), else poll the child every few ms: a
+            // grandchild may hold the pipe open after the child has exited.
+            match eof_rx.recv_timeout(Duration::from_millis(3)) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => eof = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() >= deadline => {
@@ -151,7 +159,8 @@ pub fn run(cmd: &[String], action: &str, payload: &Path, timeout_arg: &str, kill
                 r.timed_out = true;
                 break child.wait().ok();
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(if eof { 1 } else { 5 })),
+            Ok(None) if eof => std::thread::sleep(Duration::from_micros(500)),
+            Ok(None) => {}
             Err(_) => break None,
         }
     };
@@ -161,9 +170,8 @@ pub fn run(cmd: &[String], action: &str, payload: &Path, timeout_arg: &str, kill
         r.code = status.and_then(|s| s.code());
     }
     if !eof {
-        eof = eof_rx.recv_timeout(EOF_GRACE).is_ok();
+        let _ = eof_rx.recv_timeout(EOF_GRACE);
     }
-    let _ = eof;
     if let Ok(g) = buf.lock() {
         r.output = g.0.clone();
         r.output_len = g.1;
@@ -196,6 +204,13 @@ mod tests {
         assert!(r.timed_out, "{r:?}");
         assert!(r.elapsed < Duration::from_secs(3));
         assert!(!r.success());
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipe_does_not_stall() {
+        let r = run(&sh("sleep 5 & echo hi"), "x", Path::new("/p"), "5", Duration::from_secs(5));
+        assert!(r.success() && r.text() == "hi", "{r:?}");
+        assert!(r.elapsed < Duration::from_secs(2), "{r:?}");
     }
 
     #[test]

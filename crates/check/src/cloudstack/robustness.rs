@@ -89,6 +89,27 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
         ctx.expect_refusal(&r, "a truncated payload")
     });
 
+    report.case(GROUP, "lenient-payload", || {
+        // Gson omits nulls and newer versions add members: a sparse VM object with unknown
+        // members must still be understood.
+        let vm = Vm::new(&ctx.env, 4006);
+        let mut p = vm.lifecycle_payload(&ctx.env, "status", payload::Phase::Other("Stopped"));
+        if let Some(obj) = p.get_mut("cloudstack.vm.details").and_then(|v| v.as_object_mut()) {
+            obj.retain(|k, _| matches!(k.as_str(), "id" | "name" | "uuid" | "details"));
+            obj.insert("futureMember".into(), serde_json::json!({"nested": [1, 2, {"x": true}]}));
+        }
+        if let Some(obj) = p.as_object_mut() {
+            obj.insert("futureTopLevel".into(), "value\u{2028}with separator".into());
+        }
+        ctx.expect_power(&vm, "Stopped", super::parse::Power::Off)?;
+        let r = ctx.run("status", &p, ctx.lifecycle_timeout)?;
+        ctx.expect_ok(&r)?;
+        match super::parse::status_power(&r.text()) {
+            super::parse::Power::Off => Ok(()),
+            other => Err(format!("sparse payload with unknown members gave {other:?}: {}", ctx.describe(&r))),
+        }
+    });
+
     report.case(GROUP, "timeout-argument-unparsable", || {
         // Spec §1.1: be tolerant; treat a garbage argv[3] as 600. A VM that does not exist
         // must still be reported (poweroff) rather than crashing.
