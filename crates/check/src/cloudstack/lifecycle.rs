@@ -76,8 +76,10 @@ pub fn run(ctx: &Ctx, report: &mut Report, flow: &Flow) {
     report.facts.insert("lifecycle_vm".into(), vm.name.clone().into());
 
     if flow.prepare {
+        let before: Vec<String> = vm.details.keys().cloned().collect();
         let ok = report.case(GROUP, "prepare", || prepare(ctx, &mut vm));
-        report.facts.insert("prepare_details".into(), Value::from(vm.details.keys().filter(|k| !k.starts_with("External:")).cloned().collect::<Vec<_>>()));
+        let added: Vec<String> = vm.details.keys().filter(|k| !before.contains(k)).cloned().collect();
+        report.facts.insert("prepare_added_details".into(), Value::from(added));
         if !ok {
             // CloudStack aborts the deployment when prepare fails.
             skip_rest(report, "prepare failed");
