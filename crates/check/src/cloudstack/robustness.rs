@@ -69,7 +69,11 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
     report.case(GROUP, "unknown-action-refused", || {
         let vm = Vm::new(&ctx.env, 4000);
         let r = ctx.run("pvcheckNoSuchAction", &vm.custom_payload(&ctx.env, "pvcheckNoSuchAction", "Running", None), FQCN_TIMEOUT)?;
-        ctx.expect_refusal(&r, "an unknown action")
+        ctx.expect_refusal(&r, "an unknown action")?;
+        if r.elapsed > FAST {
+            return Err(format!("refusing an unknown action took {} ms (> {} ms)", r.elapsed.as_millis(), FAST.as_millis()));
+        }
+        Ok(())
     });
 
     report.case(GROUP, "missing-payload-file", || {
