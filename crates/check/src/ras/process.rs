@@ -284,6 +284,16 @@ impl Provider {
         Some(l)
     }
 
+    /// Collects every line that arrives within `wait` (extra lines: counted as stray) so
+    /// the next request's reply lines up again; returns them.
+    pub fn settle(&mut self, wait: Duration) -> Vec<Line> {
+        let mut out = Vec::new();
+        while let Some(l) = self.unexpected_line(wait) {
+            out.push(l);
+        }
+        out
+    }
+
     fn drain_stray(&mut self) -> usize {
         let mut n = 0;
         while let Ok(l) = self.lines.try_recv() {
@@ -502,7 +512,15 @@ mod tests {
 
     #[test]
     fn test_kit_result_rules() {
-        let mk = |v: Value| Reply { value: v, line: Line { bytes: vec![], crlf: false, bom: false }, stray_before: 0 };
+        let mk = |v: Value| Reply {
+            value: v,
+            line: Line {
+                bytes: vec![],
+                crlf: false,
+                bom: false,
+            },
+            stray_before: 0,
+        };
         assert!(mk(serde_json::json!({"result": false})).test_kit_result().is_ok());
         assert!(mk(serde_json::json!({"result": null})).test_kit_result().is_err());
         assert!(mk(serde_json::json!({"result": []})).test_kit_result().is_err());
