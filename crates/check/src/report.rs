@@ -69,6 +69,13 @@ impl Report {
         self.progress.set_message(msg.into());
     }
 
+    /// Prints an informational line (what was verified against what) unless quiet.
+    pub fn note(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            self.progress.suspend(|| println!("NOTE  {}", line.as_ref()));
+        }
+    }
+
     /// Records a case result and prints its line (unless quiet).
     pub fn record(&mut self, group: &str, name: &str, outcome: Outcome, started: Instant) {
         let c = CaseResult { group: group.into(), name: name.into(), outcome, millis: started.elapsed().as_millis() };

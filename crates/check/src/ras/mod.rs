@@ -168,10 +168,28 @@ pub fn run(args: Args) -> Result<bool, String> {
         "processes".into(),
         Value::from(s.graveyard.iter().map(|g| redact(g, &hidden)).collect::<Vec<_>>()),
     );
+    let keys: Vec<String> = s.opts.settings.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    report.facts.insert("settings_keys".into(), Value::from(keys));
+    report.note(summary(&report));
     if let Some(tail) = s.last_stderr.take() {
         report.facts.insert("stderr_tail".into(), Value::from(redact(&tail, &hidden)));
     }
     report.finish(&args.report).map_err(|e| format!("cannot write the report: {e}"))
+}
+
+/// One line saying what was verified against what.
+fn summary(r: &Report) -> String {
+    let f = |k: &str| r.facts.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "?".into());
+    format!(
+        "provider version {} at level {}; {} guests ({} templates); flows on {}; {} processes started; settings keys {}",
+        f("version"),
+        f("template_level"),
+        f("guests"),
+        f("templates"),
+        r.facts.get("flow_source").and_then(Value::as_str).unwrap_or("nothing"),
+        f("processes_started"),
+        f("settings_keys")
+    )
 }
 
 fn run_groups(r: &mut Report, s: &mut Session, st: &mut State, skip_hygiene: bool) {
