@@ -100,7 +100,7 @@ pub fn settings(args: &Args) -> Result<Value, String> {
     for kv in &args.setting {
         let (k, v) = kv
             .split_once('=')
-            .ok_or_else(|| format!("--setting expects key=value, got `{}`", kv.split('=').next().unwrap_or("")))?;
+            .ok_or("--setting expects key=value (an argument had no `=`; its text is not echoed in case it is a secret)")?;
         if k.trim().is_empty() {
             return Err("--setting has an empty key".into());
         }
@@ -225,4 +225,46 @@ fn final_cleanup(r: &mut Report, s: &mut Session, st: &mut State) {
             Err(errs.join("; "))
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ras: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Args {
+        let mut v = vec!["x"];
+        v.extend_from_slice(argv);
+        Cli::try_parse_from(v).map(|c| c.ras).expect("parse")
+    }
+
+    #[test]
+    fn settings_merge_and_validate() {
+        let a = parse(&["--settings", r#"{"host":"h","port":8006}"#, "--setting", "token_secret=s3cr=et", "--", "p"]);
+        let s = settings(&a).unwrap();
+        assert_eq!(s, serde_json::json!({"host":"h","port":8006,"token_secret":"s3cr=et"}));
+        assert_eq!(secrets(&s), vec!["s3cr=et".to_string()]);
+        assert_eq!(redact("saw s3cr=et here", &secrets(&s)), "saw *** here");
+        assert!(settings(&parse(&["--settings", "[1]", "--", "p"])).is_err());
+        assert!(settings(&parse(&["--settings", "{", "--", "p"])).is_err());
+        let e = settings(&parse(&["--setting", "password_only", "--", "p"])).unwrap_err();
+        assert!(!e.contains("password_only") && e.contains("key=value"), "{e}");
+        assert!(settings(&parse(&["--setting", "=v", "--", "p"])).is_err());
+    }
+
+    #[test]
+    fn bad_timeout_is_a_usage_error_and_names_are_short() {
+        let a = parse(&["--request-timeout", "0", "--", "true"]);
+        assert!(run(a).is_err());
+        let mut st = State::default();
+        let n = st.name("h");
+        assert!(n.len() <= 15 && n.starts_with("pvc"), "{n}");
+        assert_ne!(n, st.name("h"));
+    }
 }
