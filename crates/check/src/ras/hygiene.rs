@@ -103,7 +103,12 @@ pub fn run(r: &mut Report, s: &mut Session, st: &State) {
         r.case(G, name, || {
             s.ensure()?;
             let reply = s.proc()?.request_raw(&bytes).map_err(|e| format!("expected a reply, saw {e}"))?;
-            judge(&reply, &want)?;
+            let verdict = judge(&reply, &want);
+            if bytes.starts_with(b"{\"method\":\"provider/connect\"") {
+                // A refused connect may legitimately drop the session: connect properly again.
+                s.initialize_and_connect()?;
+            }
+            verdict?;
             still_serving(s)
         });
     }
