@@ -303,6 +303,17 @@ fn convert(r: &mut Report, s: &mut Session, st: &mut State) {
         }
     });
     r.case(G, "guests/convert back to VM", || to(s, false));
+    r.case(G, "task id resolves in a fresh process (§2.4)", || {
+        let reply = s.ok("guests/convert", Some(json!({ "id": id, "is_template": true })))?;
+        let tid = checks::task_id(&reply)?;
+        s.restart()?;
+        s.initialize_and_connect()?;
+        s.wait_task(&tid).map_err(|e| format!("a fresh process must resolve task {tid}: {e}"))?;
+        if !s.is_template(&id)? {
+            return Err("expected is_template true after the convert task completed".into());
+        }
+        to(s, false)
+    });
 }
 
 fn snapshots(r: &mut Report, s: &mut Session, st: &mut State) {
