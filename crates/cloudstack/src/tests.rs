@@ -1,0 +1,290 @@
+//! Whole-invocation tests over the spec §9 payloads (`tests/fixtures/`) against the
+//! in-process fake driver.
+
+use crate::invoke::answer;
+use crate::output::Reply;
+use crate::payload::Payload;
+use crate::testing::{guest, Fake};
+use polyvisor_core::{DriverFactory, PowerState};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET_PREFIX: &str = "6f3c2d9e-0b1a-4c5d";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixture(name)).unwrap()).unwrap()
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    fake: Fake,
+    config: Option<PathBuf>,
+}
+
+impl Run {
+    fn new() -> Self {
+        let fake = Fake::with_template();
+        fake.insert(guest("101", "debian-tpl", None, PowerState::PoweredOff, true));
+        Run { dir: tempfile::tempdir().unwrap(), fake, config: None }
+    }
+
+    /// Runs `action` with a payload (a fixture name or a JSON value) and returns the
+    /// rendered output as JSON and the exit status.
+    fn call(&self, action: &str, payload: &Value, timeout: &str) -> (Value, bool) {
+        let path = self.dir.path().join("payload.json");
+        std::fs::write(&path, payload.to_string()).unwrap();
+        self.call_path(action, &path, timeout)
+    }
+
+    fn call_path(&self, action: &str, path: &Path, timeout: &str) -> (Value, bool) {
+        let argv = vec![action.to_string(), path.display().to_string(), timeout.to_string()];
+        let factory: Arc<dyn DriverFactory> = Arc::new(self.fake.clone());
+        let reply: Reply = answer(&argv, self.config.as_deref(), factory);
+        let (text, ok) = reply.rendered();
+        assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "one line: {text}");
+        assert!(!text.contains(SECRET_PREFIX), "secret leaked: {text}");
+        (serde_json::from_str(text.trim()).unwrap(), ok)
+    }
+}
+
+#[test]
+fn spec_payloads_parse_with_gson_escapes() {
+    let bytes = std::fs::read(fixture("spec_9_create.json")).unwrap();
+    let p = Payload::parse(&bytes).unwrap();
+    assert_eq!(p.internal_name().as_deref(), Some("i-2-45-VM"));
+    assert_eq!(p.vm_uuid().as_deref(), Some("126f4562-1f0f-4313-875e-6150cabeb72f"));
+    assert_eq!(p.cpus(), Some(2));
+    assert_eq!(p.memory_mb(), Some(2048));
+    let nics = p.nics(Some("vmbr1")).unwrap();
+    assert_eq!(nics.len(), 1);
+    assert_eq!(nics[0].mac.as_deref(), Some("02:01:00:CD:00:02"));
+    assert_eq!(nics[0].vlan, Some(1234));
+    assert_eq!(nics[0].network.as_deref(), Some("vmbr1"));
+    let s = crate::config::merged(&Default::default(), &p);
+    // `\u003d\u003d` in the file is `==` in the secret.
+    assert_eq!(s.str("secret").as_deref(), Some("6f3c2d9e-0b1a-4c5d-8e7f-112233445566=="));
+    assert_eq!(s.str("node").as_deref(), Some("pve1"));
+    assert_eq!(s.str("template_id").as_deref(), Some("101"));
+    assert_eq!(s.str("cloudstack.vlan").as_deref(), Some("1234"));
+    for f in ["spec_9_stop.json", "spec_9_status.json", "spec_9_getconsole.json", "spec_9_createsnapshot.json"] {
+        let p = Payload::parse(&std::fs::read(fixture(f)).unwrap()).unwrap();
+        assert_eq!(p.internal_name().as_deref(), Some("i-2-45-VM"), "{f}");
+        assert!(p.nics(None).unwrap().is_empty(), "{f}: no NICs outside create");
+    }
+    let p = Payload::parse(&std::fs::read(fixture("spec_9_createsnapshot.json")).unwrap()).unwrap();
+    assert_eq!(p.parameters().unwrap()["snap_save_memory"], json!(true));
+}
+
+#[test]
+fn bad_payloads_are_structured_errors() {
+    let r = Run::new();
+    let (v, ok) = r.call_path("status", &r.dir.path().join("absent.json"), "5");
+    assert!(!ok);
+    assert_eq!(v, json!({"status":"error","error":"File not found or unreadable"}));
+    let bad = r.dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"externaldetails\": {\"secret\": \"6f3c2d9e-0b1a-4c5d").unwrap();
+    let (v, ok) = r.call_path("status", &bad, "5");
+    assert!(!ok);
+    assert!(v["error"].as_str().unwrap().starts_with("Invalid JSON in payload file"), "{v}");
+    std::fs::write(&bad, "[]").unwrap();
+    assert!(!r.call_path("status", &bad, "5").1);
+    let (v, ok) = r.call("status", &json!({}), "5");
+    assert!(!ok);
+    assert!(v["error"].as_str().unwrap().contains("virtualmachinename"));
+    // Missing arguments entirely.
+    let factory: Arc<dyn DriverFactory> = Arc::new(r.fake.clone());
+    let reply = answer(&["status".to_string()], None, factory);
+    assert!(!reply.ok);
+    assert_eq!(reply.body["error"], "Missing required arguments");
+}
+
+#[test]
+fn java_commands_and_unknown_actions_never_touch_the_backend() {
+    let r = Run::new();
+    let t = Instant::now();
+    let (v, ok) = r.call_path("com.cloud.agent.api.ModifyStoragePoolCommand", &fixture("spec_9_fqcn.json"), "5");
+    assert!(!ok);
+    assert_eq!(v, json!({"status":"error","error":"unsupported command com.cloud.agent.api.ModifyStoragePoolCommand"}));
+    let (v, ok) = r.call_path("org.apache.cloudstack.storage.command.CopyCommand", &r.dir.path().join("none.json"), "5");
+    assert!(!ok);
+    assert_eq!(v["error"], "unsupported command org.apache.cloudstack.storage.command.CopyCommand");
+    let (v, ok) = r.call("deploy", &fixture_json("spec_9_create.json"), "1800");
+    assert!(!ok);
+    assert_eq!(v, json!({"status":"error","error":"Invalid action"}));
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_eq!(r.fake.calls.load(Ordering::SeqCst), 0);
+    assert!(r.fake.state.lock().unwrap().opened_with.is_none(), "driver never opened");
+}
+
+#[test]
+fn full_lifecycle_on_spec_payloads() {
+    let r = Run::new();
+    let create = fixture_json("spec_9_create.json");
+    let (v, ok) = r.call("prepare", &create, "1800");
+    assert!(ok, "{v}");
+    assert_eq!(v, json!({"details":{"External:polyvisor_key":"i-2-45-VM"}}));
+
+    let (v, ok) = r.call("create", &create, "1800");
+    assert!(ok, "{v}");
+    assert_eq!(v, json!({"status":"success","message":"Instance created"}));
+    let vms = r.fake.vms();
+    assert_eq!(vms.len(), 1);
+    assert_eq!(vms[0].name, "web01");
+    assert_eq!(vms[0].key.as_deref(), Some("i-2-45-VM"));
+    assert_eq!(vms[0].power, PowerState::PoweredOn);
+    let spec = r.fake.state.lock().unwrap().last_create.clone().unwrap();
+    assert_eq!((spec.cpus, spec.memory_mb), (Some(2), Some(2048)));
+    assert_eq!(spec.nics[0].vlan, Some(1234));
+    assert!(matches!(&spec.source, polyvisor_core::CreateSource::Template { id, full: false } if id.as_str() == "101"));
+
+    // Retried create converges instead of duplicating; retried prepare reports the id.
+    assert!(r.call("create", &create, "1800").1);
+    assert_eq!(r.fake.vms().len(), 1);
+    let (v, _) = r.call("prepare", &create, "1800");
+    assert_eq!(v["details"]["External:polyvisor_vm_id"], json!(vms[0].id.as_str()));
+
+    let status = fixture_json("spec_9_status.json");
+    assert_eq!(r.call("status", &status, "1800"), (json!({"status":"success","power_state":"poweron"}), true));
+    let stop = fixture_json("spec_9_stop.json");
+    assert_eq!(r.call("stop", &stop, "1800"), (json!({"status":"success","message":"Instance stopped"}), true));
+    assert!(r.call("stop", &stop, "1800").1);
+    assert_eq!(r.call("status", &status, "1800").0["power_state"], "poweroff");
+    assert_eq!(r.call("START", &create, "1800").0["message"], "Instance started");
+    assert_eq!(r.call("reboot", &create, "1800").0["message"], "Instance rebooted");
+
+    let (v, ok) = r.call("getconsole", &fixture_json("spec_9_getconsole.json"), "1800");
+    assert!(ok);
+    assert_eq!(v["console"], json!({"host":"10.0.0.11","port":"5901","password":"PVEVNC:ticket","passwordonetimeuseonly":true,"protocol":"vnc"}));
+
+    let (v, ok) = r.call("statuses", &json!({"externaldetails": create["externaldetails"]}), "1800");
+    assert!(ok);
+    assert_eq!(v["power_state"], json!({"i-2-45-VM":"poweron"}));
+
+    assert_eq!(r.call("delete", &stop, "1800"), (json!({"status":"success","message":"Instance deleted"}), true));
+    assert!(r.fake.vms().is_empty());
+    assert!(r.call("delete", &stop, "1800").1, "delete of an absent VM succeeds");
+    assert!(r.call("stop", &stop, "1800").1, "stop of an absent VM succeeds");
+    assert_eq!(r.call("status", &status, "1800"), (json!({"status":"success","power_state":"poweroff"}), true));
+    let (v, ok) = r.call("start", &create, "1800");
+    assert!(!ok);
+    assert!(v["error"].as_str().unwrap().contains("not found"));
+}
+
+#[test]
+fn failed_create_leaves_nothing_and_reports_why() {
+    let r = Run::new();
+    r.fake.state.lock().unwrap().fail_create = true;
+    let (v, ok) = r.call("create", &fixture_json("spec_9_create.json"), "1800");
+    assert!(!ok);
+    assert_eq!(v["error"], "Failed to create instance i-2-45-VM: disk full");
+    assert!(r.fake.vms().is_empty());
+    // Bad template: clear error, nothing made.
+    r.fake.state.lock().unwrap().fail_create = false;
+    let mut p = fixture_json("spec_9_create.json");
+    p["externaldetails"]["virtualmachine"]["template_id"] = json!("999");
+    let (v, ok) = r.call("create", &p, "1800");
+    assert!(!ok);
+    assert!(v["error"].as_str().unwrap().contains("template [999] not found"), "{v}");
+    assert!(r.fake.vms().is_empty());
+    // Missing template id / bad vm_name: input errors before any backend call.
+    let calls = r.fake.calls.load(Ordering::SeqCst);
+    let mut p = fixture_json("spec_9_create.json");
+    p["externaldetails"]["virtualmachine"] = json!({"template_type": "iso"});
+    p["cloudstack.vm.details"]["details"] = json!({});
+    assert_eq!(r.call("prepare", &p, "1800").0["error"], "Missing required fields: iso_path");
+    p["externaldetails"]["virtualmachine"] = json!({"vm_name": "bad name!", "template_id": "101"});
+    assert!(r.call("prepare", &p, "1800").0["error"].as_str().unwrap().starts_with("vm_name must match"));
+    assert_eq!(r.fake.calls.load(Ordering::SeqCst), calls);
+}
+
+#[test]
+fn timeout_argument_is_honoured_with_cleanup() {
+    let r = Run::new();
+    r.fake.state.lock().unwrap().hang_tasks = true;
+    let t = Instant::now();
+    let (v, ok) = r.call("create", &fixture_json("spec_9_create.json"), "1");
+    let took = t.elapsed();
+    assert!(!ok, "{v}");
+    assert!(took < Duration::from_millis(1000), "answered before the kill limit: {took:?}");
+    assert!(took >= Duration::from_millis(500), "used its budget: {took:?}");
+    assert!(v["error"].as_str().unwrap().starts_with("Failed to create instance i-2-45-VM"), "{v}");
+    assert!(r.fake.vms().is_empty(), "half-made VM removed");
+    let t = Instant::now();
+    let (_, ok) = r.call("stop", &fixture_json("spec_9_stop.json"), "0.3");
+    assert!(ok, "absent VM: no task to wait for");
+    assert!(t.elapsed() < Duration::from_millis(300));
+}
+
+#[test]
+fn snapshot_actions_with_typed_parameters() {
+    let r = Run::new();
+    assert!(r.call("create", &fixture_json("spec_9_create.json"), "1800").1);
+    let snap = fixture_json("spec_9_createsnapshot.json");
+    assert_eq!(r.call("CreateSnapshot", &snap, "60"), (json!({"status":"success","message":"Instance Snapshot created"}), true));
+    let mut list = snap.clone();
+    list.as_object_mut().unwrap().remove("parameters");
+    let (v, ok) = r.call("listsnapshots", &list, "60");
+    assert!(ok);
+    assert_eq!(
+        v,
+        json!({"status":"success","printmessage":"true","message":[{"name":"before-upgrade","snaptime":"2026-01-02 15:04:05","description":"","parent":"-","vmstate":"1"}]})
+    );
+    // Parameters as strings (hand-written or undeclared) work too.
+    let mut s2 = snap.clone();
+    s2["parameters"] = json!({"snap_name": "second", "snap_save_memory": "false", "snap_description": "a \u{3d} b"});
+    assert!(r.call("createsnapshot", &s2, "60").1);
+    s2["parameters"]["snap_save_memory"] = json!("perhaps");
+    let (v, ok) = r.call("createsnapshot", &s2, "60");
+    assert!(!ok);
+    assert_eq!(v["error"], "Parameter snap_save_memory must be a boolean");
+    let mut bad = snap.clone();
+    bad["parameters"] = json!({});
+    assert_eq!(r.call("CreateSnapshot", &bad, "60").0["error"], "Missing or empty required parameter: snap_name");
+
+    let id = r.fake.vms()[0].id.clone();
+    r.fake.state.lock().unwrap().guests.get_mut(id.as_str()).unwrap().power = PowerState::PoweredOn;
+    assert_eq!(r.call("RestoreSnapshot", &snap, "60").0["message"], "Instance Snapshot restored");
+    assert_eq!(r.fake.vms()[0].power, PowerState::PoweredOn, "restarted after rollback");
+    let mut missing = snap.clone();
+    missing["parameters"] = json!({"snap_name": "nope"});
+    assert!(!r.call("RestoreSnapshot", &missing, "60").1);
+    assert_eq!(r.call("DeleteSnapshot", &snap, "60").0["message"], "Instance Snapshot deleted");
+    assert_eq!(r.call("Suspend", &list, "60").0["message"], "Instance suspended");
+    assert_eq!(r.fake.vms()[0].power, PowerState::Suspended);
+    assert_eq!(r.call("Resume", &list, "60").0["message"], "Instance resumed");
+}
+
+#[test]
+fn config_file_is_the_lowest_priority() {
+    let mut r = Run::new();
+    let cfg = r.dir.path().join("polyvisor.json");
+    std::fs::write(&cfg, r#"{"driver":"fake","node":"from-file","storage":"local-zfs"}"#).unwrap();
+    r.config = Some(cfg);
+    assert!(r.call("status", &fixture_json("spec_9_status.json"), "5").1);
+    let s = r.fake.state.lock().unwrap().opened_with.clone().unwrap();
+    assert_eq!(s.str("driver").as_deref(), Some("fake"));
+    assert_eq!(s.str("node").as_deref(), Some("pve1"), "host detail beats the file");
+    assert_eq!(s.str("storage").as_deref(), Some("local-zfs"));
+    r.config = Some(r.dir.path().join("missing.json"));
+    let (v, ok) = r.call("status", &fixture_json("spec_9_status.json"), "5");
+    assert!(!ok);
+    assert!(v["error"].as_str().unwrap().contains("not found or unreadable"));
+}
+
+#[test]
+fn status_finds_legacy_guests_by_remembered_id_or_name() {
+    let r = Run::new();
+    // A VM the built-in proxmox.sh made: no key, id kept as `proxmox_vmid` = 103.
+    r.fake.insert(guest("103", "web01", None, PowerState::PoweredOn, false));
+    assert_eq!(r.call("status", &fixture_json("spec_9_status.json"), "5").0["power_state"], "poweron");
+    // A remembered id that now belongs to another VM's key is not ours.
+    r.fake.state.lock().unwrap().guests.get_mut("103").unwrap().key = Some("i-9-99-VM".into());
+    assert_eq!(r.call("status", &fixture_json("spec_9_status.json"), "5").0["power_state"], "poweroff");
+}
