@@ -1,0 +1,175 @@
+//! End-to-end: `polyvisor cloudstack install` writes the extension entry file into a
+//! temporary extensions root; `polyvisor check cloudstack -- <that entry file>` then
+//! drives it like the 4.22 management server on the sim driver and must pass, while the
+//! deliberately broken fixture extension must make the harness exit 1. Also checks the
+//! raw invocation contract of the installed wrapper (one JSON document, silent stderr,
+//! fast refusal of Java command names, timeout honoured).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polyvisor");
+/// A template of the sim's demo estate.
+const SIM_TEMPLATE: &str = "9000";
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pv-cs-conf-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn sim_env(cmd: &mut Command, dir: &Path) {
+    cmd.env("POLYVISOR_SIM_DB", dir.join("sim.db"))
+        .env("POLYVISOR_SIM_TASK_MS", "0")
+        .env("POLYVISOR_SIM_BOOT_MS", "0")
+        .env("POLYVISOR_LOG_FILE", dir.join("polyvisor.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+}
+
+fn wait_with_deadline(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{what} exceeded {limit:?}; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Installs the extension into `<dir>/extensions` and returns the entry file.
+fn install(dir: &Path) -> PathBuf {
+    let root = dir.join("extensions");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["cloudstack", "install", "--name", "Polyvisor Sim", "--driver", "sim", "--root"])
+        .arg(&root)
+        .args(["--set", "storage=local"]);
+    sim_env(&mut cmd, dir);
+    let out = wait_with_deadline(cmd.spawn().expect("spawn install"), Duration::from_secs(30), "install");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "install failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let entry = root.join("polyvisor_sim/polyvisor_sim.sh");
+    assert!(text.contains(&entry.display().to_string()), "{text}");
+    assert!(
+        text.contains("cmk create extension name=\"Polyvisor Sim\" type=Orchestrator path=polyvisor_sim/polyvisor_sim.sh orchestratorrequirespreparevm=true"),
+        "{text}"
+    );
+    assert!(text.contains("name=CreateSnapshot") && text.contains("parameters[0].name=snap_name parameters[0].type=STRING parameters[0].required=true"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&entry).expect("entry file").permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "entry file executable");
+    let script = std::fs::read_to_string(&entry).unwrap();
+    assert!(script.starts_with("#!/bin/sh\n") && script.contains(" cloudstack --config ") && script.contains("\"$@\""), "{script}");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("polyvisor_sim/polyvisor.json")).unwrap()).unwrap();
+    assert_eq!(config, serde_json::json!({"driver": "sim", "storage": "local"}));
+    entry
+}
+
+/// Runs `polyvisor check cloudstack [args] -- <cmd>`; returns the output and JSON report.
+fn run_check(dir: &Path, harness: &[&str], extension: &[String]) -> (Output, serde_json::Value) {
+    let json = dir.join("report.json");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["check", "cloudstack", "--timeout", "60", "--json"]).arg(&json).args(harness).arg("--").args(extension);
+    sim_env(&mut cmd, dir);
+    let out = wait_with_deadline(cmd.spawn().expect("spawn check"), Duration::from_secs(300), "polyvisor check cloudstack");
+    let report = std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
+    (out, report)
+}
+
+fn failed_cases(report: &serde_json::Value) -> Vec<String> {
+    report["cases"]
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["outcome"] == "fail").map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"])).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn installed_wrapper_on_sim_passes_the_harness() {
+    let dir = temp_dir("sim");
+    let entry = install(&dir);
+    let (out, report) = run_check(
+        &dir,
+        &["--template-id", SIM_TEMPLATE, "--bad-template-id", "424242", "--custom-actions", "require", "--vms", "3"],
+        &[entry.display().to_string()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "harness failed against the installed polyvisor extension (is the sim driver built?):\n{stdout}\nfailed cases: {:#?}\nlog: {}",
+        failed_cases(&report),
+        dir.join("polyvisor.log").display()
+    );
+    let passed = report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "pass").count()).unwrap_or(0);
+    assert!(passed >= 30, "only {passed} cases passed:\n{stdout}");
+    for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "hygiene"] {
+        let any = report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["group"] == must && c["outcome"] == "pass"));
+        assert!(any, "no passing case in group {must}:\n{stdout}");
+    }
+}
+
+#[test]
+fn harness_fails_against_the_broken_fixture() {
+    let dir = temp_dir("broken");
+    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("../check/tests/fixtures/cloudstack/broken-extension.sh");
+    assert!(broken.exists(), "fixture missing: {}", broken.display());
+    let (out, report) = run_check(&dir, &["--template-id", SIM_TEMPLATE], &[broken.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "harness must exit 1:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!failed_cases(&report).is_empty(), "report lists the failures");
+}
+
+/// Runs the installed wrapper directly, as CloudStack does (merged output checked apart).
+fn invoke(dir: &Path, entry: &Path, args: &[&str]) -> (Output, Duration) {
+    let mut cmd = Command::new(entry);
+    cmd.args(args);
+    sim_env(&mut cmd, dir);
+    let t = Instant::now();
+    let out = wait_with_deadline(cmd.spawn().expect("spawn wrapper"), Duration::from_secs(30), "extension");
+    (out, t.elapsed())
+}
+
+#[test]
+fn wrapper_follows_the_invocation_contract() {
+    let dir = temp_dir("contract");
+    let entry = install(&dir);
+    let payload = dir.join("p.json");
+    std::fs::write(
+        &payload,
+        r#"{"externaldetails":{"host":{"secret":"s3cr\u003dt"}},"virtualmachinename":"i-9-9-VM","cloudstack.vm.details":{"nics":[]}}"#,
+    )
+    .unwrap();
+    let p = payload.display().to_string();
+
+    let (out, took) = invoke(&dir, &entry, &["com.cloud.agent.api.ModifyStoragePoolCommand", &p, "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"status\":\"error\",\"error\":\"unsupported command com.cloud.agent.api.ModifyStoragePoolCommand\"}\n"
+    );
+    assert!(out.stderr.is_empty());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    let (out, _) = invoke(&dir, &entry, &["status", &p, "1800"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"status\":\"success\",\"power_state\":\"poweroff\"}\n", "absent VM");
+    assert!(out.status.success() && out.stderr.is_empty());
+
+    let (out, _) = invoke(&dir, &entry, &["status", &dir.join("missing.json").display().to_string(), "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["status"], "error");
+    assert!(out.stderr.is_empty());
+
+    let (out, _) = invoke(&dir, &entry, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"status\":\"error\",\"error\":\"Missing required arguments\"}\n");
+
+    // Status latency: the benchmark's target is a few ms per invocation.
+    let mut times: Vec<Duration> = (0..7).map(|_| invoke(&dir, &entry, &["status", &p, "1800"]).1).collect();
+    times.sort();
+    assert!(times[3] < Duration::from_millis(500), "median status {:?}", times[3]);
+}
