@@ -55,7 +55,14 @@ pub enum Command {
 pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
     match args.command {
         Some(Command::Install(a)) => install::run(a, factory),
-        Some(Command::Action(argv)) => invoke::answer(&argv, args.config.as_deref(), factory).emit(),
+        Some(Command::Action(argv)) => {
+            // A panic must not print on stderr (CloudStack parses it): log it, answer JSON.
+            std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
+            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                invoke::answer(&argv, args.config.as_deref(), factory)
+            }));
+            reply.unwrap_or_else(|_| output::Reply::error("internal error (see the polyvisor log)")).emit()
+        }
         None => output::Reply::error("Missing required arguments").emit(),
     }
 }
