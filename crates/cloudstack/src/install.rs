@@ -264,4 +264,35 @@ mod tests {
         assert!(text.contains("name=ListSnapshots") && !text.contains("name=Suspend"));
         assert!(!cloudmonkey("X", "x", Some(&Capabilities::default())).contains("customaction"));
     }
+
+    #[test]
+    fn install_writes_entry_and_config() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let args = InstallArgs {
+            name: "Poly Visor".into(),
+            driver: "fake".into(),
+            root: dir.path().to_path_buf(),
+            set: vec![("node".into(), "pve1".into()), ("secret".into(), "a=b".into())],
+            binary: Some(PathBuf::from("/bin/sh")),
+            log_to: None,
+        };
+        let text = install(&args, Arc::new(crate::testing::Fake::default())).unwrap();
+        let entry = dir.path().join("poly_visor/poly_visor.sh");
+        let config = dir.path().join("poly_visor/polyvisor.json");
+        assert!(text.contains(&entry.display().to_string()));
+        assert!(!text.contains("a=b"), "settings values are not printed");
+        assert_eq!(std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o640);
+        let v: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"driver": "fake", "node": "pve1", "secret": "a=b"}));
+        let loaded = crate::config::load_file(&config).unwrap();
+        assert_eq!(loaded.str("secret").as_deref(), Some("a=b"));
+        let script = std::fs::read_to_string(&entry).unwrap();
+        assert!(script.contains(&format!("cloudstack --config '{}' \"$@\"", config.display())), "{script}");
+        // Re-install overwrites in place.
+        assert!(install(&args, Arc::new(crate::testing::Fake::default())).is_ok());
+        let bad = InstallArgs { name: " ".into(), ..args };
+        assert!(install(&bad, Arc::new(crate::testing::Fake::default())).unwrap_err().contains("--name"));
+    }
 }
