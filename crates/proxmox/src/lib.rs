@@ -1,9 +1,33 @@
-//! Proxmox VE driver over the PVE REST API.
+//! Proxmox VE driver over the PVE REST API (see `README.md` for settings and quirks).
+//!
+//! Layers: [`config`] (settings → config) → [`tls`] + [`api`] (HTTP, auth, retries,
+//! round-trip counter, [`pve_error`] mapping) → `client` (node cache, task reads) →
+//! `driver`/`provision`/`tasks` (the [`Driver`] operations and their task state machines).
 
-use polyvisor_core::{Driver, Error, Result, Settings};
+pub mod api;
+mod client;
+pub mod config;
+mod driver;
+pub mod lenient;
+pub mod names;
+pub mod parse;
+mod provision;
+pub mod pve_error;
+pub mod tags;
+mod tasks;
+pub mod tls;
+pub mod upid;
+
+pub use client::ProxmoxDriver;
+use polyvisor_core::{Driver, Result, Settings};
 use std::sync::Arc;
 
 /// Builds the driver from settings (no backend I/O; see `Driver::probe`).
-pub fn open(_settings: &Settings) -> Result<Arc<dyn Driver>> {
-    Err(Error::unsupported("proxmox driver (not built yet)"))
+pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
+    Ok(Arc::new(open_driver(settings)?))
+}
+
+/// Like [`open`], but returns the concrete driver (for round-trip counters in tests and benchmarks).
+pub fn open_driver(settings: &Settings) -> Result<ProxmoxDriver> {
+    ProxmoxDriver::new(config::Config::from_settings(settings)?)
 }

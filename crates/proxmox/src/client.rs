@@ -1,0 +1,170 @@
+//! The driver value and its per-VM helpers: node resolution through a refresh-on-miss
+//! cache of `cluster/resources`, VM paths, UPID submission and task-status reads.
+
+use crate::api::Api;
+use crate::config::Config;
+use crate::parse::{self, Resource};
+use crate::pve_error;
+use crate::upid::{enc, Upid};
+use polyvisor_core::task::TaskToken;
+use polyvisor_core::{Error, ErrorKind, GuestId, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The Proxmox VE driver.
+pub struct ProxmoxDriver {
+    pub(crate) api: Api,
+    /// vmid → node; only a hint: every miss or "does not exist" refreshes it.
+    nodes: Mutex<HashMap<String, String>>,
+}
+
+/// A finished or running PVE task.
+pub(crate) enum PveTask {
+    Running,
+    Ok,
+    Failed(String),
+}
+
+impl ProxmoxDriver {
+    /// A driver for this config (no I/O).
+    pub fn new(cfg: Config) -> Result<ProxmoxDriver> {
+        Ok(ProxmoxDriver { api: Api::new(cfg)?, nodes: Mutex::new(HashMap::new()) })
+    }
+
+    /// HTTP round trips made so far by this driver (all operations, all tasks).
+    pub fn round_trips(&self) -> u64 {
+        self.api.round_trips()
+    }
+
+    pub(crate) fn cfg(&self) -> &Config {
+        self.api.config()
+    }
+
+    /// The whole QEMU listing; refreshes the node cache.
+    pub(crate) async fn resources(&self) -> Result<Vec<Resource>> {
+        let data = self.api.get("/cluster/resources", &[("type", "vm".into())]).await?;
+        let list = parse::resources(&data);
+        if let Ok(mut c) = self.nodes.lock() {
+            c.clear();
+            c.extend(list.iter().map(|r| (r.vmid.clone(), r.node.clone())));
+        }
+        Ok(list)
+    }
+
+    fn cached_node(&self, vmid: &str) -> Option<String> {
+        self.nodes.lock().ok().and_then(|c| c.get(vmid).cloned())
+    }
+
+    pub(crate) fn forget(&self, vmid: &str) {
+        if let Ok(mut c) = self.nodes.lock() {
+            c.remove(vmid);
+        }
+    }
+
+    pub(crate) fn remember(&self, vmid: &str, node: &str) {
+        if let Ok(mut c) = self.nodes.lock() {
+            c.insert(vmid.to_string(), node.to_string());
+        }
+    }
+
+    /// Node of a guest: cache, else a fresh listing; absent → NotFound.
+    pub(crate) async fn node_of(&self, id: &GuestId) -> Result<(String, String)> {
+        let vmid = vmid_of(id)?;
+        if let Some(n) = self.cached_node(&vmid) {
+            return Ok((vmid, n));
+        }
+        self.resources().await?;
+        match self.cached_node(&vmid) {
+            Some(n) => Ok((vmid, n)),
+            None => Err(Error::not_found(format!("guest [{vmid}]"))),
+        }
+    }
+
+    /// Runs `f(vmid, node)`; when the node came from the cache and PVE says the VM does
+    /// not exist there, refreshes once and retries (migrated or recycled VMIDs).
+    pub(crate) async fn on_vm<T, F, Fut>(&self, id: &GuestId, f: F) -> Result<T>
+    where
+        F: Fn(String, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let vmid = vmid_of(id)?;
+        let cached = self.cached_node(&vmid).is_some();
+        let (vmid, node) = self.node_of(id).await?;
+        match f(vmid.clone(), node).await {
+            Err(e) if cached && e.kind() == ErrorKind::NotFound && e.message().contains("Configuration file") => {
+                self.forget(&vmid);
+                let (vmid, node) = self.node_of(id).await?;
+                f(vmid, node).await
+            }
+            other => other,
+        }
+    }
+
+    /// `GET /nodes/{node}/tasks/{upid}/status` → state.
+    pub(crate) async fn task_state(&self, upid: &Upid) -> Result<PveTask> {
+        let v = self.api.get(&upid.status_path(), &[]).await?;
+        Ok(task_state_of(&v))
+    }
+
+    /// Most recent task of a type for a VM since `since` (node task list, newest first).
+    pub(crate) async fn last_task(&self, node: &str, vmid: &str, kind: &str, since: u64) -> Result<Option<PveTask>> {
+        let v = self.api.get(&format!("/nodes/{}/tasks", enc(node)), &[("vmid", vmid.to_string()), ("limit", "20".into())]).await?;
+        let found = v.as_array().into_iter().flatten().find(|t| {
+            t.get("type").and_then(Value::as_str) == Some(kind) && crate::lenient::u64_field(t, "starttime").is_some_and(|s| s + 2 >= since)
+        });
+        Ok(found.map(|t| match t.get("status").and_then(Value::as_str) {
+            None | Some("running") | Some("") => PveTask::Running,
+            Some(s) if is_ok_exit(s) => PveTask::Ok,
+            Some(s) => PveTask::Failed(s.to_string()),
+        }))
+    }
+}
+
+/// `qemu` path prefix for a VM.
+pub(crate) fn vm_path(node: &str, vmid: &str) -> String {
+    format!("/nodes/{}/qemu/{}", enc(node), enc(vmid))
+}
+
+/// A guest id must be a VMID (integer ≥ 100).
+pub(crate) fn vmid_of(id: &GuestId) -> Result<String> {
+    let s = id.as_str().trim();
+    match s.parse::<u64>() {
+        Ok(n) if (100..=999_999_999).contains(&n) => Ok(n.to_string()),
+        _ => Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", s.chars().take(40).collect::<String>()))),
+    }
+}
+
+/// `OK` or `WARNINGS: N` are successes.
+pub(crate) fn is_ok_exit(s: &str) -> bool {
+    s == "OK" || s.starts_with("WARNINGS")
+}
+
+pub(crate) fn task_state_of(v: &Value) -> PveTask {
+    match v.get("status").and_then(Value::as_str) {
+        Some("stopped") => match v.get("exitstatus").and_then(Value::as_str) {
+            Some(s) if is_ok_exit(s) => PveTask::Ok,
+            Some(s) => PveTask::Failed(s.to_string()),
+            None => PveTask::Failed("task ended without exit status".into()),
+        },
+        _ => PveTask::Running,
+    }
+}
+
+/// Error for a failed in-task exit status.
+pub(crate) fn task_error(what: &str, exit: &str) -> Error {
+    Error::new(pve_error::classify_message(exit), format!("{what}: {exit}"))
+}
+
+/// A UPID from a POST/DELETE answer; PVE 6.2 `template` answered `null` (→ `None`).
+pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>> {
+    match data.as_str() {
+        Some(s) => Upid::parse(s).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A task token that waits for one UPID.
+pub(crate) fn upid_task(op: &str, upid: &Upid, vmid: &str) -> polyvisor_core::TaskId {
+    TaskToken::new("upid", json!({"op": op, "upid": upid.raw, "vmid": vmid})).encode()
+}

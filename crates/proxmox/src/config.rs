@@ -1,0 +1,294 @@
+//! Settings → [`Config`]: the RAS sample keys and the CloudStack built-in keys map onto
+//! the same struct, so both fronts behave alike (see the crate README for the key table).
+
+use polyvisor_core::{Error, ExposeSecret, Result, SecretString, Settings};
+use std::time::Duration;
+
+/// Default PVE API port.
+pub const DEFAULT_PORT: u16 = 8006;
+
+/// How the driver authenticates.
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: PVEAPIToken=<user>!<tokenid>=<secret>` on every request.
+    Token {
+        /// The whole header value (secret).
+        header: SecretString,
+    },
+    /// Ticket login with user name and password (`POST /access/ticket`).
+    Password {
+        /// `user@realm`.
+        user: String,
+        /// The password (secret).
+        password: SecretString,
+    },
+}
+
+/// How the server certificate is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Public web PKI roots (default).
+    Verify,
+    /// Verify against this PEM CA file.
+    CaFile(String),
+    /// Accept exactly the certificate with this SHA-256 digest (DER), as Proxmox shows it.
+    Fingerprint([u8; 32]),
+    /// No verification (explicit opt-out).
+    Insecure,
+}
+
+/// How templates are implemented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateMode {
+    /// Ordinary stopped VM marked by the `polyvisor-template` tag; keeps its snapshots.
+    Flag,
+    /// Real Proxmox template (`POST …/template`); linked clones.
+    Native,
+}
+
+/// Default clone mode from settings (`clone_mode`, CloudStack `is_full_clone`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloneDefault {
+    /// Always full copies.
+    Full,
+    /// Linked where the source is a native template.
+    Linked,
+}
+
+/// The resolved driver configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// `https://host:port/api2/json` (or `http://` when given explicitly, for tests).
+    pub base_url: String,
+    /// `host:port` for messages.
+    pub display_host: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// Default node for creates (`node`).
+    pub node: Option<String>,
+    /// Target storage for full clones and new disks (`storage`).
+    pub storage: Option<String>,
+    /// Pool new guests join (`pool`).
+    pub pool: Option<String>,
+    /// Default bridge for new NICs (`network_bridge`, default `vmbr0`).
+    pub bridge: String,
+    /// Certificate checking.
+    pub tls: TlsMode,
+    /// Default clone mode.
+    pub clone_default: CloneDefault,
+    /// How long a started clone may take to report an IPv4 address.
+    pub ip_wait: Duration,
+    /// Template implementation.
+    pub template_mode: TemplateMode,
+    /// Disk size for ISO installs (`disk_size_gb`, default 64).
+    pub disk_size_gb: u64,
+    /// OS type for ISO installs (`iso_os_type`, default `l26`).
+    pub iso_os_type: String,
+    /// Graceful shutdown budget before the hard stop (`shutdown_timeout`, default 60 s).
+    pub shutdown_timeout_secs: u64,
+    /// TCP connect timeout (`connect_timeout`, default 3 s).
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (`request_timeout`, default 10 s).
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Reads settings. Errors name the key, never a value.
+    pub fn from_settings(s: &Settings) -> Result<Config> {
+        let raw_host = s
+            .str_any(&["host", "url"])
+            .ok_or_else(|| Error::invalid("setting 'host' (or CloudStack 'url') is required"))?;
+        let (base_url, display_host) = parse_host(&raw_host)?;
+        let user = s.str_any(&["username", "user"]);
+        let token_name = s.str_any(&["token_name", "token"]);
+        let token_secret = s.secret_any(&["token_secret", "secret"]);
+        let password = s.secret("password");
+        let auth = match (token_name, token_secret, password) {
+            (Some(name), Some(secret), _) => {
+                let id = if name.contains('!') {
+                    name
+                } else {
+                    let user = user.clone().ok_or_else(|| Error::invalid("setting 'username' (or 'user') is required with a token"))?;
+                    format!("{user}!{name}")
+                };
+                Auth::Token { header: SecretString::from(format!("PVEAPIToken={id}={}", secret.expose_secret())) }
+            }
+            (None, None, Some(password)) | (Some(_), None, Some(password)) | (None, Some(_), Some(password)) => {
+                let mut user = user.ok_or_else(|| Error::invalid("setting 'username' (or 'user') is required"))?;
+                if !user.contains('@') {
+                    user.push_str("@pam");
+                }
+                Auth::Password { user, password }
+            }
+            (Some(_), None, None) => return Err(Error::invalid("setting 'token_secret' (or 'secret') is required with a token")),
+            (None, Some(_), None) => return Err(Error::invalid("setting 'token_name' (or 'token') is required with a token secret")),
+            (None, None, None) => {
+                return Err(Error::invalid("credentials missing: set 'token_name' + 'token_secret' (or 'token' + 'secret'), or 'password'"))
+            }
+        };
+        let verify = match s.bool("verify_tls")? {
+            Some(v) => v,
+            None => s.bool_or("verify_tls_certificate", true)?,
+        };
+        let tls = if let Some(fp) = s.str("fingerprint") {
+            TlsMode::Fingerprint(parse_fingerprint(&fp)?)
+        } else if let Some(ca) = s.str("ca_file") {
+            TlsMode::CaFile(ca)
+        } else if verify {
+            TlsMode::Verify
+        } else {
+            TlsMode::Insecure
+        };
+        let clone_default = match s.str("clone_mode").map(|m| m.to_ascii_lowercase()).as_deref() {
+            Some("full") => CloneDefault::Full,
+            Some("linked") | Some("link") => CloneDefault::Linked,
+            Some(_) => return Err(Error::invalid("setting 'clone_mode' must be 'full' or 'linked'")),
+            None => match s.bool("is_full_clone")? {
+                Some(false) | None => CloneDefault::Linked,
+                Some(true) => CloneDefault::Full,
+            },
+        };
+        let template_mode = match s.str("template_mode").map(|m| m.to_ascii_lowercase()).as_deref() {
+            None | Some("flag") => TemplateMode::Flag,
+            Some("native") => TemplateMode::Native,
+            Some(_) => return Err(Error::invalid("setting 'template_mode' must be 'flag' or 'native'")),
+        };
+        Ok(Config {
+            base_url,
+            display_host,
+            auth,
+            node: s.str("node"),
+            storage: s.str("storage"),
+            pool: s.str("pool"),
+            bridge: s.str("network_bridge").unwrap_or_else(|| "vmbr0".into()),
+            tls,
+            clone_default,
+            ip_wait: Duration::from_secs(s.u64_or("ip_wait_timeout", 300)?),
+            template_mode,
+            disk_size_gb: s.u64_or("disk_size_gb", 64)?,
+            iso_os_type: s.str("iso_os_type").unwrap_or_else(|| "l26".into()),
+            shutdown_timeout_secs: s.u64_or("shutdown_timeout", 60)?,
+            connect_timeout: Duration::from_millis(s.u64_or("connect_timeout", 3)?.max(1) * 1000),
+            request_timeout: Duration::from_millis(s.u64_or("request_timeout", 10)?.max(1) * 1000),
+        })
+    }
+}
+
+/// `host`, `host:port`, `https://host[:port][/…]`, `[v6]:port` → (base URL, `host:port`).
+pub fn parse_host(raw: &str) -> Result<(String, String)> {
+    let bad = || Error::invalid("setting 'host' is not a valid host name, host:port or URL");
+    let raw = raw.trim();
+    let (scheme, rest) = if let Some(r) = raw.strip_prefix("https://") {
+        ("https", r)
+    } else if let Some(r) = raw.strip_prefix("http://") {
+        ("http", r)
+    } else if raw.contains("://") {
+        return Err(bad());
+    } else {
+        ("https", raw)
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(bad()),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+        return Err(bad());
+    }
+    let port: u16 = match port {
+        Some(p) => p.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?,
+        None => DEFAULT_PORT,
+    };
+    let display = format!("{host}:{port}");
+    Ok((format!("{scheme}://{display}/api2/json"), display))
+}
+
+/// `AB:CD:…` (32 colon-separated hex octets, any case; colons optional) → digest bytes.
+pub fn parse_fingerprint(raw: &str) -> Result<[u8; 32]> {
+    let hex: String = raw.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect();
+    let bad = || Error::invalid("setting 'fingerprint' must be a SHA-256 fingerprint (32 colon-separated hex octets)");
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hosts_with_and_without_port_and_scheme() {
+        let p = |s: &str| parse_host(s).unwrap().0;
+        assert_eq!(p("pve.lab"), "https://pve.lab:8006/api2/json");
+        assert_eq!(p("pve.lab:8443"), "https://pve.lab:8443/api2/json");
+        assert_eq!(p("https://10.0.0.5:8006/"), "https://10.0.0.5:8006/api2/json");
+        assert_eq!(p("https://10.0.0.5/api2/json"), "https://10.0.0.5:8006/api2/json");
+        assert_eq!(p("http://127.0.0.1:9"), "http://127.0.0.1:9/api2/json");
+        assert_eq!(p("[fd00::1]:8006"), "https://[fd00::1]:8006/api2/json");
+        assert_eq!(p("[fd00::1]"), "https://[fd00::1]:8006/api2/json");
+        for bad in ["", "ftp://x", "host:notaport", "host:0", "a b", "user:pw@host", "fd00::1"] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ras_and_cloudstack_keys_give_the_same_config() {
+        let ras = Settings::from_json(&json!({"host":"pve:8006","username":"root@pam","token_name":"ci","token_secret":"S3CRET","verify_tls":"false"})).unwrap();
+        let cs = Settings::from_json(&json!({"url":"pve","user":"root@pam","token":"ci","secret":"S3CRET","verify_tls_certificate":"false","network_bridge":"vmbr1","is_full_clone":"true"})).unwrap();
+        let a = Config::from_settings(&ras).unwrap();
+        let b = Config::from_settings(&cs).unwrap();
+        assert_eq!(a.base_url, b.base_url);
+        assert_eq!(a.tls, TlsMode::Insecure);
+        assert_eq!(b.tls, TlsMode::Insecure);
+        assert_eq!(b.bridge, "vmbr1");
+        assert_eq!(b.clone_default, CloneDefault::Full);
+        match (&a.auth, &b.auth) {
+            (Auth::Token { header: x }, Auth::Token { header: y }) => {
+                assert_eq!(x.expose_secret(), "PVEAPIToken=root@pam!ci=S3CRET");
+                assert_eq!(x.expose_secret(), y.expose_secret());
+            }
+            _ => panic!("token auth expected"),
+        }
+    }
+
+    #[test]
+    fn errors_name_keys_not_values() {
+        let s = Settings::from_json(&json!({"host":"pve","username":"root@pam","token_name":"ci","token_secret":"S3CRET","fingerprint":"S3CRET"})).unwrap();
+        let e = Config::from_settings(&s).err().unwrap();
+        assert!(e.message().contains("'fingerprint'") && !e.message().contains("S3CRET"));
+        let s = Settings::from_json(&json!({"host":"pve"})).unwrap();
+        assert!(Config::from_settings(&s).is_err());
+        let s = Settings::from_json(&json!({"host":"pve","username":"root","password":"pw","template_mode":"native"})).unwrap();
+        let c = Config::from_settings(&s).unwrap();
+        assert!(matches!(c.auth, Auth::Password { ref user, .. } if user == "root@pam"));
+        assert_eq!(c.template_mode, TemplateMode::Native);
+    }
+
+    #[test]
+    fn fingerprints_parse_as_proxmox_shows_them() {
+        let fp = "42:62:51:D3:E1:41:7B:21:C8:6B:70:6F:2B:AB:76:DE:D0:69:58:41:95:82:8A:50:FD:7E:CA:78:7E:80:81:90";
+        assert_eq!(parse_fingerprint(fp).unwrap()[0], 0x42);
+        assert_eq!(parse_fingerprint(&fp.to_lowercase()).unwrap()[31], 0x90);
+        assert!(parse_fingerprint("42:62").is_err());
+        assert!(parse_fingerprint(&fp.replace('4', "g")).is_err());
+    }
+}

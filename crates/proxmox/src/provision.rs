@@ -1,0 +1,322 @@
+//! Clones and creates: submission (nextid + clone/create, collisions retried, retries of
+//! the same request adopted) and the `provision` task state machine that finishes them
+//! from live state alone (tag fix-up, config, start, wait for IPv4, clean-up on failure).
+
+use crate::client::{task_error, upid_of, vm_path, vmid_of, ProxmoxDriver, PveTask};
+use crate::config::{CloneDefault, TemplateMode};
+use crate::names;
+use crate::pve_error::is_lock_message;
+use crate::tags;
+use crate::upid::{enc, Upid};
+use polyvisor_core::{CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, ErrorKind, GuestId, Result, TaskOutput, TaskStatus};
+use polyvisor_core::task::TaskToken;
+use serde_json::{json, Value};
+
+/// Whether a description carries exactly this marker line.
+fn has_marker(description: &str, marker: &str) -> bool {
+    description.lines().any(|l| l.trim() == marker)
+}
+
+const CLONE_ATTEMPTS: usize = 5;
+const MARK: &str = "polyvisor:";
+
+fn marker(src: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("{MARK} key={k}"),
+        None => format!("{MARK} clone-of={src}"),
+    }
+}
+
+impl ProxmoxDriver {
+    pub(crate) async fn start_clone(&self, spec: &CloneSpec) -> Result<CloneStarted> {
+        let src = vmid_of(&spec.source)?;
+        let name = names::dns_name(&spec.name)?;
+        let list = self.resources().await?;
+        let source = list.iter().find(|r| r.vmid == src).ok_or_else(|| Error::not_found(format!("guest [{src}]")))?;
+        let native = source.native_template;
+        let full = match spec.mode {
+            CloneMode::Full => true,
+            CloneMode::Linked if !native => {
+                return Err(Error::invalid("linked clones need a native template as source (set template_mode=native)"))
+            }
+            CloneMode::Linked => false,
+            CloneMode::Auto => !native || self.cfg().clone_default == CloneDefault::Full,
+        };
+        let snapname = match &spec.snapshot {
+            // A native template has no snapshots: the link-clone design clones the template itself.
+            Some(_) if native => None,
+            Some(s) => Some(names::snapshot_name(s)?),
+            None => None,
+        };
+        let desc = marker(&src, None);
+        // Adopt an earlier clone of the same request (same name, our marker for this source).
+        for r in list.iter().filter(|r| r.name.as_deref() == Some(name.as_str()) && r.vmid != src) {
+            let cfg = self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await?;
+            if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) {
+                let body = json!({"id": r.vmid, "node": r.node, "start": spec.start, "ip": true});
+                return Ok(CloneStarted { task: TaskToken::new("provision", body).encode(), new_guest: Some(GuestId::new(r.vmid.clone())) });
+            }
+        }
+        let mut p: Vec<(&str, String)> = vec![("name", name.clone()), ("full", if full { "1" } else { "0" }.into()), ("description", desc)];
+        if let Some(s) = snapname {
+            p.push(("snapname", s));
+        }
+        if full {
+            if let Some(st) = &self.cfg().storage {
+                p.push(("storage", st.clone()));
+            }
+        }
+        if let Some(pool) = &self.cfg().pool {
+            p.push(("pool", pool.clone()));
+        }
+        let (newid, upid) = self.submit_with_new_id(&format!("{}/clone", vm_path(&source.node, &src)), "newid", p).await?;
+        self.remember(&newid, &source.node);
+        let body = json!({"id": newid, "node": source.node, "upid": upid.raw, "start": spec.start, "ip": true});
+        Ok(CloneStarted { task: TaskToken::new("provision", body).encode(), new_guest: Some(GuestId::new(newid)) })
+    }
+
+    /// `GET /cluster/nextid` then the POST; a collision fetches a new id and retries.
+    async fn submit_with_new_id(&self, path: &str, id_param: &'static str, params: Vec<(&'static str, String)>) -> Result<(String, Upid)> {
+        let mut last = None;
+        for attempt in 0..CLONE_ATTEMPTS {
+            let id = crate::lenient::u64_of(Some(&self.api.get("/cluster/nextid", &[]).await?))
+                .ok_or_else(|| Error::backend("cluster/nextid gave no VMID"))?
+                .to_string();
+            let mut p = params.clone();
+            p.push((id_param, id.clone()));
+            match self.api.post(path, &p).await {
+                Ok(v) => {
+                    let upid = upid_of(&v)?.ok_or_else(|| Error::backend("Proxmox gave no task id"))?;
+                    return Ok((id, upid));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    tracing::debug!(attempt, vmid = %id, "VMID taken concurrently; retrying with a new one");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::backend("no free VMID")))
+    }
+
+    pub(crate) async fn start_create(&self, spec: &CreateSpec) -> Result<CloneStarted> {
+        if spec.key.trim().is_empty() {
+            return Err(Error::invalid("create needs a platform key"));
+        }
+        let name = names::dns_name(&spec.name)?;
+        let list = self.resources().await?;
+        let mut fix: Vec<(String, String)> = Vec::new();
+        if let Some(c) = spec.cpus {
+            fix.push(("cores".into(), c.to_string()));
+        }
+        if let Some(m) = spec.memory_mb {
+            fix.push(("memory".into(), m.to_string()));
+        }
+        for (i, n) in spec.nics.iter().enumerate() {
+            let mut v = match n.mac.as_deref().and_then(polyvisor_core::net::normalize_mac) {
+                Some(mac) => format!("virtio={mac}"),
+                None => "virtio".to_string(),
+            };
+            v.push_str(&format!(",bridge={}", n.network.clone().unwrap_or_else(|| self.cfg().bridge.clone())));
+            if let Some(tag) = n.vlan {
+                v.push_str(&format!(",tag={tag}"));
+            }
+            v.push_str(",firewall=0");
+            fix.push((format!("net{i}"), v));
+        }
+        let fix_json: Value = fix.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into();
+        // Idempotent per key: the tag (once configured) or our description marker (mid-way).
+        if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(spec.key.as_str())) {
+            return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
+        }
+        let desc = marker("", Some(&spec.key));
+        for r in list.iter().filter(|r| r.name.as_deref() == Some(name.as_str())) {
+            let cfg = self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await?;
+            if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) {
+                return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
+            }
+        }
+        let storage = spec.storage.clone().or_else(|| self.cfg().storage.clone());
+        let (id, node, upid) = match &spec.source {
+            CreateSource::Template { id, full } => {
+                let src = vmid_of(id)?;
+                let t = list.iter().find(|r| r.vmid == src).ok_or_else(|| Error::not_found(format!("template [{src}]")))?;
+                let full = *full || !t.native_template || self.cfg().clone_default == CloneDefault::Full;
+                let mut p: Vec<(&str, String)> = vec![("name", name.clone()), ("full", if full { "1" } else { "0" }.into()), ("description", desc)];
+                if full {
+                    if let Some(s) = &storage {
+                        p.push(("storage", s.clone()));
+                    }
+                }
+                if let Some(pool) = &self.cfg().pool {
+                    p.push(("pool", pool.clone()));
+                }
+                let (id, upid) = self.submit_with_new_id(&format!("{}/clone", vm_path(&t.node, &src)), "newid", p).await?;
+                (id, t.node.clone(), upid)
+            }
+            CreateSource::Iso { path, os_type } => {
+                let node = self.cfg().node.clone().ok_or_else(|| Error::invalid("setting 'node' is required to create from an ISO"))?;
+                let storage = storage.unwrap_or_else(|| "local-lvm".into());
+                let size = spec.disk_size_gb.unwrap_or(self.cfg().disk_size_gb).max(1);
+                let mut p: Vec<(&str, String)> = vec![
+                    ("name", name.clone()),
+                    ("description", desc),
+                    ("ide2", format!("{path},media=cdrom")),
+                    ("ostype", os_type.clone().unwrap_or_else(|| self.cfg().iso_os_type.clone())),
+                    ("scsihw", "virtio-scsi-single".into()),
+                    ("scsi0", format!("{storage}:{size},iothread=on")),
+                    ("sockets", "1".into()),
+                    ("tags", tags::key_tag(&spec.key)),
+                ];
+                for (k, v) in &fix {
+                    let k: &'static str = match k.as_str() {
+                        "cores" => "cores",
+                        "memory" => "memory",
+                        _ => continue,
+                    };
+                    p.push((k, v.clone()));
+                }
+                for (i, (_, v)) in fix.iter().filter(|(k, _)| k.starts_with("net")).enumerate().take(8) {
+                    const NETS: [&str; 8] = ["net0", "net1", "net2", "net3", "net4", "net5", "net6", "net7"];
+                    p.push((NETS[i], v.clone()));
+                }
+                if let Some(pool) = &self.cfg().pool {
+                    p.push(("pool", pool.clone()));
+                }
+                let (id, upid) = self.submit_with_new_id(&format!("/nodes/{}/qemu", enc(&node)), "vmid", p).await?;
+                (id, node, upid)
+            }
+        };
+        self.remember(&id, &node);
+        Ok(self.provision_task(&id, &node, Some(&upid), &spec.key, fix_json))
+    }
+
+    fn provision_task(&self, id: &str, node: &str, upid: Option<&Upid>, key: &str, fix: Value) -> CloneStarted {
+        let body = json!({"id": id, "node": node, "upid": upid.map(|u| u.raw.clone()), "start": true, "ip": false, "key": key, "fix": fix});
+        CloneStarted { task: TaskToken::new("provision", body).encode(), new_guest: Some(GuestId::new(id)) }
+    }
+
+    /// One poll of a clone/create task (all progress discovered from live state).
+    pub(crate) async fn advance_provision(&self, t: &TaskToken) -> Result<TaskStatus> {
+        let id = t.req_str("id")?.to_string();
+        let node = t.req_str("node")?.to_string();
+        let key = t.str("key").map(str::to_string);
+        let what = if key.is_some() { "Create" } else { "Clone" };
+        let out = || TaskStatus::Completed(TaskOutput { new_guest: Some(GuestId::new(id.clone())) });
+        if let Some(u) = t.str("upid") {
+            match self.task_state(&Upid::parse(u)?).await? {
+                PveTask::Running => return Ok(TaskStatus::Running),
+                PveTask::Failed(msg) => {
+                    self.cleanup(&id, &node, key.as_deref()).await;
+                    return Ok(TaskStatus::Failed(task_error(&format!("{what} of guest [{id}] failed"), &msg)));
+                }
+                PveTask::Ok => {}
+            }
+        }
+        let path = vm_path(&node, &id);
+        let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(TaskStatus::Failed(Error::backend(format!("{what} of guest [{id}] failed: the guest disappeared"))))
+            }
+            Err(e) => return Err(e),
+        };
+        // Fix-up: drop markers inherited from the source, store the key, apply create config.
+        let tag_str = crate::lenient::str_field(&cfg, "tags").unwrap_or_default();
+        let want_key = key.as_deref().map(tags::key_tag);
+        let key_ok = match (&want_key, &key) {
+            (Some(_), Some(k)) => tags::key_of(&tag_str).as_deref() == Some(k.as_str()),
+            _ => true,
+        };
+        let inherited = key.is_none() && tags::has_markers(&tag_str);
+        if !key_ok || inherited {
+            let mut new_tags = tags::without_markers(&tag_str);
+            new_tags.extend(want_key);
+            let mut p: Vec<(String, String)> = Vec::new();
+            if new_tags.is_empty() {
+                p.push(("delete".into(), "tags".into()));
+            } else {
+                p.push(("tags".into(), tags::join(&new_tags)));
+            }
+            if let Some(fix) = t.body.get("fix").and_then(Value::as_object) {
+                p.extend(fix.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))));
+            }
+            let pr: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            if let Err(e) = self.api.put(&format!("{path}/config"), &pr).await {
+                if is_lock_message(e.message()) {
+                    return Ok(TaskStatus::Running);
+                }
+                self.cleanup(&id, &node, key.as_deref()).await;
+                return Ok(TaskStatus::Failed(e.context(format!("{what} of guest [{id}] failed to configure"))));
+            }
+        }
+        if !t.body.get("start").and_then(Value::as_bool).unwrap_or(false) {
+            return Ok(out());
+        }
+        let guest = self.read_guest(&id, &node).await?;
+        match guest.power {
+            polyvisor_core::PowerState::PoweredOn => {
+                let want_ip = t.body.get("ip").and_then(Value::as_bool).unwrap_or(false);
+                let ip_deadline = t.created.saturating_add(self.cfg().ip_wait.as_secs());
+                if !want_ip || !guest.ipv4_addresses().is_empty() || polyvisor_core::task::now_unix() >= ip_deadline {
+                    return Ok(out());
+                }
+                Ok(TaskStatus::Running)
+            }
+            polyvisor_core::PowerState::PoweringOn => Ok(TaskStatus::Running),
+            _ => {
+                match self.last_task(&node, &id, "qmstart", t.created).await? {
+                    Some(PveTask::Running) => return Ok(TaskStatus::Running),
+                    Some(PveTask::Failed(msg)) if !is_lock_message(&msg) => {
+                        self.cleanup(&id, &node, key.as_deref()).await;
+                        return Ok(TaskStatus::Failed(task_error(&format!("{what} of guest [{id}]: start failed"), &msg)));
+                    }
+                    _ => {}
+                }
+                match self.api.post(&format!("{path}/status/start"), &[]).await {
+                    Ok(_) => Ok(TaskStatus::Running),
+                    Err(e) if is_lock_message(e.message()) => Ok(TaskStatus::Running),
+                    Err(e) => {
+                        self.cleanup(&id, &node, key.as_deref()).await;
+                        Ok(TaskStatus::Failed(e.context(format!("{what} of guest [{id}]: start failed"))))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Best-effort removal of a half-made guest, only when it carries our marker.
+    async fn cleanup(&self, id: &str, node: &str, key: Option<&str>) {
+        let path = vm_path(node, id);
+        let Ok(cfg) = self.api.get(&format!("{path}/config"), &[]).await else { return };
+        let desc = crate::lenient::str_field(&cfg, "description").unwrap_or_default();
+        let tag_key = tags::key_of(&crate::lenient::str_field(&cfg, "tags").unwrap_or_default());
+        let ours = desc.contains(MARK) && key.is_none_or(|k| has_marker(&desc, &marker("", Some(k))) || tag_key.as_deref() == Some(k));
+        if !ours {
+            return;
+        }
+        let _ = self.api.post(&format!("{path}/status/stop"), &[]).await;
+        match self.start_delete(id, node).await {
+            Ok(_) => tracing::info!(vmid = id, "removed half-created guest"),
+            Err(e) => tracing::warn!(vmid = id, error = %e, "could not remove half-created guest"),
+        }
+    }
+
+    /// Whether template handling is native.
+    pub(crate) fn native(&self) -> bool {
+        self.cfg().template_mode == TemplateMode::Native
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_name_source_or_key() {
+        assert_eq!(marker("100", None), "polyvisor: clone-of=100");
+        assert_eq!(marker("", Some("i-2-45-VM")), "polyvisor: key=i-2-45-VM");
+        assert!(has_marker("x\npolyvisor: clone-of=100\n", "polyvisor: clone-of=100"));
+        assert!(!has_marker("polyvisor: clone-of=100", "polyvisor: clone-of=10"));
+    }
+}

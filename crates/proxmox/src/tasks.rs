@@ -1,0 +1,115 @@
+//! `task_status` for every token kind this driver issues. Tokens carry the immutable facts
+//! (UPID, VMID, node, names); everything else is read live, so any process can advance them.
+//!
+//! | kind | body | completes when |
+//! |---|---|---|
+//! | `upid` | `upid`, `vmid` | the PVE task stopped with `OK` |
+//! | `delete` | `vmid`, `node`, `upid`? | the VM is gone (stops it / re-issues the DELETE as needed) |
+//! | `snapcreate` | `upid` | the PVE task is OK |
+//! | `snapdel` | `upid` | the PVE task is OK or says the snapshot does not exist |
+//! | `snapreplace` | `vmid`, `node`, `name`, `vmstate`, `description`, `del_upid` | delete done, create issued (once, discovered from the list) and done |
+//! | `provision` | see `provision.rs` | clone/create done, configured, started, ready |
+
+use crate::client::{task_error, vm_path, ProxmoxDriver, PveTask};
+use crate::parse;
+use crate::pve_error::is_lock_message;
+use crate::upid::Upid;
+use polyvisor_core::task::TaskToken;
+use polyvisor_core::{Error, ErrorKind, Result, TaskOutput, TaskStatus};
+
+fn ok() -> TaskStatus {
+    TaskStatus::Completed(TaskOutput::default())
+}
+
+impl ProxmoxDriver {
+    pub(crate) async fn advance(&self, t: &TaskToken) -> Result<TaskStatus> {
+        match t.kind.as_str() {
+            "upid" | "snapcreate" => {
+                let op = t.str("op").unwrap_or("task");
+                match self.task_state(&Upid::parse(t.req_str("upid")?)?).await? {
+                    PveTask::Running => Ok(TaskStatus::Running),
+                    PveTask::Ok => Ok(ok()),
+                    PveTask::Failed(m) if self.native() && m.contains("if it's a template") => Ok(ok()),
+                    PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error(&format!("Proxmox {op} task failed"), &m))),
+                }
+            }
+            "snapdel" => match self.task_state(&Upid::parse(t.req_str("upid")?)?).await? {
+                PveTask::Running => Ok(TaskStatus::Running),
+                PveTask::Ok => Ok(ok()),
+                PveTask::Failed(m) if m.contains("does not exist") => Ok(ok()),
+                PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error("Snapshot delete failed", &m))),
+            },
+            "delete" => self.advance_delete(t).await,
+            "snapreplace" => self.advance_snapreplace(t).await,
+            "provision" => self.advance_provision(t).await,
+            _ => Err(Error::unknown_task(format!("{} (not a Proxmox task)", t.kind))),
+        }
+    }
+
+    async fn advance_delete(&self, t: &TaskToken) -> Result<TaskStatus> {
+        let vmid = t.req_str("vmid")?;
+        let node = t.req_str("node")?;
+        if let Some(u) = t.str("upid") {
+            match self.task_state(&Upid::parse(u)?).await? {
+                PveTask::Running => return Ok(TaskStatus::Running),
+                PveTask::Ok => return Ok(ok()),
+                PveTask::Failed(m) if m.contains("does not exist") => return Ok(ok()),
+                PveTask::Failed(m) => return Ok(TaskStatus::Failed(task_error(&format!("Delete of guest [{vmid}] failed"), &m))),
+            }
+        }
+        // Chained: the stop was issued; DELETE once it is stopped.
+        let path = vm_path(node, vmid);
+        let status = match self.api.get(&format!("{path}/status/current"), &[]).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ok()),
+            Err(e) => return Err(e),
+        };
+        if crate::lenient::str_field(&status, "status").as_deref() == Some("running") {
+            return Ok(TaskStatus::Running);
+        }
+        let params = [("purge", "1".to_string()), ("destroy-unreferenced-disks", "1".to_string())];
+        match self.api.delete(&path, &params).await {
+            Ok(_) => {
+                self.forget(vmid);
+                Ok(TaskStatus::Running)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(ok()),
+            Err(e) if is_lock_message(e.message()) || e.message().contains("is running") => Ok(TaskStatus::Running),
+            Err(e) => Ok(TaskStatus::Failed(e.context(format!("Delete of guest [{vmid}] failed")))),
+        }
+    }
+
+    async fn advance_snapreplace(&self, t: &TaskToken) -> Result<TaskStatus> {
+        let vmid = t.req_str("vmid")?;
+        let node = t.req_str("node")?;
+        let name = t.req_str("name")?;
+        if let Some(u) = t.str("del_upid") {
+            match self.task_state(&Upid::parse(u)?).await? {
+                PveTask::Running => return Ok(TaskStatus::Running),
+                PveTask::Ok => {}
+                PveTask::Failed(m) if m.contains("does not exist") => {}
+                PveTask::Failed(m) => return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (delete)", &m))),
+            }
+        }
+        let list = parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(node, vmid)), &[]).await?);
+        // Discovery: our create ran iff a snapshot of that name is newer than the token.
+        let created = list.iter().any(|s| s.name == name && s.created_unix.is_none_or(|c| c + 2 >= t.created));
+        match self.last_task(node, vmid, "qmsnapshot", t.created).await? {
+            Some(PveTask::Running) => return Ok(TaskStatus::Running),
+            Some(PveTask::Failed(m)) if !is_lock_message(&m) => {
+                return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (create)", &m)))
+            }
+            Some(PveTask::Ok) if created => return Ok(ok()),
+            _ => {}
+        }
+        if created {
+            return Ok(ok());
+        }
+        let vmstate = t.body.get("vmstate").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        match self.post_snapshot(vmid, node, name, vmstate, t.str("description")).await {
+            Ok(_) => Ok(TaskStatus::Running),
+            Err(e) if is_lock_message(e.message()) => Ok(TaskStatus::Running),
+            Err(e) => Ok(TaskStatus::Failed(e.context("Replacing the snapshot failed (create)"))),
+        }
+    }
+}
