@@ -95,7 +95,7 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     let entry = install(&dir);
     let (out, report) = run_check(
         &dir,
-        &["--template-id", SIM_TEMPLATE, "--bad-template-id", "424242", "--custom-actions", "require", "--vms", "3"],
+        &["--template-id", SIM_TEMPLATE, "--bad-template-id", "424242", "--vms", "3"],
         &[entry.display().to_string()],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

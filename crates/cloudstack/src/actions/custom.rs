@@ -29,10 +29,9 @@ pub async fn run(ctx: &Ctx, action: Custom) -> Result<Reply> {
         Custom::CreateSnapshot | Custom::RestoreSnapshot | Custom::DeleteSnapshot => Some(snapshot_name(&params)?),
         _ => None,
     };
-    let save_memory = params.bool(&["snap_save_memory"], false)?;
-    if action == Custom::CreateSnapshot && save_memory && !caps.snapshot_memory {
-        return Err(Error::unsupported("snapshots with memory"));
-    }
+    // A driver without memory snapshots takes a disk-only one and says so.
+    let want_memory = params.bool(&["snap_save_memory"], false)?;
+    let save_memory = want_memory && caps.snapshot_memory;
     let id = require(ctx).await?;
     let name = snap.unwrap_or_default();
     let message = match action {
@@ -41,7 +40,11 @@ pub async fn run(ctx: &Ctx, action: Custom) -> Result<Reply> {
             let spec = SnapshotSpec { name, include_memory: save_memory, description: params.str(&["snap_description", "description"]) };
             let task = ctx.driver.create_snapshot(&id, &spec).await?;
             ctx.wait(&task).await?;
-            "Instance Snapshot created"
+            if want_memory && !save_memory {
+                "Instance Snapshot created (without memory: this driver cannot save it)"
+            } else {
+                "Instance Snapshot created"
+            }
         }
         Custom::RestoreSnapshot => {
             let task = ctx.driver.revert_snapshot(&id, &name).await?;
