@@ -18,6 +18,9 @@ use std::time::Duration;
 /// Timeout assumed when `argv[3]` is missing, unparsable or not positive (spec §1.1).
 pub const DEFAULT_TIMEOUT_SECS: f64 = 600.0;
 
+/// Upper bound on `status` / `statuses`, whatever the timeout argument says.
+pub const STATUS_CAP: Duration = Duration::from_secs(20);
+
 /// The timeout argument in seconds.
 pub fn parse_timeout(raw: Option<&str>) -> Duration {
     let secs = raw
@@ -41,7 +44,12 @@ pub fn answer(argv: &[String], config_file: Option<&Path>, factory: Arc<dyn Driv
         _ => {}
     }
     let Some(path) = argv.get(1) else { return Reply::error("Missing required arguments") };
-    let timeout = parse_timeout(argv.get(2).map(String::as_str));
+    let mut timeout = parse_timeout(argv.get(2).map(String::as_str));
+    if matches!(action, Action::Status | Action::Statuses) {
+        // Status runs per VM, sequentially, inside the host ping: a stuck backend must
+        // yield PowerUnknown quickly rather than hold the ping for the 1800 s `wait`.
+        timeout = timeout.min(STATUS_CAP);
+    }
     let payload = match Payload::read(path) {
         Ok(p) => p,
         Err(e) => return Reply::from_error(&e),
