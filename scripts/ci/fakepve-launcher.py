@@ -64,6 +64,11 @@ async def _serve(args):
     with open(args.guests) as f:
         guests = json.load(f)['guests']
     for g in guests:
+        if g.get('type', 'qemu') == 'lxc':
+            pve.add_ct(g['vmid'], g.get('name'), node=g.get('node', 'pve1'), status=g.get('status', 'stopped'),
+                       config=g.get('config', {}), template=g.get('template', False), lock=g.get('lock'),
+                       ostemplate=g.get('ostemplate'))
+            continue
         vm = pve.add_vm(g['vmid'], g['name'], node=g.get('node', 'pve1'), status=g.get('status', 'stopped'),
                         qmpstatus=g.get('qmpstatus'), config=g.get('config', {}),
                         template=g.get('template', False), lock=g.get('lock'))

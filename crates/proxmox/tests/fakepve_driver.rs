@@ -1,0 +1,222 @@
+//! The Proxmox driver against the real fakepve simulator (started per test; see common/).
+#![allow(missing_docs)]
+
+mod common;
+
+use common::FakePve;
+use polyvisor_core::task::wait;
+use polyvisor_core::*;
+use polyvisor_proxmox::{open_driver, ProxmoxDriver};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn driver(settings: Value) -> ProxmoxDriver {
+    open_driver(&Settings::from_json(&settings).unwrap()).unwrap()
+}
+
+async fn finish(d: &ProxmoxDriver, t: &TaskId) -> Result<TaskOutput> {
+    wait(d, t, Duration::from_secs(20), Duration::from_millis(50)).await
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_auth_fingerprint_listing_get_and_power() {
+    let pve = FakePve::start();
+    let d = driver(pve.token_settings());
+    let before = d.round_trips();
+    assert!(d.probe().await.unwrap().starts_with("Proxmox VE 9.0.10 at 127.0."));
+    assert_eq!(d.round_trips() - before, 1, "probe = 1 round trip");
+    let list = d.list_guests().await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|g| g.id.as_str()).collect();
+    assert!(ids.contains(&"9000") && ids.contains(&"102") && !ids.contains(&"200"), "{ids:?}");
+    assert!(list.iter().find(|g| g.id.as_str() == "9000").unwrap().is_template);
+
+    // get: node cached from the listing → status + config + agent = 3 round trips.
+    let before = d.round_trips();
+    let g = d.get_guest(&"100".into()).await.unwrap();
+    assert_eq!(d.round_trips() - before, 3);
+    assert_eq!(g.ipv4_addresses(), ["192.0.2.50"]);
+    assert_eq!(g.mac_addresses(), ["BC:24:11:00:01:00"]);
+    assert_eq!((g.cpus, g.memory_mb, g.os.as_deref(), g.power), (Some(2), Some(2048), Some("win11"), PowerState::PoweredOn));
+
+    // paused guest on another node: start resumes it.
+    let p = d.get_guest(&"102".into()).await.unwrap();
+    assert_eq!((p.power, p.raw_power_state.as_str(), p.node.as_deref()), (PowerState::Suspended, "paused", Some("pve2")));
+    let t = d.power(&"102".into(), PowerAction::Start).await.unwrap();
+    finish(&d, &t).await.unwrap();
+    assert_eq!(d.get_guest(&"102".into()).await.unwrap().power, PowerState::PoweredOn);
+    // start on running: completed without a task; stop, shutdown, suspend/resume, reset, reboot.
+    let before = d.round_trips();
+    finish(&d, &d.power(&"100".into(), PowerAction::Start).await.unwrap()).await.unwrap();
+    assert_eq!(d.round_trips() - before, 1, "idempotent start = status read only");
+    for a in [PowerAction::Suspend, PowerAction::Resume, PowerAction::Reset, PowerAction::Reboot, PowerAction::Shutdown] {
+        finish(&d, &d.power(&"100".into(), a).await.unwrap()).await.unwrap_or_else(|e| panic!("{a}: {e:?}"));
+    }
+    assert_eq!(d.get_guest(&"100".into()).await.unwrap().power, PowerState::PoweredOff);
+    finish(&d, &d.power(&"100".into(), PowerAction::Stop).await.unwrap()).await.unwrap();
+
+    // not found / bad ids / foreign tasks.
+    assert_eq!(d.get_guest(&"4242".into()).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(d.get_guest(&"abc".into()).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(d.task_status(&TaskId("UPID:pve1:1".into())).await.unwrap_err().kind(), ErrorKind::UnknownTask);
+    // console: VNC on the node address, one-time ticket.
+    match d.console(&"102".into()).await.unwrap() {
+        Console::Vnc { host, port, password, one_time } => {
+            assert_eq!((host.as_str(), port, one_time), ("192.0.2.11", 5900, true));
+            assert!(password.unwrap().expose_secret().starts_with("PVEVNC:"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_auth_ca_file_relogin_and_bad_credentials() {
+    let mut pve = FakePve::start();
+    let d = driver(pve.ticket_settings());
+    d.probe().await.unwrap();
+    assert_eq!(d.round_trips(), 2, "login + version");
+    // Writes carry CSRF: a power action works.
+    finish(&d, &d.power(&"101".into(), PowerAction::Start).await.unwrap()).await.unwrap();
+    // Expired/revoked ticket: one re-login, then success.
+    pve.cmd(json!({"call": "revoke_tickets"}));
+    let before = d.round_trips();
+    d.list_guests().await.unwrap();
+    assert_eq!(d.round_trips() - before, 3, "401 + login + retry");
+
+    let bad = driver(with(pve.ticket_settings(), json!({"password": "WRONG-pw-123"})));
+    let e = bad.probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    assert!(!format!("{e:?}").contains("WRONG-pw-123"), "{e:?}");
+    let bad = driver(with(pve.token_settings(), json!({"token_secret": "nope-SECRET"})));
+    let e = bad.probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    assert!(!format!("{e:?}").contains("nope-SECRET"));
+
+    // TLS: default verification rejects the self-signed cert; a wrong pin too; insecure works.
+    let s = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret"});
+    assert_eq!(driver(s.clone()).probe().await.unwrap_err().kind(), ErrorKind::Unavailable);
+    let wrong = "00:".repeat(31) + "00";
+    assert_eq!(driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err().kind(), ErrorKind::Unavailable);
+    driver(with(s, json!({"verify_tls": "false"}))).probe().await.unwrap();
+    // Unreachable host: Unavailable, bounded.
+    let t0 = std::time::Instant::now();
+    let e = driver(json!({"host": "127.0.0.1:1", "username": "root@pam", "password": "x", "verify_tls": false})).probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(t0.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_templates_versions_clones_and_delete() {
+    let mut pve = FakePve::start();
+    let d = driver(pve.token_settings());
+    let tpl: GuestId = "103".into();
+    finish(&d, &d.set_template(&tpl, true).await.unwrap()).await.unwrap();
+    assert!(d.get_guest(&tpl).await.unwrap().is_template);
+    // A second driver (another process) sees the flag: it lives on the VM.
+    let other = driver(pve.token_settings());
+    assert!(other.list_guests().await.unwrap().iter().any(|g| g.id == tpl && g.is_template));
+
+    let spec = |n: &str| SnapshotSpec { name: n.into(), include_memory: false, description: Some("v".into()) };
+    finish(&d, &d.create_snapshot(&tpl, &spec("RAS_TEMPLATE_VERSION_1")).await.unwrap()).await.unwrap();
+    assert!(d.snapshot_exists(&tpl, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    // Replace: delete then create, chained in the token, resolved by another driver.
+    let t = d.create_snapshot(&tpl, &spec("RAS_TEMPLATE_VERSION_1")).await.unwrap();
+    finish(&other, &t).await.unwrap();
+    let snaps = d.list_snapshots(&tpl).await.unwrap();
+    assert_eq!(snaps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["RAS_TEMPLATE_VERSION_1"]);
+    // Invalid PVE names are mapped consistently.
+    finish(&d, &d.create_snapshot(&tpl, &spec("RAS Template Snapshot")).await.unwrap()).await.unwrap();
+    assert!(d.snapshot_exists(&tpl, "RAS Template Snapshot").await.unwrap());
+    finish(&d, &d.delete_snapshot(&tpl, "RAS Template Snapshot").await.unwrap()).await.unwrap();
+    // Deleting a missing snapshot is a completed no-op.
+    finish(&d, &d.delete_snapshot(&tpl, "nope").await.unwrap()).await.unwrap();
+    assert_eq!(d.revert_snapshot(&tpl, "nope").await.unwrap_err().kind(), ErrorKind::NotFound);
+    finish(&d, &d.revert_snapshot(&tpl, "RAS_TEMPLATE_VERSION_1").await.unwrap()).await.unwrap();
+
+    // Clone from the version, started; the clone has no agent → ready after ip_wait_timeout (1 s).
+    let cs = CloneSpec { source: tpl.clone(), name: "RAS Pool_01".into(), snapshot: Some("RAS_TEMPLATE_VERSION_1".into()), mode: CloneMode::Auto, start: true };
+    let before = d.round_trips();
+    let started = d.clone_guest(&cs).await.unwrap();
+    assert_eq!(d.round_trips() - before, 3, "resources + nextid + clone");
+    let out = finish(&d, &started.task).await.unwrap();
+    let id = out.new_guest.unwrap();
+    assert_eq!(Some(&id), started.new_guest.as_ref());
+    let g = d.get_guest(&id).await.unwrap();
+    assert_eq!((g.name.as_str(), g.is_template, g.power), ("ras-pool-01", false, PowerState::PoweredOn));
+    // Retry of the same clone adopts it.
+    let again = d.clone_guest(&cs).await.unwrap();
+    assert_eq!(again.new_guest.as_ref(), Some(&id));
+    assert_eq!(finish(&d, &again.task).await.unwrap().new_guest, Some(id.clone()));
+    assert_eq!(pve.vms().iter().filter(|v| v["name"] == "ras-pool-01").count(), 1);
+    // Invalid name.
+    let bad = CloneSpec { name: "___".into(), ..cs.clone() };
+    assert_eq!(d.clone_guest(&bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Linked clone of a flag template is refused (needs native).
+    let linked = CloneSpec { name: "lnk".into(), mode: CloneMode::Linked, snapshot: None, ..cs.clone() };
+    assert_eq!(d.clone_guest(&linked).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    // Delete a running clone: stop first, then DELETE, resolved by another driver.
+    let t = d.delete_guest(&id).await.unwrap();
+    finish(&other, &t).await.unwrap();
+    assert_eq!(d.get_guest(&id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    finish(&d, &d.delete_guest(&id).await.unwrap()).await.unwrap();
+    // Back to a VM.
+    finish(&d, &d.set_template(&tpl, false).await.unwrap()).await.unwrap();
+    assert!(!d.get_guest(&tpl).await.unwrap().is_template);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_templates_and_linked_clones() {
+    let pve = FakePve::start();
+    let d = driver(with(pve.token_settings(), json!({"template_mode": "native"})));
+    assert_eq!(d.capabilities().templates, TemplateStrategy::Native);
+    let id: GuestId = "101".into();
+    finish(&d, &d.set_template(&id, true).await.unwrap()).await.unwrap();
+    assert!(d.get_guest(&id).await.unwrap().is_template);
+    finish(&d, &d.set_template(&id, true).await.unwrap()).await.unwrap();
+    // Link-clone design: snapshot ops on a native template are bookkeeping no-ops.
+    let snap = SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None };
+    finish(&d, &d.create_snapshot(&id, &snap).await.unwrap()).await.unwrap();
+    assert!(d.snapshot_exists(&id, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    let cs = CloneSpec { source: id.clone(), name: "linked-1".into(), snapshot: Some("RAS_TEMPLATE_VERSION_1".into()), mode: CloneMode::Linked, start: false };
+    let out = finish(&d, &d.clone_guest(&cs).await.unwrap().task).await.unwrap();
+    let g = d.get_guest(&out.new_guest.unwrap()).await.unwrap();
+    assert_eq!((g.name.as_str(), g.is_template), ("linked-1", false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_leave_nothing_half_created() {
+    let mut pve = FakePve::start();
+    let d = driver(pve.token_settings());
+    let n_before = pve.vms().len();
+    // Clone task fails in the task (catalogued PVE error): failed, nothing left.
+    pve.cmd(json!({"call": "fail", "args": ["POST", "/nodes/{node}/qemu/{vmid}/clone"], "kwargs": {"status": 500, "message": "clone failed: storage full", "times": 1}}));
+    let cs = CloneSpec { source: "9000".into(), name: "f1".into(), snapshot: None, mode: CloneMode::Full, start: true };
+    let e = d.clone_guest(&cs).await.unwrap_err();
+    assert!(e.message().contains("storage full"), "{e}");
+    assert_eq!(pve.vms().len(), n_before);
+    // Start fails after the clone: the task fails and the clone is removed.
+    let cs = CloneSpec { name: "f2".into(), ..cs };
+    let started = d.clone_guest(&cs).await.unwrap();
+    let id = started.new_guest.clone().unwrap();
+    pve.cmd(json!({"vm": id.as_str().parse::<u64>().unwrap(), "set": "start_error", "value": "start failed: no memory"}));
+    let e = finish(&d, &started.task).await.unwrap_err();
+    assert!(e.message().contains("start failed"), "{e:?}");
+    assert_eq!(pve.vms().len(), n_before, "{:?}", pve.vms());
+    // A locked VM: the lock error is a Conflict with PVE's words.
+    pve.cmd(json!({"call": "snapshot_lock", "args": [101]}));
+    let e = d.set_template(&"101".into(), true).await.map(|_| ()).err();
+    let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: None };
+    let r = match d.create_snapshot(&"101".into(), &snap).await {
+        Ok(t) => finish(&d, &t).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(r.is_err() || e.is_some(), "locked VM accepted everything");
+    pve.cmd(json!({"call": "unlock", "args": [101]}));
+}
