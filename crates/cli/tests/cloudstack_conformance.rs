@@ -173,3 +173,83 @@ fn wrapper_follows_the_invocation_contract() {
     times.sort();
     assert!(times[3] < Duration::from_millis(500), "median status {:?}", times[3]);
 }
+
+/// A running fakepve (PyPI `fakepve`, via `scripts/ci/fakepve-launcher.py`); it exits when
+/// its stdin closes, i.e. when this value is dropped.
+struct FakePve {
+    child: std::process::Child,
+    url: String,
+    ca_file: String,
+}
+
+impl Drop for FakePve {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_fakepve(dir: &Path) -> FakePve {
+    use std::io::BufRead;
+    let guests = dir.join("guests.json");
+    std::fs::write(
+        &guests,
+        r#"{"guests":[{"vmid":9000,"name":"tpl-debian","template":true,"config":{"cores":2,"memory":2048,"scsi0":"local-lvm:vm-9000-disk-0,size=8G","net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0"}}]}"#,
+    )
+    .unwrap();
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/fakepve-launcher.py");
+    let mut child = Command::new("python3")
+        .arg(&launcher)
+        .arg("--guests")
+        .arg(&guests)
+        .args(["--host", "127.0.0.1", "--token", "root@pam!ci=S3CRET-pve", "--certdir"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 missing (install step: scripts/ci/apt-packages.txt)");
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        panic!("fakepve did not start (install step: pip install -r scripts/ci/requirements.txt); got {line:?}")
+    });
+    let ca = ready["ca_file"].as_str().unwrap().to_string();
+    let ca_file = if Path::new(&ca).is_absolute() { ca } else { dir.join(Path::new(&ca).file_name().unwrap()).display().to_string() };
+    FakePve { child, url: ready["listening"].as_str().unwrap().to_string(), ca_file }
+}
+
+#[test]
+fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
+    let dir = temp_dir("pve");
+    let pve = start_fakepve(&dir);
+    let root = dir.join("extensions");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["cloudstack", "install", "--name", "pve", "--driver", "proxmox", "--root"])
+        .arg(&root)
+        .arg("--set")
+        .arg(format!("ca_file={}", pve.ca_file));
+    sim_env(&mut cmd, &dir);
+    let out = wait_with_deadline(cmd.spawn().expect("spawn install"), Duration::from_secs(30), "install");
+    assert!(out.status.success());
+    let entry = root.join("pve/pve.sh");
+    let url = format!("url={}", pve.url);
+    let (out, report) = run_check(
+        &dir,
+        &[
+            "--template-id", "9000", "--vm-detail", "is_full_clone=true", "--bad-template-id", "4242",
+            "--host-detail", &url, "--host-detail", "user=root@pam", "--host-detail", "token=ci",
+            "--host-detail", "secret=S3CRET-pve", "--host-detail", "node=pve1", "--custom-actions", "auto",
+        ],
+        &[entry.display().to_string()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "harness failed against polyvisor on fakepve:\n{stdout}\nfailed: {:#?}", failed_cases(&report));
+    let passed_custom = report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == "CreateSnapshot" && c["outcome"] == "pass"));
+    assert!(passed_custom, "snapshot custom actions ran and passed:\n{stdout}");
+    assert!(!stdout.contains("S3CRET-pve"), "secret in the report");
+    let log = std::fs::read_to_string(dir.join("polyvisor.log")).unwrap_or_default();
+    assert!(!log.contains("S3CRET-pve"), "secret in our log");
+}
