@@ -1,24 +1,35 @@
 //! Embedded persistent simulator driver (the zero-setup default).
+//!
+//! State lives in one SQLite database (WAL, 5 s busy timeout, IMMEDIATE write
+//! transactions), so any number of processes share it. Nothing runs in the background:
+//! power transitions and tasks are evaluated lazily on every read from stored deadlines.
+//!
+//! Configuration (settings key, then environment variable, then default):
+//! `sim_db` / `POLYVISOR_SIM_DB` (`<data dir>/polyvisor/sim.db`),
+//! `sim_task_ms` / `POLYVISOR_SIM_TASK_MS` (database value from `polyvisor sim set-timing`, else 1500),
+//! `sim_boot_ms` / `POLYVISOR_SIM_BOOT_MS` (likewise, else 3000),
+//! `sim_seed` / `POLYVISOR_SIM_SEED` (true: a fresh database gets the demo estate).
 
-use polyvisor_core::{Driver, Error, Result, Settings};
+pub mod admin;
+pub mod config;
+pub mod control;
+mod db;
+mod driver;
+pub mod faults;
+mod guests;
+mod names;
+pub mod power;
+mod schema;
+pub mod seed;
+mod snapshots;
+mod tasks;
+
+pub use driver::SimDriver;
+
+use polyvisor_core::{Driver, Result, Settings};
 use std::sync::Arc;
 
-/// Builds the driver from settings (no backend I/O; see `Driver::probe`).
-pub fn open(_settings: &Settings) -> Result<Arc<dyn Driver>> {
-    Err(Error::unsupported("sim driver (not built yet)"))
-}
-
-pub mod admin {
-    //! `polyvisor sim …`: inspect, seed, reset and inject faults into the sim database.
-
-    use std::process::ExitCode;
-
-    /// `polyvisor sim` options.
-    #[derive(Debug, Clone, clap::Args)]
-    pub struct Args {}
-
-    /// Runs one admin command.
-    pub fn run(_args: Args) -> ExitCode {
-        ExitCode::FAILURE
-    }
+/// Builds the driver from settings: opens (creating and seeding if new) the database.
+pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
+    Ok(Arc::new(SimDriver::new(config::Config::resolve(settings)?)?))
 }

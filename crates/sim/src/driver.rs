@@ -1,0 +1,443 @@
+//! `SimDriver`: the `Driver` implementation over the sim database.
+//!
+//! Every call is a few sub-millisecond SQLite statements run directly in the async fn
+//! (no `block_in_place`, which would panic on a current-thread runtime). Writes happen in
+//! IMMEDIATE transactions, so several processes sharing the database agree.
+
+use crate::config::Config;
+use crate::db::{meta_get, now_ms, Db, Sql};
+use crate::faults::{self, Op};
+use crate::guests::{self, GuestRow, NewGuest, NETWORK};
+use crate::names::{check_guest_name, check_snapshot_name, parse_id, shown};
+use crate::power::{self, Plan, Timing, DEFAULT_BOOT_MS, DEFAULT_TASK_MS};
+use crate::snapshots;
+use crate::tasks::{self, NewTask};
+use async_trait::async_trait;
+use polyvisor_core::task::completed;
+use polyvisor_core::{
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error, Guest,
+    GuestId, GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput,
+    TaskStatus, TemplateStrategy,
+};
+use rand::distr::{Alphanumeric, SampleString};
+use rusqlite::Connection;
+use serde_json::json;
+use std::collections::HashSet;
+
+/// The simulator driver.
+pub struct SimDriver {
+    db: Db,
+    cfg: Config,
+}
+
+fn done(op: &str, new_guest: Option<i64>) -> TaskId {
+    completed(op, &TaskOutput { new_guest: new_guest.map(|g| GuestId::new(g.to_string())) })
+}
+
+impl SimDriver {
+    pub(crate) fn new(cfg: Config) -> Result<SimDriver> {
+        let db = Db::open(&cfg.db_path, cfg.seed)?;
+        Ok(SimDriver { db, cfg })
+    }
+
+    /// Task and boot durations: explicit settings/env, else the database, else defaults.
+    fn timing(&self, conn: &Connection) -> Result<Timing> {
+        let task_ms = match self.cfg.task_ms {
+            Some(v) => v,
+            None => meta_get(conn, "task_ms")?.unwrap_or(DEFAULT_TASK_MS),
+        };
+        let boot_ms = match self.cfg.boot_ms {
+            Some(v) => v,
+            None => meta_get(conn, "boot_ms")?.unwrap_or(DEFAULT_BOOT_MS),
+        };
+        Ok(Timing { task_ms: task_ms.max(0), boot_ms: boot_ms.max(0) })
+    }
+
+    /// Returns the pending task of an in-progress guest, or converges an existing one
+    /// (powering it on when `start`).
+    fn adopt(&self, conn: &Connection, g: &GuestRow, op: &'static str, start: bool) -> Result<CloneStarted> {
+        if let Some(task) = tasks::running_for_guest(conn, g.id)? {
+            return Ok(CloneStarted { task, new_guest: g.visible.then(|| GuestId::new(g.id.to_string())) });
+        }
+        let new_guest = Some(GuestId::new(g.id.to_string()));
+        let now = now_ms();
+        let state = g.power_at(now);
+        if !start || !g.visible || state == PowerState::PoweredOn {
+            return Ok(CloneStarted { task: done(op, Some(g.id)), new_guest });
+        }
+        let until = if state == PowerState::PoweringOn {
+            g.power_until
+        } else {
+            let t = self.timing(conn)?;
+            let ms = if matches!(state, PowerState::Suspended | PowerState::Suspending) { t.task_ms } else { t.boot_ms };
+            let (st, until) = power::stored_for(PowerState::PoweringOn, ms, now);
+            guests::set_power(conn, g.id, st, until)?;
+            until
+        };
+        let t = NewTask {
+            op,
+            guest: Some(g.id),
+            params: json!({ "start": true, "adopted": true }),
+            due_ms: now,
+            finish_ms: until.max(now),
+            applied: true,
+            new_guest: Some(g.id),
+            fail: false,
+        };
+        Ok(CloneStarted { task: tasks::insert(conn, &t)?, new_guest })
+    }
+
+    fn name_taken(conn: &Connection, name: &str, not: Option<i64>) -> Result<()> {
+        if let Some(other) = guests::rows_by_name(conn, name)?.into_iter().find(|r| Some(r.id) != not) {
+            return Err(Error::already_exists(format!("a guest named [{name}] already exists ([{}])", other.id)));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Driver for SimDriver {
+    fn display_name(&self) -> &str {
+        "Sim"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            suspend: true,
+            templates: TemplateStrategy::Flag,
+            linked_clones: true,
+            snapshots: true,
+            snapshot_memory: true,
+            clone_from_snapshot: true,
+            create: true,
+            consoles: vec![ConsoleKind::Vnc],
+            task_poll_secs: 1,
+        }
+    }
+
+    async fn probe(&self) -> Result<String> {
+        let n: i64 = self.db.read(|c| c.query_row("SELECT COUNT(*) FROM guests WHERE visible = 1", [], |r| r.get(0)).db())?;
+        Ok(format!("polyvisor sim: {n} guests in {}", self.db.path().display()))
+    }
+
+    async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
+        faults::on_call(&self.db, Op::List).await?;
+        self.db.read(|c| guests::list(c, now_ms()))
+    }
+
+    async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
+        faults::on_call(&self.db, Op::Get).await?;
+        let id = parse_id(id.as_str())?;
+        self.db.read(|c| guests::to_guest(c, &guests::row(c, id)?, now_ms()))
+    }
+
+    async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
+        faults::on_call(&self.db, Op::List).await?;
+        self.db.read(|c| match guests::row_by_key(c, key)? {
+            Some(g) if g.visible => Ok(Some(guests::to_guest(c, &g, now_ms())?.summary())),
+            _ => Ok(None),
+        })
+    }
+
+    async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
+        let id = parse_id(id.as_str())?;
+        let fail = faults::on_call(&self.db, Op::Power).await?;
+        self.db.write(|tx| {
+            let g = guests::row(tx, id)?;
+            let t = self.timing(tx)?;
+            let now = now_ms();
+            let plan = power::plan(action, g.power_at(now), g.is_template, t);
+            if let Plan::Refuse(why) = plan {
+                return Err(Error::conflict(format!("guest [{id}] {why}")));
+            }
+            if fail {
+                return tasks::insert(tx, &NewTask::after("power", id, t.task_ms, json!({ "action": action.as_str() }), true));
+            }
+            let until = match plan {
+                Plan::Enter { state, ms } => {
+                    let (st, until) = power::stored_for(state, ms, now);
+                    guests::set_power(tx, id, st, until)?;
+                    until
+                }
+                _ => g.power_until,
+            };
+            if until <= now {
+                return Ok(done("power", None));
+            }
+            let task = NewTask {
+                op: "power",
+                guest: Some(id),
+                params: json!({ "action": action.as_str() }),
+                due_ms: until,
+                finish_ms: until,
+                applied: true,
+                new_guest: None,
+                fail: false,
+            };
+            tasks::insert(tx, &task)
+        })
+    }
+
+    async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
+        let Ok(id) = parse_id(id.as_str()) else { return Ok(done("delete", None)) };
+        let fail = faults::on_call(&self.db, Op::Delete).await?;
+        self.db.write(|tx| {
+            let Some(g) = guests::row_any(tx, id)?.filter(|g| g.visible) else { return Ok(done("delete", None)) };
+            guests::ensure_no_dependants(tx, &g, "delete")?;
+            let t = self.timing(tx)?;
+            if !fail {
+                guests::set_power(tx, id, PowerState::PoweredOff, 0)?; // hard stop first
+            }
+            tasks::insert(tx, &NewTask::after("delete", id, t.task_ms, json!({}), fail))
+        })
+    }
+
+    async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
+        let id = parse_id(id.as_str())?;
+        let fail = faults::on_call(&self.db, Op::Convert).await?;
+        self.db.write(|tx| {
+            let g = guests::row(tx, id)?;
+            if g.is_template == is_template {
+                return Ok(done("convert", None));
+            }
+            if is_template && g.power_at(now_ms()) != PowerState::PoweredOff {
+                return Err(Error::conflict(format!("guest [{id}] must be powered off to become a template")));
+            }
+            let t = self.timing(tx)?;
+            tasks::insert(tx, &NewTask::after("convert", id, t.task_ms, json!({ "template": is_template }), fail))
+        })
+    }
+
+    async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
+        check_guest_name(&spec.name)?;
+        if let Some(s) = &spec.snapshot {
+            check_snapshot_name(s)?;
+        }
+        let source = parse_id(spec.source.as_str())?;
+        let fail = faults::on_call(&self.db, Op::Clone).await?;
+        self.db.write(|tx| {
+            let src = guests::row(tx, source)?;
+            // A retry with the same name and source adopts the earlier clone.
+            let same_name = guests::rows_by_name(tx, &spec.name)?;
+            if let Some(prev) = same_name.iter().find(|r| r.origin_id == Some(src.id) && r.id != src.id) {
+                return self.adopt(tx, prev, "clone", spec.start);
+            }
+            if let Some(other) = same_name.first() {
+                return Err(Error::already_exists(format!("a guest named [{}] already exists ([{}])", spec.name, other.id)));
+            }
+            let snap = match &spec.snapshot {
+                Some(name) => Some(snapshots::require(tx, src.id, name)?),
+                None => None,
+            };
+            let linked = match spec.mode {
+                CloneMode::Linked => true,
+                CloneMode::Full => false,
+                CloneMode::Auto => src.is_template,
+            };
+            let mut nics = Vec::new();
+            for (_, vlan, network) in guests::nics_of(tx, src.id)? {
+                nics.push((guests::alloc_mac(tx)?, vlan, network));
+            }
+            if nics.is_empty() {
+                nics.push((guests::alloc_mac(tx)?, None, Some(NETWORK.to_string())));
+            }
+            let now = now_ms();
+            let new = NewGuest {
+                name: spec.name.clone(),
+                visible: false,
+                is_template: false,
+                power: PowerState::PoweredOff,
+                power_until: 0,
+                os: src.os.clone(),
+                cpus: snap.as_ref().map_or(src.cpus, |s| s.cpus),
+                memory_mb: snap.as_ref().map_or(src.memory_mb, |s| s.memory_mb),
+                disk_gb: src.disk_gb,
+                key: None,
+                origin_id: Some(src.id),
+                linked_to: linked.then_some(src.id),
+                linked_snapshot: if linked { snap.as_ref().map(|s| s.id) } else { None },
+                nics,
+            };
+            let id = guests::insert(tx, &new, now)?;
+            let t = self.timing(tx)?;
+            let due = now + t.task_ms;
+            let task = NewTask {
+                op: "clone",
+                guest: Some(src.id),
+                params: json!({ "start": spec.start, "linked": linked }),
+                due_ms: due,
+                finish_ms: due + if spec.start { t.boot_ms } else { 0 },
+                applied: false,
+                new_guest: Some(id),
+                fail,
+            };
+            tracing::debug!(source = src.id, new = id, linked, "sim clone submitted");
+            Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest: None })
+        })
+    }
+
+    async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
+        check_guest_name(&spec.name)?;
+        let key = spec.key.trim();
+        if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+            return Err(Error::invalid("create: 'key' must be 1-255 printable characters"));
+        }
+        if spec.cpus == Some(0) || spec.cpus.is_some_and(|c| c > 512) {
+            return Err(Error::invalid("create: cpus must be between 1 and 512"));
+        }
+        if spec.memory_mb.is_some_and(|m| !(16..=16 * 1024 * 1024).contains(&m)) {
+            return Err(Error::invalid("create: memory must be between 16 MiB and 16 TiB"));
+        }
+        for nic in &spec.nics {
+            if let Some(mac) = &nic.mac {
+                polyvisor_core::net::normalize_mac(mac)
+                    .ok_or_else(|| Error::invalid(format!("create: invalid MAC address [{}]", shown(mac))))?;
+            }
+            if nic.vlan.is_some_and(|v| v == 0 || v > 4094) {
+                return Err(Error::invalid("create: VLAN tags must be between 1 and 4094"));
+            }
+        }
+        if let CreateSource::Iso { path, .. } = &spec.source {
+            if path.trim().is_empty() {
+                return Err(Error::invalid("create: ISO path is empty"));
+            }
+        }
+        let fail = faults::on_call(&self.db, Op::Create).await?;
+        self.db.write(|tx| {
+            if let Some(existing) = guests::row_by_key(tx, key)? {
+                if existing.is_template {
+                    return Err(Error::conflict(format!("key [{}] belongs to template [{}]", shown(key), existing.id)));
+                }
+                return self.adopt(tx, &existing, "create", true);
+            }
+            Self::name_taken(tx, &spec.name, None)?;
+            let (os, cpus, memory_mb, disk_gb, linked_to, template_nics) = match &spec.source {
+                CreateSource::Template { id, full } => {
+                    let src = guests::row(tx, parse_id(id.as_str())?)?;
+                    let disk = spec.disk_size_gb.map_or(src.disk_gb, |d| (d.min(1 << 20) as i64).max(src.disk_gb));
+                    let nics = guests::nics_of(tx, src.id)?;
+                    (src.os.clone(), src.cpus, src.memory_mb, disk, (!full).then_some(src.id), nics)
+                }
+                CreateSource::Iso { os_type, .. } => {
+                    let disk = spec.disk_size_gb.map_or(32, |d| d.clamp(1, 1 << 20) as i64);
+                    (Some(os_type.clone().unwrap_or_else(|| "other".into())), 1, 1024, disk, None, Vec::new())
+                }
+            };
+            let mut nics = Vec::new();
+            let mut seen = HashSet::new();
+            for n in &spec.nics {
+                let mac = match &n.mac {
+                    Some(m) => guests::claim_mac(tx, m)?,
+                    None => guests::alloc_mac(tx)?,
+                };
+                if !seen.insert(mac.clone()) {
+                    return Err(Error::invalid(format!("create: MAC {mac} requested twice")));
+                }
+                nics.push((mac, n.vlan, Some(n.network.clone().unwrap_or_else(|| NETWORK.to_string()))));
+            }
+            if nics.is_empty() {
+                for (_, vlan, network) in template_nics {
+                    nics.push((guests::alloc_mac(tx)?, vlan, network));
+                }
+            }
+            if nics.is_empty() {
+                nics.push((guests::alloc_mac(tx)?, None, Some(NETWORK.to_string())));
+            }
+            let now = now_ms();
+            let new = NewGuest {
+                name: spec.name.clone(),
+                visible: false,
+                is_template: false,
+                power: PowerState::PoweredOff,
+                power_until: 0,
+                os,
+                cpus: spec.cpus.map_or(cpus, i64::from),
+                memory_mb: spec.memory_mb.map_or(memory_mb, |m| m as i64),
+                disk_gb,
+                key: Some(key.to_string()),
+                origin_id: linked_to.or(match &spec.source {
+                    CreateSource::Template { id, .. } => parse_id(id.as_str()).ok(),
+                    CreateSource::Iso { .. } => None,
+                }),
+                linked_to,
+                linked_snapshot: None,
+                nics,
+            };
+            let id = guests::insert(tx, &new, now)?;
+            let t = self.timing(tx)?;
+            let due = now + t.task_ms;
+            let task = NewTask {
+                op: "create",
+                guest: None,
+                params: json!({ "start": true }),
+                due_ms: due,
+                finish_ms: due + t.boot_ms,
+                applied: false,
+                new_guest: Some(id),
+                fail,
+            };
+            Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest: None })
+        })
+    }
+
+    async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
+        faults::on_call(&self.db, Op::Get).await?;
+        let id = parse_id(id.as_str())?;
+        self.db.read(|c| snapshots::list(c, guests::row(c, id)?.id))
+    }
+
+    async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
+        check_snapshot_name(&spec.name)?;
+        let id = parse_id(id.as_str())?;
+        let fail = faults::on_call(&self.db, Op::SnapshotCreate).await?;
+        self.db.write(|tx| {
+            let g = guests::row(tx, id)?;
+            if let Some(old) = snapshots::find(tx, g.id, &spec.name)? {
+                snapshots::ensure_no_dependants(tx, g.id, &spec.name, &old, "replace")?;
+            }
+            let t = self.timing(tx)?;
+            let params = json!({ "name": spec.name, "description": spec.description, "memory": spec.include_memory });
+            tasks::insert(tx, &NewTask::after("snapshot_create", id, t.task_ms, params, fail))
+        })
+    }
+
+    async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
+        let id = parse_id(id.as_str())?;
+        let fail = faults::on_call(&self.db, Op::Revert).await?;
+        self.db.write(|tx| {
+            let g = guests::row(tx, id)?;
+            snapshots::require(tx, g.id, name)?;
+            let t = self.timing(tx)?;
+            tasks::insert(tx, &NewTask::after("revert", id, t.task_ms, json!({ "name": name }), fail))
+        })
+    }
+
+    async fn delete_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
+        let id = parse_id(id.as_str())?;
+        let fail = faults::on_call(&self.db, Op::SnapshotDelete).await?;
+        self.db.write(|tx| {
+            let g = guests::row(tx, id)?;
+            let Some(snap) = snapshots::find(tx, g.id, name)? else { return Ok(done("snapshot_delete", None)) };
+            snapshots::ensure_no_dependants(tx, g.id, name, &snap, "delete")?;
+            let t = self.timing(tx)?;
+            tasks::insert(tx, &NewTask::after("snapshot_delete", id, t.task_ms, json!({ "name": name }), fail))
+        })
+    }
+
+    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
+        let force_fail = faults::on_call(&self.db, Op::Task).await?;
+        tasks::status(&self.db, id, force_fail)
+    }
+
+    async fn console(&self, id: &GuestId) -> Result<Console> {
+        faults::on_call(&self.db, Op::Get).await?;
+        let id = parse_id(id.as_str())?;
+        let g = self.db.read(|c| guests::row(c, id))?;
+        if !matches!(g.power_at(now_ms()), PowerState::PoweredOn | PowerState::PoweringOn) {
+            return Err(Error::conflict(format!("guest [{id}] is not running; start it to open a console")));
+        }
+        let port = 5900 + (id % 59_000) as u16;
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 8);
+        Ok(Console::Vnc { host: "127.0.0.1".into(), port, password: Some(SecretString::from(password)), one_time: true })
+    }
+}
