@@ -147,8 +147,8 @@ fn exec(args: Args) -> Result<()> {
             crate::names::check_guest_name(&format!("{prefix}-1"))?;
             let t = std::time::Instant::now();
             match db.seed_guests(guests, &prefix)? {
-                Some((a, b)) => let _ = writeln!(out, "inserted {guests} guests ({a}..={b}) in {} ms", t.elapsed().as_millis()),
-                None => let _ = writeln!(out, "inserted 0 guests"),
+                Some((a, b)) => { let _ = writeln!(out, "inserted {guests} guests ({a}..={b}) in {} ms", t.elapsed().as_millis()); }
+                None => { let _ = writeln!(out, "inserted 0 guests"); }
             }
         }
         Cmd::Fault { action } => match action {
