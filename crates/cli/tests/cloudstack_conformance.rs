@@ -95,7 +95,10 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     let entry = install(&dir);
     let (out, report) = run_check(
         &dir,
-        &["--template-id", SIM_TEMPLATE, "--bad-template-id", "424242", "--vms", "3"],
+        &[
+            "--template-id", SIM_TEMPLATE, "--bad-template-id", "424242", "--vms", "3", "--custom-actions", "require",
+            "--slow-env", "POLYVISOR_SIM_TASK_MS=60000", "--slow-timeout", "3",
+        ],
         &[entry.display().to_string()],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -107,6 +110,8 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     );
     let passed = report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "pass").count()).unwrap_or(0);
     assert!(passed >= 30, "only {passed} cases passed:\n{stdout}");
+    let skipped: Vec<_> = report["cases"].as_array().into_iter().flatten().filter(|c| c["outcome"] == "skip").collect();
+    assert!(skipped.is_empty(), "nothing skipped on sim: {skipped:?}");
     for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "hygiene"] {
         let any = report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["group"] == must && c["outcome"] == "pass"));
         assert!(any, "no passing case in group {must}:\n{stdout}");
