@@ -26,6 +26,9 @@ async fn counted<T>(op: &'static str, fut: impl std::future::Future<Output = Res
     out
 }
 
+/// How long a delete waits in-call for the hard stop before handing over to its task.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 fn done(op: &str) -> TaskId {
     completed(op, &TaskOutput::default())
 }
@@ -81,7 +84,6 @@ impl Driver for ProxmoxDriver {
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
         counted("power", self.on_vm(id, |vmid, node| async move { self.power_on(&vmid, &node, action).await }))
             .await
-            .map_err(|e| e.context(format!("Failed to {action} guest [{id}]")))
     }
 
     async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
@@ -94,21 +96,19 @@ impl Driver for ProxmoxDriver {
             self.start_delete(&vmid, &node).await
         })
         .await
-        .map_err(|e| e.context(format!("Failed to delete guest [{id}]")))
     }
 
     async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
         counted("set_template", self.on_vm(id, |vmid, node| async move { self.convert(&vmid, &node, is_template).await }))
             .await
-            .map_err(|e| e.context(format!("Failed to convert guest [{id}]")))
     }
 
     async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
-        counted("clone", self.start_clone(spec)).await.map_err(|e| e.context(format!("Failed to clone guest [{}]", spec.source)))
+        counted("clone", self.start_clone(spec)).await
     }
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
-        counted("create", self.start_create(spec)).await.map_err(|e| e.context(format!("Failed to create guest '{}'", spec.name)))
+        counted("create", self.start_create(spec)).await
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
@@ -145,7 +145,6 @@ impl Driver for ProxmoxDriver {
             async move { self.start_snapshot(&vmid, &node, &name, spec).await }
         }))
         .await
-        .map_err(|e| e.context(format!("Failed to snapshot guest [{id}]")))
     }
 
     async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
@@ -170,7 +169,6 @@ impl Driver for ProxmoxDriver {
             }
         }))
         .await
-        .map_err(|e| e.context(format!("Failed to revert guest [{id}]")))
     }
 
     async fn delete_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
@@ -197,7 +195,6 @@ impl Driver for ProxmoxDriver {
             }
         })
         .await
-        .map_err(|e| e.context(format!("Failed to delete snapshot of guest [{id}]")))
     }
 
     async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
@@ -224,7 +221,6 @@ impl Driver for ProxmoxDriver {
             Ok(Console::Vnc { host, port, password: Some(SecretString::from(ticket.to_string())), one_time: true })
         }))
         .await
-        .map_err(|e| e.context(format!("Failed to open console of guest [{id}]")))
     }
 }
 
@@ -317,8 +313,33 @@ impl ProxmoxDriver {
                 Ok(done("delete"))
             }
             Err(e) if e.message().contains("is running") => {
-                self.api.post(&format!("{path}/status/stop"), &[]).await?;
-                Ok(TaskToken::new("delete", json!({"vmid": vmid, "node": node})).encode())
+                // Hard stop, wait for it (bounded), then DELETE now: some fronts never poll
+                // a delete task. If the stop takes longer, the task issues the DELETE.
+                let stop = upid_of(&self.api.post(&format!("{path}/status/stop"), &[]).await?)?;
+                if let Some(u) = stop {
+                    let deadline = tokio::time::Instant::now() + STOP_WAIT;
+                    loop {
+                        match self.task_state(&u).await? {
+                            crate::client::PveTask::Running if tokio::time::Instant::now() < deadline => {
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                let chained = TaskToken::new("delete", json!({"vmid": vmid, "node": node})).encode();
+                match self.api.delete(&path, &params).await {
+                    Ok(v) => {
+                        self.forget(vmid);
+                        Ok(match upid_of(&v)? {
+                            Some(u) => TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw})).encode(),
+                            None => done("delete"),
+                        })
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(done("delete")),
+                    Err(e) if e.message().contains("is running") || crate::pve_error::is_lock_message(e.message()) => Ok(chained),
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         }

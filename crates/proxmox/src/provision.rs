@@ -36,10 +36,13 @@ impl ProxmoxDriver {
         let native = source.native_template;
         let full = match spec.mode {
             CloneMode::Full => true,
-            CloneMode::Linked if !native => {
-                return Err(Error::invalid("linked clones need a native template as source (set template_mode=native)"))
+            // PVE always copies a normal VM in full; only native templates link.
+            CloneMode::Linked => {
+                if !native {
+                    tracing::debug!(source = %src, "linked clone of a non-template: Proxmox makes a full copy");
+                }
+                !native
             }
-            CloneMode::Linked => false,
             CloneMode::Auto => !native || self.cfg().clone_default == CloneDefault::Full,
         };
         let snapname = match &spec.snapshot {

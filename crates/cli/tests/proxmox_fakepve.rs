@@ -1,0 +1,167 @@
+//! End-to-end: `polyvisor check ras -- polyvisor ras --driver proxmox …` against the real
+//! fakepve simulator (PyPI `fakepve[crypto]`, started here through
+//! scripts/ci/fakepve-launcher.py on its own loopback address and a free port), at every
+//! level the Proxmox driver advertises, with both auth paths and TLS modes.
+//! Fails (never skips) when fakepve is not installed.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polyvisor");
+const SECRET: &str = "tok-5EC2E7-9c3e";
+
+struct FakePve {
+    child: Child,
+    url: String,
+    ca_file: String,
+    fingerprint: String,
+}
+
+impl Drop for FakePve {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl FakePve {
+    fn host_port(&self) -> String {
+        self.url.trim_start_matches("https://").to_string()
+    }
+    fn cmd(&mut self, c: Value) {
+        let stdin = self.child.stdin.as_mut().expect("launcher stdin");
+        writeln!(stdin, "{c}").expect("write launcher command");
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pv-pve-e2e-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn start_fakepve(dir: &Path, host: &str) -> FakePve {
+    let guests = dir.join("guests.json");
+    let g = json!({"guests": [
+        {"vmid": 9000, "name": "tpl-debian", "status": "stopped",
+         "config": {"cores": "2", "memory": "2048", "scsi0": "local-lvm:vm-9000-disk-0,size=8G", "net0": "virtio=BC:24:11:00:90:00,bridge=vmbr0", "ostype": "l26", "agent": "1"}},
+        {"vmid": 100, "name": "web-01", "status": "running",
+         "config": {"scsi0": "local-lvm:vm-100-disk-0,size=8G", "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0", "ostype": "l26", "agent": "1"},
+         "agent": {"interfaces": [{"name": "eth0", "hardware-address": "bc:24:11:00:01:00", "ip-addresses": [{"ip-address": "192.0.2.50", "ip-address-type": "ipv4", "prefix": 24}]}]}}
+    ]});
+    std::fs::write(&guests, g.to_string()).expect("guests file");
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/fakepve-launcher.py");
+    let mut child = Command::new("python3")
+        .arg(&launcher)
+        .arg("--guests")
+        .arg(&guests)
+        .args(["--host", host, "--token"])
+        .arg(format!("root@pam!ci={SECRET}"))
+        .arg("--certdir")
+        .arg(dir.join("pki"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is required to run fakepve (scripts/ci/apt-packages.txt)");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining: the launcher answers every command on stdout.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        let _ = child.kill();
+        panic!("fakepve did not start: install it with `python3 -m pip install -r scripts/ci/requirements.txt` (fakepve[crypto]); got {line:?}")
+    });
+    let s = |k: &str| ready[k].as_str().expect("launcher field").to_string();
+    FakePve { url: s("listening"), ca_file: s("ca_file"), fingerprint: s("fingerprint"), child }
+}
+
+fn run(dir: &Path, settings: &Value, ras_flags: &[&str]) -> (Output, Value) {
+    let json = dir.join("report.json");
+    let log = dir.join("provider.log");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["check", "ras", "--fast-poll", "--request-timeout", "30", "--json"])
+        .arg(&json)
+        .arg("--settings")
+        .arg(settings.to_string())
+        .arg("--")
+        .args([BIN, "--log-level", "debug", "--log-file"])
+        .arg(&log)
+        .args(["ras", "--driver", "proxmox"])
+        .args(ras_flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn polyvisor check ras");
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > Duration::from_secs(240) {
+            let _ = child.kill();
+            panic!("`polyvisor check ras` on fakepve exceeded 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let report = std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    (out, report)
+}
+
+fn assert_pass(tag: &str, out: &Output, report: &Value, dir: &Path) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&Value> = report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "fail").collect()).unwrap_or_default();
+    assert!(out.status.success(), "{tag}: harness failed on fakepve:\n{stdout}\nfailed: {failed:#?}");
+    const FLOWS: [&str; 4] = ["CreateTemplate", "EnterMaintenance", "ExitMaintenance", "CreateHost"];
+    let passed = report["cases"].as_array().map(|a| a.iter().filter(|c| c["group"] == "flows" && c["outcome"] == "pass" && FLOWS.iter().any(|f| c["name"] == *f)).count());
+    assert_eq!(passed, Some(4), "{tag}: all four RAS flows must pass:\n{stdout}");
+    let log = std::fs::read_to_string(dir.join("provider.log")).unwrap_or_default();
+    assert!(log.contains("polyvisor_proxmox::round_trips"), "{tag}: round trips are logged");
+    for secret in [SECRET, "\"secret\""] {
+        assert!(!stdout.contains(secret) && !log.contains(secret), "{tag}: a secret leaked into the report or log");
+    }
+}
+
+#[test]
+fn ras_versioning_with_ticket_auth_and_ca_file() {
+    let dir = temp_dir("versioning");
+    let pve = start_fakepve(&dir, "127.0.3.2");
+    let settings = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret", "ca_file": pve.ca_file, "ip_wait_timeout": "1"});
+    let (out, report) = run(&dir, &settings, &["--template-method", "versioning"]);
+    assert_pass("versioning", &out, &report, &dir);
+}
+
+/// Level `basic` with token auth and a fingerprint pin. (Level basic + link clones needs
+/// `template_mode=native`, whose template→VM conversion fakepve 0.5.0 cannot show: its
+/// `PUT config template=0` keeps the flag — known gap 4; the native path is covered at the
+/// driver level in crates/proxmox/tests/fakepve_driver.rs.)
+#[test]
+fn ras_basic_with_token_and_fingerprint() {
+    let dir = temp_dir("basic");
+    let pve = start_fakepve(&dir, "127.0.3.3");
+    let settings = json!({"host": pve.host_port(), "username": "root@pam", "token_name": "ci", "token_secret": SECRET,
+                          "fingerprint": pve.fingerprint, "ip_wait_timeout": "1"});
+    let (out, report) = run(&dir, &settings, &["--template-method", "basic"]);
+    assert_pass("basic", &out, &report, &dir);
+}
+
+#[test]
+fn ras_versioning_survives_expired_tickets_and_slow_tasks() {
+    let dir = temp_dir("faults");
+    let mut pve = start_fakepve(&dir, "127.0.3.4");
+    // Tasks take real time (0.02 s per PVE second) and tickets expire after 3 s, so the run
+    // crosses several re-logins and running → stopped task transitions.
+    pve.cmd(json!({"set": "time_scale", "value": 0.02}));
+    pve.cmd(json!({"set": "ticket_ttl", "value": 3}));
+    let settings = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret", "ca_file": pve.ca_file, "ip_wait_timeout": "1"});
+    let (out, report) = run(&dir, &settings, &["--template-method", "versioning"]);
+    assert_pass("faults", &out, &report, &dir);
+}
