@@ -174,3 +174,44 @@ fn exec(args: Args) -> Result<()> {
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn run_args(db: &std::path::Path, rest: &[&str]) -> Result<()> {
+        let mut argv = vec!["sim", "--db", db.to_str().unwrap_or_default()];
+        argv.extend_from_slice(rest);
+        exec(Cli::try_parse_from(argv).map_err(|e| polyvisor_core::Error::invalid(e.to_string()))?.args)
+    }
+
+    #[test]
+    fn admin_commands_change_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        run_args(&db, &["status"]).unwrap();
+        run_args(&db, &["seed", "--guests", "25"]).unwrap();
+        run_args(&db, &["fault", "set", "--op", "snapshot_create", "--count", "2", "--latency-ms", "5", "--mode", "task"]).unwrap();
+        run_args(&db, &["set-timing", "--task-ms", "0", "--boot-ms", "7"]).unwrap();
+        run_args(&db, &["list", "--json"]).unwrap();
+        let ctl = SimDb::open(&db, true).unwrap();
+        let c = ctl.counts().unwrap();
+        assert_eq!((c.guests, c.task_ms, c.boot_ms), (32, Some(0), Some(7)));
+        let f = ctl.faults().unwrap();
+        assert_eq!((f[0].op.as_str(), f[0].count, f[0].latency_ms, f[0].mode), ("snapshot_create", 2, 5, Mode::Task));
+        run_args(&db, &["fault", "clear"]).unwrap();
+        run_args(&db, &["reset", "--empty"]).unwrap();
+        assert_eq!(ctl.counts().unwrap().guests, 0);
+        assert!(ctl.faults().unwrap().is_empty());
+        assert_eq!(ctl.counts().unwrap().boot_ms, Some(7), "timing survives reset");
+        assert!(run_args(&db, &["fault", "set", "--op", "bogus"]).is_err());
+        assert!(run_args(&db, &["seed", "--guests", "1", "--prefix", "-bad"]).is_err());
+    }
+}

@@ -49,7 +49,7 @@ impl SimDb {
 
     /// Every knob.
     pub fn faults(&self) -> Result<Vec<Fault>> {
-        self.db.read(|c| faults::list(c))
+        self.db.read(faults::list)
     }
 
     /// Persists task/boot durations (explicit settings/env still win).

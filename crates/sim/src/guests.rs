@@ -13,6 +13,9 @@ pub(crate) const NETWORK: &str = "vmbr0";
 /// First id handed to new guests.
 pub(crate) const FIRST_ID: i64 = 100;
 
+/// A NIC as stored: (MAC, VLAN, network).
+pub(crate) type NicRow = (String, Option<u32>, Option<String>);
+
 /// One guest row.
 #[derive(Clone, Debug)]
 pub(crate) struct GuestRow {
@@ -251,7 +254,7 @@ pub(crate) struct NewGuest {
     pub linked_to: Option<i64>,
     pub linked_snapshot: Option<i64>,
     /// NICs: (MAC, VLAN, network).
-    pub nics: Vec<(String, Option<u32>, Option<String>)>,
+    pub nics: Vec<NicRow>,
 }
 
 /// Inserts a guest with a fresh id and IPv4 address; returns the id.
@@ -297,7 +300,7 @@ pub(crate) fn insert_with_id(conn: &Connection, id: i64, g: &NewGuest, now_ms: i
 }
 
 /// NICs of a guest as (MAC, VLAN, network).
-pub(crate) fn nics_of(conn: &Connection, id: i64) -> Result<Vec<(String, Option<u32>, Option<String>)>> {
+pub(crate) fn nics_of(conn: &Connection, id: i64) -> Result<Vec<NicRow>> {
     let mut s = conn.prepare_cached("SELECT mac, vlan, network FROM nics WHERE guest_id = ?1 ORDER BY idx").db()?;
     let v = s
         .query_map([id], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.and_then(|v| u32::try_from(v).ok()), r.get(2)?)))
