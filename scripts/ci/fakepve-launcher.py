@@ -17,6 +17,7 @@ Then it reads JSON commands from stdin, one per line, and answers each with one 
     {"vm": 100, "set": "agent", "value": {}}
     {"requests": true}        -> {"ok": <number of requests seen>}
     {"vms": true}             -> {"ok": [{"vmid", "name", "node", "status", "template", "lock", "tags"}, ...]}
+    {"sent": true}            -> {"ok": [[method, path, [parameter names (query + body)]], ...]} (no values)
 
 It exits when stdin closes (the test process died or finished), so nothing is left running.
 """
@@ -41,6 +42,8 @@ async def _command(pve, line):
     cmd = json.loads(line)
     if 'requests' in cmd:
         return len(pve.requests)
+    if 'sent' in cmd:
+        return pve.sent_log
     if 'vms' in cmd:
         return [{'vmid': vm.vmid, 'name': vm.name, 'node': vm.node, 'status': vm.status,
                  'template': bool(vm.template), 'lock': vm.lock, 'tags': vm.config.get('tags')} for vm in pve.vms]
@@ -56,11 +59,32 @@ async def _command(pve, line):
     return _jsonable(result)
 
 
+def _record_sent(pve):
+    """Keep (method, path, parameter names) of every request: names only, never values."""
+    import urllib.parse
+    pve.sent_log = []
+    original = pve._record
+
+    def record(request, body):
+        names = [k for k, _ in urllib.parse.parse_qsl(request.query_string, keep_blank_values=True)]
+        if body and request.content_type == 'application/x-www-form-urlencoded':
+            names += [k for k, _ in urllib.parse.parse_qsl(body.decode('utf-8', 'replace'), keep_blank_values=True)]
+        elif body and request.content_type == 'application/json':
+            try:
+                names += list(json.loads(body))
+            except ValueError:
+                pass
+        pve.sent_log.append([request.method, request.path, names])
+        return original(request, body)
+    pve._record = record
+
+
 async def _serve(args):
     from fakepve.certs import make_cert
     from fakepve.server import FakePve
     pve = FakePve(user=args.user, password=args.password, host=args.host, port=0)
     pve.time_scale = args.time_scale
+    _record_sent(pve)
     with open(args.guests) as f:
         guests = json.load(f)['guests']
     for g in guests:

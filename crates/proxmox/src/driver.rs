@@ -289,8 +289,14 @@ impl ProxmoxDriver {
             PowerAction::Suspend => ("suspend", vec![]),
             PowerAction::Resume => ("resume", vec![]),
         };
-        let upid = upid_of(&self.api.post(&format!("{path}/status/{endpoint}"), &params).await?)?;
-        Ok(match upid {
+        let answer = match self.api.post(&format!("{path}/status/{endpoint}"), &params).await {
+            // Idempotent: stopping or shutting down a stopped guest succeeds.
+            Err(e) if matches!(action, PowerAction::Stop | PowerAction::Shutdown) && e.message().contains("not running") => {
+                return Ok(done(endpoint))
+            }
+            other => other?,
+        };
+        Ok(match upid_of(&answer)? {
             Some(u) => upid_task(endpoint, &u, vmid),
             None => done(endpoint),
         })

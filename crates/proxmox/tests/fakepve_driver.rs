@@ -217,3 +217,128 @@ async fn faults_leave_nothing_half_created() {
     assert!(r.is_err() || e.is_some(), "locked VM accepted everything");
     pve.cmd(json!({"call": "unlock", "args": [101]}));
 }
+
+/// The PVE 9.1 API schema (copied from shared/data; derived from Proxmox VE, AGPL-3.0 —
+/// reference data for this check only).
+fn schema() -> serde_json::Map<String, Value> {
+    use std::io::Read;
+    let gz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pve-api-schema.json.gz")).expect("schema file");
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut s).expect("gunzip schema");
+    serde_json::from_str::<Value>(&s).expect("schema json").as_object().cloned().expect("schema object")
+}
+
+/// The schema entry for a concrete path (`{…}` segments are wildcards; literal segments win).
+fn template_for<'a>(schema: &'a serde_json::Map<String, Value>, path: &str) -> Option<(&'a String, &'a Value)> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    schema
+        .iter()
+        .filter(|(t, _)| {
+            let ts: Vec<&str> = t.trim_matches('/').split('/').collect();
+            ts.len() == segs.len() && ts.iter().zip(&segs).all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .max_by_key(|(t, _)| t.split('/').filter(|s| !s.starts_with('{')).count())
+}
+
+fn param_known(props: &serde_json::Map<String, Value>, name: &str) -> bool {
+    if props.contains_key(name) {
+        return true;
+    }
+    // Indexed parameters: net0 → net[n].
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    base != name && props.contains_key(&format!("{base}[n]"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_guest_and_every_request_matches_the_pve_schema() {
+    let mut pve = FakePve::start();
+    pve.cmd(json!({"call": "store_file", "args": ["local", "debian.iso", 1000]}));
+    let d = driver(with(pve.token_settings(), json!({"node": "pve1", "storage": "local-lvm", "network_bridge": "vmbr0"})));
+    let n0 = pve.vms().len();
+    // CloudStack create from template: key stored on the VM, found by another process.
+    let spec = CreateSpec {
+        name: "i-2-45-VM".into(),
+        key: "i-2-45-VM".into(),
+        source: CreateSource::Template { id: "9000".into(), full: true },
+        cpus: Some(2),
+        memory_mb: Some(1024),
+        disk_size_gb: None,
+        storage: None,
+        nics: vec![NicSpec { mac: Some("02:00:0a:0b:0c:0d".into()), vlan: Some(100), network: None }],
+    };
+    let started = d.create_guest(&spec).await.unwrap();
+    let id = finish(&d, &started.task).await.unwrap().new_guest.unwrap();
+    let other = driver(pve.token_settings());
+    let found = other.find_by_key("i-2-45-VM").await.unwrap().expect("found by key");
+    assert_eq!(found.id, id);
+    let g = other.get_guest(&id).await.unwrap();
+    assert_eq!((g.cpus, g.memory_mb, g.power, g.is_template), (Some(2), Some(1024), PowerState::PoweredOn, false));
+    assert_eq!(g.mac_addresses(), ["02:00:0A:0B:0C:0D"]);
+    assert_eq!(g.nics[0].vlan, Some(100));
+    // Retry of the same create adopts.
+    let again = d.create_guest(&spec).await.unwrap();
+    assert_eq!(again.new_guest, Some(id.clone()));
+    assert_eq!(pve.vms().len(), n0 + 1);
+    // From ISO.
+    let iso = CreateSpec {
+        name: "i-2-46-VM".into(),
+        key: "i-2-46-VM".into(),
+        source: CreateSource::Iso { path: "local:iso/debian.iso".into(), os_type: None },
+        disk_size_gb: Some(4),
+        ..spec.clone()
+    };
+    let id2 = finish(&d, &d.create_guest(&iso).await.unwrap().task).await.unwrap().new_guest.unwrap();
+    assert_eq!(d.get_guest(&id2).await.unwrap().key.as_deref(), Some("i-2-46-VM"));
+    // A failing ISO create (missing volume) leaves nothing behind.
+    let bad = CreateSpec { key: "i-2-47-VM".into(), name: "i-2-47-VM".into(), source: CreateSource::Iso { path: "local:iso/missing.iso".into(), os_type: None }, ..iso.clone() };
+    let e = finish(&d, &d.create_guest(&bad).await.unwrap().task).await.unwrap_err();
+    assert!(e.message().contains("does not exist"), "{e}");
+    assert_eq!(pve.vms().len(), n0 + 2);
+    for g in [&id, &id2] {
+        finish(&d, &d.delete_guest(g).await.unwrap()).await.unwrap();
+    }
+    // More traffic for the schema check.
+    let snap = SnapshotSpec { name: "s1".into(), include_memory: true, description: Some("d".into()) };
+    finish(&d, &d.create_snapshot(&"100".into(), &snap).await.unwrap()).await.unwrap();
+    finish(&d, &d.create_snapshot(&"100".into(), &snap).await.unwrap()).await.unwrap();
+    finish(&d, &d.revert_snapshot(&"100".into(), "s1").await.unwrap()).await.unwrap();
+    finish(&d, &d.delete_snapshot(&"100".into(), "s1").await.unwrap()).await.unwrap();
+    for a in PowerAction::ALL {
+        let _ = d.power(&"100".into(), a).await;
+    }
+    d.console(&"100".into()).await.unwrap();
+    finish(&d, &d.set_template(&"101".into(), true).await.unwrap()).await.unwrap();
+    finish(&d, &d.set_template(&"101".into(), false).await.unwrap()).await.unwrap();
+    let nat = driver(with(pve.token_settings(), json!({"template_mode": "native"})));
+    finish(&nat, &nat.set_template(&"103".into(), true).await.unwrap()).await.unwrap();
+    let cs = CloneSpec { source: "103".into(), name: "lc".into(), snapshot: None, mode: CloneMode::Linked, start: true };
+    finish(&nat, &nat.clone_guest(&cs).await.unwrap().task).await.unwrap();
+
+    let schema = schema();
+    let sent = pve.cmd(json!({"sent": true}));
+    let sent = sent.as_array().expect("sent list");
+    assert!(sent.len() > 50, "too little traffic to check: {}", sent.len());
+    let mut problems = Vec::new();
+    for r in sent {
+        let method = r[0].as_str().unwrap();
+        let path = r[1].as_str().unwrap().trim_start_matches("/api2/json");
+        let Some((template, entry)) = template_for(&schema, path) else {
+            problems.push(format!("{method} {path}: no such path"));
+            continue;
+        };
+        let Some(m) = entry.get(method) else {
+            problems.push(format!("{method} {template}: no such method"));
+            continue;
+        };
+        let props = m["parameters"]["properties"].as_object().cloned().unwrap_or_default();
+        for p in r[2].as_array().unwrap() {
+            let p = p.as_str().unwrap();
+            if !param_known(&props, p) {
+                problems.push(format!("{method} {template}: unknown parameter '{p}'"));
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "requests outside the PVE schema:\n{}", problems.join("\n"));
+}
