@@ -18,6 +18,7 @@ struct FakePve {
     url: String,
     ca_file: String,
     fingerprint: String,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for FakePve {
@@ -32,9 +33,14 @@ impl FakePve {
     fn host_port(&self) -> String {
         self.url.trim_start_matches("https://").to_string()
     }
-    fn cmd(&mut self, c: Value) {
+    /// Sends one launcher command and returns its `ok` answer.
+    fn cmd(&mut self, c: Value) -> Value {
         let stdin = self.child.stdin.as_mut().expect("launcher stdin");
         writeln!(stdin, "{c}").expect("write launcher command");
+        let line = self.lines.recv_timeout(Duration::from_secs(20)).expect("launcher answer");
+        let v: Value = serde_json::from_str(&line).expect("launcher answer is JSON");
+        assert!(v.get("error").is_none(), "launcher command {c} failed: {v}");
+        v["ok"].clone()
     }
 }
 
@@ -83,7 +89,7 @@ fn start_fakepve(dir: &Path, host: &str) -> FakePve {
         panic!("fakepve did not start: install it with `python3 -m pip install -r scripts/ci/requirements.txt` (fakepve[crypto]); got {line:?}")
     });
     let s = |k: &str| ready[k].as_str().expect("launcher field").to_string();
-    FakePve { url: s("listening"), ca_file: s("ca_file"), fingerprint: s("fingerprint"), child }
+    FakePve { url: s("listening"), ca_file: s("ca_file"), fingerprint: s("fingerprint"), child, lines: rx }
 }
 
 fn run(dir: &Path, settings: &Value, ras_flags: &[&str]) -> (Output, Value) {
@@ -164,4 +170,61 @@ fn ras_versioning_survives_expired_tickets_and_slow_tasks() {
     let settings = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret", "ca_file": pve.ca_file, "ip_wait_timeout": "1"});
     let (out, report) = run(&dir, &settings, &["--template-method", "versioning"]);
     assert_pass("faults", &out, &report, &dir);
+}
+
+/// `polyvisor check cloudstack -- <installed wrapper>` with the CloudStack built-in keys
+/// (`url` bare host:port, `user`, `token`, `secret`, `node`, full clones), the template
+/// 9000 turned into a native template first so the built-in default (linked) also works.
+#[test]
+fn cloudstack_wrapper_on_fakepve_passes_the_harness() {
+    let dir = temp_dir("cloudstack");
+    let mut pve = start_fakepve(&dir, "127.0.3.5");
+    pve.cmd(json!({"vm": 9000, "set": "template", "value": true}));
+    let root = dir.join("extensions");
+    let log = dir.join("polyvisor.log");
+    let out = Command::new(BIN)
+        .args(["cloudstack", "install", "--name", "pvepve", "--driver", "proxmox", "--root"])
+        .arg(&root)
+        .arg("--set")
+        .arg(format!("ca_file={}", pve.ca_file))
+        .env("POLYVISOR_LOG_FILE", &log)
+        .output()
+        .expect("run install");
+    assert!(out.status.success(), "install: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let entry = root.join("pvepve/pvepve.sh");
+    let json_path = dir.join("cs-report.json");
+    let url = format!("url={}", pve.host_port());
+    let secret = format!("secret={SECRET}");
+    let mut child = Command::new(BIN)
+        .args(["check", "cloudstack", "--timeout", "60", "--json"])
+        .arg(&json_path)
+        .args(["--template-id", "9000", "--bad-template-id", "4242", "--vm-detail", "is_full_clone=true"])
+        .args(["--host-detail", &url, "--host-detail", "user=root@pam", "--host-detail", "token=ci"])
+        .args(["--host-detail", &secret, "--host-detail", "node=pve1", "--custom-actions", "auto", "--"])
+        .arg(&entry)
+        .env("POLYVISOR_LOG_FILE", &log)
+        .env("POLYVISOR_LOG_LEVEL", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn check cloudstack");
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > Duration::from_secs(240) {
+            let _ = child.kill();
+            panic!("`polyvisor check cloudstack` on fakepve exceeded 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = std::fs::read(&json_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let failed: Vec<&Value> = report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "fail").collect()).unwrap_or_default();
+    assert!(out.status.success(), "check cloudstack failed on fakepve:\n{stdout}\nfailed: {failed:#?}");
+    let logtext = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!stdout.contains(SECRET) && !logtext.contains(SECRET), "secret leaked");
+    // Nothing half-created: only the seeded guests remain (the harness deletes what it made).
+    let vms = pve.cmd(json!({"vms": true}));
+    assert_eq!(vms.as_array().map(Vec::len), Some(2), "guests left behind: {vms}");
 }
