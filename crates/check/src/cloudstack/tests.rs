@@ -115,3 +115,21 @@ fn wrong_status_words_are_caught() {
     let (_, report) = check("broken-extension.sh", &["--vms", "0", "--custom-actions", "skip", "--status-samples", "1"]);
     assert_eq!(outcome(&report, "robustness", "status-of-unknown-vm-is-poweroff"), "fail", "`stopped` is PowerUnknown to CloudStack");
 }
+
+#[test]
+fn timeout_argument_honoured_or_not() {
+    let base = ["--vms", "0", "--custom-actions", "skip", "--status-samples", "1", "--slow-timeout", "2"];
+    let mut honours = base.to_vec();
+    honours.extend(["--slow-env", "FIXTURE_CREATE_SLEEP=6"]);
+    let (passed, report) = check("good-extension.sh", &honours);
+    assert!(passed, "{:#?}", failures(&report));
+    assert_eq!(outcome(&report, "robustness", "timeout-honoured"), "pass");
+
+    let mut overruns = base.to_vec();
+    overruns.extend(["--slow-env", "FIXTURE_CREATE_SLEEP=6", "--slow-env", "FIXTURE_IGNORE_TIMEOUT=1"]);
+    let started = std::time::Instant::now();
+    let (passed, report) = check("good-extension.sh", &overruns);
+    assert!(!passed);
+    assert_eq!(outcome(&report, "robustness", "timeout-honoured"), "fail");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the killed run's sleeping grandchild must not stall the harness");
+}
