@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Starts virtlogd + libvirtd without systemd (idempotent), builds the tiny TCG guest,
+# and defines the isolated network `tg-net` and the storage pool `polyvisor` used by the
+# libvirt driver's tests (crates/libvirt/tests, crates/cli/tests/libvirt_qemu.rs).
+#
+# Environment (all optional):
+#   POLYVISOR_TINY_DIR   artifacts dir (default /var/lib/polyvisor-tiny)
+#   POLYVISOR_POOL_DIR   pool directory (default /var/lib/polyvisor-pool)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+top="$(cd "$here/../.." && pwd)"
+shared="${POLYVISOR_SHARED_DIR:-$top/../shared}"
+tiny="${POLYVISOR_TINY_DIR:-/var/lib/polyvisor-tiny}"
+pooldir="${POLYVISOR_POOL_DIR:-/var/lib/polyvisor-pool}"
+uri=qemu:///system
+log() { echo "start-libvirt: $*"; }
+
+command -v libvirtd >/dev/null || { echo "start-libvirt: libvirtd missing (apt-get install libvirt-daemon-system; see scripts/ci/apt-packages.txt)" >&2; exit 1; }
+
+mkdir -p /run/libvirt /var/log/libvirt/qemu
+pidalive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if ! pidalive /run/virtlogd.pid; then
+  log "starting virtlogd"; virtlogd -d
+fi
+if ! pidalive /run/libvirtd.pid; then
+  log "starting libvirtd"; libvirtd -d
+fi
+for _ in $(seq 1 60); do
+  timeout 5 virsh -c "$uri" version >/dev/null 2>&1 && break
+  sleep 0.5
+done
+timeout 5 virsh -c "$uri" version >/dev/null || { echo "start-libvirt: libvirtd does not answer on $uri" >&2; exit 1; }
+
+if [ ! -f "$tiny/template.qcow2" ] || [ ! -f "$tiny/vmlinuz" ]; then
+  log "building tiny guest into $tiny"
+  "$shared/tools/tiny-guest/build.sh" "$tiny"
+fi
+chmod 0755 "$tiny"
+
+if ! virsh -c "$uri" net-info tg-net >/dev/null 2>&1; then
+  virsh -c "$uri" net-define "$shared/tools/tiny-guest/network.xml" >/dev/null
+fi
+virsh -c "$uri" net-info tg-net | grep -q 'Active:.*yes' || virsh -c "$uri" net-start tg-net >/dev/null
+
+mkdir -p "$pooldir"; chmod 0755 "$pooldir"
+if ! virsh -c "$uri" pool-info polyvisor >/dev/null 2>&1; then
+  virsh -c "$uri" pool-define-as polyvisor dir --target "$pooldir" >/dev/null
+fi
+virsh -c "$uri" pool-info polyvisor | grep -q 'State:.*running' || virsh -c "$uri" pool-start polyvisor >/dev/null
+virsh -c "$uri" pool-refresh polyvisor >/dev/null
+log "ready: $(virsh -c "$uri" version | grep -i 'running hypervisor' || true); tiny guest in $tiny; pool polyvisor at $pooldir"
