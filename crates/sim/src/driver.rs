@@ -122,17 +122,20 @@ impl Driver for SimDriver {
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         faults::on_call(&self.db, Op::List).await?;
+        tasks::settle_due(&self.db)?;
         self.db.read(|c| guests::list(c, now_ms()))
     }
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
         faults::on_call(&self.db, Op::Get).await?;
+        tasks::settle_due(&self.db)?;
         let id = parse_id(id.as_str())?;
         self.db.read(|c| guests::to_guest(c, &guests::row(c, id)?, now_ms()))
     }
 
     async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
         faults::on_call(&self.db, Op::List).await?;
+        tasks::settle_due(&self.db)?;
         self.db.read(|c| match guests::row_by_key(c, key)? {
             Some(g) if g.visible => Ok(Some(guests::to_guest(c, &g, now_ms())?.summary())),
             _ => Ok(None),
@@ -382,6 +385,7 @@ impl Driver for SimDriver {
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
         faults::on_call(&self.db, Op::Get).await?;
+        tasks::settle_due(&self.db)?;
         let id = parse_id(id.as_str())?;
         self.db.read(|c| snapshots::list(c, guests::row(c, id)?.id))
     }

@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     error      TEXT,
     fail       TEXT
 );
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks(due_ms) WHERE state = 'running' AND applied = 0;
 CREATE INDEX IF NOT EXISTS tasks_new_guest ON tasks(new_guest) WHERE new_guest IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS faults (

@@ -348,3 +348,12 @@ async fn ten_thousand_guests_list_fast_and_open_is_cheap() {
     assert!(list_ms < 500, "list took {list_ms} ms (debug build)");
     assert!(get_us < 2000, "get took {get_us} us");
 }
+
+#[tokio::test]
+async fn due_tasks_apply_on_reads_without_polling() {
+    let (_d, _p, d) = fresh();
+    let _t = d.delete_guest(&"102".into()).await.unwrap();
+    assert!(d.list_guests().await.unwrap().iter().all(|g| g.id.as_str() != "102"), "delete visible to list without a poll");
+    let _c = d.clone_guest(&clone_spec("9000", "unpolled")).await.unwrap();
+    assert!(d.list_guests().await.unwrap().iter().any(|g| g.name == "unpolled"));
+}
