@@ -152,7 +152,7 @@ impl Api {
         }
         let v: Value = serde_json::from_slice(&body).map_err(|_| Error::backend("Proxmox login answer is not JSON"))?;
         let data = v.get("data").cloned().unwrap_or(Value::Null);
-        if data.get("NeedTFA").is_some_and(|t| crate::lenient::truthy(t)) {
+        if data.get("NeedTFA").is_some_and(crate::lenient::truthy) {
             return Err(Error::unauthorized("Proxmox login needs two-factor authentication; use an API token"));
         }
         let ticket = data.get("ticket").and_then(Value::as_str);
