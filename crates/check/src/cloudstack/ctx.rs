@@ -2,11 +2,11 @@
 //! directory, and a log of every run for the hygiene cases. Shared by reference across
 //! the threads of the concurrency cases.
 
+use super::gson;
 use super::invoke::{self, Run, PIPE_LIMIT};
 use super::parse::{self, Power};
 use super::payload::{self, Env, Phase, Vm};
 use super::redact::Secrets;
-use super::gson;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -64,9 +64,14 @@ impl Ctx {
         let leak = {
             let s = self.secrets.lock().map(|s| s.clone()).unwrap_or_default();
             // The VNC password may legitimately come back from getconsole.
-            if console { s.leaked_in(&mask_console(&text)) } else { s.leaked_in(&text) }
+            if console {
+                s.leaked_in(&mask_console(&text))
+            } else {
+                s.leaked_in(&text)
+            }
         };
-        let logged = Logged { action: action.into(), output_len: r.output_len, json_ok, leak, excerpt: self.redact(&invoke::excerpt(&text, 200)) };
+        let logged =
+            Logged { action: action.into(), output_len: r.output_len, json_ok, leak, excerpt: self.redact(&invoke::excerpt(&text, 200)) };
         if let Ok(mut l) = self.log.lock() {
             l.push(logged);
         }
@@ -113,7 +118,10 @@ impl Ctx {
     /// Output below the pipe buffer.
     pub fn expect_small(&self, r: &Run) -> Result<(), String> {
         if r.output_len >= PIPE_LIMIT {
-            return Err(format!("`{}` wrote {} B; CloudStack reads only after exit, so ≥ 64 KiB blocks the extension until it is killed", r.action, r.output_len));
+            return Err(format!(
+                "`{}` wrote {} B; CloudStack reads only after exit, so ≥ 64 KiB blocks the extension until it is killed",
+                r.action, r.output_len
+            ));
         }
         Ok(())
     }

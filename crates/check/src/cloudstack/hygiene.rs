@@ -21,7 +21,11 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
     report.case(GROUP, "one-json-document-per-output", || {
         let bad: Vec<String> = log.iter().filter(|l| !l.json_ok).take(3).map(|l| format!("`{}`: {:?}", l.action, l.excerpt)).collect();
         let n = log.iter().filter(|l| !l.json_ok).count();
-        if n == 0 { Ok(()) } else { Err(format!("{n} outputs are not exactly one JSON object (stdout+stderr merged), e.g. {}", bad.join(", "))) }
+        if n == 0 {
+            Ok(())
+        } else {
+            Err(format!("{n} outputs are not exactly one JSON object (stdout+stderr merged), e.g. {}", bad.join(", ")))
+        }
     });
     report.case(GROUP, "no-secrets-in-output", || match log.iter().find_map(|l| l.leak.as_ref().map(|s| (l, s))) {
         Some((l, s)) => Err(format!("`{}` printed {s}", l.action)),

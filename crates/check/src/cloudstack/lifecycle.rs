@@ -31,7 +31,9 @@ pub fn prepare(ctx: &Ctx, vm: &mut Vm) -> Result<(), String> {
     if text.is_empty() {
         return Ok(());
     }
-    let patch: Value = serde_json::from_str(&text).map_err(|_| format!("prepare output is neither empty nor one JSON object (CloudStack: \"Failed to prepare VM\"): {}", ctx.describe(&r)))?;
+    let patch: Value = serde_json::from_str(&text).map_err(|_| {
+        format!("prepare output is neither empty nor one JSON object (CloudStack: \"Failed to prepare VM\"): {}", ctx.describe(&r))
+    })?;
     if !patch.is_object() {
         return Err(format!("prepare output is not a JSON object (CloudStack: \"Failed to prepare VM\"): {}", ctx.describe(&r)));
     }
@@ -58,7 +60,11 @@ fn expect_in_statuses(ctx: &Ctx, vm: &Vm, want: Power, absent_ok: bool) -> Resul
         Some((_, p)) if *p == want => Ok(Outcome::Pass),
         Some((_, p)) => Err(format!("statuses reports {} as {p:?}, expected {want:?}", vm.name)),
         None if absent_ok => Ok(Outcome::Pass),
-        None => Err(format!("statuses has no entry keyed by the internal name {} ({} entries); the power sync matches internal names", vm.name, map.len())),
+        None => Err(format!(
+            "statuses has no entry keyed by the internal name {} ({} entries); the power sync matches internal names",
+            vm.name,
+            map.len()
+        )),
     }
 }
 
@@ -103,7 +109,11 @@ pub fn run(ctx: &Ctx, report: &mut Report, flow: &Flow) {
         match statuses(ctx)? {
             Some(map) => {
                 let n = map.iter().filter(|(k, _)| k == &vm.name).count();
-                if n > 1 { Err(format!("statuses lists {} {n} times after the retried create", vm.name)) } else { Ok(()) }
+                if n > 1 {
+                    Err(format!("statuses lists {} {n} times after the retried create", vm.name))
+                } else {
+                    Ok(())
+                }
             }
             None => Ok(()),
         }
@@ -115,7 +125,9 @@ pub fn run(ctx: &Ctx, report: &mut Report, flow: &Flow) {
             ctx.lifecycle_ok(&vm, "create", Phase::Starting)?;
             ctx.expect_power(&vm, "Running", Power::On)?;
             match statuses(ctx)? {
-                Some(map) if map.iter().filter(|(k, _)| k == &vm.name).count() > 1 => Err(format!("statuses lists {} twice after prepare+create were retried", vm.name)),
+                Some(map) if map.iter().filter(|(k, _)| k == &vm.name).count() > 1 => {
+                    Err(format!("statuses lists {} twice after prepare+create were retried", vm.name))
+                }
                 _ => Ok(()),
             }
         });
@@ -189,14 +201,17 @@ fn console(ctx: &Ctx, vm: &Vm) -> Result<Outcome, String> {
     }
     if !r.success() {
         let text = r.text();
-        let declared_unsupported = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
+        let declared_unsupported =
+            serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
         return match declared_unsupported {
             Some(e) => Ok(Outcome::Skip(format!("extension declines getconsole: {}", ctx.redact(&e)))),
             None => Err(format!("getconsole failed without a JSON error: {}", ctx.describe(&r))),
         };
     }
     match parse::console(&r.text()) {
-        Ok(parse::Console::Proxy { has_password: false, .. }) => Err("console without a password: the console proxy could connect unauthenticated or not at all".into()),
+        Ok(parse::Console::Proxy { has_password: false, .. }) => {
+            Err("console without a password: the console proxy could connect unauthenticated or not at all".into())
+        }
         Ok(_) => Ok(Outcome::Pass),
         Err(e) => Err(format!("CloudStack would reject the console answer: {e}")),
     }

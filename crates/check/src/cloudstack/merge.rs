@@ -51,8 +51,11 @@ mod tests {
     fn merges_details_and_nics_by_uuid() {
         let mut vm = json!({"details": {"deployvm": "true"}, "vncPassword": "x",
             "nics": [{"uuid": "n1", "mac": "02:00:00:00:00:01", "ip": "10.0.0.2"}]});
-        merge(&mut vm, &json!({"details": {"proxmox_vmid": "103"},
-            "nics": [{"uuid": "n1", "mac": "52:54:00:ab:cd:ef"}, {"uuid": "n2"}]}));
+        merge(
+            &mut vm,
+            &json!({"details": {"proxmox_vmid": "103"},
+            "nics": [{"uuid": "n1", "mac": "52:54:00:ab:cd:ef"}, {"uuid": "n2"}]}),
+        );
         assert_eq!(vm["details"], json!({"deployvm": "true", "proxmox_vmid": "103"}));
         assert_eq!(vm["nics"][0], json!({"uuid": "n1", "mac": "52:54:00:ab:cd:ef", "ip": "10.0.0.2"}));
         assert_eq!(vm["nics"].as_array().map(Vec::len), Some(2));

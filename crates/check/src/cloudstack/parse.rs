@@ -42,10 +42,7 @@ pub fn status_power(text: &str) -> Power {
 /// `statuses` output → map of VM name to power state, or why it is unusable.
 pub fn statuses_map(text: &str) -> Result<Vec<(String, Power)>, String> {
     let v: Value = serde_json::from_str(text.trim()).map_err(|e| format!("not one JSON document: {e}"))?;
-    let m = v
-        .get("power_state")
-        .and_then(Value::as_object)
-        .ok_or("`power_state` is not an object keyed by VM name")?;
+    let m = v.get("power_state").and_then(Value::as_object).ok_or("`power_state` is not an object keyed by VM name")?;
     Ok(m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or(Power::Unknown, power_word))).collect())
 }
 
@@ -116,10 +113,9 @@ pub fn table(text: &str) -> Result<Vec<Map<String, Value>>, String> {
         return Err("no `printmessage: \"true\"`: the UI would not render a table".into());
     }
     match v.get("message") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|e| e.as_object().cloned().ok_or_else(|| "`message` array holds a non-object".to_string()))
-            .collect(),
+        Some(Value::Array(a)) => {
+            a.iter().map(|e| e.as_object().cloned().ok_or_else(|| "`message` array holds a non-object".to_string())).collect()
+        }
         Some(Value::Object(o)) => Ok(vec![o.clone()]),
         Some(Value::String(_)) => Err("`message` is a string: the 4.22 UI never shows it with printmessage".into()),
         _ => Err("`message` missing".into()),

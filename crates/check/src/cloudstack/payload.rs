@@ -148,11 +148,8 @@ impl Vm {
 
     /// `externaldetails.virtualmachine`: the VM's `External:` details, prefix stripped.
     fn vm_external(&self, with_vlan: bool) -> Details {
-        let mut m: Details = self
-            .details
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k.to_string(), v.clone())))
-            .collect();
+        let mut m: Details =
+            self.details.iter().filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k.to_string(), v.clone()))).collect();
         if with_vlan {
             m.insert("cloudstack.vlan".into(), self.vlan.to_string().into());
         }

@@ -129,7 +129,12 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
 /// cleanly (exit ≠ 0) and leave no VM behind.
 pub fn failed_create_cleans_up(ctx: &Ctx, report: &mut Report, bad_template: Option<&str>) {
     let Some(bad) = bad_template else {
-        report.record(GROUP, "failed-create-cleans-up", crate::report::Outcome::Skip("no --bad-template-id given to make create fail".into()), std::time::Instant::now());
+        report.record(
+            GROUP,
+            "failed-create-cleans-up",
+            crate::report::Outcome::Skip("no --bad-template-id given to make create fail".into()),
+            std::time::Instant::now(),
+        );
         return;
     };
     report.case(GROUP, "failed-create-cleans-up", || {
@@ -141,7 +146,9 @@ pub fn failed_create_cleans_up(ctx: &Ctx, report: &mut Report, bad_template: Opt
         let refused = ctx.expect_refusal(&r, "a create from a template that does not exist");
         let left = ctx.expect_power(&vm, "Stopped", super::parse::Power::Off);
         let listed = match super::lifecycle::statuses(ctx)? {
-            Some(map) if map.iter().any(|(k, _)| k == &vm.name) => Err(format!("statuses still lists {} after the failed create (half-made VM left behind)", vm.name)),
+            Some(map) if map.iter().any(|(k, _)| k == &vm.name) => {
+                Err(format!("statuses still lists {} after the failed create (half-made VM left behind)", vm.name))
+            }
             _ => Ok(()),
         };
         let _ = ctx.lifecycle(&vm, "delete", payload::Phase::Expunging);
@@ -155,7 +162,12 @@ pub fn failed_create_cleans_up(ctx: &Ctx, report: &mut Report, bad_template: Opt
 /// timeout must end on its own (exit ≠ 0) before CloudStack's kill, and leave nothing.
 pub fn timeout_honoured(ctx: &Ctx, report: &mut Report, slow_env: &[(String, String)], timeout: u64) {
     if slow_env.is_empty() {
-        report.record(GROUP, "timeout-honoured", crate::report::Outcome::Skip("no --slow-env given to make the backend slower than the timeout".into()), std::time::Instant::now());
+        report.record(
+            GROUP,
+            "timeout-honoured",
+            crate::report::Outcome::Skip("no --slow-env given to make the backend slower than the timeout".into()),
+            std::time::Instant::now(),
+        );
         return;
     }
     report.case(GROUP, "timeout-honoured", || {
@@ -173,14 +185,19 @@ pub fn timeout_honoured(ctx: &Ctx, report: &mut Report, slow_env: &[(String, Str
         let result = if r.timed_out {
             Err(format!("create was killed at the {timeout} s timeout instead of failing cleanly before it: {}", slow.describe(&r)))
         } else if r.success() {
-            Err(format!("create succeeded although the backend was slowed down by --slow-env; the case proves nothing: {}", slow.describe(&r)))
+            Err(format!(
+                "create succeeded although the backend was slowed down by --slow-env; the case proves nothing: {}",
+                slow.describe(&r)
+            ))
         } else {
             Ok(())
         };
         // Clean up with the normal (fast) environment and the normal timeout.
         slow.cmd = ctx.cmd.clone();
         slow.lifecycle_timeout = ctx.lifecycle_timeout;
-        let left = ctx.expect_power(&vm, "Stopped", super::parse::Power::Off).map_err(|e| format!("a half-made VM is left running after the failed create: {e}"));
+        let left = ctx
+            .expect_power(&vm, "Stopped", super::parse::Power::Off)
+            .map_err(|e| format!("a half-made VM is left running after the failed create: {e}"));
         let d = ctx.lifecycle(&vm, "delete", payload::Phase::Expunging)?;
         result?;
         left?;

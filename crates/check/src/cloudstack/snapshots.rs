@@ -113,6 +113,10 @@ fn snapshot_set(ctx: &Ctx, report: &mut Report, vm: &Vm) {
     report.case(GROUP, "DeleteSnapshot", || {
         call_ok(ctx, vm, "DeleteSnapshot", Some(json!({"snap_name": snap})))?;
         let rows = list(ctx, vm, "ListSnapshots")?;
-        if find(&rows, &snap).is_some() { Err(format!("{snap} still listed after DeleteSnapshot")) } else { Ok(()) }
+        if find(&rows, &snap).is_some() {
+            Err(format!("{snap} still listed after DeleteSnapshot"))
+        } else {
+            Ok(())
+        }
     });
 }
