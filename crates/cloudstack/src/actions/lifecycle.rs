@@ -69,8 +69,12 @@ pub async fn create(ctx: &Ctx) -> Result<Reply> {
     }
     let spec = create_spec(ctx, &key)?;
     let reserve = cleanup_reserve(ctx.remaining());
+    let made: std::sync::Mutex<Option<GuestId>> = std::sync::Mutex::new(None);
     let outcome = async {
         let started = ctx.driver.create_guest(&spec).await?;
+        if let Ok(mut m) = made.lock() {
+            m.clone_from(&started.new_guest);
+        }
         let budget = ctx.remaining().saturating_sub(reserve);
         let out = ctx.wait_for(&started.task, budget).await?;
         let id = out.new_guest.or(started.new_guest);
@@ -85,17 +89,19 @@ pub async fn create(ctx: &Ctx) -> Result<Reply> {
     match outcome {
         Ok(()) => Ok(Reply::success("Instance created")),
         Err(e) => {
-            cleanup(ctx, &key).await;
+            let id = made.lock().ok().and_then(|m| m.clone());
+            cleanup(ctx, &key, id).await;
             Err(e.context(format!("Failed to create instance {key}")))
         }
     }
 }
 
 /// Best-effort removal of whatever a failed create left behind (bounded by the deadline).
-async fn cleanup(ctx: &Ctx, key: &str) {
+async fn cleanup(ctx: &Ctx, key: &str, made: Option<GuestId>) {
     let result = async {
-        if let Some(g) = ctx.driver.find_by_key(key).await? {
-            let task = ctx.driver.delete_guest(&g.id).await?;
+        let found = ctx.driver.find_by_key(key).await?.map(|g| g.id).or(made);
+        if let Some(id) = found {
+            let task = ctx.driver.delete_guest(&id).await?;
             ctx.wait(&task).await?;
         }
         Ok::<_, Error>(())
