@@ -142,9 +142,10 @@ impl Api {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = resp.status();
+        let reason = reason_phrase(&resp);
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            let e = pve_error::from_response(status.as_u16(), status.canonical_reason(), &body);
+            let e = pve_error::from_response(status.as_u16(), reason.as_deref(), &body);
             return Err(match e.kind() {
                 ErrorKind::Unauthorized => Error::unauthorized(format!("Proxmox login failed for user '{user}': {}", e.message())),
                 _ => e.context("Proxmox login failed"),
@@ -196,10 +197,11 @@ impl Api {
         let started = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
+        let reason = reason_phrase(&resp);
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         tracing::debug!(target: "polyvisor_proxmox::http", %method, path, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "PVE API call");
         if !status.is_success() {
-            let e = pve_error::from_response(status.as_u16(), status.canonical_reason(), &body);
+            let e = pve_error::from_response(status.as_u16(), reason.as_deref(), &body);
             tracing::debug!(target: "polyvisor_proxmox::http", %method, path, status = status.as_u16(), error = %e, "PVE API error");
             return Err(e);
         }
@@ -227,6 +229,15 @@ impl Api {
             Error::unavailable(format!("connection to Proxmox at {host} failed")).with_detail(detail)
         }
     }
+}
+
+/// The status line's reason phrase as sent (PVE <= 8.3 puts its message only there);
+/// hyper keeps it when it differs from the canonical one.
+fn reason_phrase(resp: &reqwest::Response) -> Option<String> {
+    resp.extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .or_else(|| resp.status().canonical_reason().map(str::to_string))
 }
 
 fn is_401(e: &Error) -> bool {

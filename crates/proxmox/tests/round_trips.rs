@@ -107,3 +107,31 @@ async fn ticket_login_csrf_and_relogin_on_401() {
     assert_eq!(d.round_trips(), 4);
     d.power(&"100".into(), PowerAction::Stop).await.unwrap();
 }
+
+/// PVE <= 8.3 sends `{"data":null}` and puts the message only in the status line.
+#[tokio::test]
+async fn message_only_in_the_reason_phrase_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let resp = if req.contains("/cluster/resources") {
+                let body = r#"{"data":[{"id":"qemu/101","type":"qemu","node":"pve","vmid":"101","name":"a","status":"stopped","template":""}]}"#;
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            } else {
+                let body = r#"{"data":null}"#;
+                format!("HTTP/1.1 500 Configuration file 'nodes/pve/qemu-server/101.conf' does not exist\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            };
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    let s = Settings::from_json(&json!({"host": format!("http://{addr}"), "username": "root@pam", "token_name": "ci", "token_secret": "x"})).unwrap();
+    let d = open_driver(&s).unwrap();
+    let e = d.get_guest(&"101".into()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e:?}");
+    assert!(e.message().contains("101.conf' does not exist"), "{e:?}");
+}
