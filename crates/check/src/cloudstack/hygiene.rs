@@ -4,12 +4,12 @@
 
 use super::ctx::Ctx;
 use super::invoke::PIPE_LIMIT;
-use crate::report::Report;
+use crate::report::{Outcome, Report};
 
 const GROUP: &str = "hygiene";
 
 /// Runs the hygiene cases; call last.
-pub fn run(ctx: &Ctx, report: &mut Report) {
+pub fn run(ctx: &Ctx, report: &mut Report, scan_files: &[std::path::PathBuf]) {
     let log = ctx.log.lock().map(|l| l.clone()).unwrap_or_default();
     report.facts.insert("invocations".into(), log.len().into());
     let max = log.iter().map(|l| l.output_len).max().unwrap_or(0);
@@ -31,4 +31,21 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
         Some((l, s)) => Err(format!("`{}` printed {s}", l.action)),
         None => Ok(()),
     });
+    for f in scan_files {
+        let name = format!("no-secrets-in-file/{}", f.display());
+        let t = std::time::Instant::now();
+        let outcome = match std::fs::read(f) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Skip("file does not exist (nothing was logged)".into()),
+            Err(e) => Outcome::Fail(format!("cannot read it: {e}")),
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let leak = ctx.secrets.lock().ok().and_then(|s| s.leaked_in(&text));
+                match leak {
+                    Some(s) => Outcome::Fail(format!("contains {s}")),
+                    None => Outcome::Pass,
+                }
+            }
+        };
+        report.record(GROUP, &name, outcome, t);
+    }
 }

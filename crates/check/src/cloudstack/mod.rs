@@ -120,6 +120,10 @@ pub struct Args {
     /// Directory for payload files (default: a fresh temporary directory, removed after).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A file (e.g. the extension's log) that must not contain any secret after the run:
+    /// configured secret details, VNC passwords, console tickets; repeatable.
+    #[arg(long = "scan-file", value_name = "PATH")]
+    pub scan_file: Vec<PathBuf>,
     /// Keep the payload files (they contain the configured secrets in clear text).
     #[arg(long)]
     pub keep_payloads: bool,
@@ -207,7 +211,7 @@ pub fn run(args: Args) -> Result<bool, String> {
         robustness::failed_create_cleans_up(&ctx, &mut report, args.bad_template_id.as_deref());
         robustness::timeout_honoured(&ctx, &mut report, &args.slow_env, args.slow_timeout.max(1));
     }
-    hygiene::run(&ctx, &mut report);
+    hygiene::run(&ctx, &mut report, &args.scan_file);
 
     if temporary && !args.keep_payloads {
         let _ = std::fs::remove_dir_all(&root);

@@ -133,3 +133,16 @@ fn timeout_argument_honoured_or_not() {
     assert_eq!(outcome(&report, "robustness", "timeout-honoured"), "fail");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "the killed run's sleeping grandchild must not stall the harness");
 }
+
+#[test]
+fn scan_file_finds_a_logged_secret() {
+    let log = std::env::temp_dir().join(format!("pvcheck-cs-{}.log", payload::uuid()));
+    std::fs::write(&log, "debug: auth with s3cr=t-value\n").expect("write");
+    let path = log.display().to_string();
+    let (passed, report) =
+        check("good-extension.sh", &["--detail", "secret=s3cr=t-value", "--vms", "0", "--status-samples", "1", "--scan-file", &path]);
+    let _ = std::fs::remove_file(&log);
+    assert!(!passed);
+    assert_eq!(outcome(&report, "hygiene", &format!("no-secrets-in-file/{path}")), "fail");
+    assert!(!report.to_string().contains("s3cr"), "the report names the leak, never the value");
+}
