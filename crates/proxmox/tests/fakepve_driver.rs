@@ -365,3 +365,24 @@ async fn concurrent_clones_get_distinct_ids_despite_nextid_races() {
     eprintln!("clone POSTs for 3 concurrent clones: {posts} (collisions retried with a new VMID)");
     assert!(posts >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_clone_completes_only_once_it_reports_an_ipv4() {
+    let mut pve = FakePve::start();
+    let d = driver(with(pve.token_settings(), json!({"ip_wait_timeout": 120})));
+    let cs = CloneSpec { source: "100".into(), name: "ready-1".into(), snapshot: None, mode: CloneMode::Full, start: true };
+    let started = d.clone_guest(&cs).await.unwrap();
+    let id = started.new_guest.clone().unwrap();
+    // Clone done and started, but no agent answer yet: still running (powering on for RAS).
+    for _ in 0..4 {
+        assert!(matches!(d.task_status(&started.task).await.unwrap(), TaskStatus::Running));
+    }
+    assert_eq!(d.get_guest(&id).await.unwrap().power, PowerState::PoweredOn);
+    // The guest agent comes up (fakepve default answer: eth0 192.0.2.10).
+    pve.cmd(json!({"vm": id.as_str().parse::<u64>().unwrap(), "set": "agent", "value": {}}));
+    let before = d.round_trips();
+    let out = finish(&d, &started.task).await.unwrap();
+    assert_eq!(out.new_guest, Some(id.clone()));
+    assert!(d.round_trips() - before <= 6, "one ready poll: task + config + status/config/agent");
+    assert_eq!(d.get_guest(&id).await.unwrap().ipv4_addresses(), ["192.0.2.10"]);
+}
