@@ -357,3 +357,33 @@ async fn due_tasks_apply_on_reads_without_polling() {
     let _c = d.clone_guest(&clone_spec("9000", "unpolled")).await.unwrap();
     assert!(d.list_guests().await.unwrap().iter().any(|g| g.name == "unpolled"));
 }
+
+#[tokio::test]
+async fn failed_create_and_snapshot_leave_nothing_and_retry_works() {
+    let (_d, path, d) = fresh();
+    let ctl = SimDb::open(&path, true).unwrap();
+    let spec = CreateSpec {
+        name: "i-9-9-VM".into(),
+        key: "i-9-9-VM".into(),
+        source: CreateSource::Template { id: "9001".into(), full: true },
+        cpus: None,
+        memory_mb: None,
+        disk_size_gb: Some(100),
+        storage: None,
+        nics: vec![NicSpec { mac: Some("02:00:00:00:09:09".into()), vlan: None, network: None }],
+    };
+    ctl.set_fault(Op::Create, 1, 0, Mode::Task).unwrap();
+    let t = d.create_guest(&spec).await.unwrap();
+    assert!(finish(&*d, &t.task).await.is_err());
+    assert!(d.find_by_key("i-9-9-VM").await.unwrap().is_none());
+    assert_eq!(ctl.counts().unwrap().pending, 0);
+    let id = finish(&*d, &d.create_guest(&spec).await.unwrap().task).await.unwrap().new_guest.unwrap();
+    assert_eq!(d.get_guest(&id).await.unwrap().nics[0].mac, "02:00:00:00:09:09", "requested MAC reusable after a failed create");
+    ctl.set_fault(Op::SnapshotCreate, 1, 0, Mode::Task).unwrap();
+    let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: None };
+    assert!(finish(&*d, &d.create_snapshot(&id, &snap).await.unwrap()).await.is_err());
+    assert!(d.list_snapshots(&id).await.unwrap().is_empty());
+    ctl.set_fault(Op::Delete, 1, 0, Mode::Submit).unwrap();
+    assert_eq!(d.delete_guest(&id).await.unwrap_err().kind(), ErrorKind::Backend);
+    assert!(d.get_guest(&id).await.is_ok());
+}
