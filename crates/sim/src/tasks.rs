@@ -7,7 +7,9 @@ use crate::db::{now_ms, Db, Sql};
 use crate::guests;
 use crate::snapshots;
 use polyvisor_core::task::{self, TaskToken};
-use polyvisor_core::{Error, ErrorKind, GuestId, PowerState, Result, TaskId, TaskOutput, TaskStatus};
+use polyvisor_core::{
+    Error, ErrorKind, GuestId, PowerState, Result, TaskId, TaskOutput, TaskStatus,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
@@ -31,9 +33,24 @@ pub(crate) struct NewTask {
 
 impl NewTask {
     /// A task of `op` on `guest` whose effect applies after `ms`.
-    pub(crate) fn after(op: &'static str, guest: i64, ms: i64, params: Value, fail: bool) -> NewTask {
+    pub(crate) fn after(
+        op: &'static str,
+        guest: i64,
+        ms: i64,
+        params: Value,
+        fail: bool,
+    ) -> NewTask {
         let due = now_ms() + ms.max(0);
-        NewTask { op, guest: Some(guest), params, due_ms: due, finish_ms: due, applied: false, new_guest: None, fail }
+        NewTask {
+            op,
+            guest: Some(guest),
+            params,
+            due_ms: due,
+            finish_ms: due,
+            applied: false,
+            new_guest: None,
+            fail,
+        }
     }
 }
 
@@ -52,7 +69,11 @@ pub(crate) fn insert(conn: &Connection, t: &NewTask) -> Result<TaskId> {
     let id = conn.last_insert_rowid();
     if id % 512 == 0 {
         // Keep the table small: finished tasks older than a day are forgotten.
-        conn.execute("DELETE FROM tasks WHERE state != 'running' AND finish_ms < ?1", [now_ms() - 86_400_000]).db()?;
+        conn.execute(
+            "DELETE FROM tasks WHERE state != 'running' AND finish_ms < ?1",
+            [now_ms() - 86_400_000],
+        )
+        .db()?;
     }
     Ok(token(id, nonce))
 }
@@ -151,10 +172,14 @@ fn kind_parse(s: &str) -> ErrorKind {
 
 fn finished(row: &TaskRow) -> Option<TaskStatus> {
     match row.state.as_str() {
-        "completed" => Some(TaskStatus::Completed(TaskOutput { new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())) })),
+        "completed" => Some(TaskStatus::Completed(TaskOutput {
+            new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())),
+        })),
         "failed" => Some(TaskStatus::Failed(Error::new(
             kind_parse(row.error_kind.as_deref().unwrap_or("backend")),
-            row.error.clone().unwrap_or_else(|| "task failed".to_string()),
+            row.error
+                .clone()
+                .unwrap_or_else(|| "task failed".to_string()),
         ))),
         _ => None,
     }
@@ -171,16 +196,31 @@ pub(crate) fn status(db: &Db, id: &TaskId, force_fail: bool) -> Result<TaskStatu
     if tok.kind != KIND {
         return Err(unknown());
     }
-    let row_id = tok.body.get("task").and_then(Value::as_i64).ok_or_else(unknown)?;
-    let nonce = tok.body.get("n").and_then(Value::as_i64).ok_or_else(unknown)?;
-    let row = db.read(|c| load(c, row_id))?.filter(|r| r.nonce == nonce).ok_or_else(unknown)?;
+    let row_id = tok
+        .body
+        .get("task")
+        .and_then(Value::as_i64)
+        .ok_or_else(unknown)?;
+    let nonce = tok
+        .body
+        .get("n")
+        .and_then(Value::as_i64)
+        .ok_or_else(unknown)?;
+    let row = db
+        .read(|c| load(c, row_id))?
+        .filter(|r| r.nonce == nonce)
+        .ok_or_else(unknown)?;
     if let Some(s) = finished(&row) {
         return Ok(s);
     }
     let now = now_ms();
     let deadline_ms = tok.created.saturating_add(tok.max_age).saturating_mul(1000) as i64;
     let expired = now > deadline_ms && row.finish_ms > deadline_ms;
-    let due = if row.applied { row.finish_ms } else { row.due_ms };
+    let due = if row.applied {
+        row.finish_ms
+    } else {
+        row.due_ms
+    };
     if !force_fail && !expired && now < due {
         return Ok(TaskStatus::Running);
     }
@@ -209,8 +249,16 @@ pub(crate) fn settle_due(db: &Db) -> Result<()> {
     })
 }
 
-fn advance(conn: &Connection, id: i64, now: i64, expired: bool, force_fail: bool) -> Result<TaskStatus> {
-    let Some(row) = load(conn, id)? else { return Err(Error::unknown_task(id)) };
+fn advance(
+    conn: &Connection,
+    id: i64,
+    now: i64,
+    expired: bool,
+    force_fail: bool,
+) -> Result<TaskStatus> {
+    let Some(row) = load(conn, id)? else {
+        return Err(Error::unknown_task(id));
+    };
     if let Some(s) = finished(&row) {
         return Ok(s); // another process got here first
     }
@@ -228,16 +276,23 @@ fn advance(conn: &Connection, id: i64, now: i64, expired: bool, force_fail: bool
         match apply(conn, &row, now) {
             Ok(()) => conn.execute_batch("RELEASE apply").db()?,
             Err(e) => {
-                conn.execute_batch("ROLLBACK TO apply; RELEASE apply").db()?;
+                conn.execute_batch("ROLLBACK TO apply; RELEASE apply")
+                    .db()?;
                 tracing::info!(task = row.id, op = %row.op, error = %e, "sim task failed");
                 return fail(conn, &row, &e);
             }
         }
-        conn.prepare_cached("UPDATE tasks SET applied = 1 WHERE id = ?1").and_then(|mut s| s.execute([row.id])).db()?;
+        conn.prepare_cached("UPDATE tasks SET applied = 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute([row.id]))
+            .db()?;
     }
     if now >= row.finish_ms {
-        conn.prepare_cached("UPDATE tasks SET state = 'completed' WHERE id = ?1").and_then(|mut s| s.execute([row.id])).db()?;
-        return Ok(TaskStatus::Completed(TaskOutput { new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())) }));
+        conn.prepare_cached("UPDATE tasks SET state = 'completed' WHERE id = ?1")
+            .and_then(|mut s| s.execute([row.id]))
+            .db()?;
+        return Ok(TaskStatus::Completed(TaskOutput {
+            new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())),
+        }));
     }
     Ok(TaskStatus::Running)
 }
@@ -249,30 +304,43 @@ fn fail(conn: &Connection, row: &TaskRow, e: &Error) -> Result<TaskStatus> {
             guests::remove(conn, g)?;
         }
     }
-    conn.prepare_cached("UPDATE tasks SET state = 'failed', error_kind = ?2, error = ?3 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![row.id, kind_name(e.kind()), e.message()]))
-        .db()?;
+    conn.prepare_cached(
+        "UPDATE tasks SET state = 'failed', error_kind = ?2, error = ?3 WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![row.id, kind_name(e.kind()), e.message()]))
+    .db()?;
     Ok(TaskStatus::Failed(e.clone()))
 }
 
 fn p_str<'a>(row: &'a TaskRow, key: &str) -> Result<&'a str> {
-    row.params.get(key).and_then(Value::as_str).ok_or_else(|| Error::internal(format!("sim task {} lacks '{key}'", row.id)))
+    row.params
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::internal(format!("sim task {} lacks '{key}'", row.id)))
 }
 
 fn p_bool(row: &TaskRow, key: &str) -> bool {
-    row.params.get(key).and_then(Value::as_bool).unwrap_or(false)
+    row.params
+        .get(key)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 fn target(row: &TaskRow) -> Result<i64> {
-    row.guest_id.ok_or_else(|| Error::internal(format!("sim task {} has no guest", row.id)))
+    row.guest_id
+        .ok_or_else(|| Error::internal(format!("sim task {} has no guest", row.id)))
 }
 
 /// Applies a task's effect (inside the caller's savepoint).
 fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
     match row.op.as_str() {
         "clone" | "create" => {
-            let id = row.new_guest.ok_or_else(|| Error::internal(format!("sim task {} has no new guest", row.id)))?;
-            let g = guests::row_any(conn, id)?.ok_or_else(|| Error::backend(format!("guest [{id}] vanished while being created")))?;
+            let id = row
+                .new_guest
+                .ok_or_else(|| Error::internal(format!("sim task {} has no new guest", row.id)))?;
+            let g = guests::row_any(conn, id)?.ok_or_else(|| {
+                Error::backend(format!("guest [{id}] vanished while being created"))
+            })?;
             if !g.visible {
                 let (power, until) = if p_bool(row, "start") && row.finish_ms > now {
                     (PowerState::PoweringOn, row.finish_ms)
@@ -281,14 +349,18 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
                 } else {
                     (PowerState::PoweredOff, 0)
                 };
-                conn.prepare_cached("UPDATE guests SET visible = 1, power = ?2, power_until = ?3 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![id, power.as_str(), until]))
-                    .db()?;
+                conn.prepare_cached(
+                    "UPDATE guests SET visible = 1, power = ?2, power_until = ?3 WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, power.as_str(), until]))
+                .db()?;
             }
             Ok(())
         }
         "delete" => {
-            let Some(g) = guests::row_any(conn, target(row)?)? else { return Ok(()) };
+            let Some(g) = guests::row_any(conn, target(row)?)? else {
+                return Ok(());
+            };
             guests::ensure_no_dependants(conn, &g, "delete")?;
             guests::remove(conn, g.id)
         }
@@ -296,7 +368,10 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
             let g = guests::row(conn, target(row)?)?;
             let template = p_bool(row, "template");
             if template && g.power_at(now) != PowerState::PoweredOff {
-                return Err(Error::conflict(format!("guest [{}] must be powered off to become a template", g.id)));
+                return Err(Error::conflict(format!(
+                    "guest [{}] must be powered off to become a template",
+                    g.id
+                )));
             }
             conn.prepare_cached("UPDATE guests SET is_template = ?2 WHERE id = ?1")
                 .and_then(|mut s| s.execute(params![g.id, template]))
@@ -311,7 +386,9 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
         "snapshot_delete" => {
             let g = guests::row(conn, target(row)?)?;
             let name = p_str(row, "name")?;
-            let Some(snap) = snapshots::find(conn, g.id, name)? else { return Ok(()) };
+            let Some(snap) = snapshots::find(conn, g.id, name)? else {
+                return Ok(());
+            };
             snapshots::ensure_no_dependants(conn, g.id, name, &snap, "delete")?;
             snapshots::remove(conn, g.id, &snap)
         }
@@ -322,7 +399,9 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
         }
         // Power transitions are applied at submit time; the task only tracks them.
         "power" => Ok(()),
-        other => Err(Error::internal(format!("unknown sim task operation '{other}'"))),
+        other => Err(Error::internal(format!(
+            "unknown sim task operation '{other}'"
+        ))),
     }
 }
 
@@ -332,7 +411,13 @@ mod tests {
 
     #[test]
     fn error_kinds_round_trip() {
-        for k in [ErrorKind::Conflict, ErrorKind::NotFound, ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Internal] {
+        for k in [
+            ErrorKind::Conflict,
+            ErrorKind::NotFound,
+            ErrorKind::Timeout,
+            ErrorKind::Backend,
+            ErrorKind::Internal,
+        ] {
             assert_eq!(kind_parse(kind_name(k)), k);
         }
         assert_eq!(kind_parse("nonsense"), ErrorKind::Backend);
