@@ -11,11 +11,18 @@ struct Cli {
 }
 
 fn fixture() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_ras_provider.py").display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fake_ras_provider.py")
+        .display()
+        .to_string()
 }
 
 fn python() -> String {
-    let ok = std::process::Command::new("python3").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(ok, "python3 is required for the fake provider fixture (apt-get install python3)");
     "python3".into()
 }
@@ -25,7 +32,15 @@ fn check(extra: &[&str], provider: &[&str]) -> (bool, serde_json::Value) {
     let dir = std::env::temp_dir().join(format!("pvcheck-fake-{}-{}", std::process::id(), provider.join("_").replace(['-', ' '], "")));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
-    let mut argv: Vec<String> = vec!["x".into(), "--fast-poll".into(), "--request-timeout".into(), "10".into(), "--quiet".into(), "--json".into(), json.display().to_string()];
+    let mut argv: Vec<String> = vec![
+        "x".into(),
+        "--fast-poll".into(),
+        "--request-timeout".into(),
+        "10".into(),
+        "--quiet".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ];
     argv.extend(extra.iter().map(|s| s.to_string()));
     argv.push("--".into());
     argv.push(python());
@@ -42,7 +57,13 @@ fn check(extra: &[&str], provider: &[&str]) -> (bool, serde_json::Value) {
 }
 
 fn failures(report: &serde_json::Value) -> Vec<String> {
-    report["cases"].as_array().unwrap().iter().filter(|c| c["outcome"] == "fail").map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"])).collect()
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"]))
+        .collect()
 }
 
 fn passes(provider: &[&str], min_cases: usize) -> serde_json::Value {
@@ -56,7 +77,12 @@ fn passes(provider: &[&str], min_cases: usize) -> serde_json::Value {
 #[test]
 fn level_none_passes_and_skips_flows() {
     let r = passes(&["--template-method", "none"], 30);
-    let skipped: Vec<_> = r["cases"].as_array().unwrap().iter().filter(|c| c["group"] == "flows" && c["outcome"] == "skip").collect();
+    let skipped: Vec<_> = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["group"] == "flows" && c["outcome"] == "skip")
+        .collect();
     assert_eq!(skipped.len(), 4, "{r:#}");
 }
 
@@ -64,7 +90,11 @@ fn level_none_passes_and_skips_flows() {
 fn level_basic_passes() {
     let r = passes(&["--template-method", "basic", "--task-polls", "2"], 40);
     assert_eq!(r["facts"]["template_level"], "basic");
-    assert!(r["cases"].as_array().unwrap().iter().any(|c| c["name"] == "CreateHost" && c["outcome"] == "pass"));
+    assert!(r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "CreateHost" && c["outcome"] == "pass"));
 }
 
 #[test]
@@ -76,7 +106,11 @@ fn level_link_clones_passes() {
 #[test]
 fn level_versioning_passes() {
     let r = passes(&["--template-method", "versioning", "--suspend"], 45);
-    assert!(r["cases"].as_array().unwrap().iter().any(|c| c["name"] == "guests/snapshots/revert" && c["outcome"] == "pass"));
+    assert!(r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "guests/snapshots/revert" && c["outcome"] == "pass"));
 }
 
 #[test]
@@ -84,7 +118,18 @@ fn broken_provider_fails_with_reasons() {
     let (ok, report) = check(&[], &["--template-method", "basic", "--link-clones", "--broken"]);
     assert!(!ok);
     let all = failures(&report).join("\n");
-    for needle in ["tasks_polling_rate", "guests_polling_rate in 3..=900", "JSON strings", "upper-case", "loopback", "BOM", "CRLF", "id\\\":7", "Missing 'output'", "blank lines"] {
+    for needle in [
+        "tasks_polling_rate",
+        "guests_polling_rate in 3..=900",
+        "JSON strings",
+        "upper-case",
+        "loopback",
+        "BOM",
+        "CRLF",
+        "id\\\":7",
+        "Missing 'output'",
+        "blank lines",
+    ] {
         assert!(all.contains(needle), "expected a failure mentioning {needle}; failures:\n{all}");
     }
 }
@@ -99,6 +144,9 @@ fn noisy_stderr_is_drained_and_reported() {
 
 #[test]
 fn secrets_never_reach_the_report() {
-    let (_, report) = check(&["--setting", "token_secret=hunter2-secret", "--guest", "no-such-guest"], &["--template-method", "basic", "--broken"]);
+    let (_, report) = check(
+        &["--setting", "token_secret=hunter2-secret", "--guest", "no-such-guest"],
+        &["--template-method", "basic", "--broken"],
+    );
     assert!(!report.to_string().contains("hunter2-secret"));
 }

@@ -16,7 +16,10 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn fixture() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../check/tests/fixtures/fake_ras_provider.py").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../check/tests/fixtures/fake_ras_provider.py")
+        .display()
+        .to_string()
 }
 
 /// Runs `polyvisor check ras [harness args] -- <provider>` with a hard deadline.
@@ -38,7 +41,10 @@ fn run_check(dir: &Path, harness: &[&str], provider: &[String]) -> (Output, serd
         .stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn polyvisor check ras");
     let out = wait_with_deadline(child, Duration::from_secs(300));
-    let report = std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
+    let report = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
     (out, report)
 }
 
@@ -56,13 +62,19 @@ fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> Output
 }
 
 fn cases<'a>(report: &'a serde_json::Value, group: &str, outcome: &str) -> Vec<&'a serde_json::Value> {
-    report["cases"].as_array().map(|a| a.iter().filter(|c| c["group"] == group && c["outcome"] == outcome).collect()).unwrap_or_default()
+    report["cases"]
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["group"] == group && c["outcome"] == outcome).collect())
+        .unwrap_or_default()
 }
 
 /// The four §7 flows with this outcome.
 fn flows<'a>(report: &'a serde_json::Value, outcome: &str) -> Vec<&'a serde_json::Value> {
     const NAMES: [&str; 4] = ["CreateTemplate", "EnterMaintenance", "ExitMaintenance", "CreateHost"];
-    cases(report, "flows", outcome).into_iter().filter(|c| NAMES.iter().any(|n| c["name"] == *n)).collect()
+    cases(report, "flows", outcome)
+        .into_iter()
+        .filter(|c| NAMES.iter().any(|n| c["name"] == *n))
+        .collect()
 }
 
 fn provider(flags: &[&str]) -> Vec<String> {
@@ -85,7 +97,10 @@ fn level(tag: &str, flags: &[&str], flows_expected: &str) {
     );
     assert_eq!(flows(&report, flows_expected).len(), 4, "expected 4 flows {flows_expected}:\n{stdout}");
     assert!(cases(&report, "hygiene", "pass").len() >= 18, "bad-input suite did not run fully:\n{stdout}");
-    assert!(cases(&report, "hygiene", "fail").is_empty() && cases(&report, "wire", "fail").is_empty(), "{stdout}");
+    assert!(
+        cases(&report, "hygiene", "fail").is_empty() && cases(&report, "wire", "fail").is_empty(),
+        "{stdout}"
+    );
     assert!(cases(&report, "low-level", "pass").len() >= 12, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -112,7 +127,10 @@ fn sim_level_versioning() {
 
 fn python() -> String {
     let ok = Command::new("python3").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "python3 is required for the RAS fixture providers: apt-get install python3 (listed in scripts/ci/apt-packages.txt)");
+    assert!(
+        ok,
+        "python3 is required for the RAS fixture providers: apt-get install python3 (listed in scripts/ci/apt-packages.txt)"
+    );
     "python3".into()
 }
 
@@ -134,11 +152,24 @@ fn good_fixture_passes_through_the_cli() {
 fn broken_fixture_is_detected() {
     let dir = temp_dir("broken-fixture");
     let state = dir.join("fake-state.json").display().to_string();
-    let prov = vec![python(), fixture(), "--template-method".into(), "basic".into(), "--link-clones".into(), "--broken".into(), "--state".into(), state];
+    let prov = vec![
+        python(),
+        fixture(),
+        "--template-method".into(),
+        "basic".into(),
+        "--link-clones".into(),
+        "--broken".into(),
+        "--state".into(),
+        state,
+    ];
     let (out, report) = run_check(&dir, &[], &prov);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "a broken provider must fail the harness:\n{stdout}");
-    for needle in ["FAIL  low-level/provider/initialize", "FAIL  wire/replies have no BOM", "FAIL  hygiene/blank lines are not answered"] {
+    for needle in [
+        "FAIL  low-level/provider/initialize",
+        "FAIL  wire/replies have no BOM",
+        "FAIL  hygiene/blank lines are not answered",
+    ] {
         assert!(stdout.contains(needle), "missing `{needle}` in:\n{stdout}");
     }
     assert!(cases(&report, "low-level", "fail").len() >= 4, "{stdout}");

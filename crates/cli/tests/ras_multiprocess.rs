@@ -44,7 +44,12 @@ fn ok(p: &mut Provider, method: &str, params: Option<Value>) -> Value {
 /// A template to clone (or any guest when the estate has no template).
 fn clone_source(p: &mut Provider) -> String {
     let list = ok(p, "guests/list", None);
-    let ids: Vec<String> = list["guests"].as_array().expect("guests array").iter().filter_map(|v| v.as_str().map(String::from)).collect();
+    let ids: Vec<String> = list["guests"]
+        .as_array()
+        .expect("guests array")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     assert!(!ids.is_empty(), "the seeded sim estate has no guests");
     for id in &ids {
         if ok(p, "guests/get", Some(json!({"id": id})))["is_template"] == true {
@@ -70,13 +75,20 @@ fn poll(p: &mut Provider, task: &str, limit: Duration) -> Value {
 fn issue_clone(p: &mut Provider, name: &str) -> (String, Value) {
     let src = clone_source(p);
     let r = ok(p, "guests/clone", Some(json!({"id": src, "name": name, "snapshot": ""})));
-    let task = r["task_id"].as_str().filter(|s| !s.is_empty()).unwrap_or_else(|| panic!("clone reply without task_id: {r}")).to_string();
+    let task = r["task_id"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| panic!("clone reply without task_id: {r}"))
+        .to_string();
     (task, r)
 }
 
 fn assert_clone_done(p: &mut Provider, done: &Value, name: &str) -> String {
     assert_eq!(done["state"], "completed", "{done}");
-    let id = done["output"]["clone_id"].as_str().unwrap_or_else(|| panic!("completed clone without output.clone_id: {done}")).to_string();
+    let id = done["output"]["clone_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("completed clone without output.clone_id: {done}"))
+        .to_string();
     let g = ok(p, "guests/get", Some(json!({"id": id})));
     assert_eq!(g["name"], name, "{g}");
     id
@@ -95,7 +107,10 @@ fn task_issued_in_one_process_resolves_in_another() {
     let again = poll(&mut a, &task, Duration::from_secs(5));
     assert_eq!(again["output"]["clone_id"], Value::from(id.clone()), "{again}");
     let listed = ok(&mut a, "guests/list", None);
-    assert!(listed["guests"].as_array().is_some_and(|g| g.iter().any(|x| x == &Value::from(id.clone()))), "{listed}");
+    assert!(
+        listed["guests"].as_array().is_some_and(|g| g.iter().any(|x| x == &Value::from(id.clone()))),
+        "{listed}"
+    );
     ok(&mut a, "guests/control", Some(json!({"id": id, "control": "delete"})));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -179,7 +179,12 @@ pub fn run(args: Args) -> Result<bool, String> {
 
 /// One line saying what was verified against what.
 fn summary(r: &Report) -> String {
-    let f = |k: &str| r.facts.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "?".into());
+    let f = |k: &str| {
+        r.facts
+            .get(k)
+            .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+            .unwrap_or_else(|| "?".into())
+    };
     format!(
         "provider version {} at level {}; {} guests ({} templates); flows on {}; {} processes started; settings keys {}",
         f("version"),
