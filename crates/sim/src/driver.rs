@@ -588,3 +588,52 @@ impl Driver for SimDriver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(path: &std::path::Path, task_ms: Option<i64>, boot_ms: Option<i64>) -> SimDriver {
+        SimDriver::new(Config {
+            db_path: path.to_path_buf(),
+            task_ms,
+            boot_ms,
+            seed: true,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn timing_prefers_explicit_then_database_then_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let d = driver(&path, None, None);
+        let t = d.db.read(|c| d.timing(c)).unwrap();
+        assert_eq!(
+            t,
+            Timing {
+                task_ms: DEFAULT_TASK_MS,
+                boot_ms: DEFAULT_BOOT_MS
+            }
+        );
+        crate::control::SimDb::open(&path, true)
+            .unwrap()
+            .set_timing(Some(7), Some(9))
+            .unwrap();
+        assert_eq!(
+            d.db.read(|c| d.timing(c)).unwrap(),
+            Timing {
+                task_ms: 7,
+                boot_ms: 9
+            }
+        );
+        let explicit = driver(&path, Some(0), None);
+        assert_eq!(
+            explicit.db.read(|c| explicit.timing(c)).unwrap(),
+            Timing {
+                task_ms: 0,
+                boot_ms: 9
+            }
+        );
+    }
+}
