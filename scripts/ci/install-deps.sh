@@ -15,5 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 if grep -qv '^\s*#' "$here/requirements.txt" 2>/dev/null; then
-  python3 -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
+  # PIP_BREAK_SYSTEM_PACKAGES: a Debian system Python refuses pip installs otherwise
+  # (PEP 668); on this machine kind python3 is a pyenv build and the flag is a no-op.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi
