@@ -214,7 +214,7 @@ pub(crate) fn status(db: &Db, id: &TaskId, force_fail: bool) -> Result<TaskStatu
         return Ok(s);
     }
     let now = now_ms();
-    let deadline_ms = tok.created.saturating_add(tok.max_age).saturating_mul(1000) as i64;
+    let deadline_ms = i64::try_from(tok.created.saturating_add(tok.max_age).saturating_mul(1000)).unwrap_or(i64::MAX);
     let expired = now > deadline_ms && row.finish_ms > deadline_ms;
     let due = if row.applied {
         row.finish_ms
