@@ -125,6 +125,14 @@ pub trait DriverFactory: Send + Sync {
     /// [`Driver::probe`] for that.
     async fn open(&self, settings: &Settings) -> Result<Arc<dyn Driver>>;
 
+    /// The capabilities of the driver the settings select, without needing credentials
+    /// (platforms such as RAS ask for capabilities before they send settings). The
+    /// default opens the driver and asks it; registries override it for drivers whose
+    /// `open` requires connection settings.
+    async fn capabilities(&self, settings: &Settings) -> Result<Capabilities> {
+        Ok(self.open(settings).await?.capabilities())
+    }
+
     /// Names of the drivers this build contains.
     fn driver_names(&self) -> Vec<&'static str>;
 }

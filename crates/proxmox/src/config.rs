@@ -1,7 +1,7 @@
 //! Settings → [`Config`]: the RAS sample keys and the CloudStack built-in keys map onto
 //! the same struct, so both fronts behave alike (see the crate README for the key table).
 
-use polyvisor_core::{Error, ExposeSecret, Result, SecretString, Settings};
+use polyvisor_core::{Capabilities, ConsoleKind, Error, ExposeSecret, Result, SecretString, Settings, TemplateStrategy};
 use std::time::Duration;
 
 /// Default PVE API port.
@@ -44,6 +44,33 @@ pub enum TemplateMode {
     Flag,
     /// Real Proxmox template (`POST …/template`); linked clones.
     Native,
+}
+
+impl TemplateMode {
+    /// The `template_mode` setting (`flag` default, or `native`).
+    pub fn from_settings(s: &Settings) -> Result<Self> {
+        match s.str("template_mode").map(|m| m.to_ascii_lowercase()).as_deref() {
+            None | Some("flag") => Ok(TemplateMode::Flag),
+            Some("native") => Ok(TemplateMode::Native),
+            Some(_) => Err(Error::invalid("setting 'template_mode' must be 'flag' or 'native'")),
+        }
+    }
+
+    /// What the driver can do in this template mode.
+    pub fn capabilities(self) -> Capabilities {
+        let native = self == TemplateMode::Native;
+        Capabilities {
+            suspend: true,
+            templates: if native { TemplateStrategy::Native } else { TemplateStrategy::Flag },
+            linked_clones: native,
+            snapshots: true,
+            snapshot_memory: true,
+            clone_from_snapshot: !native,
+            create: true,
+            consoles: vec![ConsoleKind::Vnc],
+            task_poll_secs: 2,
+        }
+    }
 }
 
 /// Default clone mode from settings (`clone_mode`, CloudStack `is_full_clone`).
@@ -148,11 +175,7 @@ impl Config {
                 Some(true) => CloneDefault::Full,
             },
         };
-        let template_mode = match s.str("template_mode").map(|m| m.to_ascii_lowercase()).as_deref() {
-            None | Some("flag") => TemplateMode::Flag,
-            Some("native") => TemplateMode::Native,
-            Some(_) => return Err(Error::invalid("setting 'template_mode' must be 'flag' or 'native'")),
-        };
+        let template_mode = TemplateMode::from_settings(s)?;
         Ok(Config {
             base_url,
             display_host,

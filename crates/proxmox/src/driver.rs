@@ -8,20 +8,27 @@ use crate::names;
 use crate::parse;
 use crate::tags;
 use crate::upid::enc;
+use polyvisor_core::task::TaskToken;
 use polyvisor_core::task::{completed, completed_status, timed_out};
 use polyvisor_core::{
-    Capabilities, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSpec, Driver, Error, ErrorKind, Guest, GuestId,
-    GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
-    TemplateStrategy,
+    Capabilities, CloneSpec, CloneStarted, Console, CreateSpec, Driver, Error, ErrorKind, Guest,
+    GuestId, GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec,
+    TaskId, TaskOutput, TaskStatus,
 };
-use polyvisor_core::task::TaskToken;
 use serde_json::{json, Value};
 
-async fn counted<T>(op: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn counted<T>(
+    op: &'static str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let (out, n) = count_scope(fut).await;
     match &out {
-        Ok(_) => tracing::debug!(target: "polyvisor_proxmox::round_trips", op, round_trips = n, "done"),
-        Err(e) => tracing::debug!(target: "polyvisor_proxmox::round_trips", op, round_trips = n, error = %e, detail = e.detail().unwrap_or(""), "failed"),
+        Ok(_) => {
+            tracing::debug!(target: "polyvisor_proxmox::round_trips", op, round_trips = n, "done")
+        }
+        Err(e) => {
+            tracing::debug!(target: "polyvisor_proxmox::round_trips", op, round_trips = n, error = %e, detail = e.detail().unwrap_or(""), "failed")
+        }
     }
     out
 }
@@ -40,50 +47,65 @@ impl Driver for ProxmoxDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let native = self.cfg().template_mode == TemplateMode::Native;
-        Capabilities {
-            suspend: true,
-            templates: if native { TemplateStrategy::Native } else { TemplateStrategy::Flag },
-            linked_clones: native,
-            snapshots: true,
-            snapshot_memory: true,
-            clone_from_snapshot: !native,
-            create: true,
-            consoles: vec![ConsoleKind::Vnc],
-            task_poll_secs: 2,
-        }
+        self.cfg().template_mode.capabilities()
     }
 
     async fn probe(&self) -> Result<String> {
         counted("probe", async {
             let v = self.api.get("/version", &[]).await?;
-            let version = crate::lenient::str_field(&v, "version").unwrap_or_else(|| "unknown".into());
-            Ok(format!("Proxmox VE {version} at {}", self.cfg().display_host))
+            let version =
+                crate::lenient::str_field(&v, "version").unwrap_or_else(|| "unknown".into());
+            Ok(format!(
+                "Proxmox VE {version} at {}",
+                self.cfg().display_host
+            ))
         })
         .await
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         counted("list", async {
-            Ok(self.resources().await?.iter().filter(|r| !r.is_placeholder()).map(|r| r.summary()).collect())
+            Ok(self
+                .resources()
+                .await?
+                .iter()
+                .filter(|r| !r.is_placeholder())
+                .map(|r| r.summary())
+                .collect())
         })
         .await
     }
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
-        counted("get", self.on_vm(id, |vmid, node| async move { self.read_guest(&vmid, &node).await })).await
+        counted(
+            "get",
+            self.on_vm(id, |vmid, node| async move {
+                self.read_guest(&vmid, &node).await
+            }),
+        )
+        .await
     }
 
     async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
         counted("find_by_key", async {
-            Ok(self.resources().await?.into_iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(key)).map(|r| r.summary()))
+            Ok(self
+                .resources()
+                .await?
+                .into_iter()
+                .find(|r| tags::key_of(&r.tags).as_deref() == Some(key))
+                .map(|r| r.summary()))
         })
         .await
     }
 
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
-        counted("power", self.on_vm(id, |vmid, node| async move { self.power_on(&vmid, &node, action).await }))
-            .await
+        counted(
+            "power",
+            self.on_vm(id, |vmid, node| async move {
+                self.power_on(&vmid, &node, action).await
+            }),
+        )
+        .await
     }
 
     async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
@@ -99,8 +121,13 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
-        counted("set_template", self.on_vm(id, |vmid, node| async move { self.convert(&vmid, &node, is_template).await }))
-            .await
+        counted(
+            "set_template",
+            self.on_vm(id, |vmid, node| async move {
+                self.convert(&vmid, &node, is_template).await
+            }),
+        )
+        .await
     }
 
     async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
@@ -112,62 +139,94 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
-        counted("snapshots", self.on_vm(id, |vmid, node| async move {
-            Ok(parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?))
-        }))
+        counted(
+            "snapshots",
+            self.on_vm(id, |vmid, node| async move {
+                Ok(parse::snapshots(
+                    &self
+                        .api
+                        .get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[])
+                        .await?,
+                ))
+            }),
+        )
         .await
     }
 
     async fn snapshot_exists(&self, id: &GuestId, name: &str) -> Result<bool> {
         let name = names::snapshot_name(name)?;
-        counted("snapshot_exists", self.on_vm(id, |vmid, node| {
-            let name = name.clone();
-            async move {
-                let list = parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?);
-                if list.iter().any(|s| s.name == name) {
-                    return Ok(true);
+        counted(
+            "snapshot_exists",
+            self.on_vm(id, |vmid, node| {
+                let name = name.clone();
+                async move {
+                    let list = parse::snapshots(
+                        &self
+                            .api
+                            .get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[])
+                            .await?,
+                    );
+                    if list.iter().any(|s| s.name == name) {
+                        return Ok(true);
+                    }
+                    // Link-clone design: a native template stands for its (impossible) snapshot.
+                    if self.cfg().template_mode == TemplateMode::Native {
+                        let cfg = self
+                            .api
+                            .get(&format!("{}/config", vm_path(&node, &vmid)), &[])
+                            .await?;
+                        return Ok(crate::lenient::bool_field(&cfg, "template"));
+                    }
+                    Ok(false)
                 }
-                // Link-clone design: a native template stands for its (impossible) snapshot.
-                if self.cfg().template_mode == TemplateMode::Native {
-                    let cfg = self.api.get(&format!("{}/config", vm_path(&node, &vmid)), &[]).await?;
-                    return Ok(crate::lenient::bool_field(&cfg, "template"));
-                }
-                Ok(false)
-            }
-        }))
+            }),
+        )
         .await
     }
 
     async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
         let name = names::snapshot_name(&spec.name)?;
-        counted("snapshot_create", self.on_vm(id, |vmid, node| {
-            let name = name.clone();
-            async move { self.start_snapshot(&vmid, &node, &name, spec).await }
-        }))
+        counted(
+            "snapshot_create",
+            self.on_vm(id, |vmid, node| {
+                let name = name.clone();
+                async move { self.start_snapshot(&vmid, &node, &name, spec).await }
+            }),
+        )
         .await
     }
 
     async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
         let name = names::snapshot_name(name)?;
-        counted("snapshot_revert", self.on_vm(id, |vmid, node| {
-            let name = name.clone();
-            async move {
-                let path = vm_path(&node, &vmid);
-                let data = self.api.get(&format!("{path}/snapshot"), &[]).await?;
-                if !parse::snapshots(&data).iter().any(|s| s.name == name) {
-                    return Err(Error::not_found(format!("snapshot '{name}' of guest [{vmid}]")));
+        counted(
+            "snapshot_revert",
+            self.on_vm(id, |vmid, node| {
+                let name = name.clone();
+                async move {
+                    let path = vm_path(&node, &vmid);
+                    let data = self.api.get(&format!("{path}/snapshot"), &[]).await?;
+                    if !parse::snapshots(&data).iter().any(|s| s.name == name) {
+                        return Err(Error::not_found(format!(
+                            "snapshot '{name}' of guest [{vmid}]"
+                        )));
+                    }
+                    let mut p = vec![];
+                    if parse::snapshot_list_running(&data) {
+                        p.push(("start", "1".to_string()));
+                    }
+                    let upid = upid_of(
+                        &self
+                            .api
+                            .post(&format!("{path}/snapshot/{}/rollback", enc(&name)), &p)
+                            .await?,
+                    )?;
+                    Ok(match upid {
+                        Some(u) => upid_task("revert", &u, &vmid),
+                        None => done("revert"),
+                    })
                 }
-                let mut p = vec![];
-                if parse::snapshot_list_running(&data) {
-                    p.push(("start", "1".to_string()));
-                }
-                let upid = upid_of(&self.api.post(&format!("{path}/snapshot/{}/rollback", enc(&name)), &p).await?)?;
-                Ok(match upid {
-                    Some(u) => upid_task("revert", &u, &vmid),
-                    None => done("revert"),
-                })
-            }
-        }))
+            }),
+        )
         .await
     }
 
@@ -178,9 +237,20 @@ impl Driver for ProxmoxDriver {
                 .on_vm(id, |vmid, node| {
                     let name = name.clone();
                     async move {
-                        let upid = upid_of(&self.api.delete(&format!("{}/snapshot/{}", vm_path(&node, &vmid), enc(&name)), &[]).await?)?;
+                        let upid = upid_of(
+                            &self
+                                .api
+                                .delete(
+                                    &format!("{}/snapshot/{}", vm_path(&node, &vmid), enc(&name)),
+                                    &[],
+                                )
+                                .await?,
+                        )?;
                         Ok(match upid {
-                            Some(u) => TaskToken::new("snapdel", json!({"upid": u.raw, "vmid": vmid})).encode(),
+                            Some(u) => {
+                                TaskToken::new("snapdel", json!({"upid": u.raw, "vmid": vmid}))
+                                    .encode()
+                            }
                             None => done("snapshot_delete"),
                         })
                     }
@@ -188,9 +258,16 @@ impl Driver for ProxmoxDriver {
                 .await;
             match r {
                 // Missing snapshot (synchronous on real PVE): already gone.
-                Err(e) if e.kind() == ErrorKind::NotFound && e.message().contains("snapshot") => Ok(done("snapshot_delete")),
+                Err(e) if e.kind() == ErrorKind::NotFound && e.message().contains("snapshot") => {
+                    Ok(done("snapshot_delete"))
+                }
                 // Native templates have no snapshots; the link-clone design treats this as done.
-                Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => Ok(done("snapshot_delete")),
+                Err(e)
+                    if e.message().contains("template")
+                        && self.cfg().template_mode == TemplateMode::Native =>
+                {
+                    Ok(done("snapshot_delete"))
+                }
                 other => other,
             }
         })
@@ -209,17 +286,43 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn console(&self, id: &GuestId) -> Result<Console> {
-        counted("console", self.on_vm(id, |vmid, node| async move {
-            let v = self.api.post(&format!("{}/vncproxy", vm_path(&node, &vmid)), &[]).await?;
-            let port = crate::lenient::u64_field(&v, "port").and_then(|p| u16::try_from(p).ok()).ok_or_else(|| Error::backend("vncproxy answer has no port"))?;
-            let ticket = v.get("ticket").and_then(Value::as_str).ok_or_else(|| Error::backend("vncproxy answer has no ticket"))?;
-            let host = match self.api.get(&format!("/nodes/{}/network", enc(&node)), &[]).await {
-                Ok(net) => node_address(&net),
-                Err(_) => None,
-            }
-            .unwrap_or_else(|| self.cfg().display_host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default());
-            Ok(Console::Vnc { host, port, password: Some(SecretString::from(ticket.to_string())), one_time: true })
-        }))
+        counted(
+            "console",
+            self.on_vm(id, |vmid, node| async move {
+                let v = self
+                    .api
+                    .post(&format!("{}/vncproxy", vm_path(&node, &vmid)), &[])
+                    .await?;
+                let port = crate::lenient::u64_field(&v, "port")
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| Error::backend("vncproxy answer has no port"))?;
+                let ticket = v
+                    .get("ticket")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::backend("vncproxy answer has no ticket"))?;
+                let host = match self
+                    .api
+                    .get(&format!("/nodes/{}/network", enc(&node)), &[])
+                    .await
+                {
+                    Ok(net) => node_address(&net),
+                    Err(_) => None,
+                }
+                .unwrap_or_else(|| {
+                    self.cfg()
+                        .display_host
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.to_string())
+                        .unwrap_or_default()
+                });
+                Ok(Console::Vnc {
+                    host,
+                    port,
+                    password: Some(SecretString::from(ticket.to_string())),
+                    one_time: true,
+                })
+            }),
+        )
         .await
     }
 }
@@ -229,14 +332,23 @@ impl Driver for ProxmoxDriver {
 pub(crate) fn node_address(net: &Value) -> Option<String> {
     let list = net.as_array()?;
     let addr = |i: &Value| {
-        i.get("address").and_then(Value::as_str).map(str::to_string).or_else(|| {
-            i.get("cidr").and_then(Value::as_str).and_then(|c| c.split('/').next()).map(str::to_string)
-        })
+        i.get("address")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                i.get("cidr")
+                    .and_then(Value::as_str)
+                    .and_then(|c| c.split('/').next())
+                    .map(str::to_string)
+            })
     };
     list.iter()
         .find(|i| {
             let t = i.get("type").and_then(Value::as_str).unwrap_or_default();
-            t != "bridge" && t != "bond" && i.get("method").and_then(Value::as_str) == Some("static") && addr(i).is_some()
+            t != "bridge"
+                && t != "bond"
+                && i.get("method").and_then(Value::as_str) == Some("static")
+                && addr(i).is_some()
         })
         .or_else(|| list.iter().find(|i| i.get("cidr").is_some()))
         .and_then(addr)
@@ -248,11 +360,18 @@ impl ProxmoxDriver {
         let path = vm_path(node, vmid);
         let status_path = format!("{path}/status/current");
         let config_path = format!("{path}/config");
-        let (status, config) = tokio::join!(self.api.get(&status_path, &[]), self.api.get(&config_path, &[]));
+        let (status, config) = tokio::join!(
+            self.api.get(&status_path, &[]),
+            self.api.get(&config_path, &[])
+        );
         let (status, config) = (status?, config?);
         let running = crate::lenient::str_field(&status, "status").as_deref() == Some("running");
         let agent = if running && parse::agent_enabled(&config) {
-            match self.api.get(&format!("{path}/agent/network-get-interfaces"), &[]).await {
+            match self
+                .api
+                .get(&format!("{path}/agent/network-get-interfaces"), &[])
+                .await
+            {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::debug!(vmid, error = %e, "guest agent gave no interfaces");
@@ -281,17 +400,28 @@ impl ProxmoxDriver {
                 }
             }
             PowerAction::Stop => ("stop", vec![]),
-            PowerAction::Shutdown => {
-                ("shutdown", vec![("forceStop", "1".into()), ("timeout", self.cfg().shutdown_timeout_secs.to_string())])
-            }
+            PowerAction::Shutdown => (
+                "shutdown",
+                vec![
+                    ("forceStop", "1".into()),
+                    ("timeout", self.cfg().shutdown_timeout_secs.to_string()),
+                ],
+            ),
             PowerAction::Reset => ("reset", vec![]),
             PowerAction::Reboot => ("reboot", vec![]),
             PowerAction::Suspend => ("suspend", vec![]),
             PowerAction::Resume => ("resume", vec![]),
         };
-        let answer = match self.api.post(&format!("{path}/status/{endpoint}"), &params).await {
+        let answer = match self
+            .api
+            .post(&format!("{path}/status/{endpoint}"), &params)
+            .await
+        {
             // Idempotent: stopping or shutting down a stopped guest succeeds.
-            Err(e) if matches!(action, PowerAction::Stop | PowerAction::Shutdown) && e.message().contains("not running") => {
+            Err(e)
+                if matches!(action, PowerAction::Stop | PowerAction::Shutdown)
+                    && e.message().contains("not running") =>
+            {
                 return Ok(done(endpoint))
             }
             other => other?,
@@ -305,12 +435,18 @@ impl ProxmoxDriver {
     /// DELETE when stopped; when running, hard-stop first (the task issues the DELETE).
     pub(crate) async fn start_delete(&self, vmid: &str, node: &str) -> Result<TaskId> {
         let path = vm_path(node, vmid);
-        let params = [("purge", "1".to_string()), ("destroy-unreferenced-disks", "1".to_string())];
+        let params = [
+            ("purge", "1".to_string()),
+            ("destroy-unreferenced-disks", "1".to_string()),
+        ];
         match self.api.delete(&path, &params).await {
             Ok(v) => {
                 self.forget(vmid);
                 Ok(match upid_of(&v)? {
-                    Some(u) => TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw})).encode(),
+                    Some(u) => {
+                        TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw}))
+                            .encode()
+                    }
                     None => done("delete"),
                 })
             }
@@ -326,24 +462,36 @@ impl ProxmoxDriver {
                     let deadline = tokio::time::Instant::now() + STOP_WAIT;
                     loop {
                         match self.task_state(&u).await? {
-                            crate::client::PveTask::Running if tokio::time::Instant::now() < deadline => {
+                            crate::client::PveTask::Running
+                                if tokio::time::Instant::now() < deadline =>
+                            {
                                 tokio::time::sleep(std::time::Duration::from_millis(200)).await
                             }
                             _ => break,
                         }
                     }
                 }
-                let chained = TaskToken::new("delete", json!({"vmid": vmid, "node": node})).encode();
+                let chained =
+                    TaskToken::new("delete", json!({"vmid": vmid, "node": node})).encode();
                 match self.api.delete(&path, &params).await {
                     Ok(v) => {
                         self.forget(vmid);
                         Ok(match upid_of(&v)? {
-                            Some(u) => TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw})).encode(),
+                            Some(u) => TaskToken::new(
+                                "delete",
+                                json!({"vmid": vmid, "node": node, "upid": u.raw}),
+                            )
+                            .encode(),
                             None => done("delete"),
                         })
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(done("delete")),
-                    Err(e) if e.message().contains("is running") || crate::pve_error::is_lock_message(e.message()) => Ok(chained),
+                    Err(e)
+                        if e.message().contains("is running")
+                            || crate::pve_error::is_lock_message(e.message()) =>
+                    {
+                        Ok(chained)
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -362,7 +510,9 @@ impl ProxmoxDriver {
                 if !flagged && !native {
                     let mut t = tags::split(&tag_str);
                     t.push(tags::TEMPLATE_TAG.into());
-                    self.api.put(&format!("{path}/config"), &[("tags", tags::join(&t))]).await?;
+                    self.api
+                        .put(&format!("{path}/config"), &[("tags", tags::join(&t))])
+                        .await?;
                 }
                 Ok(done("convert"))
             }
@@ -379,7 +529,10 @@ impl ProxmoxDriver {
             (_, false) => {
                 let mut p: Vec<(&str, String)> = Vec::new();
                 if flagged {
-                    let t: Vec<String> = tags::split(&tag_str).into_iter().filter(|t| !t.eq_ignore_ascii_case(tags::TEMPLATE_TAG)).collect();
+                    let t: Vec<String> = tags::split(&tag_str)
+                        .into_iter()
+                        .filter(|t| !t.eq_ignore_ascii_case(tags::TEMPLATE_TAG))
+                        .collect();
                     if t.is_empty() {
                         p.push(("delete", "tags".into()));
                     } else {
@@ -397,29 +550,71 @@ impl ProxmoxDriver {
         }
     }
 
-    async fn start_snapshot(&self, vmid: &str, node: &str, name: &str, spec: &SnapshotSpec) -> Result<TaskId> {
+    async fn start_snapshot(
+        &self,
+        vmid: &str,
+        node: &str,
+        name: &str,
+        spec: &SnapshotSpec,
+    ) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let list = parse::snapshots(&self.api.get(&format!("{path}/snapshot"), &[]).await?);
         let body = json!({"vmid": vmid, "node": node, "name": name, "vmstate": spec.include_memory, "description": spec.description});
         if list.iter().any(|s| s.name == name) {
-            let upid = upid_of(&self.api.delete(&format!("{path}/snapshot/{}", enc(name)), &[]).await?)?;
+            let upid = upid_of(
+                &self
+                    .api
+                    .delete(&format!("{path}/snapshot/{}", enc(name)), &[])
+                    .await?,
+            )?;
             let mut body = body;
             body["del_upid"] = json!(upid.map(|u| u.raw));
             return Ok(TaskToken::new("snapreplace", body).encode());
         }
-        match self.post_snapshot(vmid, node, name, spec.include_memory, spec.description.as_deref()).await {
-            Ok(Some(u)) => Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode()),
+        match self
+            .post_snapshot(
+                vmid,
+                node,
+                name,
+                spec.include_memory,
+                spec.description.as_deref(),
+            )
+            .await
+        {
+            Ok(Some(u)) => {
+                Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode())
+            }
             Ok(None) => Ok(done("snapshot")),
-            Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => Ok(done("snapshot")),
+            Err(e)
+                if e.message().contains("template")
+                    && self.cfg().template_mode == TemplateMode::Native =>
+            {
+                Ok(done("snapshot"))
+            }
             Err(e) => Err(e),
         }
     }
 
-    pub(crate) async fn post_snapshot(&self, vmid: &str, node: &str, name: &str, vmstate: bool, desc: Option<&str>) -> Result<Option<crate::upid::Upid>> {
-        let mut p = vec![("snapname", name.to_string()), ("vmstate", if vmstate { "1" } else { "0" }.to_string())];
+    pub(crate) async fn post_snapshot(
+        &self,
+        vmid: &str,
+        node: &str,
+        name: &str,
+        vmstate: bool,
+        desc: Option<&str>,
+    ) -> Result<Option<crate::upid::Upid>> {
+        let mut p = vec![
+            ("snapname", name.to_string()),
+            ("vmstate", if vmstate { "1" } else { "0" }.to_string()),
+        ];
         if let Some(d) = desc.filter(|d| !d.is_empty()) {
             p.push(("description", d.to_string()));
         }
-        upid_of(&self.api.post(&format!("{}/snapshot", vm_path(node, vmid)), &p).await?)
+        upid_of(
+            &self
+                .api
+                .post(&format!("{}/snapshot", vm_path(node, vmid)), &p)
+                .await?,
+        )
     }
 }

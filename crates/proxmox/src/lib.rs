@@ -27,6 +27,11 @@ pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
     Ok(Arc::new(open_driver(settings)?))
 }
 
+/// Capabilities for these settings without validating credentials (only `template_mode` matters).
+pub fn capabilities(settings: &Settings) -> Result<polyvisor_core::Capabilities> {
+    Ok(config::TemplateMode::from_settings(settings)?.capabilities())
+}
+
 /// Like [`open`], but returns the concrete driver (for round-trip counters in tests and benchmarks).
 pub fn open_driver(settings: &Settings) -> Result<ProxmoxDriver> {
     ProxmoxDriver::new(config::Config::from_settings(settings)?)

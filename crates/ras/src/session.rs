@@ -98,10 +98,12 @@ impl Session {
     /// The level `provider/initialize` advertises: args/env clamped to the default
     /// driver's capabilities (unclamped when that driver cannot be opened).
     pub(crate) async fn initialize_level(&mut self) -> Level {
-        let caps: Option<Capabilities> = match self.default_driver().await {
-            Ok(d) => Some(d.capabilities()),
+        let base = self.base.clone();
+        let settings = base.open_settings(&Settings::new());
+        let caps: Option<Capabilities> = match self.call("reading driver capabilities", self.factory.capabilities(&settings)).await {
+            Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!(error = %e, "initialize: default driver unavailable; advertising the configured level");
+                tracing::warn!(error = %e, "initialize: default driver capabilities unavailable; advertising the configured level");
                 None
             }
         };
