@@ -1,0 +1,108 @@
+//! Driver settings: connection URI, default pool/network and time bounds.
+
+use polyvisor_core::{Result, Settings};
+use std::time::Duration;
+
+/// Default connection URI when neither settings nor `LIBVIRT_DEFAULT_URI` name one.
+pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// Resolved driver configuration (no I/O).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// libvirt connection URI (`uri`, `libvirt_uri`, env `LIBVIRT_DEFAULT_URI`).
+    pub uri: String,
+    /// Storage pool for new volumes when the source disk is in no pool (`pool`).
+    pub pool: String,
+    /// Network for NICs created without one (`network`).
+    pub network: String,
+    /// Bound on one libvirt call (`call_timeout_secs`, default 20).
+    pub call_timeout: Duration,
+    /// Graceful shutdown bound before a hard stop (`shutdown_timeout_secs`, default 60).
+    pub shutdown_timeout: Duration,
+    /// Cap on "clone started and has an IPv4 address" (`ready_timeout_secs`, default 300).
+    pub ready_timeout: Duration,
+    /// Host handed out for VNC consoles listening on a wildcard address (`console_host`).
+    pub console_host: Option<String>,
+    /// Default disk size in GiB for ISO installs (`disk_size_gb`, default 8).
+    pub disk_size_gb: u64,
+}
+
+impl Config {
+    /// Reads the settings; bad numbers are `InvalidInput` naming the key.
+    pub fn from_settings(s: &Settings) -> Result<Self> {
+        Self::from_settings_env(s, std::env::var("LIBVIRT_DEFAULT_URI").ok())
+    }
+
+    /// As [`Config::from_settings`] with an explicit `LIBVIRT_DEFAULT_URI` value (tests).
+    pub fn from_settings_env(s: &Settings, env_uri: Option<String>) -> Result<Self> {
+        let uri = s
+            .str_any(&["uri", "libvirt_uri"])
+            .or_else(|| env_uri.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| DEFAULT_URI.to_string());
+        if uri.contains('\0') || !uri.contains(':') {
+            return Err(polyvisor_core::Error::invalid("setting 'uri' must be a libvirt connection URI such as qemu:///system"));
+        }
+        let secs = |key: &str, default: u64| -> Result<Duration> { Ok(Duration::from_secs(s.u64_or(key, default)?.max(1))) };
+        Ok(Config {
+            uri,
+            pool: s.str_any(&["pool", "storage_pool"]).unwrap_or_else(|| "default".to_string()),
+            network: s.str("network").unwrap_or_else(|| "default".to_string()),
+            call_timeout: secs("call_timeout_secs", 20)?,
+            shutdown_timeout: secs("shutdown_timeout_secs", 60)?,
+            ready_timeout: secs("ready_timeout_secs", 300)?,
+            console_host: s.str("console_host"),
+            disk_size_gb: s.u64_or("disk_size_gb", 8)?.max(1),
+        })
+    }
+
+    /// Whether the URI reaches a daemon on this machine (so `qemu-img` sees its files).
+    pub fn is_local_qemu(&self) -> bool {
+        self.uri.starts_with("qemu:///")
+    }
+
+    /// Whether this is libvirt's built-in fake (`test:///...`): no real disks or IPs.
+    pub fn is_test_driver(&self) -> bool {
+        self.uri.starts_with("test:")
+    }
+
+    /// The host part of a remote URI (`qemu+ssh://user@host/system` → `host`).
+    pub fn remote_host(&self) -> Option<String> {
+        let rest = self.uri.split_once("://")?.1;
+        let authority = rest.split('/').next()?;
+        let host = authority.rsplit('@').next()?.split(':').next()?;
+        (!host.is_empty()).then(|| host.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_precedence_and_defaults() {
+        let c = Config::from_settings_env(&Settings::new(), None).unwrap();
+        assert_eq!(c.uri, DEFAULT_URI);
+        assert_eq!(c.call_timeout, Duration::from_secs(20));
+        let c = Config::from_settings_env(&Settings::new(), Some("test:///default".into())).unwrap();
+        assert_eq!(c.uri, "test:///default");
+        assert!(c.is_test_driver());
+        let s = Settings::from_pairs([("libvirt_uri", "qemu+ssh://root@kvm1/system"), ("pool", "images")]);
+        let c = Config::from_settings_env(&s, Some("test:///default".into())).unwrap();
+        assert_eq!(c.uri, "qemu+ssh://root@kvm1/system");
+        assert_eq!(c.remote_host().as_deref(), Some("kvm1"));
+        assert!(!c.is_local_qemu());
+        assert_eq!(c.pool, "images");
+        let s = Settings::from_pairs([("uri", "qemu:///system"), ("libvirt_uri", "test:///default")]);
+        assert!(Config::from_settings_env(&s, None).unwrap().is_local_qemu());
+        assert_eq!(Config::from_settings_env(&s, None).unwrap().remote_host(), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let s = Settings::from_pairs([("call_timeout_secs", "soon")]);
+        let e = Config::from_settings_env(&s, None).unwrap_err();
+        assert!(e.message().contains("call_timeout_secs"), "{e}");
+        let e = Config::from_settings_env(&Settings::from_pairs([("uri", "nonsense")]), None).unwrap_err();
+        assert!(e.message().contains("'uri'"), "{e}");
+    }
+}
