@@ -12,15 +12,21 @@ pub mod meta;
 pub mod names;
 pub mod state;
 
+#[cfg(feature = "libvirt")]
+mod conn;
+#[cfg(feature = "libvirt")]
+mod driver;
+#[cfg(feature = "libvirt")]
+mod ops;
+
 
 #[cfg(feature = "libvirt")]
-use polyvisor_core::{Driver, Error, Result, Settings};
+use polyvisor_core::{Driver, Result, Settings};
 #[cfg(feature = "libvirt")]
 use std::sync::Arc;
 
 /// Builds the driver from settings (no backend I/O; see `Driver::probe`).
 #[cfg(feature = "libvirt")]
 pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
-    let _ = config::Config::from_settings(settings)?;
-    Err(Error::unsupported("libvirt driver (not built yet)"))
+    Ok(Arc::new(driver::LibvirtDriver::new(config::Config::from_settings(settings)?)))
 }

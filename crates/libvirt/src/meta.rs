@@ -22,6 +22,9 @@ pub struct Meta {
     pub mode: Option<String>,
     /// Guest OS name as the platform gave it.
     pub os: Option<String>,
+    /// Template generation: bumped on every VM→template convert, so a frozen base of the
+    /// current state is made once per generation (the template may be edited in between).
+    pub gen: u32,
     /// Paths of volumes polyvisor created for this domain (deleted with it).
     pub volumes: Vec<String>,
     /// Paths of snapshot base volumes made from this domain's snapshots (deleted with it).
@@ -62,6 +65,9 @@ impl Meta {
                 x.push_str(&format!(" {k}=\"{}\"", esc(v)));
             }
         }
+        if self.gen > 0 {
+            x.push_str(&format!(" gen=\"{}\"", self.gen));
+        }
         x.push('>');
         for p in &self.volumes {
             x.push_str(&format!("<volume path=\"{}\"/>", esc(p)));
@@ -86,6 +92,7 @@ impl Meta {
             snapshot: a("snapshot"),
             mode: a("mode"),
             os: a("os"),
+            gen: n.attribute("gen").and_then(|g| g.parse().ok()).unwrap_or(0),
             volumes: paths("volume"),
             bases: paths("base"),
         }
@@ -113,6 +120,7 @@ mod tests {
             snapshot: None,
             mode: Some("linked".into()),
             os: None,
+            gen: 3,
             volumes: vec!["/p/a b.qcow2".into()],
             bases: vec!["/p/base.qcow2".into()],
         };

@@ -1,0 +1,99 @@
+//! Running blocking libvirt calls off the async runtime, bounded in time, and mapping
+//! libvirt errors onto polyvisor's error kinds.
+//!
+//! Every call opens its own connection on a `spawn_blocking` thread (safe on the RAS
+//! front's current-thread runtime), runs, and closes it. A call that outlives its bound
+//! returns [`ErrorKind::Timeout`](polyvisor_core::ErrorKind::Timeout) to the caller, but
+//! **the blocking libvirt call keeps running** on its thread until libvirt returns (C calls
+//! cannot be cancelled); its result is then dropped and the connection closed.
+
+use crate::config::Config;
+use polyvisor_core::{Error, Result};
+use std::sync::Once;
+use std::time::Duration;
+use virt::connect::Connect;
+use virt::error::ErrorNumber;
+
+static QUIET: Once = Once::new();
+
+/// An open connection that is closed on drop.
+pub(crate) struct Conn(Connect);
+
+impl std::ops::Deref for Conn {
+    type Target = Connect;
+    fn deref(&self) -> &Connect {
+        &self.0
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.0.close();
+    }
+}
+
+/// Removes the URI from libvirt's message (it may carry a user name or key path).
+fn scrub(msg: &str, uri: &str) -> String {
+    let m = msg.trim().trim_end_matches('.');
+    if uri.is_empty() { m.to_string() } else { m.replace(uri, "<uri>") }
+}
+
+/// Maps a libvirt error to a polyvisor error with `what` as context.
+pub(crate) fn lv_err(e: virt::error::Error, what: &str, uri: &str) -> Error {
+    let msg = scrub(e.message(), uri);
+    let full = format!("{what}: {msg}");
+    let err = match e.code() {
+        ErrorNumber::NoDomain | ErrorNumber::NoDomainSnapshot | ErrorNumber::NoStorageVolume | ErrorNumber::NoStoragePool | ErrorNumber::NoNetwork => {
+            Error::new(polyvisor_core::ErrorKind::NotFound, full)
+        }
+        ErrorNumber::OperationInvalid | ErrorNumber::DomExist => Error::conflict(full),
+        ErrorNumber::NoSupport | ErrorNumber::OperationUnsupported | ErrorNumber::ArgumentUnsupported => {
+            Error::new(polyvisor_core::ErrorKind::Unsupported, full)
+        }
+        ErrorNumber::AuthFailed | ErrorNumber::AuthUnavailable => Error::unauthorized(full),
+        ErrorNumber::OperationTimeout | ErrorNumber::AgentUnresponsive => Error::timeout(full),
+        ErrorNumber::NoConnect | ErrorNumber::Rpc => Error::unavailable(full),
+        _ => Error::backend(full),
+    };
+    err.with_detail(format!("libvirt code {:?} domain {:?}", e.code(), e.domain()))
+}
+
+/// Opens a connection (on the calling, blocking thread).
+pub(crate) fn open(uri: &str) -> Result<Conn> {
+    QUIET.call_once(virt::error::clear_error_callback);
+    Connect::open(Some(uri)).map(Conn).map_err(|e| {
+        let mut err = lv_err(e, "cannot connect to libvirt", uri);
+        if err.kind() == polyvisor_core::ErrorKind::Backend {
+            err = Error::unavailable(err.message().to_string());
+        }
+        err
+    })
+}
+
+/// Runs `f` with a fresh connection on a blocking thread, bounded by `bound`.
+pub(crate) async fn call<T, F>(cfg: &Config, bound: Duration, what: &'static str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Conn, &Config) -> Result<T> + Send + 'static,
+{
+    let cfg2 = cfg.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let c = open(&cfg2.uri)?;
+        f(&c, &cfg2)
+    });
+    match tokio::time::timeout(bound, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(Error::internal(format!("libvirt worker for {what} failed")).with_detail(join.to_string())),
+        Err(_) => Err(Error::timeout(format!("libvirt did not finish {what} within {} s", bound.as_secs()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_is_scrubbed() {
+        assert_eq!(scrub("Failed to connect socket to 'qemu+ssh://u@h/system'.", "qemu+ssh://u@h/system"), "Failed to connect socket to '<uri>'");
+    }
+}

@@ -1,0 +1,350 @@
+//! Blocking libvirt operations (run only inside [`crate::conn::call`]).
+
+use crate::conn::{lv_err, Conn};
+use crate::domxml::DomainXml;
+use crate::meta::{Meta, NS, PREFIX};
+use crate::names;
+use crate::state::map_state;
+use polyvisor_core::{net, Error, Guest, GuestId, GuestSummary, Nic, Result, Snapshot};
+use virt::domain::Domain;
+use virt::domain_snapshot::DomainSnapshot;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+
+/// Looks a domain up by UUID; `NotFound` names the id.
+pub(crate) fn lookup(c: &Conn, id: &str) -> Result<Domain> {
+    names::validate_uuid(id)?;
+    Domain::lookup_by_uuid_string(c, id).map_err(|e| {
+        let err = lv_err(e, "lookup", "");
+        if err.is_not_found() { Error::not_found(format!("guest [{id}]")) } else { err }
+    })
+}
+
+/// The domain's XML (inactive definition when `inactive`).
+pub(crate) fn xml(d: &Domain, inactive: bool) -> Result<(String, DomainXml)> {
+    let flags = if inactive { virt::sys::VIR_DOMAIN_XML_INACTIVE } else { 0 };
+    let x = d.get_xml_desc(flags).map_err(|e| lv_err(e, "read domain XML", ""))?;
+    let p = DomainXml::parse(&x)?;
+    Ok((x, p))
+}
+
+fn state(d: &Domain) -> Result<(polyvisor_core::PowerState, &'static str, u32)> {
+    let (s, r) = d.get_state().map_err(|e| lv_err(e, "read domain state", ""))?;
+    let (p, raw) = map_state(s, r);
+    Ok((p, raw, s))
+}
+
+fn display_name(x: &DomainXml) -> String {
+    if x.name.is_empty() { format!("VM-{}", x.uuid) } else { x.name.clone() }
+}
+
+/// The listing view.
+pub(crate) fn summary(d: &Domain) -> Result<GuestSummary> {
+    let (_, x) = xml(d, false)?;
+    let (power, _, _) = state(d)?;
+    Ok(GuestSummary { id: GuestId::new(x.uuid.clone()), name: display_name(&x), power, is_template: x.meta.template, key: x.meta.key.clone(), node: None })
+}
+
+/// Every domain, active and inactive.
+pub(crate) fn list(c: &Conn) -> Result<Vec<GuestSummary>> {
+    let doms = c.list_all_domains(0).map_err(|e| lv_err(e, "list domains", ""))?;
+    let mut out = Vec::with_capacity(doms.len());
+    for d in &doms {
+        match summary(d) {
+            Ok(s) => out.push(s),
+            Err(e) if e.is_not_found() => {} // vanished while listing
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// IPs per MAC: DHCP leases, then ARP, then the guest agent (first source with answers);
+/// errors count as "no IPs". Local connections also read `/proc/net/arp`.
+fn addresses(d: &Domain, local: bool, macs: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for src in [virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP, virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT] {
+        if let Ok(ifs) = d.interface_addresses(src, 0) {
+            for i in ifs {
+                for a in i.addrs {
+                    out.push((i.hwaddr.to_ascii_lowercase(), a.addr));
+                }
+            }
+        }
+        if !out.is_empty() {
+            return out;
+        }
+    }
+    if local {
+        if let Ok(arp) = std::fs::read_to_string("/proc/net/arp") {
+            for line in arp.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() >= 4 && f[2] == "0x2" && macs.iter().any(|m| m.eq_ignore_ascii_case(f[3])) {
+                    out.push((f[3].to_ascii_lowercase(), f[0].to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One guest in full.
+pub(crate) fn guest(d: &Domain, local: bool) -> Result<Guest> {
+    let (_, x) = xml(d, false)?;
+    let (power, raw, s) = state(d)?;
+    let macs: Vec<String> = x.ifaces.iter().map(|i| i.mac.to_ascii_lowercase()).collect();
+    let addrs = if s == 1 || s == 2 || s == 3 { addresses(d, local, &macs) } else { Vec::new() };
+    let nics = x
+        .ifaces
+        .iter()
+        .map(|i| {
+            let m = i.mac.to_ascii_lowercase();
+            let ips = addrs.iter().filter(|(am, _)| *am == m).map(|(_, ip)| ip.clone());
+            let (v4, v6): (Vec<String>, Vec<String>) = ips.partition(|ip| ip.contains('.'));
+            Nic {
+                mac: net::normalize_mac(&i.mac).unwrap_or_else(|| i.mac.clone()),
+                ipv4: net::order_ipv4(v4),
+                ipv6: v6.into_iter().filter(|ip| net::is_reportable_ipv6(ip)).collect(),
+                network: i.network.clone(),
+                vlan: i.vlan,
+            }
+        })
+        .collect();
+    Ok(Guest {
+        id: GuestId::new(x.uuid.clone()),
+        name: display_name(&x),
+        node: None,
+        os: x.meta.os.clone().or(x.os_type.clone()),
+        cpus: x.vcpus,
+        memory_mb: x.memory_mb,
+        nics,
+        is_template: x.meta.template,
+        power,
+        raw_power_state: raw.to_string(),
+        key: x.meta.key.clone(),
+    })
+}
+
+/// Replaces the polyvisor metadata element (persistent config, and live when running).
+pub(crate) fn set_meta(d: &Domain, m: &Meta) -> Result<()> {
+    let active = d.is_active().unwrap_or(false);
+    let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if active {
+        flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
+    }
+    let xml = m.to_xml();
+    let (md, key) = if m.is_empty() { (None, None) } else { (Some(xml.as_str()), Some(PREFIX)) };
+    d.set_metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, md, key, Some(NS), flags).map_err(|e| lv_err(e, "write polyvisor metadata", ""))?;
+    Ok(())
+}
+
+/// Whether the domain is running (or paused / shutting down).
+pub(crate) fn is_active(d: &Domain) -> bool {
+    d.is_active().unwrap_or(false)
+}
+
+/// The raw `virDomainState` number.
+pub(crate) fn raw_state(d: &Domain) -> Result<u32> {
+    Ok(state(d)?.2)
+}
+
+/// Finds a storage volume by path, refreshing active pools once on a miss.
+pub(crate) fn vol_by_path(c: &Conn, path: &str) -> Result<Option<StorageVol>> {
+    if let Ok(v) = StorageVol::lookup_by_path(c, path) {
+        return Ok(Some(v));
+    }
+    if let Ok(pools) = c.list_all_storage_pools(virt::sys::VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE) {
+        for p in pools {
+            let _ = p.refresh(0);
+        }
+    }
+    Ok(StorageVol::lookup_by_path(c, path).ok())
+}
+
+/// Deletes a guest and the volumes polyvisor created for it (idempotent).
+pub(crate) fn delete(c: &Conn, id: &str) -> Result<()> {
+    let d = match lookup(c, id) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let (_, x) = xml(&d, true)?;
+    // linked clones that still depend on this guest's disks
+    let mut others_disks: Vec<String> = Vec::new();
+    for o in c.list_all_domains(0).map_err(|e| lv_err(e, "list domains", ""))? {
+        let Ok((_, ox)) = xml(&o, true) else { continue };
+        if ox.uuid == x.uuid {
+            continue;
+        }
+        if ox.meta.source.as_deref() == Some(x.uuid.as_str()) && ox.meta.mode.as_deref() == Some("linked") {
+            return Err(Error::conflict(format!("guest [{id}] has linked clones ({}); delete them first", ox.name)));
+        }
+        others_disks.extend(ox.disks.iter().filter_map(|k| k.path.clone()));
+    }
+    if is_active(&d) {
+        d.destroy().map_err(|e| lv_err(e, "stop guest", ""))?;
+    }
+    let flags = virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+    if let Err(e) = d.undefine_flags(flags) {
+        let err = lv_err(e, "undefine guest", "");
+        if !err.is_not_found() {
+            return Err(err);
+        }
+    }
+    for path in x.meta.volumes.iter().chain(&x.meta.bases) {
+        if others_disks.contains(path) {
+            tracing::warn!(path, "volume is used by another domain; kept");
+            continue;
+        }
+        if let Some(v) = vol_by_path(c, path)? {
+            v.delete(0).map_err(|e| lv_err(e, "delete volume", ""))?;
+        }
+    }
+    Ok(())
+}
+
+/// Snapshots of a domain, oldest first.
+pub(crate) fn snapshots(d: &Domain) -> Result<Vec<Snapshot>> {
+    let snaps = d.list_all_snapshots(virt::sys::VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL).map_err(|e| lv_err(e, "list snapshots", ""))?;
+    let mut out = Vec::new();
+    for s in snaps {
+        let x = s.get_xml_desc(0).map_err(|e| lv_err(e, "read snapshot", ""))?;
+        let Ok(doc) = roxmltree::Document::parse(&x) else { continue };
+        let r = doc.root_element();
+        let t = |tag: &str| r.children().find(|c| c.has_tag_name(tag)).and_then(|c| c.text()).map(|t| t.trim().to_string());
+        let parent = r.children().find(|c| c.has_tag_name("parent")).and_then(|p| p.children().find(|c| c.has_tag_name("name"))).and_then(|n| n.text()).map(str::to_string);
+        let mem = r.children().find(|c| c.has_tag_name("memory")).and_then(|m| m.attribute("snapshot")).map(|m| m != "no").unwrap_or(false);
+        out.push(Snapshot {
+            name: t("name").unwrap_or_default(),
+            description: t("description").filter(|d| !d.is_empty()),
+            created_unix: t("creationTime").and_then(|c| c.parse().ok()),
+            parent,
+            includes_memory: mem,
+        });
+    }
+    out.sort_by_key(|s| s.created_unix.unwrap_or(0));
+    Ok(out)
+}
+
+/// A snapshot by name, `None` if absent.
+pub(crate) fn snapshot(d: &Domain, name: &str) -> Result<Option<DomainSnapshot>> {
+    names::validate_snapshot_name(name)?;
+    match DomainSnapshot::lookup_by_name(d, name, 0) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => {
+            let err = lv_err(e, "find snapshot", "");
+            if err.is_not_found() { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+/// Creates (replacing an existing one of the same name) an internal snapshot.
+pub(crate) fn create_snapshot(d: &Domain, name: &str, memory: bool, description: Option<&str>) -> Result<()> {
+    if let Some(s) = snapshot(d, name)? {
+        s.delete(0).map_err(|e| lv_err(e, "delete old snapshot", ""))?;
+    }
+    let desc = description.map(|t| format!("<description>{}</description>", crate::meta::esc(t))).unwrap_or_default();
+    // Internal snapshots: on a stopped guest disk state only (qemu-img); on a running guest
+    // QEMU's internal checkpoint (memory included) unless memory was not asked for and the
+    // guest is stopped.
+    let mem = if is_active(d) && memory { "<memory snapshot='internal'/>" } else { "" };
+    let xml = format!("<domainsnapshot><name>{}</name>{desc}{mem}</domainsnapshot>", crate::meta::esc(name));
+    DomainSnapshot::create_xml(d, &xml, 0).map_err(|e| lv_err(e, "create snapshot", ""))?;
+    Ok(())
+}
+
+/// Reverts to a snapshot; `NotFound` if absent.
+pub(crate) fn revert_snapshot(d: &Domain, id: &str, name: &str) -> Result<()> {
+    let s = snapshot(d, name)?.ok_or_else(|| Error::not_found(format!("snapshot '{name}' of guest [{id}]")))?;
+    s.revert(virt::sys::VIR_DOMAIN_SNAPSHOT_REVERT_FORCE).map_err(|e| lv_err(e, "revert snapshot", ""))
+}
+
+/// Deletes a snapshot (missing is fine).
+pub(crate) fn delete_snapshot(d: &Domain, name: &str) -> Result<()> {
+    if let Some(s) = snapshot(d, name)? {
+        s.delete(0).map_err(|e| lv_err(e, "delete snapshot", ""))?;
+    }
+    Ok(())
+}
+
+/// Creates the clone's volumes (qcow2 overlays for linked, copies for full) and defines it.
+/// Returns the new domain's UUID. A domain that already has the name is adopted when it is
+/// a clone of the same source.
+pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str) -> Result<String> {
+    names::validate_name(name)?;
+    if let Ok(existing) = Domain::lookup_by_name(c, name) {
+        let (_, ex) = xml(&existing, true)?;
+        if ex.meta.source.as_deref() == Some(source) {
+            return Ok(ex.uuid);
+        }
+        return Err(Error::already_exists(format!("a guest named '{name}' already exists")));
+    }
+    let src = lookup(c, source)?;
+    let (src_text, sx) = xml(&src, true)?;
+    if linked && !sx.meta.template {
+        return Err(Error::conflict(format!("guest [{source}] is not a template; linked clones need a template (use a full clone)")));
+    }
+    let mut paths = Vec::new();
+    let mut created: Vec<StorageVol> = Vec::new();
+    let result = (|| -> Result<()> {
+        for (i, disk) in sx.disks.iter().enumerate() {
+            let src_vol = match (&disk.volume, &disk.path) {
+                (Some((pool, vol)), _) => {
+                    let p = StoragePool::lookup_by_name(c, pool).map_err(|e| lv_err(e, "find pool", ""))?;
+                    Some(StorageVol::lookup_by_name(&p, vol).map_err(|e| lv_err(e, "find volume", ""))?)
+                }
+                (None, Some(path)) => vol_by_path(c, path)?,
+                _ => None,
+            };
+            let src_path = match (&src_vol, &disk.path) {
+                (Some(v), _) => v.get_path().map_err(|e| lv_err(e, "volume path", ""))?,
+                (None, Some(p)) => p.clone(),
+                _ => return Err(Error::unsupported(format!("cloning disk {} (it has no file or volume source)", disk.target))),
+            };
+            let pool = match &src_vol {
+                Some(v) => StoragePool::lookup_by_volume(v).map_err(|e| lv_err(e, "find pool of disk", ""))?,
+                None => StoragePool::lookup_by_name(c, default_pool).map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
+            };
+            let cap = match &src_vol {
+                Some(v) => v.get_info().map_err(|e| lv_err(e, "volume info", ""))?.capacity,
+                None => 1 << 30,
+            };
+            let vname = names::clone_volume_name(name, i);
+            if let Ok(stale) = StorageVol::lookup_by_name(&pool, &vname) {
+                let _ = stale.delete(0); // left by an earlier failed attempt
+            }
+            let fmt = disk.format.clone().unwrap_or_else(|| "qcow2".into());
+            let vol = if linked {
+                let x = format!(
+                    "<volume><name>{}</name><capacity unit='bytes'>{cap}</capacity><target><format type='qcow2'/></target><backingStore><path>{}</path><format type='{}'/></backingStore></volume>",
+                    crate::meta::esc(&vname), crate::meta::esc(&src_path), crate::meta::esc(&fmt)
+                );
+                StorageVol::create_xml(&pool, &x, 0).map_err(|e| lv_err(e, "create overlay volume", ""))?
+            } else {
+                let v = src_vol.as_ref().ok_or_else(|| Error::unsupported("full clone of a disk outside every storage pool"))?;
+                let x = format!("<volume><name>{}</name><capacity unit='bytes'>{cap}</capacity><target><format type='qcow2'/></target></volume>", crate::meta::esc(&vname));
+                StorageVol::create_xml_from(&pool, &x, v, 0).map_err(|e| lv_err(e, "copy volume", ""))?
+            };
+            paths.push(vol.get_path().map_err(|e| lv_err(e, "volume path", ""))?);
+            created.push(vol);
+        }
+        let edit = crate::domxml::CloneEdit {
+            name: name.to_string(),
+            uuid: uuid.to_string(),
+            macs: sx.ifaces.iter().map(|_| names::new_mac()).collect(),
+            disk_paths: paths.clone(),
+            meta: Meta { source: Some(source.to_string()), mode: Some(if linked { "linked" } else { "full" }.into()), os: sx.meta.os.clone(), volumes: paths.clone(), ..Default::default() },
+            ..Default::default()
+        };
+        let new_xml = crate::domxml::clone_xml(&src_text, &edit)?;
+        Domain::define_xml(c, &new_xml).map_err(|e| lv_err(e, "define clone", ""))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for v in created {
+            let _ = v.delete(0);
+        }
+        return Err(e);
+    }
+    Ok(uuid.to_string())
+}
