@@ -7,6 +7,7 @@
 
 mod cloudstack;
 mod proc_stats;
+mod proxmox;
 mod ras;
 mod stats;
 
@@ -35,6 +36,10 @@ struct Args {
     /// CloudStack action runs per action.
     #[arg(long, default_value_t = 50)]
     actions: usize,
+    /// Also measure the Proxmox driver against a fakepve started with this launcher
+    /// (`scripts/ci/fakepve-launcher.py`; needs `pip install fakepve[crypto]`).
+    #[arg(long)]
+    fakepve_launcher: Option<PathBuf>,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -88,5 +93,8 @@ fn main() {
 fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
     let mut figures = ras::run(&args.bin, dir, args.starts, args.gets, args.guests, args.lists)?;
     figures.extend(cloudstack::run(&args.bin, dir, args.actions)?);
+    if let Some(launcher) = &args.fakepve_launcher {
+        figures.extend(proxmox::run(&args.bin, dir, launcher, args.actions.min(30))?);
+    }
     Ok(figures)
 }

@@ -1,0 +1,169 @@
+//! Proxmox figures against the real `fakepve` simulator with instant tasks: wall time and
+//! API round trips per RAS method (one long-lived provider process, as RAS runs it) and per
+//! CloudStack action (one process per action). Round trips are counted by fakepve itself.
+
+use crate::ras::Provider;
+use crate::stats::median_p95_ms;
+use crate::Figure;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const TOKEN_SECRET: &str = "bench-secret-0d6f";
+
+/// A fakepve started through `scripts/ci/fakepve-launcher.py`.
+struct FakePve {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    host_port: String,
+    fingerprint: String,
+}
+
+impl FakePve {
+    fn start(launcher: &Path, dir: &Path) -> Result<Self, String> {
+        let guests = dir.join("pve-guests.json");
+        let g = json!({"guests": [
+            {"vmid": 9000, "name": "tpl-debian", "status": "stopped", "tags": "polyvisor-template",
+             "config": {"cores": "2", "memory": "2048", "scsi0": "local-lvm:vm-9000-disk-0,size=8G", "net0": "virtio=BC:24:11:00:90:00,bridge=vmbr0", "ostype": "l26", "tags": "polyvisor-template"}},
+            {"vmid": 100, "name": "web-01", "status": "running",
+             "config": {"scsi0": "local-lvm:vm-100-disk-0,size=8G", "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0", "ostype": "l26", "agent": "1"},
+             "agent": {"interfaces": [{"name": "eth0", "hardware-address": "bc:24:11:00:01:00", "ip-addresses": [{"ip-address": "192.0.2.50", "ip-address-type": "ipv4", "prefix": 24}]}]}}
+        ]});
+        std::fs::write(&guests, g.to_string()).map_err(|e| e.to_string())?;
+        let mut child = Command::new("python3")
+            .arg(launcher)
+            .arg("--guests")
+            .arg(&guests)
+            .args(["--host", "127.0.0.9", "--token"])
+            .arg(format!("root@pam!bench={TOKEN_SECRET}"))
+            .arg("--certdir")
+            .arg(dir.join("pki"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("python3: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let ready: Value = lines
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .and_then(|l| serde_json::from_str(&l).ok())
+            .ok_or("fakepve did not start (python3 -m pip install -r scripts/ci/requirements.txt)")?;
+        let url = ready["listening"].as_str().unwrap_or_default();
+        let host_port = url.trim_start_matches("https://").to_string();
+        let fingerprint = ready["fingerprint"].as_str().unwrap_or_default().to_string();
+        let mut pve = FakePve { child, stdin, lines, host_port, fingerprint };
+        pve.cmd(json!({"set": "time_scale", "value": 0}))?;
+        Ok(pve)
+    }
+
+    fn cmd(&mut self, c: Value) -> Result<Value, String> {
+        writeln!(self.stdin, "{c}").map_err(|e| e.to_string())?;
+        let line = self.lines.recv_timeout(Duration::from_secs(20)).map_err(|_| "launcher did not answer")?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+        v.get("ok").cloned().ok_or_else(|| format!("launcher command {c} failed: {v}"))
+    }
+
+    fn requests(&mut self) -> Result<u64, String> {
+        self.cmd(json!({"requests": true}))?.as_u64().ok_or_else(|| "request count is not a number".into())
+    }
+
+    fn settings(&self) -> Value {
+        json!({"driver": "proxmox", "host": self.host_port, "username": "root@pam", "token_name": "bench",
+               "token_secret": TOKEN_SECRET, "fingerprint": self.fingerprint, "ip_wait_timeout": "1"})
+    }
+}
+
+impl Drop for FakePve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Times `runs` calls of `req` on one provider, counting fakepve requests.
+fn ras_method(p: &mut Provider, pve: &mut FakePve, label: &str, req: &Value, runs: usize) -> Result<Figure, String> {
+    let before = pve.requests()?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        p.call_json(req)?;
+        samples.push(t.elapsed());
+    }
+    let trips = (pve.requests()? - before) as f64 / runs as f64;
+    let (m, p95) = median_p95_ms(&mut samples);
+    Ok(Figure::new(&format!("Proxmox RAS: {label}"), m, "ms", format!("median of {runs}; p95 {p95:.2} ms; {trips:.1} API round trips")))
+}
+
+fn cloudstack_payload(pve: &FakePve, vm: &str, with_nics: bool) -> Value {
+    let s = pve.settings();
+    let nics = if with_nics { json!([{"deviceId": 0, "defaultNic": true, "uuid": "nic-1", "mac": "02:01:00:cd:00:02", "broadcastUri": "vlan://1234"}]) } else { json!([]) };
+    json!({
+        "externaldetails": {
+            "extension": {"driver": "proxmox", "url": s["host"], "user": "root@pam", "token": "bench", "secret": TOKEN_SECRET},
+            "host": {"node": "pve", "fingerprint": s["fingerprint"], "network_bridge": "vmbr0"},
+            "virtualmachine": {"template_type": "template", "template_id": "9000", "ip_wait_timeout": "1"}
+        },
+        "virtualmachineid": format!("uuid-{vm}"),
+        "virtualmachinename": vm,
+        "cloudstack.vm.details": {"name": vm, "cpus": 1, "maxRam": 536870912u64, "minRam": 536870912u64,
+                                   "details": {"deployvm": "true"}, "disks": [], "nics": nics, "uuid": format!("uuid-{vm}")}
+    })
+}
+
+/// Runs the Proxmox benchmarks.
+pub fn run(bin: &Path, dir: &Path, launcher: &Path, runs: usize) -> Result<Vec<Figure>, String> {
+    let mut pve = FakePve::start(launcher, dir)?;
+    let mut figures = Vec::new();
+    let db = dir.join("unused-sim.db");
+
+    let mut p = Provider::spawn(bin, &db)?;
+    let connect = json!({"method": "provider/connect", "params": {"settings": pve.settings()}});
+    figures.push(ras_method(&mut p, &mut pve, "provider/connect", &connect, 1)?);
+    for (label, req) in [
+        ("guests/list", json!({"method": "guests/list"})),
+        ("guests/get (running, agent IPs)", json!({"method": "guests/get", "params": {"id": "100"}})),
+        ("guests/get (template)", json!({"method": "guests/get", "params": {"id": "9000"}})),
+        ("guests/control start (already running)", json!({"method": "guests/control", "params": {"id": "100", "control": "start"}})),
+        ("guests/snapshots/exists", json!({"method": "guests/snapshots/exists", "params": {"id": "9000", "name": "RAS_TEMPLATE_VERSION_1"}})),
+        ("guests/convert (to current state)", json!({"method": "guests/convert", "params": {"id": "9000", "is_template": true}})),
+    ] {
+        figures.push(ras_method(&mut p, &mut pve, label, &req, runs)?);
+    }
+    let clone = p.call_json(&json!({"method": "guests/clone", "params": {"id": "9000", "name": "bench-clone", "snapshot": ""}}))?;
+    let task = clone["result"]["task_id"].as_str().ok_or("clone gave no task_id")?.to_string();
+    figures.push(ras_method(&mut p, &mut pve, "tasks/get (clone task)", &json!({"method": "tasks/get", "params": {"id": task}}), runs.min(10))?);
+    p.finish();
+
+    let status = dir.join("pve-status.json");
+    std::fs::write(&status, cloudstack_payload(&pve, "i-2-77-VM", false).to_string()).map_err(|e| e.to_string())?;
+    let create = dir.join("pve-create.json");
+    std::fs::write(&create, cloudstack_payload(&pve, "i-2-77-VM", true).to_string()).map_err(|e| e.to_string())?;
+    for (action, file, n) in [("create", &create, 1), ("status", &status, runs), ("stop", &status, runs), ("start", &create, 1), ("statuses", &status, runs), ("delete", &status, 1)] {
+        let before = pve.requests()?;
+        let mut samples = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let out = Command::new(bin).args(["cloudstack", action]).arg(file).arg("60").stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+            samples.push(t.elapsed());
+            if !out.status.success() {
+                return Err(format!("cloudstack {action} on proxmox failed: {}", String::from_utf8_lossy(&out.stdout)));
+            }
+        }
+        let trips = (pve.requests()? - before) as f64 / n as f64;
+        let (m, _) = median_p95_ms(&mut samples);
+        figures.push(Figure::new(&format!("Proxmox CloudStack: {action}"), m, "ms", format!("median of {n}, process start → exit; {trips:.1} API round trips")));
+    }
+    Ok(figures)
+}
