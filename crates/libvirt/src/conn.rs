@@ -1,15 +1,15 @@
 //! Running blocking libvirt calls off the async runtime, bounded in time, and mapping
 //! libvirt errors onto polyvisor's error kinds.
 //!
-//! Every call opens its own connection on a `spawn_blocking` thread (safe on the RAS
-//! front's current-thread runtime), runs, and closes it. A call that outlives its bound
+//! Every call runs on a `spawn_blocking` thread (safe on the RAS front's current-thread
+//! runtime) with the driver's lazily opened connection (re-opened when it is dead). A call that outlives its bound
 //! returns [`ErrorKind::Timeout`](polyvisor_core::ErrorKind::Timeout) to the caller, but
 //! **the blocking libvirt call keeps running** on its thread until libvirt returns (C calls
 //! cannot be cancelled); its result is then dropped and the connection closed.
 
 use crate::config::Config;
 use polyvisor_core::{Error, Result};
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 use virt::connect::Connect;
 use virt::error::ErrorNumber;
@@ -70,16 +70,45 @@ pub(crate) fn open(uri: &str) -> Result<Conn> {
     })
 }
 
-/// Runs `f` with a fresh connection on a blocking thread, bounded by `bound`.
-pub(crate) async fn call<T, F>(cfg: &Config, bound: Duration, what: &'static str, f: F) -> Result<T>
+/// A lazily opened connection shared by a driver's calls (re-opened when it dies). It is a
+/// cache only: nothing in it decides a result.
+#[derive(Clone, Default)]
+pub(crate) struct Shared(Arc<Mutex<Option<Arc<Conn>>>>);
+
+impl Shared {
+    fn get(&self, uri: &str) -> Result<Arc<Conn>> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = g.as_ref() {
+            if c.is_alive().unwrap_or(false) {
+                return Ok(c.clone());
+            }
+        }
+        let c = Arc::new(open(uri)?);
+        *g = Some(c.clone());
+        Ok(c)
+    }
+
+    fn drop_conn(&self) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *g = None;
+    }
+}
+
+/// Runs `f` with the shared connection on a blocking thread, bounded by `bound`.
+pub(crate) async fn call<T, F>(shared: &Shared, cfg: &Config, bound: Duration, what: &'static str, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Conn, &Config) -> Result<T> + Send + 'static,
 {
     let cfg2 = cfg.clone();
+    let sh = shared.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let c = open(&cfg2.uri)?;
-        f(&c, &cfg2)
+        let c = sh.get(&cfg2.uri)?;
+        let r = f(&c, &cfg2);
+        if matches!(&r, Err(e) if e.kind() == polyvisor_core::ErrorKind::Unavailable) {
+            sh.drop_conn();
+        }
+        r
     });
     match tokio::time::timeout(bound, job).await {
         Ok(Ok(r)) => r,

@@ -15,12 +15,13 @@ use serde_json::json;
 /// The libvirt driver (stateless: one connection per call).
 pub(crate) struct LibvirtDriver {
     cfg: Config,
+    conn: crate::conn::Shared,
 }
 
 impl LibvirtDriver {
     /// A driver for the given configuration (no I/O).
     pub(crate) fn new(cfg: Config) -> Self {
-        LibvirtDriver { cfg }
+        LibvirtDriver { cfg, conn: crate::conn::Shared::default() }
     }
 
     fn done(op: &str) -> TaskId {
@@ -49,7 +50,7 @@ impl Driver for LibvirtDriver {
     }
 
     async fn probe(&self) -> Result<String> {
-        call(&self.cfg, self.cfg.call_timeout, "probe", |c, cfg| {
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "probe", |c, cfg| {
             let v = c.get_lib_version().unwrap_or(0);
             let host = c.get_hostname().unwrap_or_default();
             let ty = c.get_type().unwrap_or_default();
@@ -60,18 +61,18 @@ impl Driver for LibvirtDriver {
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
-        call(&self.cfg, self.cfg.call_timeout, "list", |c, _| ops::list(c)).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "list", |c, _| ops::list(c)).await
     }
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
         let id = id.0.clone();
-        call(&self.cfg, self.cfg.call_timeout, "get", move |c, cfg| ops::guest(&ops::lookup(c, &id)?, cfg.is_local_qemu())).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "get", move |c, cfg| ops::guest(&ops::lookup(c, &id)?, cfg.is_local_qemu())).await
     }
 
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
         let id = id.0.clone();
         let grace = self.cfg.shutdown_timeout.as_secs();
-        call(&self.cfg, self.cfg.call_timeout, "power", move |c, _| {
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "power", move |c, _| {
             let d = ops::lookup(c, &id)?;
             let st = ops::raw_state(&d)?;
             let e = |e| crate::conn::lv_err(e, action.as_str(), "");
@@ -128,13 +129,13 @@ impl Driver for LibvirtDriver {
             return Ok(Self::done("delete"));
         }
         let id = id.0.clone();
-        call(&self.cfg, self.cfg.call_timeout, "delete", move |c, _| ops::delete(c, &id)).await?;
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "delete", move |c, _| ops::delete(c, &id)).await?;
         Ok(Self::done("delete"))
     }
 
     async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
         let id = id.0.clone();
-        call(&self.cfg, self.cfg.call_timeout, "convert", move |c, _| {
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "convert", move |c, _| {
             let d = ops::lookup(c, &id)?;
             let (_, x) = ops::xml(&d, true)?;
             if x.meta.template == is_template {
@@ -159,7 +160,7 @@ impl Driver for LibvirtDriver {
         let (source, name, mode) = (spec.source.0.clone(), spec.name.clone(), spec.mode);
         let linked_ok = self.capabilities().linked_clones;
         let uuid = crate::names::new_uuid();
-        let new_id = call(&self.cfg, self.cfg.call_timeout, "clone", move |c, cfg| {
+        let new_id = call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone", move |c, cfg| {
             let d = ops::lookup(c, &source)?;
             let (_, x) = ops::xml(&d, true)?;
             let linked = match mode {
@@ -177,18 +178,18 @@ impl Driver for LibvirtDriver {
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
         let id = id.0.clone();
-        call(&self.cfg, self.cfg.call_timeout, "list snapshots", move |c, _| ops::snapshots(&ops::lookup(c, &id)?)).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "list snapshots", move |c, _| ops::snapshots(&ops::lookup(c, &id)?)).await
     }
 
     async fn snapshot_exists(&self, id: &GuestId, name: &str) -> Result<bool> {
         let (id, name) = (id.0.clone(), name.to_string());
-        call(&self.cfg, self.cfg.call_timeout, "snapshot exists", move |c, _| Ok(ops::snapshot(&ops::lookup(c, &id)?, &name)?.is_some())).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot exists", move |c, _| Ok(ops::snapshot(&ops::lookup(c, &id)?, &name)?.is_some())).await
     }
 
     async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
         crate::names::validate_snapshot_name(&spec.name)?;
         let (id, s) = (id.0.clone(), spec.clone());
-        call(&self.cfg, self.cfg.call_timeout, "snapshot create", move |c, _| {
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot create", move |c, _| {
             ops::create_snapshot(&ops::lookup(c, &id)?, &s.name, s.include_memory, s.description.as_deref())
         })
         .await?;
@@ -197,13 +198,13 @@ impl Driver for LibvirtDriver {
 
     async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
         let (id, name) = (id.0.clone(), name.to_string());
-        call(&self.cfg, self.cfg.call_timeout, "snapshot revert", move |c, _| ops::revert_snapshot(&ops::lookup(c, &id)?, &id, &name)).await?;
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot revert", move |c, _| ops::revert_snapshot(&ops::lookup(c, &id)?, &id, &name)).await?;
         Ok(Self::done("revert"))
     }
 
     async fn delete_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
         let (id, name) = (id.0.clone(), name.to_string());
-        call(&self.cfg, self.cfg.call_timeout, "snapshot delete", move |c, _| match ops::lookup(c, &id) {
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot delete", move |c, _| match ops::lookup(c, &id) {
             Ok(d) => ops::delete_snapshot(&d, &name),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
@@ -224,7 +225,7 @@ impl Driver for LibvirtDriver {
             "lv-shutdown" => {
                 let gid = tok.req_str("id")?.to_string();
                 let deadline = tok.body.get("deadline").and_then(|v| v.as_u64()).unwrap_or(0);
-                call(&self.cfg, self.cfg.call_timeout, "shutdown status", move |c, _| {
+                call(&self.conn, &self.cfg, self.cfg.call_timeout, "shutdown status", move |c, _| {
                     let d = match ops::lookup(c, &gid) {
                         Ok(d) => d,
                         Err(e) if e.is_not_found() => return Ok(TaskStatus::Completed(TaskOutput::default())),
@@ -246,7 +247,7 @@ impl Driver for LibvirtDriver {
                 let gid = tok.req_str("id")?.to_string();
                 let start = tok.body.get("start").and_then(|v| v.as_bool()).unwrap_or(false);
                 let out = TaskOutput { new_guest: Some(GuestId::new(gid.clone())) };
-                call(&self.cfg, self.cfg.call_timeout, "clone status", move |c, cfg| {
+                call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone status", move |c, cfg| {
                     let d = match ops::lookup(c, &gid) {
                         Ok(d) => d,
                         Err(e) if e.is_not_found() => return Ok(TaskStatus::Failed(Error::not_found(format!("clone [{gid}]")))),
@@ -273,7 +274,7 @@ impl Driver for LibvirtDriver {
 
     async fn console(&self, id: &GuestId) -> Result<Console> {
         let id = id.0.clone();
-        call(&self.cfg, self.cfg.call_timeout, "console", move |c, cfg| {
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "console", move |c, cfg| {
             let d = ops::lookup(c, &id)?;
             let x = d.get_xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).map_err(|e| crate::conn::lv_err(e, "read domain XML", ""))?;
             let x = crate::domxml::DomainXml::parse(&x)?;

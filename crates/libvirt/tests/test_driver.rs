@@ -1,0 +1,95 @@
+//! The driver against libvirt's built-in `test:///default` fake (state is per process, so
+//! each scenario runs inside one test). No real disks or IPs there.
+#![cfg(feature = "libvirt")]
+
+use polyvisor_core::task::wait;
+use polyvisor_core::{CloneMode, CloneSpec, Driver, ErrorKind, GuestId, PowerAction, PowerState, Settings, SnapshotSpec, TaskId};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TEST_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+
+fn driver() -> Arc<dyn Driver> {
+    let s = Settings::from_pairs([("driver", "libvirt"), ("uri", "test:///default"), ("call_timeout_secs", "5")]);
+    polyvisor_libvirt::open(&s).expect("open")
+}
+
+async fn done(d: &dyn Driver, t: &TaskId) -> polyvisor_core::TaskOutput {
+    wait(d, t, Duration::from_secs(10), Duration::from_millis(50)).await.expect("task")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn test_driver_scenario() {
+    let d = driver();
+    assert!(d.probe().await.unwrap().starts_with("libvirt "));
+    let list = d.list_guests().await.unwrap();
+    let t = list.iter().find(|g| g.id.as_str() == TEST_UUID).expect("preloaded domain 'test'");
+    assert_eq!((t.name.as_str(), t.power, t.is_template), ("test", PowerState::PoweredOn, false));
+    let id = GuestId::new(TEST_UUID);
+    let g = d.get_guest(&id).await.unwrap();
+    assert_eq!(g.raw_power_state, "running");
+    assert_eq!(g.cpus, Some(2));
+    assert_eq!(g.mac_addresses(), ["AA:BB:CC:DD:EE:FF"]);
+    assert!(!g.ipv4_addresses().is_empty(), "test driver reports a synthetic address");
+
+    // bad and unknown ids
+    assert_eq!(d.get_guest(&GuestId::new("x'<y")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(d.get_guest(&GuestId::new("00000000-0000-4000-8000-000000000000")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(d.task_status(&TaskId("nope".into())).await.unwrap_err().kind(), ErrorKind::UnknownTask);
+
+    // power: suspend/resume, stop idempotent, start
+    done(&*d, &d.power(&id, PowerAction::Suspend).await.unwrap()).await;
+    let g = d.get_guest(&id).await.unwrap();
+    assert_eq!((g.power, g.raw_power_state.as_str()), (PowerState::Suspended, "paused"));
+    done(&*d, &d.power(&id, PowerAction::Start).await.unwrap()).await;
+    assert_eq!(d.get_guest(&id).await.unwrap().power, PowerState::PoweredOn);
+    done(&*d, &d.power(&id, PowerAction::Shutdown).await.unwrap()).await;
+    assert_eq!(d.get_guest(&id).await.unwrap().power, PowerState::PoweredOff);
+    done(&*d, &d.power(&id, PowerAction::Stop).await.unwrap()).await;
+    assert_eq!(d.power(&id, PowerAction::Reset).await.unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(d.console(&id).await.unwrap_err().kind(), ErrorKind::Unsupported);
+
+    // snapshots
+    let spec = SnapshotSpec { name: "v1".into(), include_memory: false, description: Some("first".into()) };
+    done(&*d, &d.create_snapshot(&id, &spec).await.unwrap()).await;
+    done(&*d, &d.create_snapshot(&id, &spec).await.unwrap()).await; // replace
+    assert!(d.snapshot_exists(&id, "v1").await.unwrap());
+    assert!(!d.snapshot_exists(&id, "v2").await.unwrap());
+    let snaps = d.list_snapshots(&id).await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].description.as_deref(), Some("first"));
+    done(&*d, &d.revert_snapshot(&id, "v1").await.unwrap()).await;
+    assert_eq!(d.revert_snapshot(&id, "zz").await.unwrap_err().kind(), ErrorKind::NotFound);
+    done(&*d, &d.delete_snapshot(&id, "zz").await.unwrap()).await;
+    assert!(d.create_snapshot(&id, &SnapshotSpec { name: "a/b".into(), include_memory: false, description: None }).await.is_err());
+
+    // template flag in metadata, idempotent
+    done(&*d, &d.set_template(&id, true).await.unwrap()).await;
+    done(&*d, &d.set_template(&id, true).await.unwrap()).await;
+    assert!(d.get_guest(&id).await.unwrap().is_template);
+    done(&*d, &d.set_template(&id, false).await.unwrap()).await;
+    assert!(!d.get_guest(&id).await.unwrap().is_template);
+    done(&*d, &d.set_template(&id, true).await.unwrap()).await;
+
+    // clone names are validated; clone from snapshot is not offered
+    let mut spec = CloneSpec { source: id.clone(), name: "bad name".into(), snapshot: None, mode: CloneMode::Full, start: false };
+    assert_eq!(d.clone_guest(&spec).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    spec.name = "c1".into();
+    spec.snapshot = Some("v1".into());
+    assert_eq!(d.clone_guest(&spec).await.unwrap_err().kind(), ErrorKind::Unsupported);
+
+    // delete: idempotent, missing is success
+    done(&*d, &d.delete_guest(&id).await.unwrap()).await;
+    assert_eq!(d.get_guest(&id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    done(&*d, &d.delete_guest(&id).await.unwrap()).await;
+    assert!(d.list_guests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unreachable_daemon_is_unavailable_not_a_hang() {
+    let s = Settings::from_pairs([("uri", "qemu+unix:///system?socket=/nonexistent/sock"), ("call_timeout_secs", "5")]);
+    let d = polyvisor_libvirt::open(&s).unwrap();
+    let e = d.list_guests().await.unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{e:?}");
+    assert!(e.message().starts_with("cannot connect to libvirt"), "{}", e.message());
+}
