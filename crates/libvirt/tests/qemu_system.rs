@@ -1,0 +1,141 @@
+//! The driver against a real libvirtd + QEMU (TCG) with the tiny guest. Needs
+//! `scripts/ci/start-libvirt.sh` (daemons, tiny guest in /var/lib/polyvisor-tiny, network
+//! `tg-net`, pool `polyvisor`); fails with that hint when they are missing.
+#![cfg(feature = "libvirt")]
+
+use polyvisor_core::task::wait;
+use polyvisor_core::{CloneMode, CloneSpec, Driver, GuestId, PowerAction, PowerState, Settings, SnapshotSpec, TaskId};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const URI: &str = "qemu:///system";
+const HINT: &str = "run scripts/ci/start-libvirt.sh (as root) first";
+
+fn virsh(args: &[&str]) -> String {
+    let o = Command::new("virsh").arg("-c").arg(URI).args(args).output().unwrap_or_else(|e| panic!("virsh missing ({e}); {HINT}"));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn pool_volumes() -> Vec<String> {
+    virsh(&["pool-refresh", "polyvisor"]);
+    let mut v: Vec<String> = virsh(&["vol-list", "polyvisor"])
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Defines the template domain `pvtest-tmpl` on a copy of the tiny guest disk in the pool.
+fn define_template() -> String {
+    let tiny = std::env::var("POLYVISOR_TINY_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-tiny".into());
+    let shared = std::env::var("POLYVISOR_SHARED_DIR").unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
+    let pooldir = std::env::var("POLYVISOR_POOL_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-pool".into());
+    assert!(std::path::Path::new(&format!("{tiny}/template.qcow2")).exists(), "tiny guest missing in {tiny}; {HINT}");
+    if !virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == "pvtest-tmpl") {
+        let disk = format!("{pooldir}/pvtest-tmpl.qcow2");
+        std::fs::copy(format!("{tiny}/template.qcow2"), &disk).expect("copy template disk");
+        let tmpl = std::fs::read_to_string(format!("{shared}/tools/tiny-guest/domain.xml.tmpl")).expect("domain.xml.tmpl");
+        let xml = tmpl
+            .replace("@NAME@", "pvtest-tmpl")
+            .replace("@MEM_MIB@", "128")
+            .replace("@VMLINUZ@", &format!("{tiny}/vmlinuz"))
+            .replace("@INITRD@", &format!("{tiny}/initrd.img"))
+            .replace("@CMDLINE_EXTRA@", "")
+            .replace("@DISK@", &disk)
+            .replace("@NETWORK@", "tg-net")
+            .replace("@SERIAL_LOG@", "/var/log/libvirt/qemu/pvtest-tmpl-serial.log");
+        let f = std::env::temp_dir().join("pvtest-tmpl.xml");
+        std::fs::write(&f, xml).unwrap();
+        virsh(&["define", f.to_str().unwrap()]);
+        virsh(&["pool-refresh", "polyvisor"]);
+    }
+    virsh(&["domuuid", "pvtest-tmpl"]).trim().to_string()
+}
+
+async fn done(d: &dyn Driver, t: &TaskId, secs: u64) -> polyvisor_core::TaskOutput {
+    wait(d, t, Duration::from_secs(secs), Duration::from_millis(200)).await.expect("task")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
+    let s = Settings::from_pairs([("uri", URI), ("pool", "polyvisor"), ("call_timeout_secs", "30"), ("shutdown_timeout_secs", "10")]);
+    let d: Arc<dyn Driver> = polyvisor_libvirt::open(&s).unwrap();
+    let probe = d.probe().await.unwrap_or_else(|e| panic!("libvirtd unreachable at {URI}: {e}; {HINT}"));
+    eprintln!("probe: {probe}");
+    let tid = GuestId::new(define_template());
+    for stale in ["pvtest-linked", "pvtest-full"] {
+        if let Some(g) = d.list_guests().await.unwrap().into_iter().find(|g| g.name == stale) {
+            done(&*d, &d.delete_guest(&g.id).await.unwrap(), 30).await;
+        }
+    }
+    let before = pool_volumes();
+    let t0 = Instant::now();
+    done(&*d, &d.set_template(&tid, true).await.unwrap(), 10).await;
+    eprintln!("measure: convert {:?}", t0.elapsed());
+    assert!(d.get_guest(&tid).await.unwrap().is_template);
+
+    // linked clone, started: completes at running + IPv4
+    let t0 = Instant::now();
+    let spec = CloneSpec { source: tid.clone(), name: "pvtest-linked".into(), snapshot: None, mode: CloneMode::Linked, start: true };
+    let started = d.clone_guest(&spec).await.unwrap();
+    eprintln!("measure: linked clone call {:?}", t0.elapsed());
+    // a retry adopts the same clone
+    let again = d.clone_guest(&spec).await.unwrap();
+    assert_eq!(again.new_guest, started.new_guest);
+    let out = done(&*d, &started.task, 120).await;
+    eprintln!("measure: linked clone + boot to IPv4 {:?}", t0.elapsed());
+    let cid = out.new_guest.unwrap();
+    let g = d.get_guest(&cid).await.unwrap();
+    assert_eq!(g.power, PowerState::PoweredOn);
+    assert!(!g.ipv4_addresses().is_empty(), "clone has an IPv4 address: {g:?}");
+    assert!(g.ipv4_addresses()[0].starts_with("192.168.213."), "{g:?}");
+    let tg = d.get_guest(&tid).await.unwrap();
+    assert_ne!(g.mac_addresses(), tg.mac_addresses(), "new MACs");
+
+    // graceful shutdown with bound
+    let t0 = Instant::now();
+    done(&*d, &d.power(&cid, PowerAction::Shutdown).await.unwrap(), 30).await;
+    eprintln!("measure: shutdown task {:?}", t0.elapsed());
+    assert_eq!(d.get_guest(&cid).await.unwrap().power, PowerState::PoweredOff);
+
+    // internal snapshot on the stopped qcow2 overlay: create, revert, delete
+    let t0 = Instant::now();
+    let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: None };
+    done(&*d, &d.create_snapshot(&cid, &snap).await.unwrap(), 30).await;
+    eprintln!("measure: snapshot create (stopped) {:?}", t0.elapsed());
+    assert!(d.snapshot_exists(&cid, "s1").await.unwrap());
+    let t0 = Instant::now();
+    done(&*d, &d.revert_snapshot(&cid, "s1").await.unwrap(), 30).await;
+    eprintln!("measure: snapshot revert {:?}", t0.elapsed());
+    done(&*d, &d.delete_snapshot(&cid, "s1").await.unwrap(), 30).await;
+    assert!(!d.snapshot_exists(&cid, "s1").await.unwrap());
+
+    // the template cannot go while a linked clone uses it
+    assert_eq!(d.delete_guest(&tid).await.unwrap_err().kind(), polyvisor_core::ErrorKind::Conflict);
+
+    // full clone (not started)
+    let t0 = Instant::now();
+    let full = CloneSpec { source: tid.clone(), name: "pvtest-full".into(), snapshot: None, mode: CloneMode::Full, start: false };
+    let fs = d.clone_guest(&full).await.unwrap();
+    let fid = done(&*d, &fs.task, 60).await.new_guest.unwrap();
+    eprintln!("measure: full clone {:?}", t0.elapsed());
+    let mid = pool_volumes();
+    assert!(mid.contains(&"pvtest-linked.qcow2".to_string()) && mid.contains(&"pvtest-full.qcow2".to_string()), "{mid:?}");
+
+    // deletes leave no disks behind, and never the template's
+    for id in [&cid, &fid] {
+        let t0 = Instant::now();
+        done(&*d, &d.delete_guest(id).await.unwrap(), 30).await;
+        eprintln!("measure: delete {:?}", t0.elapsed());
+    }
+    assert_eq!(pool_volumes(), before, "pool volumes after deleting the clones");
+    let t0 = Instant::now();
+    let n = d.list_guests().await.unwrap().len();
+    eprintln!("measure: list ({n} domains) {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    d.get_guest(&tid).await.unwrap();
+    eprintln!("measure: get {:?}", t0.elapsed());
+}
