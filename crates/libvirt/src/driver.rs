@@ -42,7 +42,7 @@ impl Driver for LibvirtDriver {
             linked_clones: !self.cfg.is_test_driver(),
             snapshots: true,
             snapshot_memory: true,
-            clone_from_snapshot: false,
+            clone_from_snapshot: self.cfg.is_local_qemu(),
             create: false,
             consoles: vec![ConsoleKind::Vnc],
             task_poll_secs: 2,
@@ -154,8 +154,12 @@ impl Driver for LibvirtDriver {
 
     async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
         crate::names::validate_name(&spec.name)?;
-        if spec.snapshot.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::unsupported("clone from a snapshot"));
+        let snap = spec.snapshot.clone().filter(|s| !s.is_empty());
+        if snap.is_some() && !self.capabilities().clone_from_snapshot {
+            return Err(Error::unsupported("clone from a snapshot (needs a local qemu:/// connection for qemu-img)"));
+        }
+        if let Some(s) = &snap {
+            crate::names::validate_snapshot_name(s)?;
         }
         let (source, name, mode) = (spec.source.0.clone(), spec.name.clone(), spec.mode);
         let linked_ok = self.capabilities().linked_clones;
@@ -166,9 +170,9 @@ impl Driver for LibvirtDriver {
             let linked = match mode {
                 CloneMode::Linked => true,
                 CloneMode::Full => false,
-                CloneMode::Auto => x.meta.template && linked_ok,
+                CloneMode::Auto => (x.meta.template || snap.is_some()) && linked_ok,
             };
-            ops::clone(c, &cfg.pool, &source, &name, linked, &uuid)
+            ops::clone(c, &cfg.pool, &source, &name, linked, &uuid, snap.as_deref())
         })
         .await?;
         let body = json!({"id": new_id, "start": spec.start, "started": false});

@@ -272,7 +272,7 @@ pub(crate) fn delete_snapshot(d: &Domain, name: &str) -> Result<()> {
 /// Creates the clone's volumes (qcow2 overlays for linked, copies for full) and defines it.
 /// Returns the new domain's UUID. A domain that already has the name is adopted when it is
 /// a clone of the same source.
-pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str) -> Result<String> {
+pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str, snapshot_name: Option<&str>) -> Result<String> {
     names::validate_name(name)?;
     if let Ok(existing) = Domain::lookup_by_name(c, name) {
         let (_, ex) = xml(&existing, true)?;
@@ -283,7 +283,13 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
     }
     let src = lookup(c, source)?;
     let (src_text, sx) = xml(&src, true)?;
-    if linked && !sx.meta.template {
+    if let Some(sn) = snapshot_name {
+        if snapshot(&src, sn)?.is_none() {
+            return Err(Error::not_found(format!("snapshot '{sn}' of guest [{source}]")));
+        }
+    }
+    let mut new_bases: Vec<String> = Vec::new();
+    if linked && !sx.meta.template && snapshot_name.is_none() {
         return Err(Error::conflict(format!("guest [{source}] is not a template; linked clones need a template (use a full clone)")));
     }
     let mut paths = Vec::new();
@@ -303,6 +309,16 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
                 (None, Some(p)) => p.clone(),
                 _ => return Err(Error::unsupported(format!("cloning disk {} (it has no file or volume source)", disk.target))),
             };
+            let (src_vol, src_path) = match snapshot_name {
+                Some(sn) => {
+                    let base = snapshot_base(c, &src_path, disk.format.as_deref().unwrap_or("qcow2"), src_vol.as_ref(), default_pool, source, i, sn)?;
+                    if !sx.meta.bases.contains(&base) && !new_bases.contains(&base) {
+                        new_bases.push(base.clone());
+                    }
+                    (vol_by_path(c, &base)?, base)
+                }
+                None => (src_vol, src_path),
+            };
             let pool = match &src_vol {
                 Some(v) => StoragePool::lookup_by_volume(v).map_err(|e| lv_err(e, "find pool of disk", ""))?,
                 None => StoragePool::lookup_by_name(c, default_pool).map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
@@ -315,7 +331,7 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             if let Ok(stale) = StorageVol::lookup_by_name(&pool, &vname) {
                 let _ = stale.delete(0); // left by an earlier failed attempt
             }
-            let fmt = disk.format.clone().unwrap_or_else(|| "qcow2".into());
+            let fmt = if snapshot_name.is_some() { "qcow2".to_string() } else { disk.format.clone().unwrap_or_else(|| "qcow2".into()) };
             let vol = if linked {
                 let x = format!(
                     "<volume><name>{}</name><capacity unit='bytes'>{cap}</capacity><target><format type='qcow2'/></target><backingStore><path>{}</path><format type='{}'/></backingStore></volume>",
@@ -335,10 +351,15 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             uuid: uuid.to_string(),
             macs: sx.ifaces.iter().map(|_| names::new_mac()).collect(),
             disk_paths: paths.clone(),
-            meta: Meta { source: Some(source.to_string()), mode: Some(if linked { "linked" } else { "full" }.into()), os: sx.meta.os.clone(), volumes: paths.clone(), ..Default::default() },
+            meta: Meta { source: Some(source.to_string()), snapshot: snapshot_name.map(str::to_string), mode: Some(if linked { "linked" } else { "full" }.into()), os: sx.meta.os.clone(), volumes: paths.clone(), ..Default::default() },
             ..Default::default()
         };
         let new_xml = crate::domxml::clone_xml(&src_text, &edit)?;
+        if !new_bases.is_empty() {
+            let mut m = sx.meta.clone();
+            m.bases.extend(new_bases.iter().cloned());
+            set_meta(&src, &m)?;
+        }
         Domain::define_xml(c, &new_xml).map_err(|e| lv_err(e, "define clone", ""))?;
         Ok(())
     })();
@@ -349,4 +370,43 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
         return Err(e);
     }
     Ok(uuid.to_string())
+}
+
+/// The read-only base volume holding disk `index` of `source` as it was in snapshot `sn`
+/// (made once with `qemu-img convert -l snapshot.name=…` into the pool directory of the
+/// source disk, then shared by every clone of that snapshot). Local URIs only.
+#[allow(clippy::too_many_arguments)]
+fn snapshot_base(c: &Conn, src_path: &str, fmt: &str, src_vol: Option<&StorageVol>, default_pool: &str, source: &str, index: usize, sn: &str) -> Result<String> {
+    let pool = match src_vol {
+        Some(v) => StoragePool::lookup_by_volume(v).map_err(|e| lv_err(e, "find pool of disk", ""))?,
+        None => StoragePool::lookup_by_name(c, default_pool).map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
+    };
+    let px = pool.get_xml_desc(0).map_err(|e| lv_err(e, "read pool XML", ""))?;
+    let doc = roxmltree::Document::parse(&px).map_err(|_| Error::backend("unreadable pool XML"))?;
+    let dir = doc
+        .descendants()
+        .find(|n| n.has_tag_name("target"))
+        .and_then(|t| t.children().find(|n| n.has_tag_name("path")))
+        .and_then(|p| p.text())
+        .ok_or_else(|| Error::unsupported("clone from a snapshot into a pool without a target directory"))?
+        .trim()
+        .to_string();
+    let base = format!("{dir}/{}", names::snapshot_base_name(source, index, sn));
+    if !std::path::Path::new(&base).exists() {
+        let tmp = format!("{base}.partial");
+        let out = std::process::Command::new("qemu-img")
+            .args(["convert", "-U", "-f", fmt, "-O", "qcow2", "-l"])
+            .arg(format!("snapshot.name={sn}"))
+            .arg(src_path)
+            .arg(&tmp)
+            .output()
+            .map_err(|e| Error::unsupported("clone from a snapshot (needs qemu-img on this host)").with_detail(e.to_string()))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::backend(format!("exporting snapshot '{sn}' failed")).with_detail(String::from_utf8_lossy(&out.stderr).to_string()));
+        }
+        std::fs::rename(&tmp, &base).map_err(|e| Error::backend("cannot place snapshot base volume").with_detail(e.to_string()))?;
+        let _ = pool.refresh(0);
+    }
+    Ok(base)
 }

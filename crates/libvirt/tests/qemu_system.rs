@@ -132,6 +132,23 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         eprintln!("measure: delete {:?}", t0.elapsed());
     }
     assert_eq!(pool_volumes(), before, "pool volumes after deleting the clones");
+
+    // clone from a template snapshot: exported once to a read-only base, overlay on it
+    done(&*d, &d.create_snapshot(&tid, &SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None }).await.unwrap(), 30).await;
+    let t0 = Instant::now();
+    let from_snap = CloneSpec { source: tid.clone(), name: "pvtest-linked".into(), snapshot: Some("RAS_TEMPLATE_VERSION_1".into()), mode: CloneMode::Auto, start: false };
+    let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 60).await.new_guest.unwrap();
+    eprintln!("measure: linked clone from snapshot (incl. base export) {:?}", t0.elapsed());
+    let vols = pool_volumes();
+    assert!(vols.iter().any(|v| v.starts_with("pvbase-")), "{vols:?}");
+    done(&*d, &d.delete_guest(&sid).await.unwrap(), 30).await;
+    // deleting the template removes the base polyvisor made, never the disk it did not make
+    done(&*d, &d.delete_guest(&tid).await.unwrap(), 30).await;
+    let after: Vec<String> = pool_volumes();
+    assert!(after.contains(&"pvtest-tmpl.qcow2".to_string()) && !after.iter().any(|v| v.starts_with("pvbase-")), "{after:?}");
+    let _ = std::fs::remove_file("/var/lib/polyvisor-pool/pvtest-tmpl.qcow2");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let tid = GuestId::new(define_template());
     let t0 = Instant::now();
     let n = d.list_guests().await.unwrap().len();
     eprintln!("measure: list ({n} domains) {:?}", t0.elapsed());
