@@ -67,11 +67,12 @@ pub fn clone_volume_name(name: &str, index: usize) -> String {
     }
 }
 
-/// File-name-safe rendering of a snapshot name plus a short hash (distinct names never collide).
-pub fn snapshot_base_name(template_uuid: &str, disk_index: usize, snapshot: &str) -> String {
+/// File-name-safe rendering of a snapshot name plus a short hash of name and `version`
+/// (the snapshot's creation time), so distinct names and re-created snapshots never collide.
+pub fn snapshot_base_name(template_uuid: &str, disk_index: usize, snapshot: &str, version: &str) -> String {
     let safe: String = snapshot.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(32).collect();
     let mut h: u32 = 2166136261;
-    for b in snapshot.bytes() {
+    for b in snapshot.bytes().chain([0]).chain(version.bytes()) {
         h = (h ^ u32::from(b)).wrapping_mul(16777619);
     }
     let short = template_uuid.get(..8).unwrap_or(template_uuid);
@@ -111,9 +112,10 @@ mod tests {
 
     #[test]
     fn base_names_are_safe_and_distinct() {
-        let a = snapshot_base_name("6695eb01-f6a4", 0, "v 1");
-        let b = snapshot_base_name("6695eb01-f6a4", 0, "v_1");
+        let a = snapshot_base_name("6695eb01-f6a4", 0, "v 1", "100");
+        let b = snapshot_base_name("6695eb01-f6a4", 0, "v_1", "100");
         assert_ne!(a, b);
+        assert_ne!(a, snapshot_base_name("6695eb01-f6a4", 0, "v 1", "101"), "re-created snapshot gets a new base");
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)), "{a}");
         assert_eq!(clone_volume_name("c1", 0), "c1.qcow2");
         assert_eq!(clone_volume_name("c1", 2), "c1-disk2.qcow2");

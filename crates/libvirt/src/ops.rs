@@ -288,10 +288,20 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             return Err(Error::not_found(format!("snapshot '{sn}' of guest [{source}]")));
         }
     }
+    // a snapshot replaced under the same name must not reuse the old base: key on its creation time
+    let snap_version = match snapshot_name {
+        Some(sn) => snapshots(&src)?.into_iter().find(|s| s.name == sn).and_then(|s| s.created_unix).unwrap_or(0).to_string(),
+        None => String::new(),
+    };
     let mut new_bases: Vec<String> = Vec::new();
-    if linked && !sx.meta.template && snapshot_name.is_none() {
-        return Err(Error::conflict(format!("guest [{source}] is not a template; linked clones need a template (use a full clone)")));
-    }
+    // An overlay on a VM's live disk would break as soon as the VM writes: a linked
+    // clone of a non-template (current state) is made as a full copy instead.
+    let linked = if linked && !sx.meta.template && snapshot_name.is_none() {
+        tracing::info!(source, "linked clone of a non-template: making a full copy");
+        false
+    } else {
+        linked
+    };
     let mut paths = Vec::new();
     let mut created: Vec<StorageVol> = Vec::new();
     let result = (|| -> Result<()> {
@@ -311,7 +321,7 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             };
             let (src_vol, src_path) = match snapshot_name {
                 Some(sn) => {
-                    let base = snapshot_base(c, &src_path, disk.format.as_deref().unwrap_or("qcow2"), src_vol.as_ref(), default_pool, source, i, sn)?;
+                    let base = snapshot_base(c, &src_path, disk.format.as_deref().unwrap_or("qcow2"), src_vol.as_ref(), default_pool, source, i, sn, &snap_version)?;
                     if !sx.meta.bases.contains(&base) && !new_bases.contains(&base) {
                         new_bases.push(base.clone());
                     }
@@ -376,7 +386,7 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
 /// (made once with `qemu-img convert -l snapshot.name=…` into the pool directory of the
 /// source disk, then shared by every clone of that snapshot). Local URIs only.
 #[allow(clippy::too_many_arguments)]
-fn snapshot_base(c: &Conn, src_path: &str, fmt: &str, src_vol: Option<&StorageVol>, default_pool: &str, source: &str, index: usize, sn: &str) -> Result<String> {
+fn snapshot_base(c: &Conn, src_path: &str, fmt: &str, src_vol: Option<&StorageVol>, default_pool: &str, source: &str, index: usize, sn: &str, version: &str) -> Result<String> {
     let pool = match src_vol {
         Some(v) => StoragePool::lookup_by_volume(v).map_err(|e| lv_err(e, "find pool of disk", ""))?,
         None => StoragePool::lookup_by_name(c, default_pool).map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
@@ -391,7 +401,7 @@ fn snapshot_base(c: &Conn, src_path: &str, fmt: &str, src_vol: Option<&StorageVo
         .ok_or_else(|| Error::unsupported("clone from a snapshot into a pool without a target directory"))?
         .trim()
         .to_string();
-    let base = format!("{dir}/{}", names::snapshot_base_name(source, index, sn));
+    let base = format!("{dir}/{}", names::snapshot_base_name(source, index, sn, version));
     if !std::path::Path::new(&base).exists() {
         let tmp = format!("{base}.partial");
         let out = std::process::Command::new("qemu-img")
