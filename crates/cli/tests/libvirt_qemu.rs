@@ -66,7 +66,11 @@ fn remove_source(name: &str, uuid: &str) {
     virsh(&["pool-refresh", "polyvisor"]);
 }
 
+/// The tests compare the shared pool before/after, so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn check_ras(tag: &str, ras_flags: &[&str]) {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let name = format!("pvcli-{tag}");
     let uuid = define_source(&name);
     let before = pool_volumes();

@@ -25,6 +25,8 @@ pub struct Config {
     pub console_host: Option<String>,
     /// Default disk size in GiB for ISO installs (`disk_size_gb`, default 8).
     pub disk_size_gb: u64,
+    /// Domain type for guests created from an ISO (`domain_type`: `kvm` default, `qemu` = TCG).
+    pub domain_type: String,
 }
 
 impl Config {
@@ -52,6 +54,11 @@ impl Config {
             ready_timeout: secs("ready_timeout_secs", 300)?,
             console_host: s.str("console_host"),
             disk_size_gb: s.u64_or("disk_size_gb", 8)?.max(1),
+            domain_type: match s.str("domain_type").as_deref() {
+                None | Some("kvm") => "kvm".to_string(),
+                Some("qemu") => "qemu".to_string(),
+                Some(_) => return Err(polyvisor_core::Error::invalid("setting 'domain_type' must be kvm or qemu")),
+            },
         })
     }
 

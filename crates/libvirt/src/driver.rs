@@ -7,7 +7,7 @@ use crate::ops;
 use async_trait::async_trait;
 use polyvisor_core::task::{completed, completed_status, now_unix, timed_out, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, Driver, Error, Guest, GuestId, GuestSummary, PowerAction, Result,
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error, Guest, GuestId, GuestSummary, PowerAction, Result,
     SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus, TemplateStrategy,
 };
 use serde_json::json;
@@ -43,7 +43,7 @@ impl Driver for LibvirtDriver {
             snapshots: true,
             snapshot_memory: true,
             clone_from_snapshot: self.cfg.is_local_qemu(),
-            create: false,
+            create: true,
             consoles: vec![ConsoleKind::Vnc],
             task_poll_secs: 2,
         }
@@ -172,12 +172,70 @@ impl Driver for LibvirtDriver {
                 CloneMode::Full => false,
                 CloneMode::Auto => (x.meta.template || snap.is_some()) && linked_ok,
             };
-            ops::clone(c, &cfg.pool, &source, &name, linked, &uuid, snap.as_deref())
+            ops::clone(c, &cfg.pool, &source, &name, linked, &uuid, snap.as_deref(), &ops::CloneExtra::default())
         })
         .await?;
         let body = json!({"id": new_id, "start": spec.start, "started": false});
         let task = TaskToken::new("lv-clone", body).with_max_age(self.cfg.ready_timeout.as_secs()).encode();
         Ok(CloneStarted { task, new_guest: Some(GuestId::new(new_id)) })
+    }
+
+    async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
+        crate::names::validate_name(&spec.name)?;
+        if spec.key.trim().is_empty() {
+            return Err(Error::invalid("create needs a platform key"));
+        }
+        let started = |id: String, need_ip: bool, ready: u64| {
+            let task = TaskToken::new("lv-clone", json!({"id": id, "start": true, "need_ip": need_ip})).with_max_age(ready).encode();
+            CloneStarted { task, new_guest: Some(GuestId::new(id)) }
+        };
+        let ready = self.cfg.ready_timeout.as_secs();
+        if let Some(g) = self.find_by_key(&spec.key).await? {
+            return Ok(started(g.id.0, false, ready));
+        }
+        let mut nics = Vec::new();
+        for n in &spec.nics {
+            let mac = match &n.mac {
+                Some(m) => polyvisor_core::net::normalize_mac(m).ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", m.escape_default())))?,
+                None => crate::names::new_mac(),
+            };
+            let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
+            if network.contains(['<', '>', '&', '\'', '"', '\0']) {
+                return Err(Error::invalid("invalid network name"));
+            }
+            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan });
+        }
+        let uuid = crate::names::new_uuid();
+        let spec2 = spec.clone();
+        let pool_override = spec.storage.clone();
+        let need_ip = matches!(spec.source, CreateSource::Template { .. });
+        let id = call(&self.conn, &self.cfg, self.cfg.call_timeout, "create", move |c, cfg| match &spec2.source {
+            CreateSource::Template { id, full } => {
+                let extra = ops::CloneExtra {
+                    key: Some(spec2.key.clone()),
+                    vcpus: spec2.cpus,
+                    memory_mb: spec2.memory_mb,
+                    nics: (!nics.is_empty()).then_some(nics),
+                };
+                ops::clone(c, &cfg.pool, &id.0, &spec2.name, !full && !cfg.is_test_driver(), &uuid, None, &extra)
+            }
+            CreateSource::Iso { path, os_type } => ops::create_from_iso(
+                c,
+                pool_override.as_deref().unwrap_or(&cfg.pool),
+                &spec2.name,
+                &uuid,
+                path,
+                spec2.disk_size_gb.unwrap_or(cfg.disk_size_gb),
+                spec2.cpus.unwrap_or(1),
+                spec2.memory_mb.unwrap_or(1024),
+                &nics,
+                &spec2.key,
+                os_type.clone(),
+                &cfg.domain_type,
+            ),
+        })
+        .await?;
+        Ok(started(id, need_ip, ready))
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
@@ -250,6 +308,7 @@ impl Driver for LibvirtDriver {
             "lv-clone" => {
                 let gid = tok.req_str("id")?.to_string();
                 let start = tok.body.get("start").and_then(|v| v.as_bool()).unwrap_or(false);
+                let need_ip = tok.body.get("need_ip").and_then(|v| v.as_bool()).unwrap_or(true);
                 let out = TaskOutput { new_guest: Some(GuestId::new(gid.clone())) };
                 call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone status", move |c, cfg| {
                     let d = match ops::lookup(c, &gid) {
@@ -265,7 +324,7 @@ impl Driver for LibvirtDriver {
                         return Ok(TaskStatus::Running);
                     }
                     let g = ops::guest(&d, cfg.is_local_qemu())?;
-                    if g.ipv4_addresses().is_empty() && !cfg.is_test_driver() {
+                    if need_ip && g.ipv4_addresses().is_empty() && !cfg.is_test_driver() {
                         return Ok(TaskStatus::Running);
                     }
                     Ok(TaskStatus::Completed(out))

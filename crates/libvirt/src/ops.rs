@@ -269,10 +269,55 @@ pub(crate) fn delete_snapshot(d: &Domain, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Overrides for a clone made by `create_guest`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CloneExtra {
+    /// Platform key stored in the metadata.
+    pub key: Option<String>,
+    /// vCPUs.
+    pub vcpus: Option<u32>,
+    /// Memory MiB.
+    pub memory_mb: Option<u64>,
+    /// Replacement NICs.
+    pub nics: Option<Vec<crate::domxml::NewNic>>,
+}
+
+/// Defines a guest booting `iso` with a blank `size_gb` qcow2 disk in `pool`; returns its UUID.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create_from_iso(c: &Conn, pool: &str, name: &str, uuid: &str, iso: &str, size_gb: u64, vcpus: u32, memory_mb: u64, nics: &[crate::domxml::NewNic], key: &str, os: Option<String>, domain_type: &str) -> Result<String> {
+    names::validate_name(name)?;
+    if Domain::lookup_by_name(c, name).is_ok() {
+        return Err(Error::already_exists(format!("a guest named '{name}' already exists")));
+    }
+    let iso_path = if iso.starts_with('/') && !iso.contains('\0') {
+        iso.to_string()
+    } else if let Some((p, v)) = iso.split_once('/').or_else(|| iso.split_once(':')) {
+        let p = StoragePool::lookup_by_name(c, p).map_err(|e| lv_err(e, "find ISO pool", ""))?;
+        StorageVol::lookup_by_name(&p, v.trim_start_matches("iso/")).and_then(|v| v.get_path()).map_err(|e| lv_err(e, "find ISO volume", ""))?
+    } else {
+        return Err(Error::invalid("ISO must be an absolute path or <pool>/<volume>"));
+    };
+    let p = StoragePool::lookup_by_name(c, pool).map_err(|e| lv_err(e, "find pool (setting 'pool' or the storage given)", ""))?;
+    let vname = names::clone_volume_name(name, 0);
+    if let Ok(stale) = StorageVol::lookup_by_name(&p, &vname) {
+        let _ = stale.delete(0);
+    }
+    let vx = format!("<volume><name>{}</name><capacity unit='GiB'>{size_gb}</capacity><target><format type='qcow2'/></target></volume>", crate::meta::esc(&vname));
+    let vol = StorageVol::create_xml(&p, &vx, 0).map_err(|e| lv_err(e, "create disk volume", ""))?;
+    let disk = vol.get_path().map_err(|e| lv_err(e, "volume path", ""))?;
+    let meta = Meta { key: Some(key.to_string()), os, volumes: vec![disk.clone()], ..Default::default() };
+    let xml = crate::domxml::IsoDomain { name, uuid, vcpus, memory_mb, disk: &disk, iso: &iso_path, nics, meta: &meta, domain_type }.to_xml();
+    if let Err(e) = Domain::define_xml(c, &xml) {
+        let _ = vol.delete(0);
+        return Err(lv_err(e, "define guest", ""));
+    }
+    Ok(uuid.to_string())
+}
+
 /// Creates the clone's volumes (qcow2 overlays for linked, copies for full) and defines it.
 /// Returns the new domain's UUID. A domain that already has the name is adopted when it is
 /// a clone of the same source.
-pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str, snapshot_name: Option<&str>) -> Result<String> {
+pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str, snapshot_name: Option<&str>, extra: &CloneExtra) -> Result<String> {
     names::validate_name(name)?;
     if let Ok(existing) = Domain::lookup_by_name(c, name) {
         let (_, ex) = xml(&existing, true)?;
@@ -361,8 +406,18 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             uuid: uuid.to_string(),
             macs: sx.ifaces.iter().map(|_| names::new_mac()).collect(),
             disk_paths: paths.clone(),
-            meta: Meta { source: Some(source.to_string()), snapshot: snapshot_name.map(str::to_string), mode: Some(if linked { "linked" } else { "full" }.into()), os: sx.meta.os.clone(), volumes: paths.clone(), ..Default::default() },
-            ..Default::default()
+            meta: Meta {
+                source: Some(source.to_string()),
+                snapshot: snapshot_name.map(str::to_string),
+                mode: Some(if linked { "linked" } else { "full" }.into()),
+                os: sx.meta.os.clone(),
+                key: extra.key.clone(),
+                volumes: paths.clone(),
+                ..Default::default()
+            },
+            vcpus: extra.vcpus,
+            memory_mb: extra.memory_mb,
+            nics: extra.nics.clone(),
         };
         let new_xml = crate::domxml::clone_xml(&src_text, &edit)?;
         if !new_bases.is_empty() {

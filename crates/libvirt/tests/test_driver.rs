@@ -78,6 +78,33 @@ async fn test_driver_scenario() {
     spec.snapshot = Some("v1".into());
     assert_eq!(d.clone_guest(&spec).await.unwrap_err().kind(), ErrorKind::Unsupported);
 
+    // CloudStack-style create from an ISO: key in metadata, retry adopts, bad MAC refused
+    let cs = polyvisor_core::CreateSpec {
+        name: "i-2-45-VM".into(),
+        key: "i-2-45-VM".into(),
+        source: polyvisor_core::CreateSource::Iso { path: "/iso/debian.iso".into(), os_type: Some("l26".into()) },
+        cpus: Some(1),
+        memory_mb: Some(256),
+        disk_size_gb: Some(1),
+        storage: Some("default-pool".into()),
+        nics: vec![polyvisor_core::NicSpec { mac: Some("52-54-00-12-34-56".into()), vlan: None, network: Some("default".into()) }],
+    };
+    let c1 = d.create_guest(&cs).await.unwrap();
+    let nid = done(&*d, &c1.task).await.new_guest.unwrap();
+    let c2 = d.create_guest(&cs).await.unwrap();
+    assert_eq!(c2.new_guest.as_ref(), Some(&nid), "retry adopts by key");
+    let g = d.get_guest(&nid).await.unwrap();
+    assert_eq!((g.key.as_deref(), g.memory_mb, g.os.as_deref()), (Some("i-2-45-VM"), Some(256), Some("l26")));
+    assert_eq!(g.mac_addresses(), ["52:54:00:12:34:56"]);
+    assert_eq!(g.power, PowerState::PoweredOn);
+    assert_eq!(d.find_by_key("i-2-45-VM").await.unwrap().unwrap().id, nid);
+    let mut bad = cs.clone();
+    bad.key = "other".into();
+    bad.name = "other".into();
+    bad.nics[0].mac = Some("zz".into());
+    assert_eq!(d.create_guest(&bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    done(&*d, &d.delete_guest(&nid).await.unwrap()).await;
+
     // delete: idempotent, missing is success
     done(&*d, &d.delete_guest(&id).await.unwrap()).await;
     assert_eq!(d.get_guest(&id).await.unwrap_err().kind(), ErrorKind::NotFound);
