@@ -40,12 +40,15 @@ chmod 0755 "$tiny"
 if ! virsh -c "$uri" net-info tg-net >/dev/null 2>&1; then
   virsh -c "$uri" net-define "$shared/tools/tiny-guest/network.xml" >/dev/null
 fi
-virsh -c "$uri" net-info tg-net | grep -q 'Active:.*yes' || virsh -c "$uri" net-start tg-net >/dev/null
+# (capture first: `virsh … | grep -q` under pipefail fails when grep exits early)
+net_info="$(virsh -c "$uri" net-info tg-net)"
+grep -q 'Active:.*yes' <<<"$net_info" || virsh -c "$uri" net-start tg-net >/dev/null
 
 mkdir -p "$pooldir"; chmod 0755 "$pooldir"
 if ! virsh -c "$uri" pool-info polyvisor >/dev/null 2>&1; then
   virsh -c "$uri" pool-define-as polyvisor dir --target "$pooldir" >/dev/null
 fi
-virsh -c "$uri" pool-info polyvisor | grep -q 'State:.*running' || virsh -c "$uri" pool-start polyvisor >/dev/null
+pool_info="$(virsh -c "$uri" pool-info polyvisor)"
+grep -q 'State:.*running' <<<"$pool_info" || virsh -c "$uri" pool-start polyvisor >/dev/null
 virsh -c "$uri" pool-refresh polyvisor >/dev/null
 log "ready: $(virsh -c "$uri" version | grep -i 'running hypervisor' || true); tiny guest in $tiny; pool polyvisor at $pooldir"
