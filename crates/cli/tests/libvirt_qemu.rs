@@ -126,3 +126,43 @@ fn ras_basic_link_clones_on_real_qemu() {
 fn ras_basic_on_real_qemu() {
     check_ras("basic", &["--template-method", "basic"]);
 }
+
+/// `polyvisor check cloudstack -- <installed wrapper>` on a Flag template made from the
+/// tiny guest: creates (linked clones that boot to an IPv4 lease), power, delete.
+#[test]
+fn cloudstack_wrapper_on_real_qemu() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let name = "pvcli-cs";
+    let uuid = define_source(name);
+    let (ok, _) = virsh(&["metadata", name, "https://polyvisor.dev/xmlns/libvirt/1", "--key", "polyvisor", "--set", "<meta template=\"1\"/>", "--config"]);
+    assert!(ok, "flag the template");
+    let before = pool_volumes();
+    let dir = std::env::temp_dir().join(format!("pv-lv-cs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("ext");
+    let out = Command::new(BIN)
+        .args(["cloudstack", "install", "--name", "pvlv", "--driver", "libvirt", "--root"])
+        .arg(&root)
+        .args(["--set", "uri=qemu:///system", "--set", "pool=polyvisor", "--set", "network=tg-net"])
+        .env("POLYVISOR_LOG_FILE", dir.join("polyvisor.log"))
+        .output()
+        .expect("install");
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .args(["check", "cloudstack", "--timeout", "60", "--json"])
+        .arg(dir.join("cs.json"))
+        .args(["--template-id", &uuid, "--bad-template-id", "00000000-0000-4000-8000-000000000000", "--custom-actions", "auto", "--"])
+        .arg(root.join("pvlv/pvlv.sh"))
+        .env("POLYVISOR_LOG_FILE", dir.join("polyvisor.log"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("check cloudstack");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("check cloudstack: {:?}\n{}", t0.elapsed(), stdout.lines().last().unwrap_or(""));
+    assert!(out.status.success() && stdout.contains(" 0 failed"), "check cloudstack failed:\n{stdout}");
+    assert!(stdout.contains("PASS  lifecycle/create"), "{stdout}");
+    assert_eq!(pool_volumes(), before, "check cloudstack left volumes behind");
+    remove_source(name, &uuid);
+}

@@ -25,6 +25,9 @@ pub struct Config {
     pub console_host: Option<String>,
     /// Default disk size in GiB for ISO installs (`disk_size_gb`, default 8).
     pub disk_size_gb: u64,
+    /// Write NIC VLAN tags (`vlans`, default false: plain libvirt bridge networks refuse
+    /// them; enable for Open vSwitch networks).
+    pub vlans: bool,
     /// Domain type for guests created from an ISO (`domain_type`: `kvm` default, `qemu` = TCG).
     pub domain_type: String,
 }
@@ -54,6 +57,7 @@ impl Config {
             ready_timeout: secs("ready_timeout_secs", 300)?,
             console_host: s.str("console_host"),
             disk_size_gb: s.u64_or("disk_size_gb", 8)?.max(1),
+            vlans: s.bool_or("vlans", false)?,
             domain_type: match s.str("domain_type").as_deref() {
                 None | Some("kvm") => "kvm".to_string(),
                 Some("qemu") => "qemu".to_string(),

@@ -203,7 +203,10 @@ impl Driver for LibvirtDriver {
             if network.contains(['<', '>', '&', '\'', '"', '\0']) {
                 return Err(Error::invalid("invalid network name"));
             }
-            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan });
+            if n.vlan.is_some() && !self.cfg.vlans {
+                tracing::info!("VLAN tag ignored (setting 'vlans' is off)");
+            }
+            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan.filter(|_| self.cfg.vlans) });
         }
         let uuid = crate::names::new_uuid();
         let spec2 = spec.clone();
