@@ -317,6 +317,7 @@ pub(crate) fn create_from_iso(c: &Conn, pool: &str, name: &str, uuid: &str, iso:
 /// Creates the clone's volumes (qcow2 overlays for linked, copies for full) and defines it.
 /// Returns the new domain's UUID. A domain that already has the name is adopted when it is
 /// a clone of the same source.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str, snapshot_name: Option<&str>, extra: &CloneExtra) -> Result<String> {
     names::validate_name(name)?;
     if let Ok(existing) = Domain::lookup_by_name(c, name) {
