@@ -15,6 +15,16 @@ pooldir="${POLYVISOR_POOL_DIR:-/var/lib/polyvisor-pool}"
 uri=qemu:///system
 log() { echo "start-libvirt: $*"; }
 
+# QEMU: Debian's qemu-system-x86 with the qemu-utils of the same version (a preinstalled
+# newer qemu-utils from backports Breaks qemu-system-common 7.2, so allow the downgrade).
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  v="$(apt-cache madison qemu-system-x86 | awk 'NR==1{print $3}')"
+  log "installing qemu-system-x86 $v"
+  apt-get install -y -q --no-install-recommends --allow-downgrades "qemu-system-x86=$v" "qemu-utils=$v"
+fi
+
 command -v libvirtd >/dev/null || { echo "start-libvirt: libvirtd missing (apt-get install libvirt-daemon-system; see scripts/ci/apt-packages.txt)" >&2; exit 1; }
 
 mkdir -p /run/libvirt /var/log/libvirt/qemu
