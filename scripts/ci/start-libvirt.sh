@@ -60,5 +60,5 @@ if ! virsh -c "$uri" pool-info polyvisor >/dev/null 2>&1; then
 fi
 pool_info="$(virsh -c "$uri" pool-info polyvisor)"
 grep -q 'State:.*running' <<<"$pool_info" || virsh -c "$uri" pool-start polyvisor >/dev/null
-virsh -c "$uri" pool-refresh polyvisor >/dev/null
+virsh -c "$uri" pool-refresh polyvisor >/dev/null || log "pool-refresh skipped (a volume job is running); the driver refreshes on use"
 log "ready: $(virsh -c "$uri" version | grep -i 'running hypervisor' || true); tiny guest in $tiny; pool polyvisor at $pooldir"
