@@ -6,6 +6,7 @@
 //! Prints a Markdown table (the README's figures) and optionally writes JSON.
 
 mod cloudstack;
+mod libvirt;
 mod proc_stats;
 mod proxmox;
 mod ras;
@@ -40,6 +41,17 @@ struct Args {
     /// (`scripts/ci/fakepve-launcher.py`; needs `pip install fakepve[crypto]`).
     #[arg(long)]
     fakepve_launcher: Option<PathBuf>,
+    /// Also measure the libvirt driver on real QEMU with the tiny guest built in this
+    /// directory (`scripts/ci/start-libvirt.sh` builds it into /var/lib/polyvisor-tiny);
+    /// the binary must be built with `--features libvirt`.
+    #[arg(long)]
+    libvirt_tiny: Option<PathBuf>,
+    /// The shared tools directory (tiny-guest domain template).
+    #[arg(long, default_value = "../shared")]
+    shared: PathBuf,
+    /// The directory of the libvirt `polyvisor` storage pool.
+    #[arg(long, default_value = "/var/lib/polyvisor-pool")]
+    pool_dir: PathBuf,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -95,6 +107,9 @@ fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
     figures.extend(cloudstack::run(&args.bin, dir, args.actions)?);
     if let Some(launcher) = &args.fakepve_launcher {
         figures.extend(proxmox::run(&args.bin, dir, launcher, args.actions.min(30))?);
+    }
+    if let Some(tiny) = &args.libvirt_tiny {
+        figures.extend(libvirt::run(&args.bin, dir, tiny, &args.shared, &args.pool_dir, args.actions.min(30))?);
     }
     Ok(figures)
 }

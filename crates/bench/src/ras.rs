@@ -20,8 +20,14 @@ pub(crate) struct Provider {
 
 impl Provider {
     pub(crate) fn spawn(bin: &Path, db: &Path) -> Result<Self, String> {
+        Self::spawn_with(bin, db, &["--template-method", "versioning"])
+    }
+
+    /// Spawns `polyvisor ras <flags>` on the sim database `db` (ignored by other drivers).
+    pub(crate) fn spawn_with(bin: &Path, db: &Path, flags: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(bin)
-            .args(["ras", "--template-method", "versioning"])
+            .arg("ras")
+            .args(flags)
             .env("POLYVISOR_SIM_DB", db)
             .env("POLYVISOR_SIM_TASK_MS", "0")
             .env("POLYVISOR_SIM_BOOT_MS", "0")
