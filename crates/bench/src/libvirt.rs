@@ -48,6 +48,7 @@ fn define_source(tiny: &Path, shared: &Path, pool_dir: &Path, dir: &Path) -> Res
 fn remove_source() {
     let _ = virsh(&["destroy", SOURCE]);
     let _ = virsh(&["undefine", SOURCE, "--snapshots-metadata", "--remove-all-storage"]);
+    let _ = virsh(&["vol-delete", &format!("{SOURCE}.qcow2"), "--pool", "polyvisor"]);
     let _ = virsh(&["pool-refresh", "polyvisor"]);
 }
 
@@ -102,6 +103,9 @@ pub fn run(bin: &Path, dir: &Path, tiny: &Path, shared: &Path, pool_dir: &Path, 
         for c in &clones {
             let _ = p.call_json(&json!({"method": "guests/control", "params": {"id": c, "control": "delete"}}));
         }
+        // Through polyvisor, so the snapshot base volumes it exported go too.
+        let _ = p.call_json(&json!({"method": "guests/convert", "params": {"id": id, "is_template": false}}));
+        let _ = p.call_json(&json!({"method": "guests/control", "params": {"id": id, "control": "delete"}}));
         p.finish();
     }
     remove_source();
