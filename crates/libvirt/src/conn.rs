@@ -1,8 +1,8 @@
 //! Running blocking libvirt calls off the async runtime, bounded in time, and mapping
 //! libvirt errors onto polyvisor's error kinds.
 //!
-//! Every call runs on a `spawn_blocking` thread (safe on the RAS front's current-thread
-//! runtime) with the driver's lazily opened connection (re-opened when it is dead). A call that outlives its bound
+//! Every call runs on one of a fixed pool of libvirt worker threads (safe on the RAS
+//! front's current-thread runtime; see [`workers`] for why not `spawn_blocking`) with the driver's lazily opened connection (re-opened when it is dead). A call that outlives its bound
 //! returns [`ErrorKind::Timeout`](polyvisor_core::ErrorKind::Timeout) to the caller, but
 //! **the blocking libvirt call keeps running** on its thread until libvirt returns (C calls
 //! cannot be cancelled); its result is then dropped and the connection closed.
@@ -102,7 +102,7 @@ where
 {
     let cfg2 = cfg.clone();
     let sh = shared.clone();
-    let job = tokio::task::spawn_blocking(move || {
+    let job = workers::run(move || {
         let c = sh.get(&cfg2.uri)?;
         let r = f(&c, &cfg2);
         if matches!(&r, Err(e) if e.kind() == polyvisor_core::ErrorKind::Unavailable) {
@@ -112,8 +112,55 @@ where
     });
     match tokio::time::timeout(bound, job).await {
         Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(Error::internal(format!("libvirt worker for {what} failed")).with_detail(join.to_string())),
+        Ok(Err(_)) => Err(Error::internal(format!("libvirt worker for {what} failed"))),
         Err(_) => Err(Error::timeout(format!("libvirt did not finish {what} within {} s", bound.as_secs()))),
+    }
+}
+
+mod workers {
+    //! A fixed pool of named libvirt worker threads that live as long as the process.
+    //!
+    //! Why not `spawn_blocking`: tokio retires idle blocking threads, and a thread that
+    //! exits after libvirt calls runs libvirt's and GLib's thread-local destructors; with
+    //! Debian 12's libvirt 9 / GLib 2.74 that intermittently corrupted the heap
+    //! (`malloc_consolidate(): invalid chunk size` at exit, seen in CI). Threads that never
+    //! exit never run those destructors. A call that hangs keeps its thread; the pool has
+    //! several so the others keep serving.
+
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    const THREADS: usize = 4;
+
+    fn sender() -> &'static Mutex<Sender<Job>> {
+        static TX: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+        TX.get_or_init(|| {
+            let (tx, rx) = channel::<Job>();
+            let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
+            for i in 0..THREADS {
+                let rx = rx.clone();
+                let _ = std::thread::Builder::new().name(format!("libvirt-{i}")).spawn(move || loop {
+                    let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    };
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                });
+            }
+            Mutex::new(tx)
+        })
+    }
+
+    /// Runs `f` on a worker thread; the receiver yields its result.
+    pub(super) fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::sync::oneshot::Receiver<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        let _ = sender().lock().unwrap_or_else(|p| p.into_inner()).send(job);
+        rx
     }
 }
 
