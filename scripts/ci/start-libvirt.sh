@@ -28,12 +28,21 @@ fi
 command -v libvirtd >/dev/null || { echo "start-libvirt: libvirtd missing (apt-get install libvirt-daemon-system; see scripts/ci/apt-packages.txt)" >&2; exit 1; }
 
 mkdir -p /run/libvirt /var/log/libvirt/qemu
-pidalive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-if ! pidalive /run/virtlogd.pid; then
-  log "starting virtlogd"; virtlogd -d
+# A live daemon of that name (zombies do not count: a killed daemon whose parent never
+# reaps it still answers `kill -0`).
+running() { # running NAME
+  local pid st
+  for pid in $(pgrep -x "$1" || true); do
+    st="$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+    [ -n "$st" ] && [ "$st" != "Z" ] && return 0
+  done
+  return 1
+}
+if ! running virtlogd; then
+  log "starting virtlogd"; rm -f /run/virtlogd.pid; virtlogd -d
 fi
-if ! pidalive /run/libvirtd.pid; then
-  log "starting libvirtd"; libvirtd -d
+if ! running libvirtd; then
+  log "starting libvirtd"; rm -f /run/libvirtd.pid; libvirtd -d
 fi
 for _ in $(seq 1 60); do
   timeout 5 virsh -c "$uri" version >/dev/null 2>&1 && break
