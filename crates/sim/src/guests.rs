@@ -378,24 +378,19 @@ pub(crate) fn remove(conn: &Connection, id: i64) -> Result<()> {
 
 /// Guests (any visibility) that are linked clones of `id`: (id, name).
 pub(crate) fn linked_dependants(conn: &Connection, id: i64) -> Result<Vec<(i64, String)>> {
-    let mut s = conn
-        .prepare_cached("SELECT id, name FROM guests WHERE linked_to = ?1 ORDER BY id")
-        .db()?;
-    let v = s
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
-    Ok(v)
+    id_names(conn, "SELECT id, name FROM guests WHERE linked_to = ?1 ORDER BY id", id)
 }
 
 /// Guests (any visibility) that are linked clones based on snapshot row `snap`.
 pub(crate) fn snapshot_dependants(conn: &Connection, snap: i64) -> Result<Vec<(i64, String)>> {
-    let mut s = conn
-        .prepare_cached("SELECT id, name FROM guests WHERE linked_snapshot = ?1 ORDER BY id")
-        .db()?;
+    id_names(conn, "SELECT id, name FROM guests WHERE linked_snapshot = ?1 ORDER BY id", snap)
+}
+
+/// Runs a one-parameter `SELECT id, name …` query.
+fn id_names(conn: &Connection, sql: &str, param: i64) -> Result<Vec<(i64, String)>> {
+    let mut s = conn.prepare_cached(sql).db()?;
     let v = s
-        .query_map([snap], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([param], |r| Ok((r.get(0)?, r.get(1)?)))
         .db()?
         .collect::<rusqlite::Result<Vec<_>>>()
         .db()?;
