@@ -58,7 +58,12 @@ fn first_template(bin: &Path, db: &Path) -> Result<String, String> {
     let mut p = Provider::spawn(bin, db)?;
     p.call_json(&json!({"method": "provider/connect", "params": {"settings": {}}}))?;
     let list = p.call_json(&json!({"method": "guests/list"}))?;
-    let ids: Vec<String> = list["result"]["guests"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+    let ids: Vec<String> = list["result"]["guests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     for id in ids {
         let g = p.call_json(&json!({"method": "guests/get", "params": {"id": id}}))?;
         if g["result"]["is_template"] == json!(true) {
@@ -76,7 +81,10 @@ pub fn run(bin: &Path, dir: &Path, runs: usize) -> Result<Vec<Figure>, String> {
     let template = first_template(bin, &db)?;
     let mut figures = Vec::new();
     let mut per_action: Vec<(&str, Vec<std::time::Duration>)> =
-        ["create", "status", "stop", "start", "reboot", "getconsole", "statuses", "delete"].iter().map(|a| (*a, Vec::new())).collect();
+        ["create", "status", "stop", "start", "reboot", "getconsole", "statuses", "delete"]
+            .iter()
+            .map(|a| (*a, Vec::new()))
+            .collect();
     let lifecycle_runs = runs.clamp(1, 20);
     for i in 0..lifecycle_runs {
         let name = format!("i-2-{}-VM", 9000 + i);
@@ -102,20 +110,41 @@ pub fn run(bin: &Path, dir: &Path, runs: usize) -> Result<Vec<Figure>, String> {
         status.push(d);
     }
     let (m, p95) = median_p95_ms(&mut status);
-    figures.push(Figure::new("CloudStack: status (process start → exit)", m, "ms", format!("median of {runs}; p95 {p95:.2} ms")));
+    figures.push(Figure::new(
+        "CloudStack: status (process start → exit)",
+        m,
+        "ms",
+        format!("median of {runs}; p95 {p95:.2} ms"),
+    ));
     for (action, mut samples) in per_action {
         let (m, p95) = median_p95_ms(&mut samples);
-        figures.push(Figure::new(&format!("CloudStack: {action}"), m, "ms", format!("median of {lifecycle_runs} lifecycles; p95 {p95:.2} ms")));
+        figures.push(Figure::new(
+            &format!("CloudStack: {action}"),
+            m,
+            "ms",
+            format!("median of {lifecycle_runs} lifecycles; p95 {p95:.2} ms"),
+        ));
     }
     let fqcn = dir.join("fqcn.json");
     std::fs::write(&fqcn, r#"{"action":"com.cloud.agent.api.ModifyStoragePoolCommand"}"#).map_err(|e| e.to_string())?;
     let mut samples = Vec::new();
     for _ in 0..runs.min(20) {
         let t = Instant::now();
-        let _ = Command::new(bin).arg("cloudstack").arg("com.cloud.agent.api.ModifyStoragePoolCommand").arg(&fqcn).arg("5").env("POLYVISOR_SIM_DB", &db).output();
+        let _ = Command::new(bin)
+            .arg("cloudstack")
+            .arg("com.cloud.agent.api.ModifyStoragePoolCommand")
+            .arg(&fqcn)
+            .arg("5")
+            .env("POLYVISOR_SIM_DB", &db)
+            .output();
         samples.push(t.elapsed());
     }
     let (m, _) = median_p95_ms(&mut samples);
-    figures.push(Figure::new("CloudStack: unknown Java command (FQCN) answered", m, "ms", format!("median of {}", runs.min(20))));
+    figures.push(Figure::new(
+        "CloudStack: unknown Java command (FQCN) answered",
+        m,
+        "ms",
+        format!("median of {}", runs.min(20)),
+    ));
     Ok(figures)
 }

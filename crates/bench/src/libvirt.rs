@@ -95,7 +95,14 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Runs the libvirt benchmarks; always removes what it created.
-pub fn run(bin: &Path, dir: &Path, tiny: &Path, shared: &Path, pool_dir: &Path, runs: usize) -> Result<Vec<Figure>, String> {
+pub fn run(
+    bin: &Path,
+    dir: &Path,
+    tiny: &Path,
+    shared: &Path,
+    pool_dir: &Path,
+    runs: usize,
+) -> Result<Vec<Figure>, String> {
     let id = define_source(tiny, shared, pool_dir, dir)?;
     let mut clones: Vec<String> = Vec::new();
     let out = measure(bin, dir, &id, runs, &mut clones);
@@ -119,25 +126,54 @@ fn measure(bin: &Path, dir: &Path, id: &str, runs: usize, clones: &mut Vec<Strin
     f.push(Figure::new("libvirt RAS: guests/list", m, "ms", format!("median of {runs}; p95 {p95:.2} ms")));
     let (m, p95) = timed(&mut p, &json!({"method": "guests/get", "params": {"id": id}}), runs)?;
     f.push(Figure::new("libvirt RAS: guests/get (stopped)", m, "ms", format!("median of {runs}; p95 {p95:.2} ms")));
-    let (m, p95) = timed(&mut p, &json!({"method": "guests/snapshots/exists", "params": {"id": id, "name": "RAS_TEMPLATE_VERSION_1"}}), runs)?;
+    let (m, p95) = timed(
+        &mut p,
+        &json!({"method": "guests/snapshots/exists", "params": {"id": id, "name": "RAS_TEMPLATE_VERSION_1"}}),
+        runs,
+    )?;
     f.push(Figure::new("libvirt RAS: guests/snapshots/exists", m, "ms", format!("median of {runs}; p95 {p95:.2} ms")));
-    let (d, _) = run_task(&mut p, &json!({"method": "guests/snapshots/create", "params": {"id": id, "name": "RAS_TEMPLATE_VERSION_1"}}))?;
+    let (d, _) = run_task(
+        &mut p,
+        &json!({"method": "guests/snapshots/create", "params": {"id": id, "name": "RAS_TEMPLATE_VERSION_1"}}),
+    )?;
     f.push(Figure::new("libvirt RAS: snapshots/create (stopped guest, to completed)", ms(d), "ms", "one run"));
-    let (d, _) = run_task(&mut p, &json!({"method": "guests/snapshots/create", "params": {"id": id, "name": "RAS Template Snapshot"}}))?;
+    let (d, _) = run_task(
+        &mut p,
+        &json!({"method": "guests/snapshots/create", "params": {"id": id, "name": "RAS Template Snapshot"}}),
+    )?;
     f.push(Figure::new("libvirt RAS: snapshots/create second snapshot", ms(d), "ms", "one run"));
     let (d, _) = run_task(&mut p, &json!({"method": "guests/convert", "params": {"id": id, "is_template": true}}))?;
     f.push(Figure::new("libvirt RAS: convert to template (to completed)", ms(d), "ms", "one run"));
-    let (d, out) = run_task(&mut p, &json!({"method": "guests/clone", "params": {"id": id, "name": "pv-bench-full", "snapshot": "RAS_TEMPLATE_VERSION_1"}}))?;
+    let (d, out) = run_task(
+        &mut p,
+        &json!({"method": "guests/clone", "params": {"id": id, "name": "pv-bench-full", "snapshot": "RAS_TEMPLATE_VERSION_1"}}),
+    )?;
     clones.extend(out["clone_id"].as_str().map(String::from));
-    f.push(Figure::new("libvirt RAS: full clone from a version snapshot (to completed)", ms(d), "ms", "one run; 64 MiB tiny disk; includes the one-time base export"));
+    f.push(Figure::new(
+        "libvirt RAS: full clone from a version snapshot (to completed)",
+        ms(d),
+        "ms",
+        "one run; 64 MiB tiny disk; includes the one-time base export",
+    ));
     p.finish();
 
     let mut p = spawn(bin, dir, &["--template-method", "basic", "--link-clones"])?;
-    let (d, out) = run_task(&mut p, &json!({"method": "guests/clone", "params": {"id": id, "name": "pv-bench-linked", "snapshot": "RAS Template Snapshot"}}))?;
+    let (d, out) = run_task(
+        &mut p,
+        &json!({"method": "guests/clone", "params": {"id": id, "name": "pv-bench-linked", "snapshot": "RAS Template Snapshot"}}),
+    )?;
     let linked = out["clone_id"].as_str().map(String::from);
     clones.extend(linked.clone());
-    f.push(Figure::new("libvirt RAS: linked clone (qcow2 overlay, to completed)", ms(d), "ms", "one run; includes the one-time base export"));
-    let (d, out) = run_task(&mut p, &json!({"method": "guests/clone", "params": {"id": id, "name": "pv-bench-linked2", "snapshot": "RAS Template Snapshot"}}))?;
+    f.push(Figure::new(
+        "libvirt RAS: linked clone (qcow2 overlay, to completed)",
+        ms(d),
+        "ms",
+        "one run; includes the one-time base export",
+    ));
+    let (d, out) = run_task(
+        &mut p,
+        &json!({"method": "guests/clone", "params": {"id": id, "name": "pv-bench-linked2", "snapshot": "RAS Template Snapshot"}}),
+    )?;
     clones.extend(out["clone_id"].as_str().map(String::from));
     f.push(Figure::new("libvirt RAS: second linked clone (base exists)", ms(d), "ms", "one run"));
     if let Some(c) = linked {

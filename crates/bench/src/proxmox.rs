@@ -103,12 +103,21 @@ fn ras_method(p: &mut Provider, pve: &mut FakePve, label: &str, req: &Value, run
     }
     let trips = (pve.requests()? - before) as f64 / runs as f64;
     let (m, p95) = median_p95_ms(&mut samples);
-    Ok(Figure::new(&format!("Proxmox RAS: {label}"), m, "ms", format!("median of {runs}; p95 {p95:.2} ms; {trips:.1} API round trips")))
+    Ok(Figure::new(
+        &format!("Proxmox RAS: {label}"),
+        m,
+        "ms",
+        format!("median of {runs}; p95 {p95:.2} ms; {trips:.1} API round trips"),
+    ))
 }
 
 fn cloudstack_payload(pve: &FakePve, vm: &str, with_nics: bool) -> Value {
     let s = pve.settings();
-    let nics = if with_nics { json!([{"deviceId": 0, "defaultNic": true, "uuid": "nic-1", "mac": "02:01:00:cd:00:02", "broadcastUri": "vlan://1234"}]) } else { json!([]) };
+    let nics = if with_nics {
+        json!([{"deviceId": 0, "defaultNic": true, "uuid": "nic-1", "mac": "02:01:00:cd:00:02", "broadcastUri": "vlan://1234"}])
+    } else {
+        json!([])
+    };
     json!({
         "externaldetails": {
             "extension": {"driver": "proxmox", "url": s["host"], "user": "root@pam", "token": "bench", "secret": TOKEN_SECRET},
@@ -135,27 +144,57 @@ pub fn run(bin: &Path, dir: &Path, launcher: &Path, runs: usize) -> Result<Vec<F
         ("guests/list", json!({"method": "guests/list"})),
         ("guests/get (running, agent IPs)", json!({"method": "guests/get", "params": {"id": "100"}})),
         ("guests/get (template)", json!({"method": "guests/get", "params": {"id": "9000"}})),
-        ("guests/control start (already running)", json!({"method": "guests/control", "params": {"id": "100", "control": "start"}})),
-        ("guests/snapshots/exists", json!({"method": "guests/snapshots/exists", "params": {"id": "9000", "name": "RAS_TEMPLATE_VERSION_1"}})),
-        ("guests/convert (to current state)", json!({"method": "guests/convert", "params": {"id": "9000", "is_template": true}})),
+        (
+            "guests/control start (already running)",
+            json!({"method": "guests/control", "params": {"id": "100", "control": "start"}}),
+        ),
+        (
+            "guests/snapshots/exists",
+            json!({"method": "guests/snapshots/exists", "params": {"id": "9000", "name": "RAS_TEMPLATE_VERSION_1"}}),
+        ),
+        (
+            "guests/convert (to current state)",
+            json!({"method": "guests/convert", "params": {"id": "9000", "is_template": true}}),
+        ),
     ] {
         figures.push(ras_method(&mut p, &mut pve, label, &req, runs)?);
     }
-    let clone = p.call_json(&json!({"method": "guests/clone", "params": {"id": "9000", "name": "bench-clone", "snapshot": ""}}))?;
+    let clone = p.call_json(
+        &json!({"method": "guests/clone", "params": {"id": "9000", "name": "bench-clone", "snapshot": ""}}),
+    )?;
     let task = clone["result"]["task_id"].as_str().ok_or("clone gave no task_id")?.to_string();
-    figures.push(ras_method(&mut p, &mut pve, "tasks/get (clone task)", &json!({"method": "tasks/get", "params": {"id": task}}), runs.min(10))?);
+    figures.push(ras_method(
+        &mut p,
+        &mut pve,
+        "tasks/get (clone task)",
+        &json!({"method": "tasks/get", "params": {"id": task}}),
+        runs.min(10),
+    )?);
     p.finish();
 
     let status = dir.join("pve-status.json");
     std::fs::write(&status, cloudstack_payload(&pve, "i-2-77-VM", false).to_string()).map_err(|e| e.to_string())?;
     let create = dir.join("pve-create.json");
     std::fs::write(&create, cloudstack_payload(&pve, "i-2-77-VM", true).to_string()).map_err(|e| e.to_string())?;
-    for (action, file, n) in [("create", &create, 1), ("status", &status, runs), ("stop", &status, runs), ("start", &create, 1), ("statuses", &status, runs), ("delete", &status, 1)] {
+    for (action, file, n) in [
+        ("create", &create, 1),
+        ("status", &status, runs),
+        ("stop", &status, runs),
+        ("start", &create, 1),
+        ("statuses", &status, runs),
+        ("delete", &status, 1),
+    ] {
         let before = pve.requests()?;
         let mut samples = Vec::new();
         for _ in 0..n {
             let t = Instant::now();
-            let out = Command::new(bin).args(["cloudstack", action]).arg(file).arg("60").stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+            let out = Command::new(bin)
+                .args(["cloudstack", action])
+                .arg(file)
+                .arg("60")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| e.to_string())?;
             samples.push(t.elapsed());
             if !out.status.success() {
                 return Err(format!("cloudstack {action} on proxmox failed: {}", String::from_utf8_lossy(&out.stdout)));
@@ -163,7 +202,12 @@ pub fn run(bin: &Path, dir: &Path, launcher: &Path, runs: usize) -> Result<Vec<F
         }
         let trips = (pve.requests()? - before) as f64 / n as f64;
         let (m, _) = median_p95_ms(&mut samples);
-        figures.push(Figure::new(&format!("Proxmox CloudStack: {action}"), m, "ms", format!("median of {n}, process start → exit; {trips:.1} API round trips")));
+        figures.push(Figure::new(
+            &format!("Proxmox CloudStack: {action}"),
+            m,
+            "ms",
+            format!("median of {n}, process start → exit; {trips:.1} API round trips"),
+        ));
     }
     Ok(figures)
 }

@@ -83,7 +83,14 @@ fn seed(bin: &Path, db: &Path, guests: usize) -> Result<(), String> {
 }
 
 /// Runs the RAS benchmarks.
-pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize, guests: usize, lists: usize) -> Result<Vec<Figure>, String> {
+pub fn run(
+    bin: &Path,
+    dir: &Path,
+    starts: usize,
+    gets: usize,
+    guests: usize,
+    lists: usize,
+) -> Result<Vec<Figure>, String> {
     let mut figures = Vec::new();
     let db = dir.join("ras-small.db");
 
@@ -101,7 +108,12 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize, guests: usize, li
         p.finish();
     }
     let (m, p95) = median_p95_ms(&mut samples);
-    figures.push(Figure::new("RAS: process start → first reply (initialize)", m, "ms", format!("median of {starts}; p95 {p95:.2} ms")));
+    figures.push(Figure::new(
+        "RAS: process start → first reply (initialize)",
+        m,
+        "ms",
+        format!("median of {starts}; p95 {p95:.2} ms"),
+    ));
 
     let mut samples = Vec::with_capacity(starts);
     for _ in 0..starts.min(30) {
@@ -113,7 +125,12 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize, guests: usize, li
         p.finish();
     }
     let (m, p95) = median_p95_ms(&mut samples);
-    figures.push(Figure::new("RAS: process start → connect + guests/list (sim)", m, "ms", format!("median of {}; p95 {p95:.2} ms", starts.min(30))));
+    figures.push(Figure::new(
+        "RAS: process start → connect + guests/list (sim)",
+        m,
+        "ms",
+        format!("median of {}; p95 {p95:.2} ms", starts.min(30)),
+    ));
 
     let mut p = Provider::spawn(bin, &db)?;
     p.call_json(&json!({"method": "provider/connect", "params": {"settings": {}}}))?;
@@ -125,7 +142,12 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize, guests: usize, li
         p.call(&req)?;
     }
     let secs = t.elapsed().as_secs_f64();
-    figures.push(Figure::new("RAS: guests/get throughput over stdio", gets as f64 / secs, "req/s", format!("{gets} serial requests, one process")));
+    figures.push(Figure::new(
+        "RAS: guests/get throughput over stdio",
+        gets as f64 / secs,
+        "req/s",
+        format!("{gets} serial requests, one process"),
+    ));
     let rss_small = peak_rss_kib(p.child.id());
     p.finish();
 
@@ -145,15 +167,30 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize, guests: usize, li
         return Err(format!("listing returned {count} guests, expected at least {guests}"));
     }
     let (m, p95) = median_p95_ms(&mut samples);
-    figures.push(Figure::new(&format!("RAS: guests/list with {count} guests"), m, "ms", format!("median of {lists}; p95 {p95:.2} ms")));
+    figures.push(Figure::new(
+        &format!("RAS: guests/list with {count} guests"),
+        m,
+        "ms",
+        format!("median of {lists}; p95 {p95:.2} ms"),
+    ));
     let rss_big = peak_rss_kib(p.child.id());
     p.finish();
 
     if let Some(kib) = rss_small {
-        figures.push(Figure::new("RAS: peak RSS after the get benchmark", kib as f64 / 1024.0, "MiB", "VmHWM of the provider process"));
+        figures.push(Figure::new(
+            "RAS: peak RSS after the get benchmark",
+            kib as f64 / 1024.0,
+            "MiB",
+            "VmHWM of the provider process",
+        ));
     }
     if let Some(kib) = rss_big {
-        figures.push(Figure::new(&format!("RAS: peak RSS after listing {count} guests"), kib as f64 / 1024.0, "MiB", "VmHWM of the provider process"));
+        figures.push(Figure::new(
+            &format!("RAS: peak RSS after listing {count} guests"),
+            kib as f64 / 1024.0,
+            "MiB",
+            "VmHWM of the provider process",
+        ));
     }
     Ok(figures)
 }

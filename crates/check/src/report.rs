@@ -55,13 +55,23 @@ impl Report {
     pub fn new(suite: &str, target: &str, quiet: bool) -> Self {
         let progress = if std::io::stderr().is_terminal() {
             let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed}] {pos} cases, {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed}] {pos} cases, {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
         } else {
             ProgressBar::hidden()
         };
-        Report { suite: suite.into(), target: target.into(), facts: Default::default(), cases: Vec::new(), progress, quiet }
+        Report {
+            suite: suite.into(),
+            target: target.into(),
+            facts: Default::default(),
+            cases: Vec::new(),
+            progress,
+            quiet,
+        }
     }
 
     /// Shows what is running now.

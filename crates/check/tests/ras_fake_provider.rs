@@ -11,25 +11,23 @@ struct Cli {
 }
 
 fn fixture() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fake_ras_provider.py")
-        .display()
-        .to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_ras_provider.py").display().to_string()
 }
 
 fn python() -> String {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok =
+        std::process::Command::new("python3").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
     assert!(ok, "python3 is required for the fake provider fixture (apt-get install python3)");
     "python3".into()
 }
 
 /// Runs the harness in-process; returns (passed, JSON report).
 fn check(extra: &[&str], provider: &[&str]) -> (bool, serde_json::Value) {
-    let dir = std::env::temp_dir().join(format!("pvcheck-fake-{}-{}", std::process::id(), provider.join("_").replace(['-', ' '], "")));
+    let dir = std::env::temp_dir().join(format!(
+        "pvcheck-fake-{}-{}",
+        std::process::id(),
+        provider.join("_").replace(['-', ' '], "")
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("report.json");
     let mut argv: Vec<String> = vec![
@@ -77,12 +75,8 @@ fn passes(provider: &[&str], min_cases: usize) -> serde_json::Value {
 #[test]
 fn level_none_passes_and_skips_flows() {
     let r = passes(&["--template-method", "none"], 30);
-    let skipped: Vec<_> = r["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["group"] == "flows" && c["outcome"] == "skip")
-        .collect();
+    let skipped: Vec<_> =
+        r["cases"].as_array().unwrap().iter().filter(|c| c["group"] == "flows" && c["outcome"] == "skip").collect();
     assert_eq!(skipped.len(), 4, "{r:#}");
 }
 
@@ -90,11 +84,7 @@ fn level_none_passes_and_skips_flows() {
 fn level_basic_passes() {
     let r = passes(&["--template-method", "basic", "--task-polls", "2"], 40);
     assert_eq!(r["facts"]["template_level"], "basic");
-    assert!(r["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["name"] == "CreateHost" && c["outcome"] == "pass"));
+    assert!(r["cases"].as_array().unwrap().iter().any(|c| c["name"] == "CreateHost" && c["outcome"] == "pass"));
 }
 
 #[test]

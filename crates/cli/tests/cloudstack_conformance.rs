@@ -60,13 +60,21 @@ fn install(dir: &Path) -> PathBuf {
         text.contains("cmk create extension name=\"Polyvisor Sim\" type=Orchestrator path=polyvisor_sim/polyvisor_sim.sh orchestratorrequirespreparevm=true"),
         "{text}"
     );
-    assert!(text.contains("name=CreateSnapshot") && text.contains("parameters[0].name=snap_name parameters[0].type=STRING parameters[0].required=true"), "{text}");
+    assert!(
+        text.contains("name=CreateSnapshot")
+            && text.contains("parameters[0].name=snap_name parameters[0].type=STRING parameters[0].required=true"),
+        "{text}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&entry).expect("entry file").permissions().mode();
     assert_eq!(mode & 0o111, 0o111, "entry file executable");
     let script = std::fs::read_to_string(&entry).unwrap();
-    assert!(script.starts_with("#!/bin/sh\n") && script.contains(" cloudstack --config ") && script.contains("\"$@\""), "{script}");
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("polyvisor_sim/polyvisor.json")).unwrap()).unwrap();
+    assert!(
+        script.starts_with("#!/bin/sh\n") && script.contains(" cloudstack --config ") && script.contains("\"$@\""),
+        "{script}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("polyvisor_sim/polyvisor.json")).unwrap()).unwrap();
     assert_eq!(config, serde_json::json!({"driver": "sim", "storage": "local"}));
     entry
 }
@@ -77,15 +85,22 @@ fn run_check(dir: &Path, harness: &[&str], extension: &[String]) -> (Output, ser
     let mut cmd = Command::new(BIN);
     cmd.args(["check", "cloudstack", "--timeout", "60", "--json"]).arg(&json).args(harness).arg("--").args(extension);
     sim_env(&mut cmd, dir);
-    let out = wait_with_deadline(cmd.spawn().expect("spawn check"), Duration::from_secs(300), "polyvisor check cloudstack");
-    let report = std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
+    let out =
+        wait_with_deadline(cmd.spawn().expect("spawn check"), Duration::from_secs(300), "polyvisor check cloudstack");
+    let report =
+        std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
     (out, report)
 }
 
 fn failed_cases(report: &serde_json::Value) -> Vec<String> {
     report["cases"]
         .as_array()
-        .map(|a| a.iter().filter(|c| c["outcome"] == "fail").map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"])).collect())
+        .map(|a| {
+            a.iter()
+                .filter(|c| c["outcome"] == "fail")
+                .map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"]))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -96,8 +111,18 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     let (out, report) = run_check(
         &dir,
         &[
-            "--template-id", SIM_TEMPLATE, "--bad-template-id", "424242", "--vms", "3", "--custom-actions", "require",
-            "--slow-env", "POLYVISOR_SIM_TASK_MS=60000", "--slow-timeout", "3",
+            "--template-id",
+            SIM_TEMPLATE,
+            "--bad-template-id",
+            "424242",
+            "--vms",
+            "3",
+            "--custom-actions",
+            "require",
+            "--slow-env",
+            "POLYVISOR_SIM_TASK_MS=60000",
+            "--slow-timeout",
+            "3",
         ],
         &[entry.display().to_string()],
     );
@@ -113,7 +138,8 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     let skipped: Vec<_> = report["cases"].as_array().into_iter().flatten().filter(|c| c["outcome"] == "skip").collect();
     assert!(skipped.is_empty(), "nothing skipped on sim: {skipped:?}");
     for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "hygiene"] {
-        let any = report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["group"] == must && c["outcome"] == "pass"));
+        let any =
+            report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["group"] == must && c["outcome"] == "pass"));
         assert!(any, "no passing case in group {must}:\n{stdout}");
     }
 }
@@ -160,7 +186,11 @@ fn wrapper_follows_the_invocation_contract() {
     assert!(took < Duration::from_secs(1), "{took:?}");
 
     let (out, _) = invoke(&dir, &entry, &["status", &p, "1800"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"status\":\"success\",\"power_state\":\"poweroff\"}\n", "absent VM");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"status\":\"success\",\"power_state\":\"poweroff\"}\n",
+        "absent VM"
+    );
     assert!(out.status.success() && out.stderr.is_empty());
 
     let (out, _) = invoke(&dir, &entry, &["status", &dir.join("missing.json").display().to_string(), "5"]);
@@ -171,7 +201,10 @@ fn wrapper_follows_the_invocation_contract() {
 
     let (out, _) = invoke(&dir, &entry, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"status\":\"error\",\"error\":\"Missing required arguments\"}\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"status\":\"error\",\"error\":\"Missing required arguments\"}\n"
+    );
 
     // Status latency: the benchmark's target is a few ms per invocation.
     let mut times: Vec<Duration> = (0..7).map(|_| invoke(&dir, &entry, &["status", &p, "1800"]).1).collect();
@@ -222,7 +255,11 @@ fn start_fakepve(dir: &Path) -> FakePve {
         panic!("fakepve did not start (install step: pip install -r scripts/ci/requirements.txt); got {line:?}")
     });
     let ca = ready["ca_file"].as_str().unwrap().to_string();
-    let ca_file = if Path::new(&ca).is_absolute() { ca } else { dir.join(Path::new(&ca).file_name().unwrap()).display().to_string() };
+    let ca_file = if Path::new(&ca).is_absolute() {
+        ca
+    } else {
+        dir.join(Path::new(&ca).file_name().unwrap()).display().to_string()
+    };
     FakePve { child, url: ready["listening"].as_str().unwrap().to_string(), ca_file }
 }
 
@@ -244,15 +281,36 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
     let (out, report) = run_check(
         &dir,
         &[
-            "--template-id", "9000", "--vm-detail", "is_full_clone=true", "--bad-template-id", "4242",
-            "--host-detail", &url, "--host-detail", "user=root@pam", "--host-detail", "token=ci",
-            "--host-detail", "secret=S3CRET-pve", "--host-detail", "node=pve1", "--custom-actions", "auto",
+            "--template-id",
+            "9000",
+            "--vm-detail",
+            "is_full_clone=true",
+            "--bad-template-id",
+            "4242",
+            "--host-detail",
+            &url,
+            "--host-detail",
+            "user=root@pam",
+            "--host-detail",
+            "token=ci",
+            "--host-detail",
+            "secret=S3CRET-pve",
+            "--host-detail",
+            "node=pve1",
+            "--custom-actions",
+            "auto",
         ],
         &[entry.display().to_string()],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "harness failed against polyvisor on fakepve:\n{stdout}\nfailed: {:#?}", failed_cases(&report));
-    let passed_custom = report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == "CreateSnapshot" && c["outcome"] == "pass"));
+    assert!(
+        out.status.success(),
+        "harness failed against polyvisor on fakepve:\n{stdout}\nfailed: {:#?}",
+        failed_cases(&report)
+    );
+    let passed_custom = report["cases"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|c| c["name"] == "CreateSnapshot" && c["outcome"] == "pass"));
     assert!(passed_custom, "snapshot custom actions ran and passed:\n{stdout}");
     assert!(!stdout.contains("S3CRET-pve"), "secret in the report");
     let log = std::fs::read_to_string(dir.join("polyvisor.log")).unwrap_or_default();

@@ -12,13 +12,23 @@ const URI: &str = "qemu:///system";
 const HINT: &str = "run scripts/ci/start-libvirt.sh (as root) first";
 
 fn virsh(args: &[&str]) -> (bool, String) {
-    let o = Command::new("virsh").arg("-c").arg(URI).args(args).output().unwrap_or_else(|e| panic!("virsh missing ({e}); {HINT}"));
+    let o = Command::new("virsh")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("virsh missing ({e}); {HINT}"));
     (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string())
 }
 
 fn pool_volumes() -> Vec<String> {
     virsh(&["pool-refresh", "polyvisor"]);
-    let mut v: Vec<String> = virsh(&["vol-list", "polyvisor"]).1.lines().skip(2).filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect();
+    let mut v: Vec<String> = virsh(&["vol-list", "polyvisor"])
+        .1
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
     v.sort();
     v
 }
@@ -29,7 +39,8 @@ fn define_source(name: &str) -> String {
     assert!(ok, "libvirtd unreachable at {URI}: {ver}; {HINT}");
     let tiny = std::env::var("POLYVISOR_TINY_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-tiny".into());
     let pooldir = std::env::var("POLYVISOR_POOL_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-pool".into());
-    let shared = std::env::var("POLYVISOR_SHARED_DIR").unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
+    let shared = std::env::var("POLYVISOR_SHARED_DIR")
+        .unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
     assert!(std::path::Path::new(&format!("{tiny}/template.qcow2")).exists(), "tiny guest missing in {tiny}; {HINT}");
     if virsh(&["domuuid", name]).0 {
         virsh(&["destroy", name]);
@@ -80,7 +91,18 @@ fn check_ras(tag: &str, ras_flags: &[&str]) {
     let settings = r#"{"driver":"libvirt","uri":"qemu:///system","pool":"polyvisor","shutdown_timeout_secs":"10"}"#;
     let t0 = Instant::now();
     let mut child = Command::new(BIN)
-        .args(["check", "ras", "--fast-poll", "--request-timeout", "60", "--guest", &uuid, "--settings", settings, "--json"])
+        .args([
+            "check",
+            "ras",
+            "--fast-poll",
+            "--request-timeout",
+            "60",
+            "--guest",
+            &uuid,
+            "--settings",
+            settings,
+            "--json",
+        ])
         .arg(&json)
         .arg("--")
         .args([BIN, "ras", "--driver", "libvirt"])
@@ -134,7 +156,16 @@ fn cloudstack_wrapper_on_real_qemu() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let name = "pvcli-cs";
     let uuid = define_source(name);
-    let (ok, _) = virsh(&["metadata", name, "https://polyvisor.dev/xmlns/libvirt/1", "--key", "polyvisor", "--set", "<meta template=\"1\"/>", "--config"]);
+    let (ok, _) = virsh(&[
+        "metadata",
+        name,
+        "https://polyvisor.dev/xmlns/libvirt/1",
+        "--key",
+        "polyvisor",
+        "--set",
+        "<meta template=\"1\"/>",
+        "--config",
+    ]);
     assert!(ok, "flag the template");
     let before = pool_volumes();
     let dir = std::env::temp_dir().join(format!("pv-lv-cs-{}", std::process::id()));
@@ -153,7 +184,15 @@ fn cloudstack_wrapper_on_real_qemu() {
     let out = Command::new(BIN)
         .args(["check", "cloudstack", "--timeout", "60", "--json"])
         .arg(dir.join("cs.json"))
-        .args(["--template-id", &uuid, "--bad-template-id", "00000000-0000-4000-8000-000000000000", "--custom-actions", "auto", "--"])
+        .args([
+            "--template-id",
+            &uuid,
+            "--bad-template-id",
+            "00000000-0000-4000-8000-000000000000",
+            "--custom-actions",
+            "auto",
+            "--",
+        ])
         .arg(root.join("pvlv/pvlv.sh"))
         .env("POLYVISOR_LOG_FILE", dir.join("polyvisor.log"))
         .stdin(Stdio::null())

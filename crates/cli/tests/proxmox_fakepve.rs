@@ -124,10 +124,15 @@ fn run(dir: &Path, settings: &Value, ras_flags: &[&str]) -> (Output, Value) {
 
 fn assert_pass(tag: &str, out: &Output, report: &Value, dir: &Path) {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let failed: Vec<&Value> = report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "fail").collect()).unwrap_or_default();
+    let failed: Vec<&Value> =
+        report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "fail").collect()).unwrap_or_default();
     assert!(out.status.success(), "{tag}: harness failed on fakepve:\n{stdout}\nfailed: {failed:#?}");
     const FLOWS: [&str; 4] = ["CreateTemplate", "EnterMaintenance", "ExitMaintenance", "CreateHost"];
-    let passed = report["cases"].as_array().map(|a| a.iter().filter(|c| c["group"] == "flows" && c["outcome"] == "pass" && FLOWS.iter().any(|f| c["name"] == *f)).count());
+    let passed = report["cases"].as_array().map(|a| {
+        a.iter()
+            .filter(|c| c["group"] == "flows" && c["outcome"] == "pass" && FLOWS.iter().any(|f| c["name"] == *f))
+            .count()
+    });
     assert_eq!(passed, Some(4), "{tag}: all four RAS flows must pass:\n{stdout}");
     let log = std::fs::read_to_string(dir.join("provider.log")).unwrap_or_default();
     assert!(log.contains("polyvisor_proxmox::round_trips"), "{tag}: round trips are logged");
@@ -190,7 +195,12 @@ fn cloudstack_wrapper_on_fakepve_passes_the_harness() {
         .env("POLYVISOR_LOG_FILE", &log)
         .output()
         .expect("run install");
-    assert!(out.status.success(), "install: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let entry = root.join("pvepve/pvepve.sh");
     let json_path = dir.join("cs-report.json");
     let url = format!("url={}", pve.host_port());
@@ -219,8 +229,10 @@ fn cloudstack_wrapper_on_fakepve_passes_the_harness() {
     }
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = std::fs::read(&json_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
-    let failed: Vec<&Value> = report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "fail").collect()).unwrap_or_default();
+    let report: Value =
+        std::fs::read(&json_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let failed: Vec<&Value> =
+        report["cases"].as_array().map(|a| a.iter().filter(|c| c["outcome"] == "fail").collect()).unwrap_or_default();
     assert!(out.status.success(), "check cloudstack failed on fakepve:\n{stdout}\nfailed: {failed:#?}");
     let logtext = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!stdout.contains(SECRET) && !logtext.contains(SECRET), "secret leaked");

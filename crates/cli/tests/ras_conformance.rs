@@ -16,10 +16,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn fixture() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../check/tests/fixtures/fake_ras_provider.py")
-        .display()
-        .to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../check/tests/fixtures/fake_ras_provider.py").display().to_string()
 }
 
 /// Runs `polyvisor check ras [harness args] -- <provider>` with a hard deadline.
@@ -41,10 +38,8 @@ fn run_check(dir: &Path, harness: &[&str], provider: &[String]) -> (Output, serd
         .stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn polyvisor check ras");
     let out = wait_with_deadline(child, Duration::from_secs(300));
-    let report = std::fs::read(&json)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let report =
+        std::fs::read(&json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
     (out, report)
 }
 
@@ -71,10 +66,7 @@ fn cases<'a>(report: &'a serde_json::Value, group: &str, outcome: &str) -> Vec<&
 /// The four §7 flows with this outcome.
 fn flows<'a>(report: &'a serde_json::Value, outcome: &str) -> Vec<&'a serde_json::Value> {
     const NAMES: [&str; 4] = ["CreateTemplate", "EnterMaintenance", "ExitMaintenance", "CreateHost"];
-    cases(report, "flows", outcome)
-        .into_iter()
-        .filter(|c| NAMES.iter().any(|n| c["name"] == *n))
-        .collect()
+    cases(report, "flows", outcome).into_iter().filter(|c| NAMES.iter().any(|n| c["name"] == *n)).collect()
 }
 
 fn provider(flags: &[&str]) -> Vec<String> {
@@ -97,10 +89,7 @@ fn level(tag: &str, flags: &[&str], flows_expected: &str) {
     );
     assert_eq!(flows(&report, flows_expected).len(), 4, "expected 4 flows {flows_expected}:\n{stdout}");
     assert!(cases(&report, "hygiene", "pass").len() >= 18, "bad-input suite did not run fully:\n{stdout}");
-    assert!(
-        cases(&report, "hygiene", "fail").is_empty() && cases(&report, "wire", "fail").is_empty(),
-        "{stdout}"
-    );
+    assert!(cases(&report, "hygiene", "fail").is_empty() && cases(&report, "wire", "fail").is_empty(), "{stdout}");
     assert!(cases(&report, "low-level", "pass").len() >= 12, "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

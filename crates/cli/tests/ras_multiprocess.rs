@@ -44,12 +44,8 @@ fn ok(p: &mut Provider, method: &str, params: Option<Value>) -> Value {
 /// A template to clone (or any guest when the estate has no template).
 fn clone_source(p: &mut Provider) -> String {
     let list = ok(p, "guests/list", None);
-    let ids: Vec<String> = list["guests"]
-        .as_array()
-        .expect("guests array")
-        .iter()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
+    let ids: Vec<String> =
+        list["guests"].as_array().expect("guests array").iter().filter_map(|v| v.as_str().map(String::from)).collect();
     assert!(!ids.is_empty(), "the seeded sim estate has no guests");
     for id in &ids {
         if ok(p, "guests/get", Some(json!({"id": id})))["is_template"] == true {
@@ -107,10 +103,7 @@ fn task_issued_in_one_process_resolves_in_another() {
     let again = poll(&mut a, &task, Duration::from_secs(5));
     assert_eq!(again["output"]["clone_id"], Value::from(id.clone()), "{again}");
     let listed = ok(&mut a, "guests/list", None);
-    assert!(
-        listed["guests"].as_array().is_some_and(|g| g.iter().any(|x| x == &Value::from(id.clone()))),
-        "{listed}"
-    );
+    assert!(listed["guests"].as_array().is_some_and(|g| g.iter().any(|x| x == &Value::from(id.clone()))), "{listed}");
     ok(&mut a, "guests/control", Some(json!({"id": id, "control": "delete"})));
     let _ = std::fs::remove_dir_all(&dir);
 }

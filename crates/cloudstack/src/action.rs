@@ -20,8 +20,14 @@ pub enum Custom {
 
 impl Custom {
     /// Every custom action, in the order the installer declares them.
-    pub const ALL: [Custom; 6] =
-        [Custom::ListSnapshots, Custom::CreateSnapshot, Custom::RestoreSnapshot, Custom::DeleteSnapshot, Custom::Suspend, Custom::Resume];
+    pub const ALL: [Custom; 6] = [
+        Custom::ListSnapshots,
+        Custom::CreateSnapshot,
+        Custom::RestoreSnapshot,
+        Custom::DeleteSnapshot,
+        Custom::Suspend,
+        Custom::Resume,
+    ];
 
     /// The canonical (CamelCase) name.
     pub fn name(self) -> &'static str {

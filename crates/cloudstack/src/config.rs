@@ -24,11 +24,13 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// booleans). Errors name the file, never its content.
 pub fn load_file(path: &Path) -> Result<Settings> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|_| Error::invalid(format!("config file {shown} not found or unreadable")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|_| Error::invalid(format!("config file {shown} not found or unreadable")))?;
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(Error::invalid(format!("config file {shown} is too large")));
     }
-    let bytes = std::fs::read(path).map_err(|_| Error::invalid(format!("config file {shown} not found or unreadable")))?;
+    let bytes =
+        std::fs::read(path).map_err(|_| Error::invalid(format!("config file {shown} not found or unreadable")))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         Error::invalid(format!("config file {shown}: invalid JSON (line {}, column {})", e.line(), e.column()))
     })?;
@@ -59,7 +61,14 @@ mod tests {
 
     #[test]
     fn precedence_is_file_extension_cluster_host_vmdetails_vm() {
-        let file = Settings::from_pairs([("a", "file"), ("b", "file"), ("c", "file"), ("d", "file"), ("e", "file"), ("f", "file")]);
+        let file = Settings::from_pairs([
+            ("a", "file"),
+            ("b", "file"),
+            ("c", "file"),
+            ("d", "file"),
+            ("e", "file"),
+            ("f", "file"),
+        ]);
         let p = payload(json!({
             "externaldetails": {
                 "extension": {"b": "ext", "c": "ext", "d": "ext", "e": "ext", "f": "ext"},
@@ -70,7 +79,8 @@ mod tests {
             "cloudstack.vm.details": {"details": {"External:e": "vmdetail", "External:f": "vmdetail", "e": "unprefixed-ignored"}}
         }));
         let m = merged(&file, &p);
-        for (k, want) in [("a", "file"), ("b", "ext"), ("c", "cluster"), ("d", "host"), ("e", "vmdetail"), ("f", "vm")] {
+        for (k, want) in [("a", "file"), ("b", "ext"), ("c", "cluster"), ("d", "host"), ("e", "vmdetail"), ("f", "vm")]
+        {
             assert_eq!(m.str(k).as_deref(), Some(want), "key {k}");
         }
     }

@@ -74,9 +74,12 @@ impl Ctx {
             }
         }
         let names = [Some(key), self.vm_name()];
-        let found = self.driver.list_guests().await?.into_iter().find(|g| {
-            g.key.is_none() && !g.is_template && names.iter().flatten().any(|n| *n == g.name)
-        });
+        let found = self
+            .driver
+            .list_guests()
+            .await?
+            .into_iter()
+            .find(|g| g.key.is_none() && !g.is_template && names.iter().flatten().any(|n| *n == g.name));
         Ok(found)
     }
 

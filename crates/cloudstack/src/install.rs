@@ -148,7 +148,13 @@ pub fn offered_actions(caps: Option<&Capabilities>) -> Vec<Custom> {
 
 /// The CloudMonkey registration commands.
 pub fn cloudmonkey(name: &str, safe: &str, caps: Option<&Capabilities>) -> String {
-    let q = |s: &str| if s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) { s.to_string() } else { format!("\"{s}\"") };
+    let q = |s: &str| {
+        if s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
+            s.to_string()
+        } else {
+            format!("\"{s}\"")
+        }
+    };
     let mut out = String::new();
     let _ = writeln!(out, "# 1. the extension (prepare reports the backend id as a VM detail)");
     let _ = writeln!(
@@ -162,7 +168,10 @@ pub fn cloudmonkey(name: &str, safe: &str, caps: Option<&Capabilities>) -> Strin
         "cmk add cluster hypervisor=External clustertype=CloudManaged zoneid=<ZONE_ID> podid=<POD_ID> clustername={}-cluster extensionid=<EXTENSION_ID>",
         safe
     );
-    let _ = writeln!(out, "# 3. a host; put per-host settings (e.g. node, network_bridge, url, user, token, secret) in externaldetails");
+    let _ = writeln!(
+        out,
+        "# 3. a host; put per-host settings (e.g. node, network_bridge, url, user, token, secret) in externaldetails"
+    );
     let _ = writeln!(
         out,
         "cmk add host clusterid=<CLUSTER_ID> podid=<POD_ID> zoneid=<ZONE_ID> hypervisor=External url={safe}-host1 username=External password=External externaldetails[0].key=node externaldetails[0].value=<NODE>"
@@ -182,7 +191,10 @@ pub fn cloudmonkey(name: &str, safe: &str, caps: Option<&Capabilities>) -> Strin
             a.name()
         );
         for (i, (pname, ptype, required)) in parameters(a).iter().enumerate() {
-            let _ = write!(line, " parameters[{i}].name={pname} parameters[{i}].type={ptype} parameters[{i}].required={required}");
+            let _ = write!(
+                line,
+                " parameters[{i}].name={pname} parameters[{i}].type={ptype} parameters[{i}].required={required}"
+            );
         }
         let _ = writeln!(out, "{line}");
     }
@@ -192,7 +204,11 @@ pub fn cloudmonkey(name: &str, safe: &str, caps: Option<&Capabilities>) -> Strin
 /// Declared parameters of a custom action: (name, type, required).
 pub fn parameters(action: Custom) -> &'static [(&'static str, &'static str, bool)] {
     match action {
-        Custom::CreateSnapshot => &[("snap_name", "STRING", true), ("snap_description", "STRING", false), ("snap_save_memory", "BOOLEAN", false)],
+        Custom::CreateSnapshot => &[
+            ("snap_name", "STRING", true),
+            ("snap_description", "STRING", false),
+            ("snap_save_memory", "BOOLEAN", false),
+        ],
         Custom::RestoreSnapshot | Custom::DeleteSnapshot => &[("snap_name", "STRING", true)],
         Custom::ListSnapshots | Custom::Suspend | Custom::Resume => &[],
     }
@@ -212,7 +228,8 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension("tmp-polyvisor");
     std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("cannot chmod {}: {e}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot chmod {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -223,7 +240,9 @@ fn chown_to_cloud(paths: &[&Path]) -> String {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() > 3 && f[0] == "cloud").then(|| Some((f[2].parse::<u32>().ok()?, f[3].parse::<u32>().ok()?))).flatten()
     });
-    let Some((uid, gid)) = ids else { return "unchanged (no `cloud` user here; chown cloud:cloud on the management server)".into() };
+    let Some((uid, gid)) = ids else {
+        return "unchanged (no `cloud` user here; chown cloud:cloud on the management server)".into();
+    };
     for p in paths {
         if std::os::unix::fs::chown(p, Some(uid), Some(gid)).is_err() {
             return "unchanged (chown to cloud:cloud failed; do it as root)".into();
@@ -247,7 +266,10 @@ mod tests {
     fn wrapper_quotes_paths() {
         let w = wrapper_script(Path::new("/opt/pv it's/polyvisor"), Path::new("/e/x/polyvisor.json"), None);
         assert!(w.starts_with("#!/bin/sh\n"));
-        assert!(w.contains("exec '/opt/pv it'\\''s/polyvisor' cloudstack --config '/e/x/polyvisor.json' \"$@\""), "{w}");
+        assert!(
+            w.contains("exec '/opt/pv it'\\''s/polyvisor' cloudstack --config '/e/x/polyvisor.json' \"$@\""),
+            "{w}"
+        );
         let w = wrapper_script(Path::new("/b"), Path::new("/c"), Some(Path::new("/var/log/pv.log")));
         assert!(w.contains("exec '/b' --log-file '/var/log/pv.log' cloudstack --config '/c' \"$@\""), "{w}");
     }
@@ -257,7 +279,8 @@ mod tests {
         let text = cloudmonkey("Polyvisor", "polyvisor", None);
         assert!(text.contains("cmk create extension name=Polyvisor type=Orchestrator path=polyvisor/polyvisor.sh orchestratorrequirespreparevm=true"));
         assert!(text.contains("name=CreateSnapshot"));
-        assert!(text.contains("parameters[2].name=snap_save_memory parameters[2].type=BOOLEAN parameters[2].required=false"));
+        assert!(text
+            .contains("parameters[2].name=snap_save_memory parameters[2].type=BOOLEAN parameters[2].required=false"));
         assert!(text.contains("name=Suspend"));
         let caps = Capabilities { snapshots: true, ..Capabilities::default() };
         let text = cloudmonkey("X", "x", Some(&caps));

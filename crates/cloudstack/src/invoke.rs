@@ -69,7 +69,13 @@ pub fn answer(argv: &[String], config_file: Option<&Path>, factory: Arc<dyn Driv
     reply
 }
 
-async fn run_action(action: Action, payload: Payload, settings: Settings, timeout: Duration, factory: Arc<dyn DriverFactory>) -> Reply {
+async fn run_action(
+    action: Action,
+    payload: Payload,
+    settings: Settings,
+    timeout: Duration,
+    factory: Arc<dyn DriverFactory>,
+) -> Reply {
     let start = tokio::time::Instant::now();
     let hard = start + timeout.mul_f64(0.95);
     let soft = start + timeout.mul_f64(0.90);

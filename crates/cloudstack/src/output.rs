@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn conventional_shapes() {
-        assert_eq!(Reply::success("Instance started").render(), "{\"status\":\"success\",\"message\":\"Instance started\"}\n");
+        assert_eq!(
+            Reply::success("Instance started").render(),
+            "{\"status\":\"success\",\"message\":\"Instance started\"}\n"
+        );
         let e = Reply::error("boom");
         assert!(!e.ok);
         assert_eq!(e.render(), "{\"status\":\"error\",\"error\":\"boom\"}\n");

@@ -73,9 +73,7 @@ impl Payload {
     pub fn vm_external_details(&self) -> Settings {
         let map = self.vm().and_then(|v| v.get("details")).and_then(Value::as_object);
         scalar_settings(
-            map.into_iter()
-                .flat_map(|m| m.iter())
-                .filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k, v))),
+            map.into_iter().flat_map(|m| m.iter()).filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k, v))),
         )
     }
 
@@ -92,7 +90,8 @@ impl Payload {
     /// Memory in MiB from `maxRam` (bytes; the offering's RAM), else `minRam`.
     pub fn memory_mb(&self) -> Option<u64> {
         let vm = self.vm()?;
-        let bytes = vm.get("maxRam").and_then(as_u64).filter(|b| *b > 0).or_else(|| vm.get("minRam").and_then(as_u64))?;
+        let bytes =
+            vm.get("maxRam").and_then(as_u64).filter(|b| *b > 0).or_else(|| vm.get("minRam").and_then(as_u64))?;
         Some(bytes / (1024 * 1024)).filter(|m| *m > 0)
     }
 
@@ -106,7 +105,9 @@ impl Payload {
             let Some(obj) = nic.as_object() else { continue };
             let order = obj.get("deviceId").and_then(Value::as_i64).unwrap_or(i as i64);
             let mac = match nonempty(obj.get("mac")) {
-                Some(raw) => Some(normalize_mac(&raw).ok_or_else(|| Error::invalid(format!("NIC {order}: invalid MAC address")))?),
+                Some(raw) => Some(
+                    normalize_mac(&raw).ok_or_else(|| Error::invalid(format!("NIC {order}: invalid MAC address")))?,
+                ),
                 None => None,
             };
             let vlan = nonempty(obj.get("broadcastUri")).and_then(|u| vlan_of(&u));

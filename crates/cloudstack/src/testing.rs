@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, DriverFactory, Error, Guest, GuestId,
-    GuestSummary, PowerAction, PowerState, Result, SecretString, Settings, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
-    TemplateStrategy,
+    Capabilities, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, DriverFactory, Error, Guest,
+    GuestId, GuestSummary, PowerAction, PowerState, Result, SecretString, Settings, Snapshot, SnapshotSpec, TaskId,
+    TaskOutput, TaskStatus, TemplateStrategy,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -125,7 +125,9 @@ impl Driver for Fake {
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
         self.tick();
         let p = match action {
-            PowerAction::Start | PowerAction::Reboot | PowerAction::Reset | PowerAction::Resume => PowerState::PoweredOn,
+            PowerAction::Start | PowerAction::Reboot | PowerAction::Reset | PowerAction::Resume => {
+                PowerState::PoweredOn
+            }
             PowerAction::Stop | PowerAction::Shutdown => PowerState::PoweredOff,
             PowerAction::Suspend => PowerState::Suspended,
         };
@@ -161,7 +163,8 @@ impl Driver for Fake {
         let hang = st.hang_tasks;
         drop(st);
         let out = TaskOutput { new_guest: Some(GuestId::new(id.clone())) };
-        let task = if hang { TaskToken::new("hang", serde_json::json!({})).encode() } else { completed("create", &out) };
+        let task =
+            if hang { TaskToken::new("hang", serde_json::json!({})).encode() } else { completed("create", &out) };
         Ok(CloneStarted { task, new_guest: Some(GuestId::new(id)) })
     }
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
@@ -207,7 +210,12 @@ impl Driver for Fake {
     async fn console(&self, id: &GuestId) -> Result<Console> {
         self.tick();
         self.get_guest(id).await?;
-        Ok(Console::Vnc { host: "10.0.0.11".into(), port: 5901, password: Some(SecretString::from("PVEVNC:ticket")), one_time: true })
+        Ok(Console::Vnc {
+            host: "10.0.0.11".into(),
+            port: 5901,
+            password: Some(SecretString::from("PVEVNC:ticket")),
+            one_time: true,
+        })
     }
 }
 

@@ -112,7 +112,8 @@ fn java_commands_and_unknown_actions_never_touch_the_backend() {
     let (v, ok) = r.call_path("com.cloud.agent.api.ModifyStoragePoolCommand", &fixture("spec_9_fqcn.json"), "5");
     assert!(!ok);
     assert_eq!(v, json!({"status":"error","error":"unsupported command com.cloud.agent.api.ModifyStoragePoolCommand"}));
-    let (v, ok) = r.call_path("org.apache.cloudstack.storage.command.CopyCommand", &r.dir.path().join("none.json"), "5");
+    let (v, ok) =
+        r.call_path("org.apache.cloudstack.storage.command.CopyCommand", &r.dir.path().join("none.json"), "5");
     assert!(!ok);
     assert_eq!(v["error"], "unsupported command org.apache.cloudstack.storage.command.CopyCommand");
     let (v, ok) = r.call("deploy", &fixture_json("spec_9_create.json"), "1800");
@@ -161,7 +162,10 @@ fn full_lifecycle_on_spec_payloads() {
 
     let (v, ok) = r.call("getconsole", &fixture_json("spec_9_getconsole.json"), "1800");
     assert!(ok);
-    assert_eq!(v["console"], json!({"host":"10.0.0.11","port":"5901","password":"PVEVNC:ticket","passwordonetimeuseonly":true,"protocol":"vnc"}));
+    assert_eq!(
+        v["console"],
+        json!({"host":"10.0.0.11","port":"5901","password":"PVEVNC:ticket","passwordonetimeuseonly":true,"protocol":"vnc"})
+    );
 
     let (v, ok) = r.call("statuses", &json!({"externaldetails": create["externaldetails"]}), "1800");
     assert!(ok);
@@ -227,7 +231,10 @@ fn snapshot_actions_with_typed_parameters() {
     let r = Run::new();
     assert!(r.call("create", &fixture_json("spec_9_create.json"), "1800").1);
     let snap = fixture_json("spec_9_createsnapshot.json");
-    assert_eq!(r.call("CreateSnapshot", &snap, "60"), (json!({"status":"success","message":"Instance Snapshot created"}), true));
+    assert_eq!(
+        r.call("CreateSnapshot", &snap, "60"),
+        (json!({"status":"success","message":"Instance Snapshot created"}), true)
+    );
     let mut list = snap.clone();
     list.as_object_mut().unwrap().remove("parameters");
     let (v, ok) = r.call("listsnapshots", &list, "60");

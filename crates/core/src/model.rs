@@ -275,10 +275,7 @@ mod tests {
         .iter()
         .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string())
         .collect();
-        assert_eq!(
-            names,
-            ["powered_on", "powered_off", "powering_on", "powering_off", "suspended", "suspending"]
-        );
+        assert_eq!(names, ["powered_on", "powered_off", "powering_on", "powering_off", "suspended", "suspending"]);
         for s in names {
             let back: PowerState = serde_json::from_value(serde_json::Value::String(s.clone())).unwrap();
             assert_eq!(back.as_str(), s);
@@ -295,7 +292,11 @@ mod tests {
             cpus: None,
             memory_mb: None,
             nics: vec![
-                Nic { mac: "AA:00:00:00:00:01".into(), ipv4: vec!["169.254.1.1".into(), "10.0.0.2".into()], ..Default::default() },
+                Nic {
+                    mac: "AA:00:00:00:00:01".into(),
+                    ipv4: vec!["169.254.1.1".into(), "10.0.0.2".into()],
+                    ..Default::default()
+                },
                 Nic { mac: "AA:00:00:00:00:01".into(), ipv4: vec!["10.0.0.2".into()], ..Default::default() },
             ],
             is_template: false,

@@ -31,10 +31,8 @@ pub fn is_reportable_ipv6(ip: &str) -> bool {
 /// Filters non-reportable addresses and moves link-local (`169.254.*`) ones last,
 /// keeping the order otherwise.
 pub fn order_ipv4(ips: Vec<String>) -> Vec<String> {
-    let (mut normal, link_local): (Vec<String>, Vec<String>) = ips
-        .into_iter()
-        .filter(|ip| is_reportable_ipv4(ip))
-        .partition(|ip| !ip.starts_with("169.254."));
+    let (mut normal, link_local): (Vec<String>, Vec<String>) =
+        ips.into_iter().filter(|ip| is_reportable_ipv4(ip)).partition(|ip| !ip.starts_with("169.254."));
     normal.extend(link_local);
     normal
 }

@@ -120,7 +120,9 @@ impl Settings {
         let Some(v) = self.0.get(key) else { return Ok(None) };
         let parsed = match v {
             Value::Null => return Ok(None),
-            Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)),
+            Value::Number(n) => {
+                n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+            }
             Value::String(s) if s.trim().is_empty() => return Ok(None),
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,

@@ -111,7 +111,10 @@ impl TaskToken {
         if parts.next() != Some("pv1") {
             return Err(bad());
         }
-        let kind = parts.next().filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')).ok_or_else(bad)?;
+        let kind = parts
+            .next()
+            .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+            .ok_or_else(bad)?;
         let created = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
         let max_age = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
         let raw = URL_SAFE_NO_PAD.decode(parts.next().ok_or_else(bad)?).map_err(|_| bad())?;
@@ -181,7 +184,10 @@ mod tests {
 
     #[test]
     fn token_round_trips_and_rejects_foreign_ids() {
-        let t = TaskToken::new("clone", json!({"upid": "UPID:pve1:0001:0002:65F0A1B2:qmclone:101:root@pam!x:", "clone": "137"}));
+        let t = TaskToken::new(
+            "clone",
+            json!({"upid": "UPID:pve1:0001:0002:65F0A1B2:qmclone:101:root@pam!x:", "clone": "137"}),
+        );
         let id = t.encode();
         assert!(id.0.starts_with("pv1:clone:"));
         assert_eq!(TaskToken::decode(&id).unwrap(), t);

@@ -27,14 +27,9 @@ pub fn canonical_driver_name(raw: &str) -> Option<&'static str> {
 
 /// The driver name the settings select (`driver`, else `platform`, else `sim`).
 pub fn selected_driver(settings: &Settings) -> Result<&'static str> {
-    let raw = settings
-        .str_any(&[DRIVER_KEY, "platform"])
-        .unwrap_or_default();
-    canonical_driver_name(&raw).ok_or_else(|| {
-        Error::invalid(format!(
-            "unknown driver '{raw}' (known: sim, proxmox, libvirt)"
-        ))
-    })
+    let raw = settings.str_any(&[DRIVER_KEY, "platform"]).unwrap_or_default();
+    canonical_driver_name(&raw)
+        .ok_or_else(|| Error::invalid(format!("unknown driver '{raw}' (known: sim, proxmox, libvirt)")))
 }
 
 #[async_trait]
@@ -44,9 +39,7 @@ impl DriverFactory for Registry {
             "sim" => polyvisor_sim::open(settings),
             "proxmox" => polyvisor_proxmox::open(settings),
             "libvirt" => open_libvirt(settings),
-            other => Err(Error::internal(format!(
-                "driver {other} is registered but not wired"
-            ))),
+            other => Err(Error::internal(format!("driver {other} is registered but not wired"))),
         }
     }
 
@@ -73,9 +66,7 @@ fn open_libvirt(settings: &Settings) -> Result<Arc<dyn Driver>> {
 
 #[cfg(not(feature = "libvirt"))]
 fn open_libvirt(_settings: &Settings) -> Result<Arc<dyn Driver>> {
-    Err(Error::unsupported(
-        "the libvirt driver (this build lacks it; rebuild with `--features libvirt`)",
-    ))
+    Err(Error::unsupported("the libvirt driver (this build lacks it; rebuild with `--features libvirt`)"))
 }
 
 #[cfg(test)]
@@ -85,37 +76,22 @@ mod tests {
     #[test]
     fn driver_selection() {
         assert_eq!(selected_driver(&Settings::new()).unwrap(), "sim");
-        assert_eq!(
-            selected_driver(&Settings::from_pairs([("platform", "Proxmox")])).unwrap(),
-            "proxmox"
-        );
-        assert_eq!(
-            selected_driver(&Settings::from_pairs([("driver", "kvm")])).unwrap(),
-            "libvirt"
-        );
+        assert_eq!(selected_driver(&Settings::from_pairs([("platform", "Proxmox")])).unwrap(), "proxmox");
+        assert_eq!(selected_driver(&Settings::from_pairs([("driver", "kvm")])).unwrap(), "libvirt");
         assert!(selected_driver(&Settings::from_pairs([("driver", "vmware")])).is_err());
     }
 
     #[tokio::test]
     async fn proxmox_capabilities_need_no_credentials() {
-        let flag = Registry
-            .capabilities(&Settings::from_pairs([("driver", "proxmox")]))
-            .await
-            .unwrap();
+        let flag = Registry.capabilities(&Settings::from_pairs([("driver", "proxmox")])).await.unwrap();
         assert!(flag.suspend && !flag.linked_clones && flag.clone_from_snapshot);
         let native = Registry
-            .capabilities(&Settings::from_pairs([
-                ("driver", "proxmox"),
-                ("template_mode", "native"),
-            ]))
+            .capabilities(&Settings::from_pairs([("driver", "proxmox"), ("template_mode", "native")]))
             .await
             .unwrap();
         assert!(native.linked_clones);
         assert!(
-            Registry
-                .open(&Settings::from_pairs([("driver", "proxmox")]))
-                .await
-                .is_err(),
+            Registry.open(&Settings::from_pairs([("driver", "proxmox")])).await.is_err(),
             "open still needs a host"
         );
     }

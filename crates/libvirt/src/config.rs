@@ -45,9 +45,12 @@ impl Config {
             .or_else(|| env_uri.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()))
             .unwrap_or_else(|| DEFAULT_URI.to_string());
         if uri.contains('\0') || !uri.contains(':') {
-            return Err(polyvisor_core::Error::invalid("setting 'uri' must be a libvirt connection URI such as qemu:///system"));
+            return Err(polyvisor_core::Error::invalid(
+                "setting 'uri' must be a libvirt connection URI such as qemu:///system",
+            ));
         }
-        let secs = |key: &str, default: u64| -> Result<Duration> { Ok(Duration::from_secs(s.u64_or(key, default)?.max(1))) };
+        let secs =
+            |key: &str, default: u64| -> Result<Duration> { Ok(Duration::from_secs(s.u64_or(key, default)?.max(1))) };
         Ok(Config {
             uri,
             pool: s.str_any(&["pool", "storage_pool"]).unwrap_or_else(|| "default".to_string()),

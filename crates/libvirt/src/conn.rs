@@ -35,7 +35,11 @@ impl Drop for Conn {
 /// Removes the URI from libvirt's message (it may carry a user name or key path).
 fn scrub(msg: &str, uri: &str) -> String {
     let m = msg.trim().trim_end_matches('.');
-    if uri.is_empty() { m.to_string() } else { m.replace(uri, "<uri>") }
+    if uri.is_empty() {
+        m.to_string()
+    } else {
+        m.replace(uri, "<uri>")
+    }
 }
 
 /// Maps a libvirt error to a polyvisor error with `what` as context.
@@ -43,9 +47,11 @@ pub(crate) fn lv_err(e: virt::error::Error, what: &str, uri: &str) -> Error {
     let msg = scrub(e.message(), uri);
     let full = format!("{what}: {msg}");
     let err = match e.code() {
-        ErrorNumber::NoDomain | ErrorNumber::NoDomainSnapshot | ErrorNumber::NoStorageVolume | ErrorNumber::NoStoragePool | ErrorNumber::NoNetwork => {
-            Error::new(polyvisor_core::ErrorKind::NotFound, full)
-        }
+        ErrorNumber::NoDomain
+        | ErrorNumber::NoDomainSnapshot
+        | ErrorNumber::NoStorageVolume
+        | ErrorNumber::NoStoragePool
+        | ErrorNumber::NoNetwork => Error::new(polyvisor_core::ErrorKind::NotFound, full),
         ErrorNumber::OperationInvalid | ErrorNumber::DomExist => Error::conflict(full),
         ErrorNumber::NoSupport | ErrorNumber::OperationUnsupported | ErrorNumber::ArgumentUnsupported => {
             Error::new(polyvisor_core::ErrorKind::Unsupported, full)
@@ -170,6 +176,9 @@ mod tests {
 
     #[test]
     fn uri_is_scrubbed() {
-        assert_eq!(scrub("Failed to connect socket to 'qemu+ssh://u@h/system'.", "qemu+ssh://u@h/system"), "Failed to connect socket to '<uri>'");
+        assert_eq!(
+            scrub("Failed to connect socket to 'qemu+ssh://u@h/system'.", "qemu+ssh://u@h/system"),
+            "Failed to connect socket to '<uri>'"
+        );
     }
 }

@@ -108,7 +108,10 @@ impl DomainXml {
             return Err(bad_xml("root is not <domain>"));
         }
         let meta = child(d, "metadata")
-            .and_then(|m| m.children().find(|c| c.is_element() && c.tag_name().namespace() == Some(NS) && c.tag_name().name() == "meta"))
+            .and_then(|m| {
+                m.children()
+                    .find(|c| c.is_element() && c.tag_name().namespace() == Some(NS) && c.tag_name().name() == "meta")
+            })
             .map(Meta::from_node)
             .unwrap_or_default();
         let mut out = DomainXml {
@@ -125,15 +128,21 @@ impl DomainXml {
                 let src = child(i, "source");
                 out.ifaces.push(IfaceXml {
                     mac: child(i, "mac").and_then(|m| m.attribute("address")).unwrap_or_default().to_string(),
-                    network: src.and_then(|s| s.attribute("network").or_else(|| s.attribute("bridge"))).map(str::to_string),
-                    vlan: child(i, "vlan").and_then(|v| child(v, "tag")).and_then(|t| t.attribute("id")).and_then(|t| t.parse().ok()),
+                    network: src
+                        .and_then(|s| s.attribute("network").or_else(|| s.attribute("bridge")))
+                        .map(str::to_string),
+                    vlan: child(i, "vlan")
+                        .and_then(|v| child(v, "tag"))
+                        .and_then(|t| t.attribute("id"))
+                        .and_then(|t| t.parse().ok()),
                 });
             }
             for k in children(dev, "disk").filter(|k| k.attribute("device").unwrap_or("disk") == "disk") {
                 let src = child(k, "source");
                 out.disks.push(DiskXml {
                     path: src.and_then(|s| s.attribute("file").or_else(|| s.attribute("dev"))).map(str::to_string),
-                    volume: src.and_then(|s| Some((s.attribute("pool")?.to_string(), s.attribute("volume")?.to_string()))),
+                    volume: src
+                        .and_then(|s| Some((s.attribute("pool")?.to_string(), s.attribute("volume")?.to_string()))),
                     target: child(k, "target").and_then(|t| t.attribute("dev")).unwrap_or_default().to_string(),
                     format: child(k, "driver").and_then(|t| t.attribute("type")).map(str::to_string),
                 });
@@ -141,7 +150,10 @@ impl DomainXml {
             out.graphics = children(dev, "graphics").next().map(|g| GraphicsXml {
                 kind: g.attribute("type").unwrap_or_default().to_string(),
                 port: g.attribute("port").and_then(|p| p.parse().ok()),
-                listen: g.attribute("listen").or_else(|| child(g, "listen").and_then(|l| l.attribute("address"))).map(str::to_string),
+                listen: g
+                    .attribute("listen")
+                    .or_else(|| child(g, "listen").and_then(|l| l.attribute("address")))
+                    .map(str::to_string),
                 passwd: g.attribute("passwd").map(str::to_string),
             });
         }
@@ -301,7 +313,9 @@ pub fn clone_xml(src: &str, edit: &CloneEdit) -> Result<String> {
     for ch in children(dev, "serial").chain(children(dev, "console")) {
         if let Some(log) = child(ch, "log") {
             let dir = log.attribute("file").and_then(|f| f.rsplit_once('/')).map(|(d, _)| d.to_string());
-            let new = dir.map(|d| format!("<log file='{}/{}-serial.log' append='off'/>", esc(&d), esc(&edit.name))).unwrap_or_default();
+            let new = dir
+                .map(|d| format!("<log file='{}/{}-serial.log' append='off'/>", esc(&d), esc(&edit.name)))
+                .unwrap_or_default();
             edits.push((log.range(), new));
         }
     }

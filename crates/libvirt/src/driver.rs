@@ -7,8 +7,9 @@ use crate::ops;
 use async_trait::async_trait;
 use polyvisor_core::task::{completed, completed_status, now_unix, timed_out, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error, Guest, GuestId, GuestSummary, PowerAction, Result,
-    SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus, TemplateStrategy,
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error,
+    Guest, GuestId, GuestSummary, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput,
+    TaskStatus, TemplateStrategy,
 };
 use serde_json::json;
 
@@ -66,7 +67,10 @@ impl Driver for LibvirtDriver {
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
         let id = id.0.clone();
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "get", move |c, cfg| ops::guest(&ops::lookup(c, &id)?, cfg.is_local_qemu())).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "get", move |c, cfg| {
+            ops::guest(&ops::lookup(c, &id)?, cfg.is_local_qemu())
+        })
+        .await
     }
 
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
@@ -82,7 +86,9 @@ impl Driver for LibvirtDriver {
                     3 => d.resume().map(|_| ()).map_err(e)?,
                     7 => d.pm_wakeup(0).map(|_| ()).map_err(e)?,
                     1 | 2 | 4 => {}
-                    _ if action == PowerAction::Resume && !d.has_managed_save(0).unwrap_or(false) => return Err(not_running()),
+                    _ if action == PowerAction::Resume && !d.has_managed_save(0).unwrap_or(false) => {
+                        return Err(not_running())
+                    }
                     _ => d.create().map(|_| ()).map_err(e)?,
                 },
                 PowerAction::Stop => {
@@ -99,7 +105,9 @@ impl Driver for LibvirtDriver {
                         return Ok(Self::done("shutdown"));
                     }
                     d.shutdown().map_err(e)?;
-                    return Ok(TaskToken::new("lv-shutdown", json!({"id": id, "deadline": now_unix() + grace})).encode());
+                    return Ok(
+                        TaskToken::new("lv-shutdown", json!({"id": id, "deadline": now_unix() + grace})).encode()
+                    );
                 }
                 PowerAction::Reset => {
                     if st != 1 && st != 2 {
@@ -186,7 +194,9 @@ impl Driver for LibvirtDriver {
             return Err(Error::invalid("create needs a platform key"));
         }
         let started = |id: String, need_ip: bool, ready: u64| {
-            let task = TaskToken::new("lv-clone", json!({"id": id, "start": true, "need_ip": need_ip})).with_max_age(ready).encode();
+            let task = TaskToken::new("lv-clone", json!({"id": id, "start": true, "need_ip": need_ip}))
+                .with_max_age(ready)
+                .encode();
             CloneStarted { task, new_guest: Some(GuestId::new(id)) }
         };
         let ready = self.cfg.ready_timeout.as_secs();
@@ -196,7 +206,8 @@ impl Driver for LibvirtDriver {
         let mut nics = Vec::new();
         for n in &spec.nics {
             let mac = match &n.mac {
-                Some(m) => polyvisor_core::net::normalize_mac(m).ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", m.escape_default())))?,
+                Some(m) => polyvisor_core::net::normalize_mac(m)
+                    .ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", m.escape_default())))?,
                 None => crate::names::new_mac(),
             };
             let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
@@ -243,12 +254,18 @@ impl Driver for LibvirtDriver {
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
         let id = id.0.clone();
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "list snapshots", move |c, _| ops::snapshots(&ops::lookup(c, &id)?)).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "list snapshots", move |c, _| {
+            ops::snapshots(&ops::lookup(c, &id)?)
+        })
+        .await
     }
 
     async fn snapshot_exists(&self, id: &GuestId, name: &str) -> Result<bool> {
         let (id, name) = (id.0.clone(), name.to_string());
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot exists", move |c, _| Ok(ops::snapshot(&ops::lookup(c, &id)?, &name)?.is_some())).await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot exists", move |c, _| {
+            Ok(ops::snapshot(&ops::lookup(c, &id)?, &name)?.is_some())
+        })
+        .await
     }
 
     async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
@@ -263,7 +280,10 @@ impl Driver for LibvirtDriver {
 
     async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
         let (id, name) = (id.0.clone(), name.to_string());
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot revert", move |c, _| ops::revert_snapshot(&ops::lookup(c, &id)?, &id, &name)).await?;
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot revert", move |c, _| {
+            ops::revert_snapshot(&ops::lookup(c, &id)?, &id, &name)
+        })
+        .await?;
         Ok(Self::done("revert"))
     }
 
@@ -316,7 +336,9 @@ impl Driver for LibvirtDriver {
                 call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone status", move |c, cfg| {
                     let d = match ops::lookup(c, &gid) {
                         Ok(d) => d,
-                        Err(e) if e.is_not_found() => return Ok(TaskStatus::Failed(Error::not_found(format!("clone [{gid}]")))),
+                        Err(e) if e.is_not_found() => {
+                            return Ok(TaskStatus::Failed(Error::not_found(format!("clone [{gid}]"))))
+                        }
                         Err(e) => return Err(e),
                     };
                     if !start {
@@ -342,17 +364,27 @@ impl Driver for LibvirtDriver {
         let id = id.0.clone();
         call(&self.conn, &self.cfg, self.cfg.call_timeout, "console", move |c, cfg| {
             let d = ops::lookup(c, &id)?;
-            let x = d.get_xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).map_err(|e| crate::conn::lv_err(e, "read domain XML", ""))?;
+            let x = d
+                .get_xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE)
+                .map_err(|e| crate::conn::lv_err(e, "read domain XML", ""))?;
             let x = crate::domxml::DomainXml::parse(&x)?;
-            let g = x.graphics.filter(|g| g.kind == "vnc").ok_or_else(|| Error::unsupported(format!("console for guest [{id}] (it has no VNC graphics device)")))?;
-            let port = g.port.filter(|p| *p > 0).and_then(|p| u16::try_from(p).ok()).ok_or_else(|| Error::conflict(format!("guest [{id}] is not running (no VNC port)")))?;
+            let g = x.graphics.filter(|g| g.kind == "vnc").ok_or_else(|| {
+                Error::unsupported(format!("console for guest [{id}] (it has no VNC graphics device)"))
+            })?;
+            let port = g
+                .port
+                .filter(|p| *p > 0)
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| Error::conflict(format!("guest [{id}] is not running (no VNC port)")))?;
             let wildcard = matches!(g.listen.as_deref(), None | Some("" | "0.0.0.0" | "::"));
             let host = cfg
                 .console_host
                 .clone()
                 .or_else(|| if wildcard { None } else { g.listen.clone() })
                 .or_else(|| cfg.remote_host())
-                .unwrap_or_else(|| g.listen.clone().filter(|l| !wildcard || l.is_empty()).unwrap_or_else(|| "127.0.0.1".into()));
+                .unwrap_or_else(|| {
+                    g.listen.clone().filter(|l| !wildcard || l.is_empty()).unwrap_or_else(|| "127.0.0.1".into())
+                });
             Ok(Console::Vnc { host, port, password: g.passwd.map(SecretString::from), one_time: false })
         })
         .await

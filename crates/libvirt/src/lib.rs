@@ -19,7 +19,6 @@ mod driver;
 #[cfg(feature = "libvirt")]
 mod ops;
 
-
 #[cfg(feature = "libvirt")]
 use polyvisor_core::{Driver, Result, Settings};
 #[cfg(feature = "libvirt")]

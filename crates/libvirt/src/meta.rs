@@ -60,7 +60,13 @@ impl Meta {
         if self.template {
             x.push_str(" template=\"1\"");
         }
-        for (k, v) in [("key", &self.key), ("source", &self.source), ("snapshot", &self.snapshot), ("mode", &self.mode), ("os", &self.os)] {
+        for (k, v) in [
+            ("key", &self.key),
+            ("source", &self.source),
+            ("snapshot", &self.snapshot),
+            ("mode", &self.mode),
+            ("os", &self.os),
+        ] {
             if let Some(v) = v {
                 x.push_str(&format!(" {k}=\"{}\"", esc(v)));
             }
@@ -83,7 +89,10 @@ impl Meta {
     pub fn from_node(n: roxmltree::Node<'_, '_>) -> Meta {
         let a = |k: &str| n.attribute(k).map(str::to_string).filter(|v| !v.is_empty());
         let paths = |tag: &str| -> Vec<String> {
-            n.children().filter(|c| c.is_element() && c.tag_name().name() == tag).filter_map(|c| c.attribute("path").map(str::to_string)).collect()
+            n.children()
+                .filter(|c| c.is_element() && c.tag_name().name() == tag)
+                .filter_map(|c| c.attribute("path").map(str::to_string))
+                .collect()
         };
         Meta {
             template: matches!(n.attribute("template"), Some("1" | "true" | "yes")),
@@ -127,7 +136,9 @@ mod tests {
         let x = m.to_xml();
         assert_eq!(Meta::parse(&x), m);
         // as it comes back from libvirt, with the namespace
-        let ns = format!("<polyvisor:meta xmlns:polyvisor=\"{NS}\" key=\"k\"><polyvisor:volume path=\"/v\"/></polyvisor:meta>");
+        let ns = format!(
+            "<polyvisor:meta xmlns:polyvisor=\"{NS}\" key=\"k\"><polyvisor:volume path=\"/v\"/></polyvisor:meta>"
+        );
         let back = Meta::parse(&ns);
         assert_eq!(back.key.as_deref(), Some("k"));
         assert_eq!(back.volumes, ["/v"]);

@@ -70,7 +70,11 @@ pub fn clone_volume_name(name: &str, index: usize) -> String {
 /// File-name-safe rendering of a snapshot name plus a short hash of name and `version`
 /// (the snapshot's creation time), so distinct names and re-created snapshots never collide.
 pub fn snapshot_base_name(template_uuid: &str, disk_index: usize, snapshot: &str, version: &str) -> String {
-    let safe: String = snapshot.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(32).collect();
+    let safe: String = snapshot
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(32)
+        .collect();
     let mut h: u32 = 2166136261;
     for b in snapshot.bytes().chain([0]).chain(version.bytes()) {
         h = (h ^ u32::from(b)).wrapping_mul(16777619);

@@ -16,7 +16,11 @@ pub(crate) fn lookup(c: &Conn, id: &str) -> Result<Domain> {
     names::validate_uuid(id)?;
     Domain::lookup_by_uuid_string(c, id).map_err(|e| {
         let err = lv_err(e, "lookup", "");
-        if err.is_not_found() { Error::not_found(format!("guest [{id}]")) } else { err }
+        if err.is_not_found() {
+            Error::not_found(format!("guest [{id}]"))
+        } else {
+            err
+        }
     })
 }
 
@@ -35,14 +39,25 @@ fn state(d: &Domain) -> Result<(polyvisor_core::PowerState, &'static str, u32)> 
 }
 
 fn display_name(x: &DomainXml) -> String {
-    if x.name.is_empty() { format!("VM-{}", x.uuid) } else { x.name.clone() }
+    if x.name.is_empty() {
+        format!("VM-{}", x.uuid)
+    } else {
+        x.name.clone()
+    }
 }
 
 /// The listing view.
 pub(crate) fn summary(d: &Domain) -> Result<GuestSummary> {
     let (_, x) = xml(d, false)?;
     let (power, _, _) = state(d)?;
-    Ok(GuestSummary { id: GuestId::new(x.uuid.clone()), name: display_name(&x), power, is_template: x.meta.template, key: x.meta.key.clone(), node: None })
+    Ok(GuestSummary {
+        id: GuestId::new(x.uuid.clone()),
+        name: display_name(&x),
+        power,
+        is_template: x.meta.template,
+        key: x.meta.key.clone(),
+        node: None,
+    })
 }
 
 /// Every domain, active and inactive.
@@ -63,7 +78,11 @@ pub(crate) fn list(c: &Conn) -> Result<Vec<GuestSummary>> {
 /// errors count as "no IPs". Local connections also read `/proc/net/arp`.
 fn addresses(d: &Domain, local: bool, macs: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for src in [virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP, virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT] {
+    for src in [
+        virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+        virt::sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+    ] {
         if let Ok(ifs) = d.interface_addresses(src, 0) {
             for i in ifs {
                 for a in i.addrs {
@@ -134,7 +153,8 @@ pub(crate) fn set_meta(d: &Domain, m: &Meta) -> Result<()> {
     }
     let xml = m.to_xml();
     let (md, key) = if m.is_empty() { (None, None) } else { (Some(xml.as_str()), Some(PREFIX)) };
-    d.set_metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, md, key, Some(NS), flags).map_err(|e| lv_err(e, "write polyvisor metadata", ""))?;
+    d.set_metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, md, key, Some(NS), flags)
+        .map_err(|e| lv_err(e, "write polyvisor metadata", ""))?;
     Ok(())
 }
 
@@ -184,7 +204,9 @@ pub(crate) fn delete(c: &Conn, id: &str) -> Result<()> {
     if is_active(&d) {
         d.destroy().map_err(|e| lv_err(e, "stop guest", ""))?;
     }
-    let flags = virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+    let flags = virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        | virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM;
     // NVRAM is refused by drivers without it (test:///); retry without that flag.
     let undone = d.undefine_flags(flags).or_else(|_| d.undefine_flags(flags & !virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM));
     if let Err(e) = undone {
@@ -207,15 +229,28 @@ pub(crate) fn delete(c: &Conn, id: &str) -> Result<()> {
 
 /// Snapshots of a domain, oldest first.
 pub(crate) fn snapshots(d: &Domain) -> Result<Vec<Snapshot>> {
-    let snaps = d.list_all_snapshots(virt::sys::VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL).map_err(|e| lv_err(e, "list snapshots", ""))?;
+    let snaps = d
+        .list_all_snapshots(virt::sys::VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)
+        .map_err(|e| lv_err(e, "list snapshots", ""))?;
     let mut out = Vec::new();
     for s in snaps {
         let x = s.get_xml_desc(0).map_err(|e| lv_err(e, "read snapshot", ""))?;
         let Ok(doc) = roxmltree::Document::parse(&x) else { continue };
         let r = doc.root_element();
-        let t = |tag: &str| r.children().find(|c| c.has_tag_name(tag)).and_then(|c| c.text()).map(|t| t.trim().to_string());
-        let parent = r.children().find(|c| c.has_tag_name("parent")).and_then(|p| p.children().find(|c| c.has_tag_name("name"))).and_then(|n| n.text()).map(str::to_string);
-        let mem = r.children().find(|c| c.has_tag_name("memory")).and_then(|m| m.attribute("snapshot")).map(|m| m != "no").unwrap_or(false);
+        let t =
+            |tag: &str| r.children().find(|c| c.has_tag_name(tag)).and_then(|c| c.text()).map(|t| t.trim().to_string());
+        let parent = r
+            .children()
+            .find(|c| c.has_tag_name("parent"))
+            .and_then(|p| p.children().find(|c| c.has_tag_name("name")))
+            .and_then(|n| n.text())
+            .map(str::to_string);
+        let mem = r
+            .children()
+            .find(|c| c.has_tag_name("memory"))
+            .and_then(|m| m.attribute("snapshot"))
+            .map(|m| m != "no")
+            .unwrap_or(false);
         out.push(Snapshot {
             name: t("name").unwrap_or_default(),
             description: t("description").filter(|d| !d.is_empty()),
@@ -235,7 +270,11 @@ pub(crate) fn snapshot(d: &Domain, name: &str) -> Result<Option<DomainSnapshot>>
         Ok(s) => Ok(Some(s)),
         Err(e) => {
             let err = lv_err(e, "find snapshot", "");
-            if err.is_not_found() { Ok(None) } else { Err(err) }
+            if err.is_not_found() {
+                Ok(None)
+            } else {
+                Err(err)
+            }
         }
     }
 }
@@ -284,7 +323,20 @@ pub(crate) struct CloneExtra {
 
 /// Defines a guest booting `iso` with a blank `size_gb` qcow2 disk in `pool`; returns its UUID.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn create_from_iso(c: &Conn, pool: &str, name: &str, uuid: &str, iso: &str, size_gb: u64, vcpus: u32, memory_mb: u64, nics: &[crate::domxml::NewNic], key: &str, os: Option<String>, domain_type: &str) -> Result<String> {
+pub(crate) fn create_from_iso(
+    c: &Conn,
+    pool: &str,
+    name: &str,
+    uuid: &str,
+    iso: &str,
+    size_gb: u64,
+    vcpus: u32,
+    memory_mb: u64,
+    nics: &[crate::domxml::NewNic],
+    key: &str,
+    os: Option<String>,
+    domain_type: &str,
+) -> Result<String> {
     names::validate_name(name)?;
     if Domain::lookup_by_name(c, name).is_ok() {
         return Err(Error::already_exists(format!("a guest named '{name}' already exists")));
@@ -293,11 +345,14 @@ pub(crate) fn create_from_iso(c: &Conn, pool: &str, name: &str, uuid: &str, iso:
         iso.to_string()
     } else if let Some((p, v)) = iso.split_once('/').or_else(|| iso.split_once(':')) {
         let p = StoragePool::lookup_by_name(c, p).map_err(|e| lv_err(e, "find ISO pool", ""))?;
-        StorageVol::lookup_by_name(&p, v.trim_start_matches("iso/")).and_then(|v| v.get_path()).map_err(|e| lv_err(e, "find ISO volume", ""))?
+        StorageVol::lookup_by_name(&p, v.trim_start_matches("iso/"))
+            .and_then(|v| v.get_path())
+            .map_err(|e| lv_err(e, "find ISO volume", ""))?
     } else {
         return Err(Error::invalid("ISO must be an absolute path or <pool>/<volume>"));
     };
-    let p = StoragePool::lookup_by_name(c, pool).map_err(|e| lv_err(e, "find pool (setting 'pool' or the storage given)", ""))?;
+    let p = StoragePool::lookup_by_name(c, pool)
+        .map_err(|e| lv_err(e, "find pool (setting 'pool' or the storage given)", ""))?;
     let vname = names::clone_volume_name(name, 0);
     if let Ok(stale) = StorageVol::lookup_by_name(&p, &vname) {
         let _ = stale.delete(0);
@@ -306,7 +361,18 @@ pub(crate) fn create_from_iso(c: &Conn, pool: &str, name: &str, uuid: &str, iso:
     let vol = StorageVol::create_xml(&p, &vx, 0).map_err(|e| lv_err(e, "create disk volume", ""))?;
     let disk = vol.get_path().map_err(|e| lv_err(e, "volume path", ""))?;
     let meta = Meta { key: Some(key.to_string()), os, volumes: vec![disk.clone()], ..Default::default() };
-    let xml = crate::domxml::IsoDomain { name, uuid, vcpus, memory_mb, disk: &disk, iso: &iso_path, nics, meta: &meta, domain_type }.to_xml();
+    let xml = crate::domxml::IsoDomain {
+        name,
+        uuid,
+        vcpus,
+        memory_mb,
+        disk: &disk,
+        iso: &iso_path,
+        nics,
+        meta: &meta,
+        domain_type,
+    }
+    .to_xml();
     if let Err(e) = Domain::define_xml(c, &xml) {
         let _ = vol.delete(0);
         return Err(lv_err(e, "define guest", ""));
@@ -318,7 +384,16 @@ pub(crate) fn create_from_iso(c: &Conn, pool: &str, name: &str, uuid: &str, iso:
 /// Returns the new domain's UUID. A domain that already has the name is adopted when it is
 /// a clone of the same source.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, linked: bool, uuid: &str, snapshot_name: Option<&str>, extra: &CloneExtra) -> Result<String> {
+pub(crate) fn clone(
+    c: &Conn,
+    default_pool: &str,
+    source: &str,
+    name: &str,
+    linked: bool,
+    uuid: &str,
+    snapshot_name: Option<&str>,
+    extra: &CloneExtra,
+) -> Result<String> {
     names::validate_name(name)?;
     if let Ok(existing) = Domain::lookup_by_name(c, name) {
         let (_, ex) = xml(&existing, true)?;
@@ -336,7 +411,9 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
     }
     // a snapshot replaced under the same name must not reuse the old base: key on its creation time
     let snap_version = match snapshot_name {
-        Some(sn) => snapshots(&src)?.into_iter().find(|s| s.name == sn).and_then(|s| s.created_unix).unwrap_or(0).to_string(),
+        Some(sn) => {
+            snapshots(&src)?.into_iter().find(|s| s.name == sn).and_then(|s| s.created_unix).unwrap_or(0).to_string()
+        }
         None => String::new(),
     };
     let mut new_bases: Vec<String> = Vec::new();
@@ -363,11 +440,26 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             let src_path = match (&src_vol, &disk.path) {
                 (Some(v), _) => v.get_path().map_err(|e| lv_err(e, "volume path", ""))?,
                 (None, Some(p)) => p.clone(),
-                _ => return Err(Error::unsupported(format!("cloning disk {} (it has no file or volume source)", disk.target))),
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "cloning disk {} (it has no file or volume source)",
+                        disk.target
+                    )))
+                }
             };
             let (src_vol, src_path) = match snapshot_name {
                 Some(sn) => {
-                    let base = snapshot_base(c, &src_path, disk.format.as_deref().unwrap_or("qcow2"), src_vol.as_ref(), default_pool, source, i, sn, &snap_version)?;
+                    let base = snapshot_base(
+                        c,
+                        &src_path,
+                        disk.format.as_deref().unwrap_or("qcow2"),
+                        src_vol.as_ref(),
+                        default_pool,
+                        source,
+                        i,
+                        sn,
+                        &snap_version,
+                    )?;
                     if !sx.meta.bases.contains(&base) && !new_bases.contains(&base) {
                         new_bases.push(base.clone());
                     }
@@ -377,7 +469,8 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             };
             let pool = match &src_vol {
                 Some(v) => StoragePool::lookup_by_volume(v).map_err(|e| lv_err(e, "find pool of disk", ""))?,
-                None => StoragePool::lookup_by_name(c, default_pool).map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
+                None => StoragePool::lookup_by_name(c, default_pool)
+                    .map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
             };
             let cap = match &src_vol {
                 Some(v) => v.get_info().map_err(|e| lv_err(e, "volume info", ""))?.capacity,
@@ -387,7 +480,11 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
             if let Ok(stale) = StorageVol::lookup_by_name(&pool, &vname) {
                 let _ = stale.delete(0); // left by an earlier failed attempt
             }
-            let fmt = if snapshot_name.is_some() { "qcow2".to_string() } else { disk.format.clone().unwrap_or_else(|| "qcow2".into()) };
+            let fmt = if snapshot_name.is_some() {
+                "qcow2".to_string()
+            } else {
+                disk.format.clone().unwrap_or_else(|| "qcow2".into())
+            };
             let vol = if linked {
                 let x = format!(
                     "<volume><name>{}</name><capacity unit='bytes'>{cap}</capacity><target><format type='qcow2'/></target><backingStore><path>{}</path><format type='{}'/></backingStore></volume>",
@@ -395,7 +492,9 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
                 );
                 StorageVol::create_xml(&pool, &x, 0).map_err(|e| lv_err(e, "create overlay volume", ""))?
             } else {
-                let v = src_vol.as_ref().ok_or_else(|| Error::unsupported("full clone of a disk outside every storage pool"))?;
+                let v = src_vol
+                    .as_ref()
+                    .ok_or_else(|| Error::unsupported("full clone of a disk outside every storage pool"))?;
                 let x = format!("<volume><name>{}</name><capacity unit='bytes'>{cap}</capacity><target><format type='qcow2'/></target></volume>", crate::meta::esc(&vname));
                 StorageVol::create_xml_from(&pool, &x, v, 0).map_err(|e| lv_err(e, "copy volume", ""))?
             };
@@ -442,10 +541,21 @@ pub(crate) fn clone(c: &Conn, default_pool: &str, source: &str, name: &str, link
 /// (made once with `qemu-img convert -l snapshot.name=…` into the pool directory of the
 /// source disk, then shared by every clone of that snapshot). Local URIs only.
 #[allow(clippy::too_many_arguments)]
-fn snapshot_base(c: &Conn, src_path: &str, fmt: &str, src_vol: Option<&StorageVol>, default_pool: &str, source: &str, index: usize, sn: &str, version: &str) -> Result<String> {
+fn snapshot_base(
+    c: &Conn,
+    src_path: &str,
+    fmt: &str,
+    src_vol: Option<&StorageVol>,
+    default_pool: &str,
+    source: &str,
+    index: usize,
+    sn: &str,
+    version: &str,
+) -> Result<String> {
     let pool = match src_vol {
         Some(v) => StoragePool::lookup_by_volume(v).map_err(|e| lv_err(e, "find pool of disk", ""))?,
-        None => StoragePool::lookup_by_name(c, default_pool).map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
+        None => StoragePool::lookup_by_name(c, default_pool)
+            .map_err(|e| lv_err(e, "find default pool (setting 'pool')", ""))?,
     };
     let px = pool.get_xml_desc(0).map_err(|e| lv_err(e, "read pool XML", ""))?;
     let doc = roxmltree::Document::parse(&px).map_err(|_| Error::backend("unreadable pool XML"))?;
@@ -466,12 +576,16 @@ fn snapshot_base(c: &Conn, src_path: &str, fmt: &str, src_vol: Option<&StorageVo
             .arg(src_path)
             .arg(&tmp)
             .output()
-            .map_err(|e| Error::unsupported("clone from a snapshot (needs qemu-img on this host)").with_detail(e.to_string()))?;
+            .map_err(|e| {
+                Error::unsupported("clone from a snapshot (needs qemu-img on this host)").with_detail(e.to_string())
+            })?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Error::backend(format!("exporting snapshot '{sn}' failed")).with_detail(String::from_utf8_lossy(&out.stderr).to_string()));
+            return Err(Error::backend(format!("exporting snapshot '{sn}' failed"))
+                .with_detail(String::from_utf8_lossy(&out.stderr).to_string()));
         }
-        std::fs::rename(&tmp, &base).map_err(|e| Error::backend("cannot place snapshot base volume").with_detail(e.to_string()))?;
+        std::fs::rename(&tmp, &base)
+            .map_err(|e| Error::backend("cannot place snapshot base volume").with_detail(e.to_string()))?;
         let _ = pool.refresh(0);
     }
     Ok(base)

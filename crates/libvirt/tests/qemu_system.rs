@@ -13,7 +13,12 @@ const URI: &str = "qemu:///system";
 const HINT: &str = "run scripts/ci/start-libvirt.sh (as root) first";
 
 fn virsh(args: &[&str]) -> String {
-    let o = Command::new("virsh").arg("-c").arg(URI).args(args).output().unwrap_or_else(|e| panic!("virsh missing ({e}); {HINT}"));
+    let o = Command::new("virsh")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("virsh missing ({e}); {HINT}"));
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
@@ -31,13 +36,15 @@ fn pool_volumes() -> Vec<String> {
 /// Defines the template domain `pvtest-tmpl` on a copy of the tiny guest disk in the pool.
 fn define_template() -> String {
     let tiny = std::env::var("POLYVISOR_TINY_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-tiny".into());
-    let shared = std::env::var("POLYVISOR_SHARED_DIR").unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
+    let shared = std::env::var("POLYVISOR_SHARED_DIR")
+        .unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
     let pooldir = std::env::var("POLYVISOR_POOL_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-pool".into());
     assert!(std::path::Path::new(&format!("{tiny}/template.qcow2")).exists(), "tiny guest missing in {tiny}; {HINT}");
     if !virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == "pvtest-tmpl") {
         let disk = format!("{pooldir}/pvtest-tmpl.qcow2");
         std::fs::copy(format!("{tiny}/template.qcow2"), &disk).expect("copy template disk");
-        let tmpl = std::fs::read_to_string(format!("{shared}/tools/tiny-guest/domain.xml.tmpl")).expect("domain.xml.tmpl");
+        let tmpl =
+            std::fs::read_to_string(format!("{shared}/tools/tiny-guest/domain.xml.tmpl")).expect("domain.xml.tmpl");
         let xml = tmpl
             .replace("@NAME@", "pvtest-tmpl")
             .replace("@MEM_MIB@", "128")
@@ -61,7 +68,12 @@ async fn done(d: &dyn Driver, t: &TaskId, secs: u64) -> polyvisor_core::TaskOutp
 
 #[tokio::test(flavor = "current_thread")]
 async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
-    let s = Settings::from_pairs([("uri", URI), ("pool", "polyvisor"), ("call_timeout_secs", "30"), ("shutdown_timeout_secs", "10")]);
+    let s = Settings::from_pairs([
+        ("uri", URI),
+        ("pool", "polyvisor"),
+        ("call_timeout_secs", "30"),
+        ("shutdown_timeout_secs", "10"),
+    ]);
     let d: Arc<dyn Driver> = polyvisor_libvirt::open(&s).unwrap();
     let probe = d.probe().await.unwrap_or_else(|e| panic!("libvirtd unreachable at {URI}: {e}; {HINT}"));
     eprintln!("probe: {probe}");
@@ -79,7 +91,13 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
 
     // linked clone, started: completes at running + IPv4
     let t0 = Instant::now();
-    let spec = CloneSpec { source: tid.clone(), name: "pvtest-linked".into(), snapshot: None, mode: CloneMode::Linked, start: true };
+    let spec = CloneSpec {
+        source: tid.clone(),
+        name: "pvtest-linked".into(),
+        snapshot: None,
+        mode: CloneMode::Linked,
+        start: true,
+    };
     let started = d.clone_guest(&spec).await.unwrap();
     eprintln!("measure: linked clone call {:?}", t0.elapsed());
     // a retry adopts the same clone
@@ -118,12 +136,21 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
 
     // full clone (not started)
     let t0 = Instant::now();
-    let full = CloneSpec { source: tid.clone(), name: "pvtest-full".into(), snapshot: None, mode: CloneMode::Full, start: false };
+    let full = CloneSpec {
+        source: tid.clone(),
+        name: "pvtest-full".into(),
+        snapshot: None,
+        mode: CloneMode::Full,
+        start: false,
+    };
     let fs = d.clone_guest(&full).await.unwrap();
     let fid = done(&*d, &fs.task, 60).await.new_guest.unwrap();
     eprintln!("measure: full clone {:?}", t0.elapsed());
     let mid = pool_volumes();
-    assert!(mid.contains(&"pvtest-linked.qcow2".to_string()) && mid.contains(&"pvtest-full.qcow2".to_string()), "{mid:?}");
+    assert!(
+        mid.contains(&"pvtest-linked.qcow2".to_string()) && mid.contains(&"pvtest-full.qcow2".to_string()),
+        "{mid:?}"
+    );
 
     // deletes leave no disks behind, and never the template's
     for id in [&cid, &fid] {
@@ -134,9 +161,25 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     assert_eq!(pool_volumes(), before, "pool volumes after deleting the clones");
 
     // clone from a template snapshot: exported once to a read-only base, overlay on it
-    done(&*d, &d.create_snapshot(&tid, &SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None }).await.unwrap(), 30).await;
+    done(
+        &*d,
+        &d.create_snapshot(
+            &tid,
+            &SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None },
+        )
+        .await
+        .unwrap(),
+        30,
+    )
+    .await;
     let t0 = Instant::now();
-    let from_snap = CloneSpec { source: tid.clone(), name: "pvtest-linked".into(), snapshot: Some("RAS_TEMPLATE_VERSION_1".into()), mode: CloneMode::Auto, start: false };
+    let from_snap = CloneSpec {
+        source: tid.clone(),
+        name: "pvtest-linked".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+        mode: CloneMode::Auto,
+        start: false,
+    };
     let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 60).await.new_guest.unwrap();
     eprintln!("measure: linked clone from snapshot (incl. base export) {:?}", t0.elapsed());
     let vols = pool_volumes();
@@ -145,7 +188,10 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     // deleting the template removes the base polyvisor made, never the disk it did not make
     done(&*d, &d.delete_guest(&tid).await.unwrap(), 30).await;
     let after: Vec<String> = pool_volumes();
-    assert!(after.contains(&"pvtest-tmpl.qcow2".to_string()) && !after.iter().any(|v| v.starts_with("pvbase-")), "{after:?}");
+    assert!(
+        after.contains(&"pvtest-tmpl.qcow2".to_string()) && !after.iter().any(|v| v.starts_with("pvbase-")),
+        "{after:?}"
+    );
     let _ = std::fs::remove_file("/var/lib/polyvisor-pool/pvtest-tmpl.qcow2");
     tokio::time::sleep(Duration::from_millis(1)).await;
     let tid = GuestId::new(define_template());

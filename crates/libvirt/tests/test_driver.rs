@@ -3,7 +3,9 @@
 #![cfg(feature = "libvirt")]
 
 use polyvisor_core::task::wait;
-use polyvisor_core::{CloneMode, CloneSpec, Driver, ErrorKind, GuestId, PowerAction, PowerState, Settings, SnapshotSpec, TaskId};
+use polyvisor_core::{
+    CloneMode, CloneSpec, Driver, ErrorKind, GuestId, PowerAction, PowerState, Settings, SnapshotSpec, TaskId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +36,10 @@ async fn test_driver_scenario() {
 
     // bad and unknown ids
     assert_eq!(d.get_guest(&GuestId::new("x'<y")).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(d.get_guest(&GuestId::new("00000000-0000-4000-8000-000000000000")).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        d.get_guest(&GuestId::new("00000000-0000-4000-8000-000000000000")).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(d.task_status(&TaskId("nope".into())).await.unwrap_err().kind(), ErrorKind::UnknownTask);
 
     // power: suspend/resume, stop idempotent, start
@@ -61,7 +66,10 @@ async fn test_driver_scenario() {
     done(&*d, &d.revert_snapshot(&id, "v1").await.unwrap()).await;
     assert_eq!(d.revert_snapshot(&id, "zz").await.unwrap_err().kind(), ErrorKind::NotFound);
     done(&*d, &d.delete_snapshot(&id, "zz").await.unwrap()).await;
-    assert!(d.create_snapshot(&id, &SnapshotSpec { name: "a/b".into(), include_memory: false, description: None }).await.is_err());
+    assert!(d
+        .create_snapshot(&id, &SnapshotSpec { name: "a/b".into(), include_memory: false, description: None })
+        .await
+        .is_err());
 
     // template flag in metadata, idempotent
     done(&*d, &d.set_template(&id, true).await.unwrap()).await;
@@ -72,7 +80,8 @@ async fn test_driver_scenario() {
     done(&*d, &d.set_template(&id, true).await.unwrap()).await;
 
     // clone names are validated; clone from snapshot is not offered
-    let mut spec = CloneSpec { source: id.clone(), name: "bad name".into(), snapshot: None, mode: CloneMode::Full, start: false };
+    let mut spec =
+        CloneSpec { source: id.clone(), name: "bad name".into(), snapshot: None, mode: CloneMode::Full, start: false };
     assert_eq!(d.clone_guest(&spec).await.unwrap_err().kind(), ErrorKind::InvalidInput);
     spec.name = "c1".into();
     spec.snapshot = Some("v1".into());
@@ -87,7 +96,11 @@ async fn test_driver_scenario() {
         memory_mb: Some(256),
         disk_size_gb: Some(1),
         storage: Some("default-pool".into()),
-        nics: vec![polyvisor_core::NicSpec { mac: Some("52-54-00-12-34-56".into()), vlan: None, network: Some("default".into()) }],
+        nics: vec![polyvisor_core::NicSpec {
+            mac: Some("52-54-00-12-34-56".into()),
+            vlan: None,
+            network: Some("default".into()),
+        }],
     };
     let c1 = d.create_guest(&cs).await.unwrap();
     let nid = done(&*d, &c1.task).await.new_guest.unwrap();

@@ -134,20 +134,17 @@ impl Api {
         };
         let form = [("username", user.as_str()), ("password", password.expose_secret())];
         self.count();
-        let resp = self
-            .http
-            .post(self.url("/access/ticket"))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let resp =
+            self.http.post(self.url("/access/ticket")).form(&form).send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         let reason = reason_phrase(&resp);
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
             let e = pve_error::from_response(status.as_u16(), reason.as_deref(), &body);
             return Err(match e.kind() {
-                ErrorKind::Unauthorized => Error::unauthorized(format!("Proxmox login failed for user '{user}': {}", e.message())),
+                ErrorKind::Unauthorized => {
+                    Error::unauthorized(format!("Proxmox login failed for user '{user}': {}", e.message()))
+                }
                 _ => e.context("Proxmox login failed"),
             });
         }
@@ -161,7 +158,10 @@ impl Api {
         let (Some(ticket), Some(csrf)) = (ticket, csrf) else {
             return Err(Error::backend("Proxmox login answer has no ticket"));
         };
-        let t = Ticket { cookie: SecretString::from(format!("PVEAuthCookie={ticket}")), csrf: SecretString::from(csrf.to_string()) };
+        let t = Ticket {
+            cookie: SecretString::from(format!("PVEAuthCookie={ticket}")),
+            csrf: SecretString::from(csrf.to_string()),
+        };
         if let Ok(mut slot) = self.ticket.lock() {
             *slot = Some(t.clone());
         }
@@ -183,11 +183,13 @@ impl Api {
                     Some(t) => t,
                     None => self.login().await?,
                 };
-                let mut c = HeaderValue::from_str(t.cookie.expose_secret()).map_err(|_| Error::backend("Proxmox ticket is not a valid cookie"))?;
+                let mut c = HeaderValue::from_str(t.cookie.expose_secret())
+                    .map_err(|_| Error::backend("Proxmox ticket is not a valid cookie"))?;
                 c.set_sensitive(true);
                 req = req.header(COOKIE, c);
                 if *method != Method::GET {
-                    let mut x = HeaderValue::from_str(t.csrf.expose_secret()).map_err(|_| Error::backend("Proxmox CSRF token is not a valid header"))?;
+                    let mut x = HeaderValue::from_str(t.csrf.expose_secret())
+                        .map_err(|_| Error::backend("Proxmox CSRF token is not a valid header"))?;
                     x.set_sensitive(true);
                     req = req.header("CSRFPreventionToken", x);
                 }
@@ -208,7 +210,8 @@ impl Api {
         if body.is_empty() {
             return Ok(Value::Null);
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|_| Error::backend(format!("Proxmox answered {method} {path} with non-JSON")))?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|_| Error::backend(format!("Proxmox answered {method} {path} with non-JSON")))?;
         Ok(v.get("data").cloned().unwrap_or(Value::Null))
     }
 
@@ -219,9 +222,13 @@ impl Api {
         if e.is_timeout() {
             Error::timeout(format!("Proxmox at {host} did not answer in time")).with_detail(detail)
         } else if e.is_connect() {
-            let tls = detail.contains("certificate") || detail.contains("Certificate") || detail.contains("fingerprint");
+            let tls =
+                detail.contains("certificate") || detail.contains("Certificate") || detail.contains("fingerprint");
             if tls {
-                Error::unavailable(format!("TLS verification of Proxmox at {host} failed (check 'ca_file', 'fingerprint' or 'verify_tls')")).with_detail(detail)
+                Error::unavailable(format!(
+                    "TLS verification of Proxmox at {host} failed (check 'ca_file', 'fingerprint' or 'verify_tls')"
+                ))
+                .with_detail(detail)
             } else {
                 Error::unavailable(format!("Proxmox at {host} is unreachable")).with_detail(detail)
             }

@@ -109,9 +109,13 @@ impl ProxmoxDriver {
 
     /// Most recent task of a type for a VM since `since` (node task list, newest first).
     pub(crate) async fn last_task(&self, node: &str, vmid: &str, kind: &str, since: u64) -> Result<Option<PveTask>> {
-        let v = self.api.get(&format!("/nodes/{}/tasks", enc(node)), &[("vmid", vmid.to_string()), ("limit", "20".into())]).await?;
+        let v = self
+            .api
+            .get(&format!("/nodes/{}/tasks", enc(node)), &[("vmid", vmid.to_string()), ("limit", "20".into())])
+            .await?;
         let found = v.as_array().into_iter().flatten().find(|t| {
-            t.get("type").and_then(Value::as_str) == Some(kind) && crate::lenient::u64_field(t, "starttime").is_some_and(|s| s + 2 >= since)
+            t.get("type").and_then(Value::as_str) == Some(kind)
+                && crate::lenient::u64_field(t, "starttime").is_some_and(|s| s + 2 >= since)
         });
         Ok(found.map(|t| match t.get("status").and_then(Value::as_str) {
             None | Some("running") | Some("") => PveTask::Running,
@@ -131,7 +135,9 @@ pub(crate) fn vmid_of(id: &GuestId) -> Result<String> {
     let s = id.as_str().trim();
     match s.parse::<u64>() {
         Ok(n) if (100..=999_999_999).contains(&n) => Ok(n.to_string()),
-        _ => Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", s.chars().take(40).collect::<String>()))),
+        _ => {
+            Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", s.chars().take(40).collect::<String>())))
+        }
     }
 }
 

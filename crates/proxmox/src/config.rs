@@ -1,7 +1,9 @@
 //! Settings → [`Config`]: the RAS sample keys and the CloudStack built-in keys map onto
 //! the same struct, so both fronts behave alike (see the crate README for the key table).
 
-use polyvisor_core::{Capabilities, ConsoleKind, Error, ExposeSecret, Result, SecretString, Settings, TemplateStrategy};
+use polyvisor_core::{
+    Capabilities, ConsoleKind, Error, ExposeSecret, Result, SecretString, Settings, TemplateStrategy,
+};
 use std::time::Duration;
 
 /// Default PVE API port.
@@ -135,7 +137,9 @@ impl Config {
                 let id = if name.contains('!') {
                     name
                 } else {
-                    let user = user.clone().ok_or_else(|| Error::invalid("setting 'username' (or 'user') is required with a token"))?;
+                    let user = user
+                        .clone()
+                        .ok_or_else(|| Error::invalid("setting 'username' (or 'user') is required with a token"))?;
                     format!("{user}!{name}")
                 };
                 Auth::Token { header: SecretString::from(format!("PVEAPIToken={id}={}", secret.expose_secret())) }
@@ -147,10 +151,16 @@ impl Config {
                 }
                 Auth::Password { user, password }
             }
-            (Some(_), None, None) => return Err(Error::invalid("setting 'token_secret' (or 'secret') is required with a token")),
-            (None, Some(_), None) => return Err(Error::invalid("setting 'token_name' (or 'token') is required with a token secret")),
+            (Some(_), None, None) => {
+                return Err(Error::invalid("setting 'token_secret' (or 'secret') is required with a token"))
+            }
+            (None, Some(_), None) => {
+                return Err(Error::invalid("setting 'token_name' (or 'token') is required with a token secret"))
+            }
             (None, None, None) => {
-                return Err(Error::invalid("credentials missing: set 'token_name' + 'token_secret' (or 'token' + 'secret'), or 'password'"))
+                return Err(Error::invalid(
+                    "credentials missing: set 'token_name' + 'token_secret' (or 'token' + 'secret'), or 'password'",
+                ))
             }
         };
         let verify = match s.bool("verify_tls")? {
@@ -300,7 +310,8 @@ mod tests {
         assert!(e.message().contains("'fingerprint'") && !e.message().contains("S3CRET"));
         let s = Settings::from_json(&json!({"host":"pve"})).unwrap();
         assert!(Config::from_settings(&s).is_err());
-        let s = Settings::from_json(&json!({"host":"pve","username":"root","password":"pw","template_mode":"native"})).unwrap();
+        let s = Settings::from_json(&json!({"host":"pve","username":"root","password":"pw","template_mode":"native"}))
+            .unwrap();
         let c = Config::from_settings(&s).unwrap();
         assert!(matches!(c.auth, Auth::Password { ref user, .. } if user == "root@pam"));
         assert_eq!(c.template_mode, TemplateMode::Native);

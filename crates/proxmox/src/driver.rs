@@ -11,16 +11,12 @@ use crate::upid::enc;
 use polyvisor_core::task::TaskToken;
 use polyvisor_core::task::{completed, completed_status, timed_out};
 use polyvisor_core::{
-    Capabilities, CloneSpec, CloneStarted, Console, CreateSpec, Driver, Error, ErrorKind, Guest,
-    GuestId, GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec,
-    TaskId, TaskOutput, TaskStatus,
+    Capabilities, CloneSpec, CloneStarted, Console, CreateSpec, Driver, Error, ErrorKind, Guest, GuestId, GuestSummary,
+    PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
 };
 use serde_json::{json, Value};
 
-async fn counted<T>(
-    op: &'static str,
-    fut: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
+async fn counted<T>(op: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let (out, n) = count_scope(fut).await;
     match &out {
         Ok(_) => {
@@ -53,37 +49,21 @@ impl Driver for ProxmoxDriver {
     async fn probe(&self) -> Result<String> {
         counted("probe", async {
             let v = self.api.get("/version", &[]).await?;
-            let version =
-                crate::lenient::str_field(&v, "version").unwrap_or_else(|| "unknown".into());
-            Ok(format!(
-                "Proxmox VE {version} at {}",
-                self.cfg().display_host
-            ))
+            let version = crate::lenient::str_field(&v, "version").unwrap_or_else(|| "unknown".into());
+            Ok(format!("Proxmox VE {version} at {}", self.cfg().display_host))
         })
         .await
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         counted("list", async {
-            Ok(self
-                .resources()
-                .await?
-                .iter()
-                .filter(|r| !r.is_placeholder())
-                .map(|r| r.summary())
-                .collect())
+            Ok(self.resources().await?.iter().filter(|r| !r.is_placeholder()).map(|r| r.summary()).collect())
         })
         .await
     }
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
-        counted(
-            "get",
-            self.on_vm(id, |vmid, node| async move {
-                self.read_guest(&vmid, &node).await
-            }),
-        )
-        .await
+        counted("get", self.on_vm(id, |vmid, node| async move { self.read_guest(&vmid, &node).await })).await
     }
 
     async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
@@ -99,13 +79,7 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
-        counted(
-            "power",
-            self.on_vm(id, |vmid, node| async move {
-                self.power_on(&vmid, &node, action).await
-            }),
-        )
-        .await
+        counted("power", self.on_vm(id, |vmid, node| async move { self.power_on(&vmid, &node, action).await })).await
     }
 
     async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
@@ -123,9 +97,7 @@ impl Driver for ProxmoxDriver {
     async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
         counted(
             "set_template",
-            self.on_vm(id, |vmid, node| async move {
-                self.convert(&vmid, &node, is_template).await
-            }),
+            self.on_vm(id, |vmid, node| async move { self.convert(&vmid, &node, is_template).await }),
         )
         .await
     }
@@ -142,12 +114,7 @@ impl Driver for ProxmoxDriver {
         counted(
             "snapshots",
             self.on_vm(id, |vmid, node| async move {
-                Ok(parse::snapshots(
-                    &self
-                        .api
-                        .get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[])
-                        .await?,
-                ))
+                Ok(parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?))
             }),
         )
         .await
@@ -160,21 +127,14 @@ impl Driver for ProxmoxDriver {
             self.on_vm(id, |vmid, node| {
                 let name = name.clone();
                 async move {
-                    let list = parse::snapshots(
-                        &self
-                            .api
-                            .get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[])
-                            .await?,
-                    );
+                    let list =
+                        parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?);
                     if list.iter().any(|s| s.name == name) {
                         return Ok(true);
                     }
                     // Link-clone design: a native template stands for its (impossible) snapshot.
                     if self.cfg().template_mode == TemplateMode::Native {
-                        let cfg = self
-                            .api
-                            .get(&format!("{}/config", vm_path(&node, &vmid)), &[])
-                            .await?;
+                        let cfg = self.api.get(&format!("{}/config", vm_path(&node, &vmid)), &[]).await?;
                         return Ok(crate::lenient::bool_field(&cfg, "template"));
                     }
                     Ok(false)
@@ -206,20 +166,13 @@ impl Driver for ProxmoxDriver {
                     let path = vm_path(&node, &vmid);
                     let data = self.api.get(&format!("{path}/snapshot"), &[]).await?;
                     if !parse::snapshots(&data).iter().any(|s| s.name == name) {
-                        return Err(Error::not_found(format!(
-                            "snapshot '{name}' of guest [{vmid}]"
-                        )));
+                        return Err(Error::not_found(format!("snapshot '{name}' of guest [{vmid}]")));
                     }
                     let mut p = vec![];
                     if parse::snapshot_list_running(&data) {
                         p.push(("start", "1".to_string()));
                     }
-                    let upid = upid_of(
-                        &self
-                            .api
-                            .post(&format!("{path}/snapshot/{}/rollback", enc(&name)), &p)
-                            .await?,
-                    )?;
+                    let upid = upid_of(&self.api.post(&format!("{path}/snapshot/{}/rollback", enc(&name)), &p).await?)?;
                     Ok(match upid {
                         Some(u) => upid_task("revert", &u, &vmid),
                         None => done("revert"),
@@ -240,17 +193,11 @@ impl Driver for ProxmoxDriver {
                         let upid = upid_of(
                             &self
                                 .api
-                                .delete(
-                                    &format!("{}/snapshot/{}", vm_path(&node, &vmid), enc(&name)),
-                                    &[],
-                                )
+                                .delete(&format!("{}/snapshot/{}", vm_path(&node, &vmid), enc(&name)), &[])
                                 .await?,
                         )?;
                         Ok(match upid {
-                            Some(u) => {
-                                TaskToken::new("snapdel", json!({"upid": u.raw, "vmid": vmid}))
-                                    .encode()
-                            }
+                            Some(u) => TaskToken::new("snapdel", json!({"upid": u.raw, "vmid": vmid})).encode(),
                             None => done("snapshot_delete"),
                         })
                     }
@@ -262,10 +209,7 @@ impl Driver for ProxmoxDriver {
                     Ok(done("snapshot_delete"))
                 }
                 // Native templates have no snapshots; the link-clone design treats this as done.
-                Err(e)
-                    if e.message().contains("template")
-                        && self.cfg().template_mode == TemplateMode::Native =>
-                {
+                Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => {
                     Ok(done("snapshot_delete"))
                 }
                 other => other,
@@ -289,10 +233,7 @@ impl Driver for ProxmoxDriver {
         counted(
             "console",
             self.on_vm(id, |vmid, node| async move {
-                let v = self
-                    .api
-                    .post(&format!("{}/vncproxy", vm_path(&node, &vmid)), &[])
-                    .await?;
+                let v = self.api.post(&format!("{}/vncproxy", vm_path(&node, &vmid)), &[]).await?;
                 let port = crate::lenient::u64_field(&v, "port")
                     .and_then(|p| u16::try_from(p).ok())
                     .ok_or_else(|| Error::backend("vncproxy answer has no port"))?;
@@ -300,27 +241,14 @@ impl Driver for ProxmoxDriver {
                     .get("ticket")
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::backend("vncproxy answer has no ticket"))?;
-                let host = match self
-                    .api
-                    .get(&format!("/nodes/{}/network", enc(&node)), &[])
-                    .await
-                {
+                let host = match self.api.get(&format!("/nodes/{}/network", enc(&node)), &[]).await {
                     Ok(net) => node_address(&net),
                     Err(_) => None,
                 }
                 .unwrap_or_else(|| {
-                    self.cfg()
-                        .display_host
-                        .rsplit_once(':')
-                        .map(|(h, _)| h.to_string())
-                        .unwrap_or_default()
+                    self.cfg().display_host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default()
                 });
-                Ok(Console::Vnc {
-                    host,
-                    port,
-                    password: Some(SecretString::from(ticket.to_string())),
-                    one_time: true,
-                })
+                Ok(Console::Vnc { host, port, password: Some(SecretString::from(ticket.to_string())), one_time: true })
             }),
         )
         .await
@@ -335,12 +263,7 @@ pub(crate) fn node_address(net: &Value) -> Option<String> {
         i.get("address")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .or_else(|| {
-                i.get("cidr")
-                    .and_then(Value::as_str)
-                    .and_then(|c| c.split('/').next())
-                    .map(str::to_string)
-            })
+            .or_else(|| i.get("cidr").and_then(Value::as_str).and_then(|c| c.split('/').next()).map(str::to_string))
     };
     list.iter()
         .find(|i| {
@@ -360,18 +283,11 @@ impl ProxmoxDriver {
         let path = vm_path(node, vmid);
         let status_path = format!("{path}/status/current");
         let config_path = format!("{path}/config");
-        let (status, config) = tokio::join!(
-            self.api.get(&status_path, &[]),
-            self.api.get(&config_path, &[])
-        );
+        let (status, config) = tokio::join!(self.api.get(&status_path, &[]), self.api.get(&config_path, &[]));
         let (status, config) = (status?, config?);
         let running = crate::lenient::str_field(&status, "status").as_deref() == Some("running");
         let agent = if running && parse::agent_enabled(&config) {
-            match self
-                .api
-                .get(&format!("{path}/agent/network-get-interfaces"), &[])
-                .await
-            {
+            match self.api.get(&format!("{path}/agent/network-get-interfaces"), &[]).await {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::debug!(vmid, error = %e, "guest agent gave no interfaces");
@@ -400,23 +316,15 @@ impl ProxmoxDriver {
                 }
             }
             PowerAction::Stop => ("stop", vec![]),
-            PowerAction::Shutdown => (
-                "shutdown",
-                vec![
-                    ("forceStop", "1".into()),
-                    ("timeout", self.cfg().shutdown_timeout_secs.to_string()),
-                ],
-            ),
+            PowerAction::Shutdown => {
+                ("shutdown", vec![("forceStop", "1".into()), ("timeout", self.cfg().shutdown_timeout_secs.to_string())])
+            }
             PowerAction::Reset => ("reset", vec![]),
             PowerAction::Reboot => ("reboot", vec![]),
             PowerAction::Suspend => ("suspend", vec![]),
             PowerAction::Resume => ("resume", vec![]),
         };
-        let answer = match self
-            .api
-            .post(&format!("{path}/status/{endpoint}"), &params)
-            .await
-        {
+        let answer = match self.api.post(&format!("{path}/status/{endpoint}"), &params).await {
             // Idempotent: stopping or shutting down a stopped guest succeeds.
             Err(e)
                 if matches!(action, PowerAction::Stop | PowerAction::Shutdown)
@@ -435,18 +343,12 @@ impl ProxmoxDriver {
     /// DELETE when stopped; when running, hard-stop first (the task issues the DELETE).
     pub(crate) async fn start_delete(&self, vmid: &str, node: &str) -> Result<TaskId> {
         let path = vm_path(node, vmid);
-        let params = [
-            ("purge", "1".to_string()),
-            ("destroy-unreferenced-disks", "1".to_string()),
-        ];
+        let params = [("purge", "1".to_string()), ("destroy-unreferenced-disks", "1".to_string())];
         match self.api.delete(&path, &params).await {
             Ok(v) => {
                 self.forget(vmid);
                 Ok(match upid_of(&v)? {
-                    Some(u) => {
-                        TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw}))
-                            .encode()
-                    }
+                    Some(u) => TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw})).encode(),
                     None => done("delete"),
                 })
             }
@@ -462,34 +364,26 @@ impl ProxmoxDriver {
                     let deadline = tokio::time::Instant::now() + STOP_WAIT;
                     loop {
                         match self.task_state(&u).await? {
-                            crate::client::PveTask::Running
-                                if tokio::time::Instant::now() < deadline =>
-                            {
+                            crate::client::PveTask::Running if tokio::time::Instant::now() < deadline => {
                                 tokio::time::sleep(std::time::Duration::from_millis(200)).await
                             }
                             _ => break,
                         }
                     }
                 }
-                let chained =
-                    TaskToken::new("delete", json!({"vmid": vmid, "node": node})).encode();
+                let chained = TaskToken::new("delete", json!({"vmid": vmid, "node": node})).encode();
                 match self.api.delete(&path, &params).await {
                     Ok(v) => {
                         self.forget(vmid);
                         Ok(match upid_of(&v)? {
-                            Some(u) => TaskToken::new(
-                                "delete",
-                                json!({"vmid": vmid, "node": node, "upid": u.raw}),
-                            )
-                            .encode(),
+                            Some(u) => {
+                                TaskToken::new("delete", json!({"vmid": vmid, "node": node, "upid": u.raw})).encode()
+                            }
                             None => done("delete"),
                         })
                     }
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(done("delete")),
-                    Err(e)
-                        if e.message().contains("is running")
-                            || crate::pve_error::is_lock_message(e.message()) =>
-                    {
+                    Err(e) if e.message().contains("is running") || crate::pve_error::is_lock_message(e.message()) => {
                         Ok(chained)
                     }
                     Err(e) => Err(e),
@@ -510,9 +404,7 @@ impl ProxmoxDriver {
                 if !flagged && !native {
                     let mut t = tags::split(&tag_str);
                     t.push(tags::TEMPLATE_TAG.into());
-                    self.api
-                        .put(&format!("{path}/config"), &[("tags", tags::join(&t))])
-                        .await?;
+                    self.api.put(&format!("{path}/config"), &[("tags", tags::join(&t))]).await?;
                 }
                 Ok(done("convert"))
             }
@@ -550,45 +442,20 @@ impl ProxmoxDriver {
         }
     }
 
-    async fn start_snapshot(
-        &self,
-        vmid: &str,
-        node: &str,
-        name: &str,
-        spec: &SnapshotSpec,
-    ) -> Result<TaskId> {
+    async fn start_snapshot(&self, vmid: &str, node: &str, name: &str, spec: &SnapshotSpec) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let list = parse::snapshots(&self.api.get(&format!("{path}/snapshot"), &[]).await?);
         let body = json!({"vmid": vmid, "node": node, "name": name, "vmstate": spec.include_memory, "description": spec.description});
         if list.iter().any(|s| s.name == name) {
-            let upid = upid_of(
-                &self
-                    .api
-                    .delete(&format!("{path}/snapshot/{}", enc(name)), &[])
-                    .await?,
-            )?;
+            let upid = upid_of(&self.api.delete(&format!("{path}/snapshot/{}", enc(name)), &[]).await?)?;
             let mut body = body;
             body["del_upid"] = json!(upid.map(|u| u.raw));
             return Ok(TaskToken::new("snapreplace", body).encode());
         }
-        match self
-            .post_snapshot(
-                vmid,
-                node,
-                name,
-                spec.include_memory,
-                spec.description.as_deref(),
-            )
-            .await
-        {
-            Ok(Some(u)) => {
-                Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode())
-            }
+        match self.post_snapshot(vmid, node, name, spec.include_memory, spec.description.as_deref()).await {
+            Ok(Some(u)) => Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode()),
             Ok(None) => Ok(done("snapshot")),
-            Err(e)
-                if e.message().contains("template")
-                    && self.cfg().template_mode == TemplateMode::Native =>
-            {
+            Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => {
                 Ok(done("snapshot"))
             }
             Err(e) => Err(e),
@@ -603,18 +470,10 @@ impl ProxmoxDriver {
         vmstate: bool,
         desc: Option<&str>,
     ) -> Result<Option<crate::upid::Upid>> {
-        let mut p = vec![
-            ("snapname", name.to_string()),
-            ("vmstate", if vmstate { "1" } else { "0" }.to_string()),
-        ];
+        let mut p = vec![("snapname", name.to_string()), ("vmstate", if vmstate { "1" } else { "0" }.to_string())];
         if let Some(d) = desc.filter(|d| !d.is_empty()) {
             p.push(("description", d.to_string()));
         }
-        upid_of(
-            &self
-                .api
-                .post(&format!("{}/snapshot", vm_path(node, vmid)), &p)
-                .await?,
-        )
+        upid_of(&self.api.post(&format!("{}/snapshot", vm_path(node, vmid)), &p).await?)
     }
 }

@@ -19,7 +19,10 @@ pub fn dns_name(raw: &str) -> Result<String> {
         out.pop();
     }
     if out.is_empty() || !out.chars().any(|c| c.is_ascii_alphanumeric()) {
-        return Err(Error::invalid(format!("guest name '{}' has no characters usable in a DNS name", raw.chars().take(80).collect::<String>())));
+        return Err(Error::invalid(format!(
+            "guest name '{}' has no characters usable in a DNS name",
+            raw.chars().take(80).collect::<String>()
+        )));
     }
     Ok(out)
 }
@@ -32,7 +35,8 @@ pub fn snapshot_name(raw: &str) -> Result<String> {
     if raw.is_empty() {
         return Err(Error::invalid("snapshot name is empty"));
     }
-    let mut out: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    let mut out: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
     if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
         out.insert(0, 's');
     }

@@ -60,7 +60,9 @@ pub fn resources(data: &Value) -> Vec<Resource> {
         .iter()
         .filter(|i| i.get("type").and_then(Value::as_str) == Some("qemu"))
         .filter_map(|i| {
-            let vmid = str_field(i, "vmid").or_else(|| i.get("id").and_then(Value::as_str).and_then(|s| s.strip_prefix("qemu/")).map(str::to_string))?;
+            let vmid = str_field(i, "vmid").or_else(|| {
+                i.get("id").and_then(Value::as_str).and_then(|s| s.strip_prefix("qemu/")).map(str::to_string)
+            })?;
             Some(Resource {
                 vmid,
                 node: str_field(i, "node")?,
@@ -101,10 +103,8 @@ fn mac_re() -> &'static Regex {
 /// NICs from config `net\d+` entries, in index order.
 pub fn config_nics(config: &Value) -> Vec<Nic> {
     let Some(obj) = config.as_object() else { return Vec::new() };
-    let mut nets: Vec<(u32, &str)> = obj
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("net")?.parse::<u32>().ok()?, v.as_str()?)))
-        .collect();
+    let mut nets: Vec<(u32, &str)> =
+        obj.iter().filter_map(|(k, v)| Some((k.strip_prefix("net")?.parse::<u32>().ok()?, v.as_str()?))).collect();
     nets.sort_by_key(|(i, _)| *i);
     nets.into_iter()
         .filter_map(|(_, v)| {
@@ -146,7 +146,9 @@ pub fn merge_agent(nics: &mut Vec<Nic>, agent: &Value) {
                 nic.ipv4.extend(v4);
                 nic.ipv6.extend(v6);
             }
-            None if !v4.is_empty() => nics.push(Nic { mac: mac.unwrap_or_default(), ipv4: v4, ipv6: v6, ..Default::default() }),
+            None if !v4.is_empty() => {
+                nics.push(Nic { mac: mac.unwrap_or_default(), ipv4: v4, ipv6: v6, ..Default::default() })
+            }
             None => {}
         }
     }

@@ -8,8 +8,11 @@ use crate::names;
 use crate::pve_error::is_lock_message;
 use crate::tags;
 use crate::upid::{enc, Upid};
-use polyvisor_core::{CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, ErrorKind, GuestId, Result, TaskOutput, TaskStatus};
 use polyvisor_core::task::TaskToken;
+use polyvisor_core::{
+    CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, ErrorKind, GuestId, Result, TaskOutput,
+    TaskStatus,
+};
 use serde_json::{json, Value};
 
 /// Whether a description carries exactly this marker line.
@@ -57,10 +60,14 @@ impl ProxmoxDriver {
             let cfg = self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await?;
             if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) {
                 let body = json!({"id": r.vmid, "node": r.node, "start": spec.start, "ip": true});
-                return Ok(CloneStarted { task: TaskToken::new("provision", body).encode(), new_guest: Some(GuestId::new(r.vmid.clone())) });
+                return Ok(CloneStarted {
+                    task: TaskToken::new("provision", body).encode(),
+                    new_guest: Some(GuestId::new(r.vmid.clone())),
+                });
             }
         }
-        let mut p: Vec<(&str, String)> = vec![("name", name.clone()), ("full", if full { "1" } else { "0" }.into()), ("description", desc)];
+        let mut p: Vec<(&str, String)> =
+            vec![("name", name.clone()), ("full", if full { "1" } else { "0" }.into()), ("description", desc)];
         if let Some(s) = snapname {
             p.push(("snapname", s));
         }
@@ -72,14 +79,20 @@ impl ProxmoxDriver {
         if let Some(pool) = &self.cfg().pool {
             p.push(("pool", pool.clone()));
         }
-        let (newid, upid) = self.submit_with_new_id(&format!("{}/clone", vm_path(&source.node, &src)), "newid", p).await?;
+        let (newid, upid) =
+            self.submit_with_new_id(&format!("{}/clone", vm_path(&source.node, &src)), "newid", p).await?;
         self.remember(&newid, &source.node);
         let body = json!({"id": newid, "node": source.node, "upid": upid.raw, "start": spec.start, "ip": true});
         Ok(CloneStarted { task: TaskToken::new("provision", body).encode(), new_guest: Some(GuestId::new(newid)) })
     }
 
     /// `GET /cluster/nextid` then the POST; a collision fetches a new id and retries.
-    async fn submit_with_new_id(&self, path: &str, id_param: &'static str, params: Vec<(&'static str, String)>) -> Result<(String, Upid)> {
+    async fn submit_with_new_id(
+        &self,
+        path: &str,
+        id_param: &'static str,
+        params: Vec<(&'static str, String)>,
+    ) -> Result<(String, Upid)> {
         let mut last = None;
         for attempt in 0..CLONE_ATTEMPTS {
             let id = crate::lenient::u64_of(Some(&self.api.get("/cluster/nextid", &[]).await?))
@@ -127,7 +140,8 @@ impl ProxmoxDriver {
             v.push_str(",firewall=0");
             fix.push((format!("net{i}"), v));
         }
-        let fix_json: Value = fix.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into();
+        let fix_json: Value =
+            fix.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into();
         // Idempotent per key: the tag (once configured) or our description marker (mid-way).
         if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(spec.key.as_str())) {
             return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
@@ -143,9 +157,11 @@ impl ProxmoxDriver {
         let (id, node, upid) = match &spec.source {
             CreateSource::Template { id, full } => {
                 let src = vmid_of(id)?;
-                let t = list.iter().find(|r| r.vmid == src).ok_or_else(|| Error::not_found(format!("template [{src}]")))?;
+                let t =
+                    list.iter().find(|r| r.vmid == src).ok_or_else(|| Error::not_found(format!("template [{src}]")))?;
                 let full = *full || !t.native_template || self.cfg().clone_default == CloneDefault::Full;
-                let mut p: Vec<(&str, String)> = vec![("name", name.clone()), ("full", if full { "1" } else { "0" }.into()), ("description", desc)];
+                let mut p: Vec<(&str, String)> =
+                    vec![("name", name.clone()), ("full", if full { "1" } else { "0" }.into()), ("description", desc)];
                 if full {
                     if let Some(s) = &storage {
                         p.push(("storage", s.clone()));
@@ -154,11 +170,16 @@ impl ProxmoxDriver {
                 if let Some(pool) = &self.cfg().pool {
                     p.push(("pool", pool.clone()));
                 }
-                let (id, upid) = self.submit_with_new_id(&format!("{}/clone", vm_path(&t.node, &src)), "newid", p).await?;
+                let (id, upid) =
+                    self.submit_with_new_id(&format!("{}/clone", vm_path(&t.node, &src)), "newid", p).await?;
                 (id, t.node.clone(), upid)
             }
             CreateSource::Iso { path, os_type } => {
-                let node = self.cfg().node.clone().ok_or_else(|| Error::invalid("setting 'node' is required to create from an ISO"))?;
+                let node = self
+                    .cfg()
+                    .node
+                    .clone()
+                    .ok_or_else(|| Error::invalid("setting 'node' is required to create from an ISO"))?;
                 let storage = storage.unwrap_or_else(|| "local-lvm".into());
                 let size = spec.disk_size_gb.unwrap_or(self.cfg().disk_size_gb).max(1);
                 let mut p: Vec<(&str, String)> = vec![
@@ -220,7 +241,9 @@ impl ProxmoxDriver {
         let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(TaskStatus::Failed(Error::backend(format!("{what} of guest [{id}] failed: the guest disappeared"))))
+                return Ok(TaskStatus::Failed(Error::backend(format!(
+                    "{what} of guest [{id}] failed: the guest disappeared"
+                ))))
             }
             Err(e) => return Err(e),
         };
@@ -272,7 +295,10 @@ impl ProxmoxDriver {
                     Some(PveTask::Running) => return Ok(TaskStatus::Running),
                     Some(PveTask::Failed(msg)) if !is_lock_message(&msg) => {
                         self.cleanup(&id, &node, key.as_deref()).await;
-                        return Ok(TaskStatus::Failed(task_error(&format!("{what} of guest [{id}]: start failed"), &msg)));
+                        return Ok(TaskStatus::Failed(task_error(
+                            &format!("{what} of guest [{id}]: start failed"),
+                            &msg,
+                        )));
                     }
                     _ => {}
                 }
@@ -294,7 +320,8 @@ impl ProxmoxDriver {
         let Ok(cfg) = self.api.get(&format!("{path}/config"), &[]).await else { return };
         let desc = crate::lenient::str_field(&cfg, "description").unwrap_or_default();
         let tag_key = tags::key_of(&crate::lenient::str_field(&cfg, "tags").unwrap_or_default());
-        let ours = desc.contains(MARK) && key.is_none_or(|k| has_marker(&desc, &marker("", Some(k))) || tag_key.as_deref() == Some(k));
+        let ours = desc.contains(MARK)
+            && key.is_none_or(|k| has_marker(&desc, &marker("", Some(k))) || tag_key.as_deref() == Some(k));
         if !ours {
             return;
         }

@@ -10,7 +10,8 @@ use serde_json::Value;
 /// The human message of a PVE error answer.
 pub fn extract_message(status: u16, reason: Option<&str>, body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let message = parsed.as_ref().and_then(|v| v.get("message")).and_then(Value::as_str).map(clean).filter(|m| !m.is_empty());
+    let message =
+        parsed.as_ref().and_then(|v| v.get("message")).and_then(Value::as_str).map(clean).filter(|m| !m.is_empty());
     let errors = parsed.as_ref().and_then(|v| v.get("errors")).and_then(Value::as_object).map(|m| {
         m.iter()
             .map(|(k, v)| format!("{k}: {}", v.as_str().map(clean).unwrap_or_else(|| v.to_string())))
@@ -40,7 +41,11 @@ pub fn classify_message(message: &str) -> ErrorKind {
         ErrorKind::NotFound
     } else if m.contains("already exists") || m.contains("already used") {
         ErrorKind::AlreadyExists
-    } else if is_lock_message(&m) || m.contains("is running") || m.contains("is a template") || m.contains("if it's a template") {
+    } else if is_lock_message(&m)
+        || m.contains("is running")
+        || m.contains("is a template")
+        || m.contains("if it's a template")
+    {
         ErrorKind::Conflict
     } else {
         ErrorKind::Backend
@@ -73,17 +78,32 @@ mod tests {
     #[test]
     fn every_version_shape() {
         // PVE <= 8.3: only the reason phrase.
-        let e = from_response(500, Some("Configuration file 'nodes/pve/qemu-server/101.conf' does not exist"), br#"{"data":null}"#);
+        let e = from_response(
+            500,
+            Some("Configuration file 'nodes/pve/qemu-server/101.conf' does not exist"),
+            br#"{"data":null}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(e.message().starts_with("Configuration file"));
         // PVE >= 8.4 / fakepve: body message with trailing newline.
-        let e = from_response(500, Some("x"), b"{\"data\":null,\"message\":\"unable to create VM 103: config file already exists\\n\"}");
+        let e = from_response(
+            500,
+            Some("x"),
+            b"{\"data\":null,\"message\":\"unable to create VM 103: config file already exists\\n\"}",
+        );
         assert_eq!(e.kind(), ErrorKind::AlreadyExists);
         assert_eq!(e.message(), "unable to create VM 103: config file already exists");
         // Parameter errors.
-        let e = from_response(400, Some("Parameter verification failed."), b"{\"errors\":{\"vmid\":\"invalid format - value does not look like a valid VM ID\\n\"},\"data\":null}");
+        let e = from_response(
+            400,
+            Some("Parameter verification failed."),
+            b"{\"errors\":{\"vmid\":\"invalid format - value does not look like a valid VM ID\\n\"},\"data\":null}",
+        );
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert_eq!(e.message(), "Parameter verification failed. (vmid: invalid format - value does not look like a valid VM ID)");
+        assert_eq!(
+            e.message(),
+            "Parameter verification failed. (vmid: invalid format - value does not look like a valid VM ID)"
+        );
         let e = from_response(401, Some("authentication failure"), br#"{"data":null}"#);
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
         // 595 with an empty body.

@@ -37,7 +37,8 @@ pub fn key_of(tags: &str) -> Option<String> {
         if hex.len() % 2 != 0 || hex.is_empty() {
             return None;
         }
-        let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+        let bytes: Option<Vec<u8>> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
         String::from_utf8(bytes?).ok()
     })
 }

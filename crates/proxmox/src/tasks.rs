@@ -54,7 +54,9 @@ impl ProxmoxDriver {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Ok => return Ok(ok()),
                 PveTask::Failed(m) if m.contains("does not exist") => return Ok(ok()),
-                PveTask::Failed(m) => return Ok(TaskStatus::Failed(task_error(&format!("Delete of guest [{vmid}] failed"), &m))),
+                PveTask::Failed(m) => {
+                    return Ok(TaskStatus::Failed(task_error(&format!("Delete of guest [{vmid}] failed"), &m)))
+                }
             }
         }
         // Chained: the stop was issued; DELETE once it is stopped.
@@ -88,7 +90,9 @@ impl ProxmoxDriver {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Ok => {}
                 PveTask::Failed(m) if m.contains("does not exist") => {}
-                PveTask::Failed(m) => return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (delete)", &m))),
+                PveTask::Failed(m) => {
+                    return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (delete)", &m)))
+                }
             }
         }
         let list = parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(node, vmid)), &[]).await?);

@@ -78,10 +78,12 @@ pub fn build_client(cfg: &Config) -> Result<reqwest::Client> {
         TlsMode::Verify => {}
         TlsMode::Insecure => b = b.danger_accept_invalid_certs(true),
         TlsMode::CaFile(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| Error::invalid("setting 'ca_file' names a file that cannot be read").with_detail(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::invalid("setting 'ca_file' is not a PEM certificate file").with_detail(e.to_string()))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::invalid("setting 'ca_file' names a file that cannot be read").with_detail(e.to_string())
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid("setting 'ca_file' is not a PEM certificate file").with_detail(e.to_string())
+            })?;
             if certs.is_empty() {
                 return Err(Error::invalid("setting 'ca_file' contains no PEM certificate"));
             }

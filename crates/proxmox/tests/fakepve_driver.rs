@@ -43,11 +43,17 @@ async fn token_auth_fingerprint_listing_get_and_power() {
     assert_eq!(d.round_trips() - before, 3);
     assert_eq!(g.ipv4_addresses(), ["192.0.2.50"]);
     assert_eq!(g.mac_addresses(), ["BC:24:11:00:01:00"]);
-    assert_eq!((g.cpus, g.memory_mb, g.os.as_deref(), g.power), (Some(2), Some(2048), Some("win11"), PowerState::PoweredOn));
+    assert_eq!(
+        (g.cpus, g.memory_mb, g.os.as_deref(), g.power),
+        (Some(2), Some(2048), Some("win11"), PowerState::PoweredOn)
+    );
 
     // paused guest on another node: start resumes it.
     let p = d.get_guest(&"102".into()).await.unwrap();
-    assert_eq!((p.power, p.raw_power_state.as_str(), p.node.as_deref()), (PowerState::Suspended, "paused", Some("pve2")));
+    assert_eq!(
+        (p.power, p.raw_power_state.as_str(), p.node.as_deref()),
+        (PowerState::Suspended, "paused", Some("pve2"))
+    );
     let t = d.power(&"102".into(), PowerAction::Start).await.unwrap();
     finish(&d, &t).await.unwrap();
     assert_eq!(d.get_guest(&"102".into()).await.unwrap().power, PowerState::PoweredOn);
@@ -55,7 +61,8 @@ async fn token_auth_fingerprint_listing_get_and_power() {
     let before = d.round_trips();
     finish(&d, &d.power(&"100".into(), PowerAction::Start).await.unwrap()).await.unwrap();
     assert_eq!(d.round_trips() - before, 1, "idempotent start = status read only");
-    for a in [PowerAction::Suspend, PowerAction::Resume, PowerAction::Reset, PowerAction::Reboot, PowerAction::Shutdown] {
+    for a in [PowerAction::Suspend, PowerAction::Resume, PowerAction::Reset, PowerAction::Reboot, PowerAction::Shutdown]
+    {
         finish(&d, &d.power(&"100".into(), a).await.unwrap()).await.unwrap_or_else(|e| panic!("{a}: {e:?}"));
     }
     assert_eq!(d.get_guest(&"100".into()).await.unwrap().power, PowerState::PoweredOff);
@@ -102,11 +109,17 @@ async fn ticket_auth_ca_file_relogin_and_bad_credentials() {
     let s = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret"});
     assert_eq!(driver(s.clone()).probe().await.unwrap_err().kind(), ErrorKind::Unavailable);
     let wrong = "00:".repeat(31) + "00";
-    assert_eq!(driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
     driver(with(s, json!({"verify_tls": "false"}))).probe().await.unwrap();
     // Unreachable host: Unavailable, bounded.
     let t0 = std::time::Instant::now();
-    let e = driver(json!({"host": "127.0.0.1:1", "username": "root@pam", "password": "x", "verify_tls": false})).probe().await.unwrap_err();
+    let e = driver(json!({"host": "127.0.0.1:1", "username": "root@pam", "password": "x", "verify_tls": false}))
+        .probe()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(t0.elapsed() < Duration::from_secs(8));
 }
@@ -140,7 +153,13 @@ async fn flag_templates_versions_clones_and_delete() {
     finish(&d, &d.revert_snapshot(&tpl, "RAS_TEMPLATE_VERSION_1").await.unwrap()).await.unwrap();
 
     // Clone from the version, started; the clone has no agent → ready after ip_wait_timeout (1 s).
-    let cs = CloneSpec { source: tpl.clone(), name: "RAS Pool_01".into(), snapshot: Some("RAS_TEMPLATE_VERSION_1".into()), mode: CloneMode::Auto, start: true };
+    let cs = CloneSpec {
+        source: tpl.clone(),
+        name: "RAS Pool_01".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+        mode: CloneMode::Auto,
+        start: true,
+    };
     let before = d.round_trips();
     let started = d.clone_guest(&cs).await.unwrap();
     assert_eq!(d.round_trips() - before, 3, "resources + nextid + clone");
@@ -181,7 +200,13 @@ async fn native_templates_and_linked_clones() {
     let snap = SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None };
     finish(&d, &d.create_snapshot(&id, &snap).await.unwrap()).await.unwrap();
     assert!(d.snapshot_exists(&id, "RAS_TEMPLATE_VERSION_1").await.unwrap());
-    let cs = CloneSpec { source: id.clone(), name: "linked-1".into(), snapshot: Some("RAS_TEMPLATE_VERSION_1".into()), mode: CloneMode::Linked, start: false };
+    let cs = CloneSpec {
+        source: id.clone(),
+        name: "linked-1".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+        mode: CloneMode::Linked,
+        start: false,
+    };
     let out = finish(&d, &d.clone_guest(&cs).await.unwrap().task).await.unwrap();
     let g = d.get_guest(&out.new_guest.unwrap()).await.unwrap();
     assert_eq!((g.name.as_str(), g.is_template), ("linked-1", false));
@@ -202,7 +227,9 @@ async fn faults_leave_nothing_half_created() {
     let cs = CloneSpec { name: "f2".into(), ..cs };
     let started = d.clone_guest(&cs).await.unwrap();
     let id = started.new_guest.clone().unwrap();
-    pve.cmd(json!({"vm": id.as_str().parse::<u64>().unwrap(), "set": "start_error", "value": "start failed: no memory"}));
+    pve.cmd(
+        json!({"vm": id.as_str().parse::<u64>().unwrap(), "set": "start_error", "value": "start failed: no memory"}),
+    );
     let e = finish(&d, &started.task).await.unwrap_err();
     assert!(e.message().contains("start failed"), "{e:?}");
     assert_eq!(pve.vms().len(), n_before, "{:?}", pve.vms());
@@ -222,7 +249,8 @@ async fn faults_leave_nothing_half_created() {
 /// reference data for this check only).
 fn schema() -> serde_json::Map<String, Value> {
     use std::io::Read;
-    let gz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pve-api-schema.json.gz")).expect("schema file");
+    let gz =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pve-api-schema.json.gz")).expect("schema file");
     let mut s = String::new();
     flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut s).expect("gunzip schema");
     serde_json::from_str::<Value>(&s).expect("schema json").as_object().cloned().expect("schema object")
@@ -253,7 +281,8 @@ fn param_known(props: &serde_json::Map<String, Value>, name: &str) -> bool {
 async fn create_guest_and_every_request_matches_the_pve_schema() {
     let mut pve = FakePve::start();
     pve.cmd(json!({"call": "store_file", "args": ["local", "debian.iso", 1000]}));
-    let d = driver(with(pve.token_settings(), json!({"node": "pve1", "storage": "local-lvm", "network_bridge": "vmbr0"})));
+    let d =
+        driver(with(pve.token_settings(), json!({"node": "pve1", "storage": "local-lvm", "network_bridge": "vmbr0"})));
     let n0 = pve.vms().len();
     // CloudStack create from template: key stored on the VM, found by another process.
     let spec = CreateSpec {
@@ -290,7 +319,12 @@ async fn create_guest_and_every_request_matches_the_pve_schema() {
     let id2 = finish(&d, &d.create_guest(&iso).await.unwrap().task).await.unwrap().new_guest.unwrap();
     assert_eq!(d.get_guest(&id2).await.unwrap().key.as_deref(), Some("i-2-46-VM"));
     // A failing ISO create (missing volume) leaves nothing behind.
-    let bad = CreateSpec { key: "i-2-47-VM".into(), name: "i-2-47-VM".into(), source: CreateSource::Iso { path: "local:iso/missing.iso".into(), os_type: None }, ..iso.clone() };
+    let bad = CreateSpec {
+        key: "i-2-47-VM".into(),
+        name: "i-2-47-VM".into(),
+        source: CreateSource::Iso { path: "local:iso/missing.iso".into(), os_type: None },
+        ..iso.clone()
+    };
     let e = finish(&d, &d.create_guest(&bad).await.unwrap().task).await.unwrap_err();
     assert!(e.message().contains("does not exist"), "{e}");
     assert_eq!(pve.vms().len(), n0 + 2);
@@ -311,7 +345,8 @@ async fn create_guest_and_every_request_matches_the_pve_schema() {
     finish(&d, &d.set_template(&"101".into(), false).await.unwrap()).await.unwrap();
     let nat = driver(with(pve.token_settings(), json!({"template_mode": "native"})));
     finish(&nat, &nat.set_template(&"103".into(), true).await.unwrap()).await.unwrap();
-    let cs = CloneSpec { source: "103".into(), name: "lc".into(), snapshot: None, mode: CloneMode::Linked, start: true };
+    let cs =
+        CloneSpec { source: "103".into(), name: "lc".into(), snapshot: None, mode: CloneMode::Linked, start: true };
     finish(&nat, &nat.clone_guest(&cs).await.unwrap().task).await.unwrap();
 
     let schema = schema();
@@ -347,7 +382,13 @@ async fn create_guest_and_every_request_matches_the_pve_schema() {
 async fn concurrent_clones_get_distinct_ids_despite_nextid_races() {
     let mut pve = FakePve::start();
     let d = std::sync::Arc::new(driver(pve.token_settings()));
-    let spec = |n: &str| CloneSpec { source: "9000".into(), name: n.into(), snapshot: None, mode: CloneMode::Full, start: false };
+    let spec = |n: &str| CloneSpec {
+        source: "9000".into(),
+        name: n.into(),
+        snapshot: None,
+        mode: CloneMode::Full,
+        start: false,
+    };
     let (sa, sb, sc) = (spec("c-a"), spec("c-b"), spec("c-c"));
     let (a, b, c) = tokio::join!(d.clone_guest(&sa), d.clone_guest(&sb), d.clone_guest(&sc));
     let mut ids = Vec::new();
@@ -358,10 +399,20 @@ async fn concurrent_clones_get_distinct_ids_despite_nextid_races() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "{ids:?}");
-    let names: Vec<String> = pve.vms().iter().filter_map(|v| v["name"].as_str().map(str::to_string)).filter(|n| n.starts_with("c-")).collect();
+    let names: Vec<String> = pve
+        .vms()
+        .iter()
+        .filter_map(|v| v["name"].as_str().map(str::to_string))
+        .filter(|n| n.starts_with("c-"))
+        .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     let sent = pve.cmd(json!({"sent": true}));
-    let posts = sent.as_array().unwrap().iter().filter(|r| r[0] == "POST" && r[1].as_str().unwrap().ends_with("/clone")).count();
+    let posts = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[0] == "POST" && r[1].as_str().unwrap().ends_with("/clone"))
+        .count();
     eprintln!("clone POSTs for 3 concurrent clones: {posts} (collisions retried with a new VMID)");
     assert!(posts >= 3);
 }
@@ -370,7 +421,8 @@ async fn concurrent_clones_get_distinct_ids_despite_nextid_races() {
 async fn started_clone_completes_only_once_it_reports_an_ipv4() {
     let mut pve = FakePve::start();
     let d = driver(with(pve.token_settings(), json!({"ip_wait_timeout": 120})));
-    let cs = CloneSpec { source: "100".into(), name: "ready-1".into(), snapshot: None, mode: CloneMode::Full, start: true };
+    let cs =
+        CloneSpec { source: "100".into(), name: "ready-1".into(), snapshot: None, mode: CloneMode::Full, start: true };
     let started = d.clone_guest(&cs).await.unwrap();
     let id = started.new_guest.clone().unwrap();
     // Clone done and started, but no agent answer yet: still running (powering on for RAS).

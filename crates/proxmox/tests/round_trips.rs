@@ -19,23 +19,45 @@ fn resources() -> ResponseTemplate {
 }
 
 async fn driver(server: &MockServer) -> polyvisor_proxmox::ProxmoxDriver {
-    let s = Settings::from_json(&json!({"host": server.uri(), "username": "root@pam", "token_name": "ci", "token_secret": "S3CRET"})).unwrap();
+    let s = Settings::from_json(
+        &json!({"host": server.uri(), "username": "root@pam", "token_name": "ci", "token_secret": "S3CRET"}),
+    )
+    .unwrap();
     open_driver(&s).unwrap()
 }
 
 #[tokio::test]
 async fn get_is_resolve_plus_three_then_three() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/api2/json/cluster/resources")).and(query_param("type", "vm"))
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .and(query_param("type", "vm"))
         .and(header("authorization", "PVEAPIToken=root@pam!ci=S3CRET"))
-        .respond_with(resources()).expect(1).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api2/json/nodes/pve1/qemu/100/status/current"))
-        .respond_with(ok(json!({"status":"running","qmpstatus":"running","name":"web"}))).expect(2).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api2/json/nodes/pve1/qemu/100/config"))
-        .respond_with(ok(json!({"name":"web","agent":"1","net0":"virtio=BC:24:11:AA:BB:CC,bridge=vmbr0"}))).expect(2).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api2/json/nodes/pve1/qemu/100/agent/network-get-interfaces"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"data":null,"message":"QEMU guest agent is not running\n"})))
-        .expect(2).mount(&server).await;
+        .respond_with(resources())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/current"))
+        .respond_with(ok(json!({"status":"running","qmpstatus":"running","name":"web"})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/config"))
+        .respond_with(ok(json!({"name":"web","agent":"1","net0":"virtio=BC:24:11:AA:BB:CC,bridge=vmbr0"})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/agent/network-get-interfaces"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"data":null,"message":"QEMU guest agent is not running\n"})),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
     let d = driver(&server).await;
     let g = d.get_guest(&"100".into()).await.unwrap();
     assert!(g.ipv4_addresses().is_empty(), "agent errors mean no IPs, not failure");
@@ -47,10 +69,24 @@ async fn get_is_resolve_plus_three_then_three() {
 #[tokio::test]
 async fn stop_is_one_post_and_task_status_is_one_get() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/api2/json/cluster/resources")).respond_with(resources()).expect(1).mount(&server).await;
-    Mock::given(method("POST")).and(path("/api2/json/nodes/pve1/qemu/100/status/stop")).respond_with(ok(json!(UPID))).expect(1).mount(&server).await;
-    Mock::given(method("GET")).and(path(format!("/api2/json/nodes/pve1/tasks/{}/status", urlencoding::encode(UPID))))
-        .respond_with(ok(json!({"status":"stopped","exitstatus":"OK"}))).expect(1).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(resources())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/stop"))
+        .respond_with(ok(json!(UPID)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api2/json/nodes/pve1/tasks/{}/status", urlencoding::encode(UPID))))
+        .respond_with(ok(json!({"status":"stopped","exitstatus":"OK"})))
+        .expect(1)
+        .mount(&server)
+        .await;
     let d = driver(&server).await;
     let t = d.power(&"100".into(), PowerAction::Stop).await.unwrap();
     assert_eq!(d.round_trips(), 2);
@@ -61,11 +97,24 @@ async fn stop_is_one_post_and_task_status_is_one_get() {
 #[tokio::test]
 async fn failed_task_carries_exit_status_and_gets_are_retried_on_5xx() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/api2/json/cluster/resources")).respond_with(ResponseTemplate::new(503)).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
     Mock::given(method("GET")).and(path("/api2/json/cluster/resources")).respond_with(resources()).mount(&server).await;
-    Mock::given(method("POST")).and(path("/api2/json/nodes/pve1/qemu/100/status/reboot")).respond_with(ok(json!(UPID))).expect(1).mount(&server).await;
-    Mock::given(method("GET")).and(path(format!("/api2/json/nodes/pve1/tasks/{}/status", urlencoding::encode(UPID))))
-        .respond_with(ok(json!({"status":"stopped","exitstatus":"VM 100 not running"}))).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/reboot"))
+        .respond_with(ok(json!(UPID)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api2/json/nodes/pve1/tasks/{}/status", urlencoding::encode(UPID))))
+        .respond_with(ok(json!({"status":"stopped","exitstatus":"VM 100 not running"})))
+        .mount(&server)
+        .await;
     let d = driver(&server).await;
     let t = d.power(&"100".into(), PowerAction::Reboot).await.unwrap();
     assert_eq!(d.round_trips(), 3, "503 retried once");
@@ -81,8 +130,12 @@ async fn old_pve_error_in_reason_phrase_only_and_no_write_retries() {
     Mock::given(method("GET")).and(path("/api2/json/cluster/resources")).respond_with(resources()).mount(&server).await;
     // PVE <= 8.3 puts the message only in the status line; wiremock cannot set a custom
     // reason phrase, so the body-less 500 maps to its status text and stays Backend.
-    Mock::given(method("POST")).and(path("/api2/json/nodes/pve1/qemu/100/status/reset"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"data": null}))).expect(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/reset"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({"data": null})))
+        .expect(1)
+        .mount(&server)
+        .await;
     let d = driver(&server).await;
     let e = d.power(&"100".into(), PowerAction::Reset).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Backend);
@@ -92,14 +145,32 @@ async fn old_pve_error_in_reason_phrase_only_and_no_write_retries() {
 #[tokio::test]
 async fn ticket_login_csrf_and_relogin_on_401() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/api2/json/access/ticket"))
-        .respond_with(ok(json!({"ticket":"PVE:root@pam:1::sig","CSRFPreventionToken":"1:csrf","username":"root@pam"}))).expect(2).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api2/json/version")).respond_with(ResponseTemplate::new(401)).up_to_n_times(1).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api2/json/version")).and(header("cookie", "PVEAuthCookie=PVE:root@pam:1::sig"))
-        .respond_with(ok(json!({"version":"8.2.4","release":"8.2"}))).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/access/ticket"))
+        .respond_with(ok(json!({"ticket":"PVE:root@pam:1::sig","CSRFPreventionToken":"1:csrf","username":"root@pam"})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/version"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/version"))
+        .and(header("cookie", "PVEAuthCookie=PVE:root@pam:1::sig"))
+        .respond_with(ok(json!({"version":"8.2.4","release":"8.2"})))
+        .mount(&server)
+        .await;
     Mock::given(method("GET")).and(path("/api2/json/cluster/resources")).respond_with(resources()).mount(&server).await;
-    Mock::given(method("POST")).and(path("/api2/json/nodes/pve1/qemu/100/status/stop")).and(header("csrfpreventiontoken", "1:csrf"))
-        .respond_with(ok(json!(UPID))).expect(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/stop"))
+        .and(header("csrfpreventiontoken", "1:csrf"))
+        .respond_with(ok(json!(UPID)))
+        .expect(1)
+        .mount(&server)
+        .await;
     let s = Settings::from_json(&json!({"host": server.uri(), "username": "root@pam", "password": "pw"})).unwrap();
     let d = open_driver(&s).unwrap();
     // login, 401, login again, version.
@@ -129,7 +200,10 @@ async fn message_only_in_the_reason_phrase_is_read() {
             let _ = sock.write_all(resp.as_bytes()).await;
         }
     });
-    let s = Settings::from_json(&json!({"host": format!("http://{addr}"), "username": "root@pam", "token_name": "ci", "token_secret": "x"})).unwrap();
+    let s = Settings::from_json(
+        &json!({"host": format!("http://{addr}"), "username": "root@pam", "token_name": "ci", "token_secret": "x"}),
+    )
+    .unwrap();
     let d = open_driver(&s).unwrap();
     let e = d.get_guest(&"101".into()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e:?}");

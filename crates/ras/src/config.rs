@@ -193,7 +193,8 @@ impl Config {
             c.link_clones = b;
         }
         if let Some(raw) = s.str(KEY_SUSPEND) {
-            c.suspend = SuspendMode::parse(&raw).ok_or_else(|| format!("setting '{KEY_SUSPEND}' must be auto, on or off"))?;
+            c.suspend =
+                SuspendMode::parse(&raw).ok_or_else(|| format!("setting '{KEY_SUSPEND}' must be auto, on or off"))?;
         }
         if let Some(d) = s.str_any(&[KEY_DRIVER, KEY_PLATFORM]) {
             c.driver = Some(d);
@@ -289,7 +290,8 @@ impl Level {
 
     /// The snapshot methods are available (versioning or link clones).
     pub(crate) fn snapshots(&self) -> bool {
-        self.template_method == TemplateMethod::Versioning || (self.template_method == TemplateMethod::Basic && self.link_clones)
+        self.template_method == TemplateMethod::Versioning
+            || (self.template_method == TemplateMethod::Basic && self.link_clones)
     }
 
     /// A label for messages (`basic`, `basic+link-clones`).
@@ -341,7 +343,8 @@ mod tests {
 
     #[test]
     fn bad_args_become_problems_not_failures() {
-        let a = Args { template_method: Some("gold".into()), guests_polling_rate: Some("fast".into()), ..Args::default() };
+        let a =
+            Args { template_method: Some("gold".into()), guests_polling_rate: Some("fast".into()), ..Args::default() };
         let c = Config::from_args(&a);
         assert_eq!(c.template_method, TemplateMethod::Versioning);
         assert_eq!(c.problems.len(), 2);

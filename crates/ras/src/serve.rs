@@ -11,14 +11,24 @@ use tokio::runtime::Runtime;
 
 /// Serves requests from `input` to `output` until EOF. Returns an error only when the
 /// streams themselves fail (a bad line is answered and the loop continues).
-pub(crate) fn serve<R: BufRead, W: Write>(rt: &Runtime, session: &mut Session, input: &mut R, output: &mut W) -> io::Result<()> {
+pub(crate) fn serve<R: BufRead, W: Write>(
+    rt: &Runtime,
+    session: &mut Session,
+    input: &mut R,
+    output: &mut W,
+) -> io::Result<()> {
     loop {
         let text = match read_line(input, MAX_LINE)? {
             Line::Eof => return Ok(()),
             Line::Text(t) if t.is_empty() => continue,
             Line::Text(t) => t,
             Line::TooLong => {
-                reply_err(session, output, &Echo::default(), &RpcError::parse(&format!("the line exceeds {MAX_LINE} bytes")))?;
+                reply_err(
+                    session,
+                    output,
+                    &Echo::default(),
+                    &RpcError::parse(&format!("the line exceeds {MAX_LINE} bytes")),
+                )?;
                 continue;
             }
             Line::BadUtf8 => {

@@ -74,7 +74,9 @@ impl Session {
     pub(crate) async fn call<T>(&self, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout_at(self.deadline, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::timeout(format!("{what} timed out after {:.1} s", self.base.request_timeout.as_secs_f64()))),
+            Err(_) => {
+                Err(Error::timeout(format!("{what} timed out after {:.1} s", self.base.request_timeout.as_secs_f64())))
+            }
         }
     }
 
@@ -100,7 +102,10 @@ impl Session {
     pub(crate) async fn initialize_level(&mut self) -> Level {
         let base = self.base.clone();
         let settings = base.open_settings(&Settings::new());
-        let caps: Option<Capabilities> = match self.call("reading driver capabilities", self.factory.capabilities(&settings)).await {
+        let caps: Option<Capabilities> = match self
+            .call("reading driver capabilities", self.factory.capabilities(&settings))
+            .await
+        {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "initialize: default driver capabilities unavailable; advertising the configured level");
@@ -122,9 +127,10 @@ impl Session {
         if !self.base.problems.is_empty() {
             return Err(RpcError::params(format!("Invalid connection parameters: {}", self.base.problems.join("; "))));
         }
-        let driver = self.default_driver().await.map_err(|e| {
-            RpcError::internal(format!("Not connected: call provider/connect first ({})", e.message()))
-        })?;
+        let driver = self
+            .default_driver()
+            .await
+            .map_err(|e| RpcError::internal(format!("Not connected: call provider/connect first ({})", e.message())))?;
         tracing::info!(driver = driver.display_name(), "no provider/connect in this process: using the default driver");
         let level = Level::resolve(&self.base, Some(&driver.capabilities()));
         let a = Active { driver, level };

@@ -94,7 +94,13 @@ mod tests {
         let got = lines("\u{feff}{\"a\":1}\r\n  \r\n  x  \nlast".as_bytes(), 100);
         assert_eq!(
             got,
-            [Line::Text("{\"a\":1}".into()), Line::Text("".into()), Line::Text("x".into()), Line::Text("last".into()), Line::Eof]
+            [
+                Line::Text("{\"a\":1}".into()),
+                Line::Text("".into()),
+                Line::Text("x".into()),
+                Line::Text("last".into()),
+                Line::Eof
+            ]
         );
     }
 

@@ -32,7 +32,8 @@ pub(crate) struct Echo {
 /// Decodes one non-empty line. On failure returns the error and whatever echo data the
 /// line carried.
 pub(crate) fn decode(line: &str) -> Result<Request, (RpcError, Echo)> {
-    let value: Value = serde_json::from_str(line).map_err(|_| (RpcError::parse("the line is not valid JSON"), Echo::default()))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|_| (RpcError::parse("the line is not valid JSON"), Echo::default()))?;
     let Value::Object(mut obj) = value else {
         return Err((RpcError::parse("a request must be a JSON object"), Echo::default()));
     };
@@ -43,7 +44,13 @@ pub(crate) fn decode(line: &str) -> Result<Request, (RpcError, Echo)> {
         Some(Value::String(s)) => s.trim().to_string(),
         Some(_) => return Err((RpcError::method("Invalid method name: expected a string"), echo)),
     };
-    Ok(Request { method: canonical(&raw_method), raw_method, params: obj.remove("params").unwrap_or(Value::Null), id: echo.id, jsonrpc: echo.jsonrpc })
+    Ok(Request {
+        method: canonical(&raw_method),
+        raw_method,
+        params: obj.remove("params").unwrap_or(Value::Null),
+        id: echo.id,
+        jsonrpc: echo.jsonrpc,
+    })
 }
 
 /// Trimmed, lower-cased, `hosts/*` aliases mapped to `guests/*`.
@@ -84,7 +91,12 @@ impl<'a> Reply<'a> {
     }
     /// An error reply; `message` already carries the prefix.
     pub(crate) fn err(echo: &'a Echo, code: i64, message: &'a str) -> Self {
-        Reply { jsonrpc: echo.jsonrpc.then_some("2.0"), id: echo.id.as_ref(), result: None, error: Some(WireError { code, message }) }
+        Reply {
+            jsonrpc: echo.jsonrpc.then_some("2.0"),
+            id: echo.id.as_ref(),
+            result: None,
+            error: Some(WireError { code, message }),
+        }
     }
 }
 

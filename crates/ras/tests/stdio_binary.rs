@@ -51,7 +51,14 @@ fn real_binary_keeps_stdout_clean_and_exits_zero_on_eof() {
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     assert_eq!(lines.len(), 4, "{text}");
     let caps = &lines[0]["result"]["capabilities"];
-    for key in ["can_suspend_guests", "guests_polling_rate", "tasks_polling_rate", "tasks_polling_retries", "template_method", "can_link_clones"] {
+    for key in [
+        "can_suspend_guests",
+        "guests_polling_rate",
+        "tasks_polling_rate",
+        "tasks_polling_retries",
+        "template_method",
+        "can_link_clones",
+    ] {
         assert!(caps.get(key).is_some(), "missing {key}: {text}");
     }
     assert_eq!(caps["guests_polling_rate"], 3, "clamped into 3..=900");
@@ -101,23 +108,38 @@ fn sim_clone_task_resolves_in_a_fresh_process_without_connect() {
     let dir = std::env::temp_dir().join(format!("polyvisor-ras-sim-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let list = session(&dir, &[], &[r#"{"method":"guests/list"}"#.into()]);
-    let ids: Vec<String> = list[0]["result"]["guests"].as_array().expect("guests").iter().filter_map(|v| v.as_str().map(String::from)).collect();
+    let ids: Vec<String> = list[0]["result"]["guests"]
+        .as_array()
+        .expect("guests")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     assert!(!ids.is_empty(), "the sim seeds a demo estate");
-    let gets: Vec<String> = ids.iter().map(|id| format!(r#"{{"method":"guests/get","params":{{"id":"{id}"}}}}"#)).collect();
+    let gets: Vec<String> =
+        ids.iter().map(|id| format!(r#"{{"method":"guests/get","params":{{"id":"{id}"}}}}"#)).collect();
     let guests = session(&dir, &[], &gets);
-    let template = guests.iter().find(|g| g["result"]["is_template"] == true).expect("a template")["result"]["id"].as_str().expect("id").to_string();
+    let template = guests.iter().find(|g| g["result"]["is_template"] == true).expect("a template")["result"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let cloned = session(
         &dir,
         &["--template-method", "basic"],
         &[
             r#"{"method":"provider/connect","params":{"settings":{}}}"#.into(),
-            format!(r#"{{"method":"guests/clone","params":{{"id":"{template}","name":"ras-stdio-001","snapshot":""}}}}"#),
+            format!(
+                r#"{{"method":"guests/clone","params":{{"id":"{template}","name":"ras-stdio-001","snapshot":""}}}}"#
+            ),
         ],
     );
     let task = cloned[1]["result"]["task_id"].as_str().expect("task_id").to_string();
     let mut output = serde_json::Value::Null;
     for _ in 0..50 {
-        let r = session(&dir, &["--template-method", "basic"], &[format!(r#"{{"method":"tasks/get","params":{{"id":"{task}"}}}}"#)]);
+        let r = session(
+            &dir,
+            &["--template-method", "basic"],
+            &[format!(r#"{{"method":"tasks/get","params":{{"id":"{task}"}}}}"#)],
+        );
         if r[0]["result"]["state"] != "running" {
             output = r[0]["result"].clone();
             break;

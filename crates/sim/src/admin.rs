@@ -115,45 +115,22 @@ fn exec(args: Args) -> Result<()> {
         Cmd::Status => {
             let c = db.counts()?;
             let _ = writeln!(out, "database: {}", db.path().display());
-            let _ = writeln!(
-                out,
-                "guests: {} (templates: {}), in progress: {}",
-                c.guests, c.templates, c.pending
-            );
-            let _ = writeln!(
-                out,
-                "snapshots: {}, running tasks: {}",
-                c.snapshots, c.running_tasks
-            );
+            let _ = writeln!(out, "guests: {} (templates: {}), in progress: {}", c.guests, c.templates, c.pending);
+            let _ = writeln!(out, "snapshots: {}, running tasks: {}", c.snapshots, c.running_tasks);
             let show = |v: Option<i64>| v.map_or("default".to_string(), |v| format!("{v} ms"));
-            let _ = writeln!(
-                out,
-                "timing: task {}, boot {}",
-                show(c.task_ms),
-                show(c.boot_ms)
-            );
+            let _ = writeln!(out, "timing: task {}, boot {}", show(c.task_ms), show(c.boot_ms));
             for f in db.faults()? {
-                let _ = writeln!(
-                    out,
-                    "fault: {} count={} latency_ms={} mode={:?}",
-                    f.op, f.count, f.latency_ms, f.mode
-                );
+                let _ =
+                    writeln!(out, "fault: {} count={} latency_ms={} mode={:?}", f.op, f.count, f.latency_ms, f.mode);
             }
         }
         Cmd::List { json } => {
             let guests = db.list()?;
             if json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&guests).unwrap_or_else(|_| "[]".into())
-                );
+                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&guests).unwrap_or_else(|_| "[]".into()));
             } else {
-                let _ = writeln!(
-                    out,
-                    "{:<8} {:<32} {:<13} {:<8} {:<16} KEY",
-                    "ID", "NAME", "POWER", "TEMPLATE", "IPV4"
-                );
+                let _ =
+                    writeln!(out, "{:<8} {:<32} {:<13} {:<8} {:<16} KEY", "ID", "NAME", "POWER", "TEMPLATE", "IPV4");
                 for g in guests {
                     let ip = if g.power == polyvisor_core::PowerState::PoweredOn {
                         db.guest_ip(g.id.as_str())?.unwrap_or_default()
@@ -175,23 +152,14 @@ fn exec(args: Args) -> Result<()> {
         }
         Cmd::Reset { empty } => {
             db.reset(empty)?;
-            let _ = writeln!(
-                out,
-                "reset {} ({})",
-                db.path().display(),
-                if empty { "empty" } else { "demo estate" }
-            );
+            let _ = writeln!(out, "reset {} ({})", db.path().display(), if empty { "empty" } else { "demo estate" });
         }
         Cmd::Seed { guests, prefix } => {
             crate::names::check_guest_name(&format!("{prefix}-1"))?;
             let t = std::time::Instant::now();
             match db.seed_guests(guests, &prefix)? {
                 Some((a, b)) => {
-                    let _ = writeln!(
-                        out,
-                        "inserted {guests} guests ({a}..={b}) in {} ms",
-                        t.elapsed().as_millis()
-                    );
+                    let _ = writeln!(out, "inserted {guests} guests ({a}..={b}) in {} ms", t.elapsed().as_millis());
                 }
                 None => {
                     let _ = writeln!(out, "inserted 0 guests");
@@ -199,18 +167,9 @@ fn exec(args: Args) -> Result<()> {
             }
         }
         Cmd::Fault { action } => match action {
-            FaultCmd::Set {
-                op,
-                count,
-                latency_ms,
-                mode,
-            } => {
+            FaultCmd::Set { op, count, latency_ms, mode } => {
                 db.set_fault(op, count, latency_ms, mode)?;
-                let _ = writeln!(
-                    out,
-                    "fault set: {} count={count} latency_ms={latency_ms} mode={mode:?}",
-                    op.as_str()
-                );
+                let _ = writeln!(out, "fault set: {} count={count} latency_ms={latency_ms} mode={mode:?}", op.as_str());
             }
             FaultCmd::Clear { op } => {
                 db.clear_faults(op)?;
@@ -218,20 +177,13 @@ fn exec(args: Args) -> Result<()> {
             }
             FaultCmd::List => {
                 for f in db.faults()? {
-                    let _ = writeln!(
-                        out,
-                        "{} count={} latency_ms={} mode={:?}",
-                        f.op, f.count, f.latency_ms, f.mode
-                    );
+                    let _ = writeln!(out, "{} count={} latency_ms={} mode={:?}", f.op, f.count, f.latency_ms, f.mode);
                 }
             }
         },
         Cmd::SetTiming { task_ms, boot_ms } => {
             db.set_timing(task_ms, boot_ms)?;
-            let _ = writeln!(
-                out,
-                "timing persisted (task_ms={task_ms:?}, boot_ms={boot_ms:?})"
-            );
+            let _ = writeln!(out, "timing persisted (task_ms={task_ms:?}, boot_ms={boot_ms:?})");
         }
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
@@ -252,11 +204,7 @@ mod tests {
     fn run_args(db: &std::path::Path, rest: &[&str]) -> Result<()> {
         let mut argv = vec!["sim", "--db", db.to_str().unwrap_or_default()];
         argv.extend_from_slice(rest);
-        exec(
-            Cli::try_parse_from(argv)
-                .map_err(|e| polyvisor_core::Error::invalid(e.to_string()))?
-                .args,
-        )
+        exec(Cli::try_parse_from(argv).map_err(|e| polyvisor_core::Error::invalid(e.to_string()))?.args)
     }
 
     #[test]
@@ -267,18 +215,7 @@ mod tests {
         run_args(&db, &["seed", "--guests", "25"]).unwrap();
         run_args(
             &db,
-            &[
-                "fault",
-                "set",
-                "--op",
-                "snapshot_create",
-                "--count",
-                "2",
-                "--latency-ms",
-                "5",
-                "--mode",
-                "task",
-            ],
+            &["fault", "set", "--op", "snapshot_create", "--count", "2", "--latency-ms", "5", "--mode", "task"],
         )
         .unwrap();
         run_args(&db, &["set-timing", "--task-ms", "0", "--boot-ms", "7"]).unwrap();
@@ -287,19 +224,12 @@ mod tests {
         let c = ctl.counts().unwrap();
         assert_eq!((c.guests, c.task_ms, c.boot_ms), (32, Some(0), Some(7)));
         let f = ctl.faults().unwrap();
-        assert_eq!(
-            (f[0].op.as_str(), f[0].count, f[0].latency_ms, f[0].mode),
-            ("snapshot_create", 2, 5, Mode::Task)
-        );
+        assert_eq!((f[0].op.as_str(), f[0].count, f[0].latency_ms, f[0].mode), ("snapshot_create", 2, 5, Mode::Task));
         run_args(&db, &["fault", "clear"]).unwrap();
         run_args(&db, &["reset", "--empty"]).unwrap();
         assert_eq!(ctl.counts().unwrap().guests, 0);
         assert!(ctl.faults().unwrap().is_empty());
-        assert_eq!(
-            ctl.counts().unwrap().boot_ms,
-            Some(7),
-            "timing survives reset"
-        );
+        assert_eq!(ctl.counts().unwrap().boot_ms, Some(7), "timing survives reset");
         assert!(run_args(&db, &["fault", "set", "--op", "bogus"]).is_err());
         assert!(run_args(&db, &["seed", "--guests", "1", "--prefix", "-bad"]).is_err());
     }

@@ -58,20 +58,13 @@ pub(crate) fn db_path(explicit: Option<String>) -> Result<PathBuf> {
     if let Some(p) = env_str(ENV_DB) {
         return Ok(PathBuf::from(p));
     }
-    dirs::data_dir()
-        .map(|d| d.join("polyvisor").join("sim.db"))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "no data directory for the sim database; set '{SETTING_DB}' or {ENV_DB}"
-            ))
-        })
+    dirs::data_dir().map(|d| d.join("polyvisor").join("sim.db")).ok_or_else(|| {
+        Error::invalid(format!("no data directory for the sim database; set '{SETTING_DB}' or {ENV_DB}"))
+    })
 }
 
 fn env_str(var: &str) -> Option<String> {
-    std::env::var(var)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+    std::env::var(var).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 fn env_bool(var: &str) -> Result<Option<bool>> {
@@ -85,9 +78,9 @@ fn ms(settings: &Settings, key: &str, var: &str) -> Result<Option<i64>> {
     let v = match settings.u64(key)? {
         Some(v) => Some(v),
         None => match env_str(var) {
-            Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-                Error::invalid(format!("{var} must be a non-negative integer (ms)"))
-            })?),
+            Some(raw) => Some(
+                raw.parse::<u64>().map_err(|_| Error::invalid(format!("{var} must be a non-negative integer (ms)")))?,
+            ),
             None => None,
         },
     };
@@ -111,9 +104,6 @@ mod tests {
         assert_eq!((c.task_ms, c.boot_ms, c.seed), (Some(0), Some(25), false));
         let bad = Settings::from_pairs([(SETTING_DB, "/tmp/x.db"), (SETTING_TASK_MS, "soon")]);
         let e = Config::resolve(&bad).unwrap_err();
-        assert!(
-            e.message().contains(SETTING_TASK_MS) && !e.message().contains("soon"),
-            "{e}"
-        );
+        assert!(e.message().contains(SETTING_TASK_MS) && !e.message().contains("soon"), "{e}");
     }
 }

@@ -34,15 +34,12 @@ pub struct Counts {
 impl SimDb {
     /// Opens (creating, and seeding when `seed`) the database at `path`.
     pub fn open(path: &Path, seed: bool) -> Result<SimDb> {
-        Ok(SimDb {
-            db: Db::open(path, seed)?,
-        })
+        Ok(SimDb { db: Db::open(path, seed)? })
     }
 
     /// Arms a fault knob.
     pub fn set_fault(&self, op: Op, count: u32, latency_ms: u32, mode: Mode) -> Result<()> {
-        self.db
-            .write(|tx| faults::set(tx, op, i64::from(count), i64::from(latency_ms), mode))
+        self.db.write(|tx| faults::set(tx, op, i64::from(count), i64::from(latency_ms), mode))
     }
 
     /// Clears one knob or all.
@@ -86,8 +83,7 @@ impl SimDb {
 
     /// Visible guests.
     pub fn list(&self) -> Result<Vec<GuestSummary>> {
-        self.db
-            .read(|c| crate::guests::list(c, crate::db::now_ms()))
+        self.db.read(|c| crate::guests::list(c, crate::db::now_ms()))
     }
 
     /// IPv4 address a guest shows once running (for `list`).
@@ -95,8 +91,7 @@ impl SimDb {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        self.db
-            .read(|c| Ok(crate::guests::row_any(c, id)?.map(|g| g.ip)))
+        self.db.read(|c| Ok(crate::guests::row_any(c, id)?.map(|g| g.ip)))
     }
 
     /// Counts.
@@ -105,9 +100,7 @@ impl SimDb {
             let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).db();
             Ok(Counts {
                 guests: one("SELECT COUNT(*) FROM guests WHERE visible = 1")?,
-                templates: one(
-                    "SELECT COUNT(*) FROM guests WHERE visible = 1 AND is_template = 1",
-                )?,
+                templates: one("SELECT COUNT(*) FROM guests WHERE visible = 1 AND is_template = 1")?,
                 pending: one("SELECT COUNT(*) FROM guests WHERE visible = 0")?,
                 snapshots: one("SELECT COUNT(*) FROM snapshots")?,
                 running_tasks: one("SELECT COUNT(*) FROM tasks WHERE state = 'running'")?,

@@ -13,21 +13,14 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Maps a SQLite error to a core error without leaking internals into the message.
 pub(crate) fn sql_error(e: rusqlite::Error) -> Error {
-    let busy = matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    );
+    let busy = matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked));
     if busy {
-        Error::unavailable("sim database is busy (locked by another process); retry")
-            .with_detail(e.to_string())
+        Error::unavailable("sim database is busy (locked by another process); retry").with_detail(e.to_string())
     } else {
         Error::internal("sim database error").with_detail(e.to_string())
     }
@@ -57,26 +50,18 @@ impl Db {
     pub(crate) fn open(path: &Path, seed: bool) -> Result<Db> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                Error::unavailable(format!(
-                    "cannot create the sim database directory {}",
-                    parent.display()
-                ))
-                .with_detail(e.to_string())
+                Error::unavailable(format!("cannot create the sim database directory {}", parent.display()))
+                    .with_detail(e.to_string())
             })?;
         }
         let mut conn = Connection::open(path).map_err(|e| {
-            Error::unavailable(format!("cannot open the sim database {}", path.display()))
-                .with_detail(e.to_string())
+            Error::unavailable(format!("cannot open the sim database {}", path.display())).with_detail(e.to_string())
         })?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
         conn.set_prepared_statement_cache_capacity(64);
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .db()?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
         if version == 0 {
-            let mode: String = conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .db()?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).db()?;
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(%mode, "sim database is not in WAL mode");
             }
@@ -89,10 +74,7 @@ impl Db {
             )));
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL").db()?;
-        Ok(Db {
-            conn: Mutex::new(conn),
-            path: path.to_path_buf(),
-        })
+        Ok(Db { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 
     /// The database file path.
@@ -114,9 +96,7 @@ impl Db {
     /// (nothing half-done) when it fails.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .db()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
         let out = f(&tx)?;
         tx.commit().db()?;
         Ok(out)
@@ -125,17 +105,14 @@ impl Db {
 
 /// Creates the schema (and seeds) unless another process did it first.
 fn init(conn: &mut Connection, seed: bool) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
     if version == 0 {
         tx.execute_batch(schema::CREATE).db()?;
         if seed {
             crate::seed::demo(&tx)?;
         }
-        tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))
-            .db()?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION)).db()?;
     }
     tx.commit().db()
 }
@@ -149,10 +126,12 @@ pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<i64>> {
 
 /// Sets an integer in the `meta` table.
 pub(crate) fn meta_set(conn: &Connection, key: &str, value: i64) -> Result<()> {
-    conn.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-        .and_then(|mut s| s.execute(rusqlite::params![key, value]))
-        .db()
-        .map(|_| ())
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )
+    .and_then(|mut s| s.execute(rusqlite::params![key, value]))
+    .db()
+    .map(|_| ())
 }
 
 /// Returns the counter `key` (starting at `start`) and increments it.

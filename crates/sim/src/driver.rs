@@ -15,9 +15,9 @@ use crate::tasks::{self, NewTask};
 use async_trait::async_trait;
 use polyvisor_core::task::completed;
 use polyvisor_core::{
-    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource,
-    CreateSpec, Driver, Error, Guest, GuestId, GuestSummary, PowerAction, PowerState, Result,
-    SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus, TemplateStrategy,
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error,
+    Guest, GuestId, GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId,
+    TaskOutput, TaskStatus, TemplateStrategy,
 };
 use rand::distr::{Alphanumeric, SampleString};
 use rusqlite::Connection;
@@ -31,12 +31,7 @@ pub struct SimDriver {
 }
 
 fn done(op: &str, new_guest: Option<i64>) -> TaskId {
-    completed(
-        op,
-        &TaskOutput {
-            new_guest: new_guest.map(|g| GuestId::new(g.to_string())),
-        },
-    )
+    completed(op, &TaskOutput { new_guest: new_guest.map(|g| GuestId::new(g.to_string())) })
 }
 
 impl SimDriver {
@@ -55,45 +50,27 @@ impl SimDriver {
             Some(v) => v,
             None => meta_get(conn, "boot_ms")?.unwrap_or(DEFAULT_BOOT_MS),
         };
-        Ok(Timing {
-            task_ms: task_ms.max(0),
-            boot_ms: boot_ms.max(0),
-        })
+        Ok(Timing { task_ms: task_ms.max(0), boot_ms: boot_ms.max(0) })
     }
 
     /// Returns the pending task of an in-progress guest, or converges an existing one
     /// (powering it on when `start`).
-    fn adopt(
-        &self,
-        conn: &Connection,
-        g: &GuestRow,
-        op: &'static str,
-        start: bool,
-    ) -> Result<CloneStarted> {
+    fn adopt(&self, conn: &Connection, g: &GuestRow, op: &'static str, start: bool) -> Result<CloneStarted> {
         if let Some(task) = tasks::running_for_guest(conn, g.id)? {
-            return Ok(CloneStarted {
-                task,
-                new_guest: g.visible.then(|| GuestId::new(g.id.to_string())),
-            });
+            return Ok(CloneStarted { task, new_guest: g.visible.then(|| GuestId::new(g.id.to_string())) });
         }
         let new_guest = Some(GuestId::new(g.id.to_string()));
         let now = now_ms();
         let state = g.power_at(now);
         if !start || !g.visible || state == PowerState::PoweredOn {
-            return Ok(CloneStarted {
-                task: done(op, Some(g.id)),
-                new_guest,
-            });
+            return Ok(CloneStarted { task: done(op, Some(g.id)), new_guest });
         }
         let until = if state == PowerState::PoweringOn {
             g.power_until
         } else {
             let t = self.timing(conn)?;
-            let ms = if matches!(state, PowerState::Suspended | PowerState::Suspending) {
-                t.task_ms
-            } else {
-                t.boot_ms
-            };
+            let ms =
+                if matches!(state, PowerState::Suspended | PowerState::Suspending) { t.task_ms } else { t.boot_ms };
             let (st, until) = power::stored_for(PowerState::PoweringOn, ms, now);
             guests::set_power(conn, g.id, st, until)?;
             until
@@ -108,21 +85,12 @@ impl SimDriver {
             new_guest: Some(g.id),
             fail: false,
         };
-        Ok(CloneStarted {
-            task: tasks::insert(conn, &t)?,
-            new_guest,
-        })
+        Ok(CloneStarted { task: tasks::insert(conn, &t)?, new_guest })
     }
 
     fn name_taken(conn: &Connection, name: &str, not: Option<i64>) -> Result<()> {
-        if let Some(other) = guests::rows_by_name(conn, name)?
-            .into_iter()
-            .find(|r| Some(r.id) != not)
-        {
-            return Err(Error::already_exists(format!(
-                "a guest named [{name}] already exists ([{}])",
-                other.id
-            )));
+        if let Some(other) = guests::rows_by_name(conn, name)?.into_iter().find(|r| Some(r.id) != not) {
+            return Err(Error::already_exists(format!("a guest named [{name}] already exists ([{}])", other.id)));
         }
         Ok(())
     }
@@ -149,16 +117,9 @@ impl Driver for SimDriver {
     }
 
     async fn probe(&self) -> Result<String> {
-        let n: i64 = self.db.read(|c| {
-            c.query_row("SELECT COUNT(*) FROM guests WHERE visible = 1", [], |r| {
-                r.get(0)
-            })
-            .db()
-        })?;
-        Ok(format!(
-            "polyvisor sim: {n} guests in {}",
-            self.db.path().display()
-        ))
+        let n: i64 =
+            self.db.read(|c| c.query_row("SELECT COUNT(*) FROM guests WHERE visible = 1", [], |r| r.get(0)).db())?;
+        Ok(format!("polyvisor sim: {n} guests in {}", self.db.path().display()))
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
@@ -171,8 +132,7 @@ impl Driver for SimDriver {
         faults::on_call(&self.db, Op::Get).await?;
         tasks::settle_due(&self.db)?;
         let id = parse_id(id.as_str())?;
-        self.db
-            .read(|c| guests::to_guest(c, &guests::row(c, id)?, now_ms()))
+        self.db.read(|c| guests::to_guest(c, &guests::row(c, id)?, now_ms()))
     }
 
     async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
@@ -198,13 +158,7 @@ impl Driver for SimDriver {
             if fail {
                 return tasks::insert(
                     tx,
-                    &NewTask::after(
-                        "power",
-                        id,
-                        t.task_ms,
-                        json!({ "action": action.as_str() }),
-                        true,
-                    ),
+                    &NewTask::after("power", id, t.task_ms, json!({ "action": action.as_str() }), true),
                 );
             }
             let until = match plan {
@@ -246,10 +200,7 @@ impl Driver for SimDriver {
             if !fail {
                 guests::set_power(tx, id, PowerState::PoweredOff, 0)?; // hard stop first
             }
-            tasks::insert(
-                tx,
-                &NewTask::after("delete", id, t.task_ms, json!({}), fail),
-            )
+            tasks::insert(tx, &NewTask::after("delete", id, t.task_ms, json!({}), fail))
         })
     }
 
@@ -262,21 +213,10 @@ impl Driver for SimDriver {
                 return Ok(done("convert", None));
             }
             if is_template && g.power_at(now_ms()) != PowerState::PoweredOff {
-                return Err(Error::conflict(format!(
-                    "guest [{id}] must be powered off to become a template"
-                )));
+                return Err(Error::conflict(format!("guest [{id}] must be powered off to become a template")));
             }
             let t = self.timing(tx)?;
-            tasks::insert(
-                tx,
-                &NewTask::after(
-                    "convert",
-                    id,
-                    t.task_ms,
-                    json!({ "template": is_template }),
-                    fail,
-                ),
-            )
+            tasks::insert(tx, &NewTask::after("convert", id, t.task_ms, json!({ "template": is_template }), fail))
         })
     }
 
@@ -291,10 +231,7 @@ impl Driver for SimDriver {
             let src = guests::row(tx, source)?;
             // A retry with the same name and source adopts the earlier clone.
             let same_name = guests::rows_by_name(tx, &spec.name)?;
-            if let Some(prev) = same_name
-                .iter()
-                .find(|r| r.origin_id == Some(src.id) && r.id != src.id)
-            {
+            if let Some(prev) = same_name.iter().find(|r| r.origin_id == Some(src.id) && r.id != src.id) {
                 return self.adopt(tx, prev, "clone", spec.start);
             }
             if let Some(other) = same_name.first() {
@@ -333,11 +270,7 @@ impl Driver for SimDriver {
                 key: None,
                 origin_id: Some(src.id),
                 linked_to: linked.then_some(src.id),
-                linked_snapshot: if linked {
-                    snap.as_ref().map(|s| s.id)
-                } else {
-                    None
-                },
+                linked_snapshot: if linked { snap.as_ref().map(|s| s.id) } else { None },
                 nics,
             };
             let id = guests::insert(tx, &new, now)?;
@@ -354,10 +287,7 @@ impl Driver for SimDriver {
                 fail,
             };
             tracing::debug!(source = src.id, new = id, linked, "sim clone submitted");
-            Ok(CloneStarted {
-                task: tasks::insert(tx, &task)?,
-                new_guest: None,
-            })
+            Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest: None })
         })
     }
 
@@ -365,31 +295,21 @@ impl Driver for SimDriver {
         check_guest_name(&spec.name)?;
         let key = spec.key.trim();
         if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "create: 'key' must be 1-255 printable characters",
-            ));
+            return Err(Error::invalid("create: 'key' must be 1-255 printable characters"));
         }
         if spec.cpus == Some(0) || spec.cpus.is_some_and(|c| c > 512) {
             return Err(Error::invalid("create: cpus must be between 1 and 512"));
         }
-        if spec
-            .memory_mb
-            .is_some_and(|m| !(16..=16 * 1024 * 1024).contains(&m))
-        {
-            return Err(Error::invalid(
-                "create: memory must be between 16 MiB and 16 TiB",
-            ));
+        if spec.memory_mb.is_some_and(|m| !(16..=16 * 1024 * 1024).contains(&m)) {
+            return Err(Error::invalid("create: memory must be between 16 MiB and 16 TiB"));
         }
         for nic in &spec.nics {
             if let Some(mac) = &nic.mac {
-                polyvisor_core::net::normalize_mac(mac).ok_or_else(|| {
-                    Error::invalid(format!("create: invalid MAC address [{}]", shown(mac)))
-                })?;
+                polyvisor_core::net::normalize_mac(mac)
+                    .ok_or_else(|| Error::invalid(format!("create: invalid MAC address [{}]", shown(mac))))?;
             }
             if nic.vlan.is_some_and(|v| v == 0 || v > 4094) {
-                return Err(Error::invalid(
-                    "create: VLAN tags must be between 1 and 4094",
-                ));
+                return Err(Error::invalid("create: VLAN tags must be between 1 and 4094"));
             }
         }
         if let CreateSource::Iso { path, .. } = &spec.source {
@@ -401,11 +321,7 @@ impl Driver for SimDriver {
         self.db.write(|tx| {
             if let Some(existing) = guests::row_by_key(tx, key)? {
                 if existing.is_template {
-                    return Err(Error::conflict(format!(
-                        "key [{}] belongs to template [{}]",
-                        shown(key),
-                        existing.id
-                    )));
+                    return Err(Error::conflict(format!("key [{}] belongs to template [{}]", shown(key), existing.id)));
                 }
                 return self.adopt(tx, &existing, "create", true);
             }
@@ -413,29 +329,13 @@ impl Driver for SimDriver {
             let (os, cpus, memory_mb, disk_gb, linked_to, template_nics) = match &spec.source {
                 CreateSource::Template { id, full } => {
                     let src = guests::row(tx, parse_id(id.as_str())?)?;
-                    let disk = spec
-                        .disk_size_gb
-                        .map_or(src.disk_gb, |d| (d.min(1 << 20) as i64).max(src.disk_gb));
+                    let disk = spec.disk_size_gb.map_or(src.disk_gb, |d| (d.min(1 << 20) as i64).max(src.disk_gb));
                     let nics = guests::nics_of(tx, src.id)?;
-                    (
-                        src.os.clone(),
-                        src.cpus,
-                        src.memory_mb,
-                        disk,
-                        (!full).then_some(src.id),
-                        nics,
-                    )
+                    (src.os.clone(), src.cpus, src.memory_mb, disk, (!full).then_some(src.id), nics)
                 }
                 CreateSource::Iso { os_type, .. } => {
                     let disk = spec.disk_size_gb.map_or(32, |d| d.clamp(1, 1 << 20) as i64);
-                    (
-                        Some(os_type.clone().unwrap_or_else(|| "other".into())),
-                        1,
-                        1024,
-                        disk,
-                        None,
-                        Vec::new(),
-                    )
+                    (Some(os_type.clone().unwrap_or_else(|| "other".into())), 1, 1024, disk, None, Vec::new())
                 }
             };
             let mut nics = Vec::new();
@@ -448,11 +348,7 @@ impl Driver for SimDriver {
                 if !seen.insert(mac.clone()) {
                     return Err(Error::invalid(format!("create: MAC {mac} requested twice")));
                 }
-                nics.push((
-                    mac,
-                    n.vlan,
-                    Some(n.network.clone().unwrap_or_else(|| NETWORK.to_string())),
-                ));
+                nics.push((mac, n.vlan, Some(n.network.clone().unwrap_or_else(|| NETWORK.to_string()))));
             }
             if nics.is_empty() {
                 for (_, vlan, network) in template_nics {
@@ -495,10 +391,7 @@ impl Driver for SimDriver {
                 new_guest: Some(id),
                 fail,
             };
-            Ok(CloneStarted {
-                task: tasks::insert(tx, &task)?,
-                new_guest: None,
-            })
+            Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest: None })
         })
     }
 
@@ -531,10 +424,7 @@ impl Driver for SimDriver {
             let g = guests::row(tx, id)?;
             snapshots::require(tx, g.id, name)?;
             let t = self.timing(tx)?;
-            tasks::insert(
-                tx,
-                &NewTask::after("revert", id, t.task_ms, json!({ "name": name }), fail),
-            )
+            tasks::insert(tx, &NewTask::after("revert", id, t.task_ms, json!({ "name": name }), fail))
         })
     }
 
@@ -548,16 +438,7 @@ impl Driver for SimDriver {
             };
             snapshots::ensure_no_dependants(tx, g.id, name, &snap, "delete")?;
             let t = self.timing(tx)?;
-            tasks::insert(
-                tx,
-                &NewTask::after(
-                    "snapshot_delete",
-                    id,
-                    t.task_ms,
-                    json!({ "name": name }),
-                    fail,
-                ),
-            )
+            tasks::insert(tx, &NewTask::after("snapshot_delete", id, t.task_ms, json!({ "name": name }), fail))
         })
     }
 
@@ -570,13 +451,8 @@ impl Driver for SimDriver {
         faults::on_call(&self.db, Op::Get).await?;
         let id = parse_id(id.as_str())?;
         let g = self.db.read(|c| guests::row(c, id))?;
-        if !matches!(
-            g.power_at(now_ms()),
-            PowerState::PoweredOn | PowerState::PoweringOn
-        ) {
-            return Err(Error::conflict(format!(
-                "guest [{id}] is not running; start it to open a console"
-            )));
+        if !matches!(g.power_at(now_ms()), PowerState::PoweredOn | PowerState::PoweringOn) {
+            return Err(Error::conflict(format!("guest [{id}] is not running; start it to open a console")));
         }
         let port = 5900 + (id % 59_000) as u16;
         let password = Alphanumeric.sample_string(&mut rand::rng(), 8);
@@ -594,13 +470,7 @@ mod tests {
     use super::*;
 
     fn driver(path: &std::path::Path, task_ms: Option<i64>, boot_ms: Option<i64>) -> SimDriver {
-        SimDriver::new(Config {
-            db_path: path.to_path_buf(),
-            task_ms,
-            boot_ms,
-            seed: true,
-        })
-        .unwrap()
+        SimDriver::new(Config { db_path: path.to_path_buf(), task_ms, boot_ms, seed: true }).unwrap()
     }
 
     #[test]
@@ -609,31 +479,10 @@ mod tests {
         let path = dir.path().join("t.db");
         let d = driver(&path, None, None);
         let t = d.db.read(|c| d.timing(c)).unwrap();
-        assert_eq!(
-            t,
-            Timing {
-                task_ms: DEFAULT_TASK_MS,
-                boot_ms: DEFAULT_BOOT_MS
-            }
-        );
-        crate::control::SimDb::open(&path, true)
-            .unwrap()
-            .set_timing(Some(7), Some(9))
-            .unwrap();
-        assert_eq!(
-            d.db.read(|c| d.timing(c)).unwrap(),
-            Timing {
-                task_ms: 7,
-                boot_ms: 9
-            }
-        );
+        assert_eq!(t, Timing { task_ms: DEFAULT_TASK_MS, boot_ms: DEFAULT_BOOT_MS });
+        crate::control::SimDb::open(&path, true).unwrap().set_timing(Some(7), Some(9)).unwrap();
+        assert_eq!(d.db.read(|c| d.timing(c)).unwrap(), Timing { task_ms: 7, boot_ms: 9 });
         let explicit = driver(&path, Some(0), None);
-        assert_eq!(
-            explicit.db.read(|c| explicit.timing(c)).unwrap(),
-            Timing {
-                task_ms: 0,
-                boot_ms: 9
-            }
-        );
+        assert_eq!(explicit.db.read(|c| explicit.timing(c)).unwrap(), Timing { task_ms: 0, boot_ms: 9 });
     }
 }

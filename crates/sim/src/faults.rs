@@ -108,13 +108,7 @@ pub(crate) fn message(op: &str) -> String {
 }
 
 /// Sets (replaces) the knob for `op`.
-pub(crate) fn set(
-    conn: &Connection,
-    op: Op,
-    count: i64,
-    latency_ms: i64,
-    mode: Mode,
-) -> Result<()> {
+pub(crate) fn set(conn: &Connection, op: Op, count: i64, latency_ms: i64, mode: Mode) -> Result<()> {
     conn.execute(
         "INSERT INTO faults (op, count, latency_ms, mode) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(op) DO UPDATE SET count = excluded.count, latency_ms = excluded.latency_ms, mode = excluded.mode",
@@ -136,9 +130,7 @@ pub(crate) fn clear(conn: &Connection, op: Option<Op>) -> Result<()> {
 
 /// Every knob.
 pub(crate) fn list(conn: &Connection) -> Result<Vec<Fault>> {
-    let mut s = conn
-        .prepare_cached("SELECT op, count, latency_ms, mode FROM faults ORDER BY op")
-        .db()?;
+    let mut s = conn.prepare_cached("SELECT op, count, latency_ms, mode FROM faults ORDER BY op").db()?;
     let v = s
         .query_map([], |r| {
             Ok(Fault {
@@ -167,9 +159,7 @@ fn peek(conn: &Connection, op: Op) -> Result<(i64, bool)> {
 /// Consumes one failure of `op`, if any is armed (atomic across processes).
 pub(crate) fn take(conn: &Connection, op: Op) -> Result<Option<Mode>> {
     let mode: Option<String> = conn
-        .prepare_cached(
-            "UPDATE faults SET count = count - 1 WHERE op = ?1 AND count > 0 RETURNING mode",
-        )
+        .prepare_cached("UPDATE faults SET count = count - 1 WHERE op = ?1 AND count > 0 RETURNING mode")
         .and_then(|mut s| s.query_row([op.as_str()], |r| r.get(0)).optional())
         .db()?;
     Ok(mode.map(|m| Mode::parse(&m)))

@@ -89,34 +89,22 @@ pub(crate) fn row_by_key(conn: &Connection, key: &str) -> Result<Option<GuestRow
 
 /// Rows (any visibility) with this name.
 pub(crate) fn rows_by_name(conn: &Connection, name: &str) -> Result<Vec<GuestRow>> {
-    let mut s = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM guests WHERE name = ?1 ORDER BY id"
-        ))
-        .db()?;
-    let rows = s
-        .query_map([name], from_row)
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
+    let mut s = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM guests WHERE name = ?1 ORDER BY id")).db()?;
+    let rows = s.query_map([name], from_row).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
     Ok(rows)
 }
 
 /// The full guest as the driver returns it.
 pub(crate) fn to_guest(conn: &Connection, g: &GuestRow, now_ms: i64) -> Result<Guest> {
     let power = g.power_at(now_ms);
-    let mut s = conn
-        .prepare_cached("SELECT mac, vlan, network FROM nics WHERE guest_id = ?1 ORDER BY idx")
-        .db()?;
+    let mut s = conn.prepare_cached("SELECT mac, vlan, network FROM nics WHERE guest_id = ?1 ORDER BY idx").db()?;
     let nics = s
         .query_map([g.id], |r| {
             Ok(Nic {
                 mac: r.get(0)?,
                 ipv4: Vec::new(),
                 ipv6: Vec::new(),
-                vlan: r
-                    .get::<_, Option<i64>>(1)?
-                    .and_then(|v| u32::try_from(v).ok()),
+                vlan: r.get::<_, Option<i64>>(1)?.and_then(|v| u32::try_from(v).ok()),
                 network: r.get(2)?,
             })
         })
@@ -155,7 +143,9 @@ fn display_name(g: &GuestRow) -> String {
 /// Every visible guest, by id.
 pub(crate) fn list(conn: &Connection, now_ms: i64) -> Result<Vec<GuestSummary>> {
     let mut s = conn
-        .prepare_cached("SELECT id, name, power, power_until, is_template, key FROM guests WHERE visible = 1 ORDER BY id")
+        .prepare_cached(
+            "SELECT id, name, power, power_until, is_template, key FROM guests WHERE visible = 1 ORDER BY id",
+        )
         .db()?;
     let rows = s
         .query_map([], |r| {
@@ -164,11 +154,7 @@ pub(crate) fn list(conn: &Connection, now_ms: i64) -> Result<Vec<GuestSummary>> 
             let stored = power::parse(r.get_ref(2)?.as_str()?);
             Ok(GuestSummary {
                 id: GuestId::new(id.to_string()),
-                name: if name.is_empty() {
-                    format!("VM-{id}")
-                } else {
-                    name
-                },
+                name: if name.is_empty() { format!("VM-{id}") } else { name },
                 power: power::effective(stored, r.get(3)?, now_ms),
                 is_template: r.get(4)?,
                 key: r.get(5)?,
@@ -182,12 +168,7 @@ pub(crate) fn list(conn: &Connection, now_ms: i64) -> Result<Vec<GuestSummary>> 
 }
 
 /// Stores a new power state and deadline.
-pub(crate) fn set_power(
-    conn: &Connection,
-    id: i64,
-    state: PowerState,
-    until_ms: i64,
-) -> Result<()> {
+pub(crate) fn set_power(conn: &Connection, id: i64, state: PowerState, until_ms: i64) -> Result<()> {
     conn.prepare_cached("UPDATE guests SET power = ?2, power_until = ?3 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id, state.as_str(), until_ms]))
         .db()
@@ -196,9 +177,7 @@ pub(crate) fn set_power(
 
 /// A fresh guest id (never reused: a counter that skips ids in use).
 pub(crate) fn alloc_id(conn: &Connection) -> Result<i64> {
-    let mut exists = conn
-        .prepare_cached("SELECT 1 FROM guests WHERE id = ?1")
-        .db()?;
+    let mut exists = conn.prepare_cached("SELECT 1 FROM guests WHERE id = ?1").db()?;
     loop {
         let id = crate::db::next_counter(conn, "next_guest_id", FIRST_ID)?;
         if !exists.exists([id]).db()? {
@@ -209,28 +188,19 @@ pub(crate) fn alloc_id(conn: &Connection) -> Result<i64> {
 
 /// A fresh, never-issued MAC `52:54:00:xx:xx:xx`.
 pub(crate) fn alloc_mac(conn: &Connection) -> Result<String> {
-    let mut issued = conn
-        .prepare_cached("SELECT 1 FROM macs_issued WHERE mac = ?1")
-        .db()?;
+    let mut issued = conn.prepare_cached("SELECT 1 FROM macs_issued WHERE mac = ?1").db()?;
     for _ in 0..1_000_000 {
         let n = crate::db::next_counter(conn, "next_mac", 1)?;
         if n > 0xFF_FFFF {
             break;
         }
-        let mac = format!(
-            "52:54:00:{:02X}:{:02X}:{:02X}",
-            (n >> 16) & 0xFF,
-            (n >> 8) & 0xFF,
-            n & 0xFF
-        );
+        let mac = format!("52:54:00:{:02X}:{:02X}:{:02X}", (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF);
         if !issued.exists([&mac]).db()? {
             mark_mac(conn, &mac)?;
             return Ok(mac);
         }
     }
-    Err(Error::backend(
-        "the sim has run out of MAC addresses; run `polyvisor sim reset`",
-    ))
+    Err(Error::backend("the sim has run out of MAC addresses; run `polyvisor sim reset`"))
 }
 
 /// Records a MAC as issued (so the allocator never hands it out).
@@ -243,20 +213,14 @@ pub(crate) fn mark_mac(conn: &Connection, mac: &str) -> Result<()> {
 
 /// A requested MAC, normalised and checked against every existing NIC.
 pub(crate) fn claim_mac(conn: &Connection, raw: &str) -> Result<String> {
-    let mac = net::normalize_mac(raw).ok_or_else(|| {
-        Error::invalid(format!(
-            "invalid MAC address [{}]",
-            crate::names::shown(raw)
-        ))
-    })?;
+    let mac = net::normalize_mac(raw)
+        .ok_or_else(|| Error::invalid(format!("invalid MAC address [{}]", crate::names::shown(raw))))?;
     let user: Option<i64> = conn
         .prepare_cached("SELECT guest_id FROM nics WHERE mac = ?1 LIMIT 1")
         .and_then(|mut s| s.query_row([&mac], |r| r.get(0)).optional())
         .db()?;
     if let Some(g) = user {
-        return Err(Error::already_exists(format!(
-            "MAC {mac} is already in use by guest [{g}]"
-        )));
+        return Err(Error::already_exists(format!("MAC {mac} is already in use by guest [{g}]")));
     }
     mark_mac(conn, &mac)?;
     Ok(mac)
@@ -330,31 +294,20 @@ pub(crate) fn insert_with_id(conn: &Connection, id: i64, g: &NewGuest, now_ms: i
         ])
     })
     .db()?;
-    let mut nic = conn
-        .prepare_cached(
-            "INSERT INTO nics (guest_id, idx, mac, vlan, network) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .db()?;
+    let mut nic =
+        conn.prepare_cached("INSERT INTO nics (guest_id, idx, mac, vlan, network) VALUES (?1, ?2, ?3, ?4, ?5)").db()?;
     for (i, (mac, vlan, network)) in g.nics.iter().enumerate() {
-        nic.execute(params![id, i as i64, mac, vlan.map(i64::from), network])
-            .db()?;
+        nic.execute(params![id, i as i64, mac, vlan.map(i64::from), network]).db()?;
     }
     Ok(())
 }
 
 /// NICs of a guest as (MAC, VLAN, network).
 pub(crate) fn nics_of(conn: &Connection, id: i64) -> Result<Vec<NicRow>> {
-    let mut s = conn
-        .prepare_cached("SELECT mac, vlan, network FROM nics WHERE guest_id = ?1 ORDER BY idx")
-        .db()?;
+    let mut s = conn.prepare_cached("SELECT mac, vlan, network FROM nics WHERE guest_id = ?1 ORDER BY idx").db()?;
     let v = s
         .query_map([id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, Option<i64>>(1)?
-                    .and_then(|v| u32::try_from(v).ok()),
-                r.get(2)?,
-            ))
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.and_then(|v| u32::try_from(v).ok()), r.get(2)?))
         })
         .db()?
         .collect::<rusqlite::Result<Vec<_>>>()
@@ -369,9 +322,7 @@ pub(crate) fn remove(conn: &Connection, id: i64) -> Result<()> {
         "DELETE FROM snapshots WHERE guest_id = ?1",
         "DELETE FROM guests WHERE id = ?1",
     ] {
-        conn.prepare_cached(sql)
-            .and_then(|mut s| s.execute([id]))
-            .db()?;
+        conn.prepare_cached(sql).and_then(|mut s| s.execute([id])).db()?;
     }
     Ok(())
 }
@@ -389,21 +340,13 @@ pub(crate) fn snapshot_dependants(conn: &Connection, snap: i64) -> Result<Vec<(i
 /// Runs a one-parameter `SELECT id, name …` query.
 fn id_names(conn: &Connection, sql: &str, param: i64) -> Result<Vec<(i64, String)>> {
     let mut s = conn.prepare_cached(sql).db()?;
-    let v = s
-        .query_map([param], |r| Ok((r.get(0)?, r.get(1)?)))
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
+    let v = s.query_map([param], |r| Ok((r.get(0)?, r.get(1)?))).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
     Ok(v)
 }
 
 /// "[101] web-01, [102] web-02" (at most 10 named, then a count).
 pub(crate) fn describe(list: &[(i64, String)]) -> String {
-    let mut parts: Vec<String> = list
-        .iter()
-        .take(10)
-        .map(|(id, name)| format!("[{id}] {name}"))
-        .collect();
+    let mut parts: Vec<String> = list.iter().take(10).map(|(id, name)| format!("[{id}] {name}")).collect();
     if list.len() > 10 {
         parts.push(format!("and {} more", list.len() - 10));
     }

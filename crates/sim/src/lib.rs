@@ -31,7 +31,5 @@ use std::sync::Arc;
 
 /// Builds the driver from settings: opens (creating and seeding if new) the database.
 pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
-    Ok(Arc::new(SimDriver::new(config::Config::resolve(
-        settings,
-    )?)?))
+    Ok(Arc::new(SimDriver::new(config::Config::resolve(settings)?)?))
 }

@@ -11,13 +11,8 @@ pub(crate) const MAX_SNAPSHOT_NAME: usize = 128;
 pub(crate) fn check_guest_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -30,9 +25,8 @@ pub(crate) fn check_guest_name(name: &str) -> Result<()> {
 
 /// A snapshot name: 1-128 printable characters without control characters.
 pub(crate) fn check_snapshot_name(name: &str) -> Result<()> {
-    let ok = !name.trim().is_empty()
-        && name.chars().count() <= MAX_SNAPSHOT_NAME
-        && !name.chars().any(char::is_control);
+    let ok =
+        !name.trim().is_empty() && name.chars().count() <= MAX_SNAPSHOT_NAME && !name.chars().any(char::is_control);
     if ok {
         Ok(())
     } else {
@@ -45,11 +39,7 @@ pub(crate) fn check_snapshot_name(name: &str) -> Result<()> {
 
 /// A guest id as the sim stores it (a positive integer); anything else cannot exist.
 pub(crate) fn parse_id(id: &str) -> Result<i64> {
-    id.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| Error::not_found(format!("guest [{}]", shown(id))))
+    id.trim().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Error::not_found(format!("guest [{}]", shown(id))))
 }
 
 /// Input echoed in an error message: bounded and free of control characters.
@@ -71,17 +61,7 @@ mod tests {
         for ok in ["a", "web-01", "A_b.c", "9", &"x".repeat(63)] {
             assert!(check_guest_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "-a",
-            ".a",
-            "_a",
-            "a b",
-            "a/b",
-            "ä",
-            &"x".repeat(64),
-            "a\n",
-        ] {
+        for bad in ["", "-a", ".a", "_a", "a b", "a/b", "ä", &"x".repeat(64), "a\n"] {
             let e = check_guest_name(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");
         }

@@ -84,54 +84,26 @@ pub(crate) fn plan(action: PowerAction, now: PowerState, is_template: bool, t: T
     if is_template {
         return match action {
             PowerAction::Stop | PowerAction::Shutdown => Plan::Noop,
-            _ => {
-                Plan::Refuse("is a template and cannot be started; convert it to a VM or clone it")
-            }
+            _ => Plan::Refuse("is a template and cannot be started; convert it to a VM or clone it"),
         };
     }
     match action {
-        PowerAction::Start | PowerAction::Resume if paused => Plan::Enter {
-            state: PoweringOn,
-            ms: t.task_ms,
-        },
-        PowerAction::Start if off => Plan::Enter {
-            state: PoweringOn,
-            ms: t.boot_ms,
-        },
+        PowerAction::Start | PowerAction::Resume if paused => Plan::Enter { state: PoweringOn, ms: t.task_ms },
+        PowerAction::Start if off => Plan::Enter { state: PoweringOn, ms: t.boot_ms },
         PowerAction::Start => Plan::Noop,
-        PowerAction::Resume if off => {
-            Plan::Refuse("is powered off, not suspended; start it instead")
-        }
+        PowerAction::Resume if off => Plan::Refuse("is powered off, not suspended; start it instead"),
         PowerAction::Resume => Plan::Noop,
         PowerAction::Stop if now == PoweredOff => Plan::Noop,
-        PowerAction::Stop => Plan::Enter {
-            state: PoweredOff,
-            ms: 0,
-        },
+        PowerAction::Stop => Plan::Enter { state: PoweredOff, ms: 0 },
         PowerAction::Shutdown if off => Plan::Noop,
-        PowerAction::Shutdown if paused => Plan::Enter {
-            state: PoweredOff,
-            ms: 0,
-        },
-        PowerAction::Shutdown => Plan::Enter {
-            state: PoweringOff,
-            ms: t.task_ms,
-        },
+        PowerAction::Shutdown if paused => Plan::Enter { state: PoweredOff, ms: 0 },
+        PowerAction::Shutdown => Plan::Enter { state: PoweringOff, ms: t.task_ms },
         PowerAction::Reset | PowerAction::Reboot if off => Plan::Refuse("is not running"),
-        PowerAction::Reset => Plan::Enter {
-            state: PoweringOn,
-            ms: t.boot_ms,
-        },
-        PowerAction::Reboot => Plan::Enter {
-            state: PoweringOn,
-            ms: t.task_ms + t.boot_ms,
-        },
+        PowerAction::Reset => Plan::Enter { state: PoweringOn, ms: t.boot_ms },
+        PowerAction::Reboot => Plan::Enter { state: PoweringOn, ms: t.task_ms + t.boot_ms },
         PowerAction::Suspend if off => Plan::Refuse("is powered off and cannot be suspended"),
         PowerAction::Suspend if paused => Plan::Noop,
-        PowerAction::Suspend => Plan::Enter {
-            state: Suspending,
-            ms: t.task_ms,
-        },
+        PowerAction::Suspend => Plan::Enter { state: Suspending, ms: t.task_ms },
     }
 }
 
@@ -149,10 +121,7 @@ mod tests {
     use super::*;
     use PowerState::*;
 
-    const T: Timing = Timing {
-        task_ms: 100,
-        boot_ms: 300,
-    };
+    const T: Timing = Timing { task_ms: 100, boot_ms: 300 };
 
     #[test]
     fn transitions_settle_at_their_deadline() {
@@ -170,98 +139,34 @@ mod tests {
         assert_eq!(plan(PowerAction::Start, PoweredOn, false, T), Plan::Noop);
         assert_eq!(plan(PowerAction::Start, PoweringOn, false, T), Plan::Noop);
         assert_eq!(plan(PowerAction::Stop, PoweredOff, false, T), Plan::Noop);
-        assert_eq!(
-            plan(PowerAction::Shutdown, PoweredOff, false, T),
-            Plan::Noop
-        );
+        assert_eq!(plan(PowerAction::Shutdown, PoweredOff, false, T), Plan::Noop);
         assert_eq!(plan(PowerAction::Suspend, Suspended, false, T), Plan::Noop);
         assert_eq!(plan(PowerAction::Resume, PoweredOn, false, T), Plan::Noop);
     }
 
     #[test]
     fn power_actions_move_between_states() {
-        assert_eq!(
-            plan(PowerAction::Start, PoweredOff, false, T),
-            Plan::Enter {
-                state: PoweringOn,
-                ms: 300
-            }
-        );
-        assert_eq!(
-            plan(PowerAction::Start, Suspended, false, T),
-            Plan::Enter {
-                state: PoweringOn,
-                ms: 100
-            }
-        );
-        assert_eq!(
-            plan(PowerAction::Stop, PoweredOn, false, T),
-            Plan::Enter {
-                state: PoweredOff,
-                ms: 0
-            }
-        );
-        assert_eq!(
-            plan(PowerAction::Stop, PoweringOff, false, T),
-            Plan::Enter {
-                state: PoweredOff,
-                ms: 0
-            }
-        );
-        assert_eq!(
-            plan(PowerAction::Shutdown, PoweredOn, false, T),
-            Plan::Enter {
-                state: PoweringOff,
-                ms: 100
-            }
-        );
-        assert_eq!(
-            plan(PowerAction::Suspend, PoweredOn, false, T),
-            Plan::Enter {
-                state: Suspending,
-                ms: 100
-            }
-        );
-        assert_eq!(
-            plan(PowerAction::Reboot, PoweredOn, false, T),
-            Plan::Enter {
-                state: PoweringOn,
-                ms: 400
-            }
-        );
-        assert!(matches!(
-            plan(PowerAction::Reset, PoweredOff, false, T),
-            Plan::Refuse(_)
-        ));
-        assert!(matches!(
-            plan(PowerAction::Suspend, PoweredOff, false, T),
-            Plan::Refuse(_)
-        ));
-        assert!(matches!(
-            plan(PowerAction::Resume, PoweredOff, false, T),
-            Plan::Refuse(_)
-        ));
+        assert_eq!(plan(PowerAction::Start, PoweredOff, false, T), Plan::Enter { state: PoweringOn, ms: 300 });
+        assert_eq!(plan(PowerAction::Start, Suspended, false, T), Plan::Enter { state: PoweringOn, ms: 100 });
+        assert_eq!(plan(PowerAction::Stop, PoweredOn, false, T), Plan::Enter { state: PoweredOff, ms: 0 });
+        assert_eq!(plan(PowerAction::Stop, PoweringOff, false, T), Plan::Enter { state: PoweredOff, ms: 0 });
+        assert_eq!(plan(PowerAction::Shutdown, PoweredOn, false, T), Plan::Enter { state: PoweringOff, ms: 100 });
+        assert_eq!(plan(PowerAction::Suspend, PoweredOn, false, T), Plan::Enter { state: Suspending, ms: 100 });
+        assert_eq!(plan(PowerAction::Reboot, PoweredOn, false, T), Plan::Enter { state: PoweringOn, ms: 400 });
+        assert!(matches!(plan(PowerAction::Reset, PoweredOff, false, T), Plan::Refuse(_)));
+        assert!(matches!(plan(PowerAction::Suspend, PoweredOff, false, T), Plan::Refuse(_)));
+        assert!(matches!(plan(PowerAction::Resume, PoweredOff, false, T), Plan::Refuse(_)));
     }
 
     #[test]
     fn templates_cannot_start_but_stop_is_harmless() {
-        assert!(matches!(
-            plan(PowerAction::Start, PoweredOff, true, T),
-            Plan::Refuse(_)
-        ));
+        assert!(matches!(plan(PowerAction::Start, PoweredOff, true, T), Plan::Refuse(_)));
         assert_eq!(plan(PowerAction::Stop, PoweredOff, true, T), Plan::Noop);
     }
 
     #[test]
     fn stored_names_round_trip() {
-        for s in [
-            PoweredOn,
-            PoweredOff,
-            PoweringOn,
-            PoweringOff,
-            Suspended,
-            Suspending,
-        ] {
+        for s in [PoweredOn, PoweredOff, PoweringOn, PoweringOff, Suspended, Suspending] {
             assert_eq!(parse(s.as_str()), s);
         }
         assert_eq!(parse("garbage"), PoweredOff);

@@ -28,19 +28,11 @@ fn base(name: &str, os: &str, cpus: i64, memory_mb: i64, disk_gb: i64) -> NewGue
 }
 
 fn with_nic(conn: &Connection, mut g: NewGuest) -> Result<NewGuest> {
-    g.nics
-        .push((guests::alloc_mac(conn)?, None, Some(NETWORK.to_string())));
+    g.nics.push((guests::alloc_mac(conn)?, None, Some(NETWORK.to_string())));
     Ok(g)
 }
 
-fn snapshot(
-    conn: &Connection,
-    guest: i64,
-    name: &str,
-    parent: Option<i64>,
-    desc: &str,
-    g: &NewGuest,
-) -> Result<i64> {
+fn snapshot(conn: &Connection, guest: i64, name: &str, parent: Option<i64>, desc: &str, g: &NewGuest) -> Result<i64> {
     conn.execute(
         "INSERT INTO snapshots (guest_id, name, description, parent_id, includes_memory, power, cpus, memory_mb, created_unix)
          VALUES (?1, ?2, ?3, ?4, 0, 'powered_off', ?5, ?6, ?7)",
@@ -48,11 +40,7 @@ fn snapshot(
     )
     .db()?;
     let id = conn.last_insert_rowid();
-    conn.execute(
-        "UPDATE guests SET current_snapshot = ?2 WHERE id = ?1",
-        params![guest, id],
-    )
-    .db()?;
+    conn.execute("UPDATE guests SET current_snapshot = ?2 WHERE id = ?1", params![guest, id]).db()?;
     Ok(id)
 }
 
@@ -64,22 +52,8 @@ pub(crate) fn demo(conn: &Connection) -> Result<()> {
     t.is_template = true;
     let debian = with_nic(conn, t)?;
     guests::insert_with_id(conn, 9000, &debian, now)?;
-    let s1 = snapshot(
-        conn,
-        9000,
-        "base-install",
-        None,
-        "Debian 12 minimal install",
-        &debian,
-    )?;
-    snapshot(
-        conn,
-        9000,
-        RAS_SNAPSHOT,
-        Some(s1),
-        "Prepared for RAS",
-        &debian,
-    )?;
+    let s1 = snapshot(conn, 9000, "base-install", None, "Debian 12 minimal install", &debian)?;
+    snapshot(conn, 9000, RAS_SNAPSHOT, Some(s1), "Prepared for RAS", &debian)?;
 
     let mut t = base("tpl-win11", "win11", 4, 8192, 64);
     t.is_template = true;
@@ -100,12 +74,7 @@ pub(crate) fn demo(conn: &Connection) -> Result<()> {
     db.power = PowerState::PoweredOn;
     guests::insert_with_id(conn, 101, &with_nic(conn, db)?, now)?;
 
-    guests::insert_with_id(
-        conn,
-        102,
-        &with_nic(conn, base("build-01", "l26", 8, 16384, 200))?,
-        now,
-    )?;
+    guests::insert_with_id(conn, 102, &with_nic(conn, base("build-01", "l26", 8, 16384, 200))?, now)?;
 
     let mut desk = base("desk-01", "win11", 4, 8192, 64);
     desk.power = PowerState::Suspended;

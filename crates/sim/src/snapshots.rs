@@ -38,12 +38,8 @@ pub(crate) fn find(conn: &Connection, guest: i64, name: &str) -> Result<Option<S
 
 /// The snapshot or `NotFound` naming it and the guest.
 pub(crate) fn require(conn: &Connection, guest: i64, name: &str) -> Result<SnapRow> {
-    find(conn, guest, name)?.ok_or_else(|| {
-        Error::not_found(format!(
-            "snapshot [{}] of guest [{guest}]",
-            crate::names::shown(name)
-        ))
-    })
+    find(conn, guest, name)?
+        .ok_or_else(|| Error::not_found(format!("snapshot [{}] of guest [{guest}]", crate::names::shown(name))))
 }
 
 /// Snapshots of a guest, oldest first.
@@ -60,9 +56,7 @@ pub(crate) fn list(conn: &Connection, guest: i64) -> Result<Vec<Snapshot>> {
             Ok(Snapshot {
                 name: r.get(0)?,
                 description: r.get(1)?,
-                created_unix: r
-                    .get::<_, Option<i64>>(2)?
-                    .and_then(|v| u64::try_from(v).ok()),
+                created_unix: r.get::<_, Option<i64>>(2)?.and_then(|v| u64::try_from(v).ok()),
                 parent: r.get(3)?,
                 includes_memory: r.get(4)?,
             })
@@ -98,14 +92,10 @@ pub(crate) fn remove(conn: &Connection, guest: i64, snap: &SnapRow) -> Result<()
     conn.prepare_cached("UPDATE snapshots SET parent_id = ?2 WHERE parent_id = ?1")
         .and_then(|mut s| s.execute(params![snap.id, snap.parent_id]))
         .db()?;
-    conn.prepare_cached(
-        "UPDATE guests SET current_snapshot = ?3 WHERE id = ?1 AND current_snapshot = ?2",
-    )
-    .and_then(|mut s| s.execute(params![guest, snap.id, snap.parent_id]))
-    .db()?;
-    conn.prepare_cached("DELETE FROM snapshots WHERE id = ?1")
-        .and_then(|mut s| s.execute([snap.id]))
+    conn.prepare_cached("UPDATE guests SET current_snapshot = ?3 WHERE id = ?1 AND current_snapshot = ?2")
+        .and_then(|mut s| s.execute(params![guest, snap.id, snap.parent_id]))
         .db()?;
+    conn.prepare_cached("DELETE FROM snapshots WHERE id = ?1").and_then(|mut s| s.execute([snap.id])).db()?;
     Ok(())
 }
 
@@ -130,11 +120,7 @@ pub(crate) fn create(
     let power = g.power_at(now_ms());
     let live = matches!(power, PowerState::PoweredOn | PowerState::Suspended);
     let includes_memory = memory && live;
-    let stored_power = if includes_memory {
-        power
-    } else {
-        PowerState::PoweredOff
-    };
+    let stored_power = if includes_memory { power } else { PowerState::PoweredOff };
     conn.prepare_cached(
         "INSERT INTO snapshots (guest_id, name, description, parent_id, includes_memory, power, cpus, memory_mb, created_unix)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -153,11 +139,7 @@ pub(crate) fn create(
 /// Reverts the guest to a snapshot: configuration restored, power as saved with memory
 /// (running/suspended) or powered off without.
 pub(crate) fn revert(conn: &Connection, guest: i64, snap: &SnapRow) -> Result<()> {
-    let power = if snap.includes_memory {
-        snap.power
-    } else {
-        PowerState::PoweredOff
-    };
+    let power = if snap.includes_memory { snap.power } else { PowerState::PoweredOff };
     conn.prepare_cached(
         "UPDATE guests SET current_snapshot = ?2, cpus = ?3, memory_mb = ?4, power = ?5, power_until = 0 WHERE id = ?1",
     )

@@ -7,9 +7,7 @@ use crate::db::{now_ms, Db, Sql};
 use crate::guests;
 use crate::snapshots;
 use polyvisor_core::task::{self, TaskToken};
-use polyvisor_core::{
-    Error, ErrorKind, GuestId, PowerState, Result, TaskId, TaskOutput, TaskStatus,
-};
+use polyvisor_core::{Error, ErrorKind, GuestId, PowerState, Result, TaskId, TaskOutput, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
@@ -33,24 +31,9 @@ pub(crate) struct NewTask {
 
 impl NewTask {
     /// A task of `op` on `guest` whose effect applies after `ms`.
-    pub(crate) fn after(
-        op: &'static str,
-        guest: i64,
-        ms: i64,
-        params: Value,
-        fail: bool,
-    ) -> NewTask {
+    pub(crate) fn after(op: &'static str, guest: i64, ms: i64, params: Value, fail: bool) -> NewTask {
         let due = now_ms() + ms.max(0);
-        NewTask {
-            op,
-            guest: Some(guest),
-            params,
-            due_ms: due,
-            finish_ms: due,
-            applied: false,
-            new_guest: None,
-            fail,
-        }
+        NewTask { op, guest: Some(guest), params, due_ms: due, finish_ms: due, applied: false, new_guest: None, fail }
     }
 }
 
@@ -63,17 +46,23 @@ pub(crate) fn insert(conn: &Connection, t: &NewTask) -> Result<TaskId> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
-        s.execute(params![nonce, t.op, t.guest, t.params.to_string(), t.due_ms, t.finish_ms.max(t.due_ms), t.applied, t.new_guest, fail])
+        s.execute(params![
+            nonce,
+            t.op,
+            t.guest,
+            t.params.to_string(),
+            t.due_ms,
+            t.finish_ms.max(t.due_ms),
+            t.applied,
+            t.new_guest,
+            fail
+        ])
     })
     .db()?;
     let id = conn.last_insert_rowid();
     if id % 512 == 0 {
         // Keep the table small: finished tasks older than a day are forgotten.
-        conn.execute(
-            "DELETE FROM tasks WHERE state != 'running' AND finish_ms < ?1",
-            [now_ms() - 86_400_000],
-        )
-        .db()?;
+        conn.execute("DELETE FROM tasks WHERE state != 'running' AND finish_ms < ?1", [now_ms() - 86_400_000]).db()?;
     }
     Ok(token(id, nonce))
 }
@@ -85,7 +74,9 @@ fn token(id: i64, nonce: i64) -> TaskId {
 /// The still-running task that creates or converges `guest`, if any.
 pub(crate) fn running_for_guest(conn: &Connection, guest: i64) -> Result<Option<TaskId>> {
     let row: Option<(i64, i64)> = conn
-        .prepare_cached("SELECT id, nonce FROM tasks WHERE new_guest = ?1 AND state = 'running' ORDER BY id DESC LIMIT 1")
+        .prepare_cached(
+            "SELECT id, nonce FROM tasks WHERE new_guest = ?1 AND state = 'running' ORDER BY id DESC LIMIT 1",
+        )
         .and_then(|mut s| s.query_row([guest], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .db()?;
     Ok(row.map(|(id, n)| token(id, n)))
@@ -172,14 +163,12 @@ fn kind_parse(s: &str) -> ErrorKind {
 
 fn finished(row: &TaskRow) -> Option<TaskStatus> {
     match row.state.as_str() {
-        "completed" => Some(TaskStatus::Completed(TaskOutput {
-            new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())),
-        })),
+        "completed" => {
+            Some(TaskStatus::Completed(TaskOutput { new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())) }))
+        }
         "failed" => Some(TaskStatus::Failed(Error::new(
             kind_parse(row.error_kind.as_deref().unwrap_or("backend")),
-            row.error
-                .clone()
-                .unwrap_or_else(|| "task failed".to_string()),
+            row.error.clone().unwrap_or_else(|| "task failed".to_string()),
         ))),
         _ => None,
     }
@@ -196,31 +185,16 @@ pub(crate) fn status(db: &Db, id: &TaskId, force_fail: bool) -> Result<TaskStatu
     if tok.kind != KIND {
         return Err(unknown());
     }
-    let row_id = tok
-        .body
-        .get("task")
-        .and_then(Value::as_i64)
-        .ok_or_else(unknown)?;
-    let nonce = tok
-        .body
-        .get("n")
-        .and_then(Value::as_i64)
-        .ok_or_else(unknown)?;
-    let row = db
-        .read(|c| load(c, row_id))?
-        .filter(|r| r.nonce == nonce)
-        .ok_or_else(unknown)?;
+    let row_id = tok.body.get("task").and_then(Value::as_i64).ok_or_else(unknown)?;
+    let nonce = tok.body.get("n").and_then(Value::as_i64).ok_or_else(unknown)?;
+    let row = db.read(|c| load(c, row_id))?.filter(|r| r.nonce == nonce).ok_or_else(unknown)?;
     if let Some(s) = finished(&row) {
         return Ok(s);
     }
     let now = now_ms();
     let deadline_ms = i64::try_from(tok.created.saturating_add(tok.max_age).saturating_mul(1000)).unwrap_or(i64::MAX);
     let expired = now > deadline_ms && row.finish_ms > deadline_ms;
-    let due = if row.applied {
-        row.finish_ms
-    } else {
-        row.due_ms
-    };
+    let due = if row.applied { row.finish_ms } else { row.due_ms };
     if !force_fail && !expired && now < due {
         return Ok(TaskStatus::Running);
     }
@@ -233,7 +207,9 @@ pub(crate) fn settle_due(db: &Db) -> Result<()> {
     let now = now_ms();
     let due: Vec<i64> = db.read(|c| {
         let mut s = c
-            .prepare_cached("SELECT id FROM tasks WHERE state = 'running' AND applied = 0 AND due_ms <= ?1 ORDER BY id LIMIT 100")
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE state = 'running' AND applied = 0 AND due_ms <= ?1 ORDER BY id LIMIT 100",
+            )
             .db()?;
         let v = s.query_map([now], |r| r.get(0)).db()?.collect::<rusqlite::Result<Vec<i64>>>().db()?;
         Ok(v)
@@ -249,13 +225,7 @@ pub(crate) fn settle_due(db: &Db) -> Result<()> {
     })
 }
 
-fn advance(
-    conn: &Connection,
-    id: i64,
-    now: i64,
-    expired: bool,
-    force_fail: bool,
-) -> Result<TaskStatus> {
+fn advance(conn: &Connection, id: i64, now: i64, expired: bool, force_fail: bool) -> Result<TaskStatus> {
     let Some(row) = load(conn, id)? else {
         return Err(Error::unknown_task(id));
     };
@@ -276,23 +246,18 @@ fn advance(
         match apply(conn, &row, now) {
             Ok(()) => conn.execute_batch("RELEASE apply").db()?,
             Err(e) => {
-                conn.execute_batch("ROLLBACK TO apply; RELEASE apply")
-                    .db()?;
+                conn.execute_batch("ROLLBACK TO apply; RELEASE apply").db()?;
                 tracing::info!(task = row.id, op = %row.op, error = %e, "sim task failed");
                 return fail(conn, &row, &e);
             }
         }
-        conn.prepare_cached("UPDATE tasks SET applied = 1 WHERE id = ?1")
-            .and_then(|mut s| s.execute([row.id]))
-            .db()?;
+        conn.prepare_cached("UPDATE tasks SET applied = 1 WHERE id = ?1").and_then(|mut s| s.execute([row.id])).db()?;
     }
     if now >= row.finish_ms {
         conn.prepare_cached("UPDATE tasks SET state = 'completed' WHERE id = ?1")
             .and_then(|mut s| s.execute([row.id]))
             .db()?;
-        return Ok(TaskStatus::Completed(TaskOutput {
-            new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())),
-        }));
+        return Ok(TaskStatus::Completed(TaskOutput { new_guest: row.new_guest.map(|g| GuestId::new(g.to_string())) }));
     }
     Ok(TaskStatus::Running)
 }
@@ -304,11 +269,9 @@ fn fail(conn: &Connection, row: &TaskRow, e: &Error) -> Result<TaskStatus> {
             guests::remove(conn, g)?;
         }
     }
-    conn.prepare_cached(
-        "UPDATE tasks SET state = 'failed', error_kind = ?2, error = ?3 WHERE id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![row.id, kind_name(e.kind()), e.message()]))
-    .db()?;
+    conn.prepare_cached("UPDATE tasks SET state = 'failed', error_kind = ?2, error = ?3 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![row.id, kind_name(e.kind()), e.message()]))
+        .db()?;
     Ok(TaskStatus::Failed(e.clone()))
 }
 
@@ -320,27 +283,20 @@ fn p_str<'a>(row: &'a TaskRow, key: &str) -> Result<&'a str> {
 }
 
 fn p_bool(row: &TaskRow, key: &str) -> bool {
-    row.params
-        .get(key)
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    row.params.get(key).and_then(Value::as_bool).unwrap_or(false)
 }
 
 fn target(row: &TaskRow) -> Result<i64> {
-    row.guest_id
-        .ok_or_else(|| Error::internal(format!("sim task {} has no guest", row.id)))
+    row.guest_id.ok_or_else(|| Error::internal(format!("sim task {} has no guest", row.id)))
 }
 
 /// Applies a task's effect (inside the caller's savepoint).
 fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
     match row.op.as_str() {
         "clone" | "create" => {
-            let id = row
-                .new_guest
-                .ok_or_else(|| Error::internal(format!("sim task {} has no new guest", row.id)))?;
-            let g = guests::row_any(conn, id)?.ok_or_else(|| {
-                Error::backend(format!("guest [{id}] vanished while being created"))
-            })?;
+            let id = row.new_guest.ok_or_else(|| Error::internal(format!("sim task {} has no new guest", row.id)))?;
+            let g = guests::row_any(conn, id)?
+                .ok_or_else(|| Error::backend(format!("guest [{id}] vanished while being created")))?;
             if !g.visible {
                 let (power, until) = if p_bool(row, "start") && row.finish_ms > now {
                     (PowerState::PoweringOn, row.finish_ms)
@@ -349,11 +305,9 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
                 } else {
                     (PowerState::PoweredOff, 0)
                 };
-                conn.prepare_cached(
-                    "UPDATE guests SET visible = 1, power = ?2, power_until = ?3 WHERE id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![id, power.as_str(), until]))
-                .db()?;
+                conn.prepare_cached("UPDATE guests SET visible = 1, power = ?2, power_until = ?3 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![id, power.as_str(), until]))
+                    .db()?;
             }
             Ok(())
         }
@@ -368,10 +322,7 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
             let g = guests::row(conn, target(row)?)?;
             let template = p_bool(row, "template");
             if template && g.power_at(now) != PowerState::PoweredOff {
-                return Err(Error::conflict(format!(
-                    "guest [{}] must be powered off to become a template",
-                    g.id
-                )));
+                return Err(Error::conflict(format!("guest [{}] must be powered off to become a template", g.id)));
             }
             conn.prepare_cached("UPDATE guests SET is_template = ?2 WHERE id = ?1")
                 .and_then(|mut s| s.execute(params![g.id, template]))
@@ -399,9 +350,7 @@ fn apply(conn: &Connection, row: &TaskRow, now: i64) -> Result<()> {
         }
         // Power transitions are applied at submit time; the task only tracks them.
         "power" => Ok(()),
-        other => Err(Error::internal(format!(
-            "unknown sim task operation '{other}'"
-        ))),
+        other => Err(Error::internal(format!("unknown sim task operation '{other}'"))),
     }
 }
 
@@ -411,13 +360,8 @@ mod tests {
 
     #[test]
     fn error_kinds_round_trip() {
-        for k in [
-            ErrorKind::Conflict,
-            ErrorKind::NotFound,
-            ErrorKind::Timeout,
-            ErrorKind::Backend,
-            ErrorKind::Internal,
-        ] {
+        for k in [ErrorKind::Conflict, ErrorKind::NotFound, ErrorKind::Timeout, ErrorKind::Backend, ErrorKind::Internal]
+        {
             assert_eq!(kind_parse(kind_name(k)), k);
         }
         assert_eq!(kind_parse("nonsense"), ErrorKind::Backend);

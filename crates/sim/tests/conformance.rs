@@ -8,11 +8,7 @@ use std::process::Command;
 fn binary() -> PathBuf {
     // target/<profile>/deps/<this test> → target/<profile>/polyvisor
     let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("polyvisor"))
-        .expect("target dir");
+    let bin = exe.parent().and_then(|d| d.parent()).map(|d| d.join("polyvisor")).expect("target dir");
     assert!(
         bin.is_file(),
         "{} is missing: build it first with `cargo build -p polyvisor` (scripts/test-all.sh does)",
@@ -36,16 +32,8 @@ fn run_check(args: &[&str]) -> String {
         .env_remove("POLYVISOR_LOG_FILE")
         .output()
         .expect("run polyvisor check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "polyvisor check {} failed on sim:\n{text}",
-        args[0]
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "polyvisor check {} failed on sim:\n{text}", args[0]);
     text
 }
 
@@ -57,12 +45,6 @@ fn ras_harness_passes_on_sim() {
 
 #[test]
 fn cloudstack_harness_passes_on_sim() {
-    let text = run_check(&[
-        "cloudstack",
-        "--template-id",
-        "9000",
-        "--bad-template-id",
-        "424242",
-    ]);
+    let text = run_check(&["cloudstack", "--template-id", "9000", "--bad-template-id", "424242"]);
     assert!(text.contains(" 0 failed"), "{text}");
 }

@@ -18,13 +18,7 @@ fn open(path: &Path, task_ms: u64) -> Arc<dyn Driver> {
 }
 
 fn spec(name: &str) -> CloneSpec {
-    CloneSpec {
-        source: "9000".into(),
-        name: name.into(),
-        snapshot: None,
-        mode: CloneMode::Linked,
-        start: false,
-    }
+    CloneSpec { source: "9000".into(), name: name.into(), snapshot: None, mode: CloneMode::Linked, start: false }
 }
 
 /// Child-process body: issues a slow clone, prints the task id, then waits to be killed.
@@ -46,13 +40,7 @@ async fn task_from_a_killed_process_is_finished_by_another() {
     let db = dir.path().join("proc.db");
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "child_issue_clone_then_hang",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(["--exact", "child_issue_clone_then_hang", "--nocapture", "--test-threads", "1"])
         .env(CHILD_ENV, &db)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -85,14 +73,9 @@ async fn task_from_a_killed_process_is_finished_by_another() {
     child.kill().unwrap();
     child.wait().unwrap();
     let b = open(&db, 0);
-    let out = polyvisor_core::task::wait(
-        &*b,
-        &TaskId(task),
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-    )
-    .await
-    .unwrap();
+    let out = polyvisor_core::task::wait(&*b, &TaskId(task), Duration::from_secs(5), Duration::from_millis(20))
+        .await
+        .unwrap();
     let g = b.get_guest(&out.new_guest.unwrap()).await.unwrap();
     assert_eq!(g.name, "from-child");
 }
@@ -106,10 +89,7 @@ fn concurrent_first_open_seeds_once() {
             let db = db.clone();
             std::thread::spawn(move || {
                 let d = open(&db, 0);
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(d.list_guests()).unwrap().len()
             })
         })
@@ -128,23 +108,14 @@ fn parallel_writers_never_fail_or_duplicate() {
             let db = db.clone();
             std::thread::spawn(move || {
                 let d = open(&db, 0);
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async {
                     for i in 0..15 {
-                        let t = d
-                            .clone_guest(&spec(&format!("w{w}-{i}")))
-                            .await
-                            .unwrap()
-                            .task;
+                        let t = d.clone_guest(&spec(&format!("w{w}-{i}"))).await.unwrap().task;
                         loop {
                             match d.task_status(&t).await.unwrap() {
                                 TaskStatus::Completed(_) => break,
-                                TaskStatus::Running => {
-                                    tokio::time::sleep(Duration::from_millis(1)).await
-                                }
+                                TaskStatus::Running => tokio::time::sleep(Duration::from_millis(1)).await,
                                 TaskStatus::Failed(e) => panic!("{e}"),
                             }
                         }
@@ -157,10 +128,7 @@ fn parallel_writers_never_fail_or_duplicate() {
         h.join().unwrap();
     }
     let d = open(&db, 0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let list = rt.block_on(d.list_guests()).unwrap();
     assert_eq!(list.len(), 7 + 60);
     let mut ids: Vec<_> = list.iter().map(|g| g.id.clone()).collect();

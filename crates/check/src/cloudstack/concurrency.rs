@@ -18,7 +18,8 @@ fn parallel<T: Send>(vms: &mut [Vm], f: impl Fn(&mut Vm) -> Result<T, String> + 
 }
 
 fn all_ok<T>(vms: &[Vm], results: Vec<Result<T, String>>) -> Result<(), String> {
-    let errs: Vec<String> = vms.iter().zip(results).filter_map(|(vm, r)| r.err().map(|e| format!("{}: {e}", vm.name))).collect();
+    let errs: Vec<String> =
+        vms.iter().zip(results).filter_map(|(vm, r)| r.err().map(|e| format!("{}: {e}", vm.name))).collect();
     if errs.is_empty() {
         Ok(())
     } else {
@@ -57,12 +58,17 @@ pub fn run(ctx: &Ctx, report: &mut Report, n: usize, prepare: bool) {
         let outcome = match lifecycle::statuses(ctx) {
             Ok(None) => Outcome::Skip("`statuses` not implemented".into()),
             Ok(Some(map)) => {
-                let missing: Vec<&str> =
-                    vms.iter().filter(|vm| !map.iter().any(|(k, p)| k == &vm.name && *p == Power::On)).map(|vm| vm.name.as_str()).collect();
+                let missing: Vec<&str> = vms
+                    .iter()
+                    .filter(|vm| !map.iter().any(|(k, p)| k == &vm.name && *p == Power::On))
+                    .map(|vm| vm.name.as_str())
+                    .collect();
                 if missing.is_empty() {
                     Outcome::Pass
                 } else {
-                    Outcome::Fail(format!("statuses does not report these running VMs as poweron under their internal names: {missing:?}"))
+                    Outcome::Fail(format!(
+                        "statuses does not report these running VMs as poweron under their internal names: {missing:?}"
+                    ))
                 }
             }
             Err(e) => Outcome::Fail(e),

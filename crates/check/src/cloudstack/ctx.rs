@@ -52,15 +52,27 @@ impl Ctx {
         let path = self.dir.join(format!("{}.json", payload::uuid()));
         let mut payload = payload.clone();
         gson::strip_nulls(&mut payload);
-        std::fs::write(&path, gson::to_string(&payload)).map_err(|e| format!("cannot write payload {}: {e}", path.display()))?;
+        std::fs::write(&path, gson::to_string(&payload))
+            .map_err(|e| format!("cannot write payload {}: {e}", path.display()))?;
         Ok(path)
     }
 
     /// Runs `action` on an existing payload path with a raw timeout argument.
-    pub fn run_raw(&self, action: &str, path: &Path, timeout_arg: &str, kill_after: Duration, allow_empty: bool, console: bool) -> Run {
+    pub fn run_raw(
+        &self,
+        action: &str,
+        path: &Path,
+        timeout_arg: &str,
+        kill_after: Duration,
+        allow_empty: bool,
+        console: bool,
+    ) -> Run {
         let r = invoke::run(&self.cmd, action, path, timeout_arg, kill_after);
         let text = r.text();
-        let json_ok = r.timed_out || r.spawn_error.is_some() || parse::is_one_json_object(&text) || (allow_empty && text.is_empty());
+        let json_ok = r.timed_out
+            || r.spawn_error.is_some()
+            || parse::is_one_json_object(&text)
+            || (allow_empty && text.is_empty());
         let leak = {
             let s = self.secrets.lock().map(|s| s.clone()).unwrap_or_default();
             // The VNC password may legitimately come back from getconsole.
@@ -70,8 +82,13 @@ impl Ctx {
                 s.leaked_in(&text)
             }
         };
-        let logged =
-            Logged { action: action.into(), output_len: r.output_len, json_ok, leak, excerpt: self.redact(&invoke::excerpt(&text, 200)) };
+        let logged = Logged {
+            action: action.into(),
+            output_len: r.output_len,
+            json_ok,
+            leak,
+            excerpt: self.redact(&invoke::excerpt(&text, 200)),
+        };
         if let Ok(mut l) = self.log.lock() {
             l.push(logged);
         }

@@ -19,7 +19,8 @@ pub fn run(ctx: &Ctx, report: &mut Report, scan_files: &[std::path::PathBuf]) {
         None => Ok(()),
     });
     report.case(GROUP, "one-json-document-per-output", || {
-        let bad: Vec<String> = log.iter().filter(|l| !l.json_ok).take(3).map(|l| format!("`{}`: {:?}", l.action, l.excerpt)).collect();
+        let bad: Vec<String> =
+            log.iter().filter(|l| !l.json_ok).take(3).map(|l| format!("`{}`: {:?}", l.action, l.excerpt)).collect();
         let n = log.iter().filter(|l| !l.json_ok).count();
         if n == 0 {
             Ok(())
@@ -35,7 +36,9 @@ pub fn run(ctx: &Ctx, report: &mut Report, scan_files: &[std::path::PathBuf]) {
         let name = format!("no-secrets-in-file/{}", f.display());
         let t = std::time::Instant::now();
         let outcome = match std::fs::read(f) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Skip("file does not exist (nothing was logged)".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Outcome::Skip("file does not exist (nothing was logged)".into())
+            }
             Err(e) => Outcome::Fail(format!("cannot read it: {e}")),
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);

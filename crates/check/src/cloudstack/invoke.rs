@@ -192,7 +192,13 @@ mod tests {
 
     #[test]
     fn merges_stderr_passes_args_and_reports_exit() {
-        let r = run(&sh(r#"echo "out $1 $3"; echo err >&2; exit 3"#), "status", Path::new("/p.json"), "7", Duration::from_secs(5));
+        let r = run(
+            &sh(r#"echo "out $1 $3"; echo err >&2; exit 3"#),
+            "status",
+            Path::new("/p.json"),
+            "7",
+            Duration::from_secs(5),
+        );
         assert_eq!(r.code, Some(3));
         assert!(!r.success());
         assert_eq!(r.text(), "out status 7\nerr");

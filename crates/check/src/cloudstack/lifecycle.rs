@@ -32,10 +32,16 @@ pub fn prepare(ctx: &Ctx, vm: &mut Vm) -> Result<(), String> {
         return Ok(());
     }
     let patch: Value = serde_json::from_str(&text).map_err(|_| {
-        format!("prepare output is neither empty nor one JSON object (CloudStack: \"Failed to prepare VM\"): {}", ctx.describe(&r))
+        format!(
+            "prepare output is neither empty nor one JSON object (CloudStack: \"Failed to prepare VM\"): {}",
+            ctx.describe(&r)
+        )
     })?;
     if !patch.is_object() {
-        return Err(format!("prepare output is not a JSON object (CloudStack: \"Failed to prepare VM\"): {}", ctx.describe(&r)));
+        return Err(format!(
+            "prepare output is not a JSON object (CloudStack: \"Failed to prepare VM\"): {}",
+            ctx.describe(&r)
+        ));
     }
     vm.apply_prepare(&ctx.env, &patch)?;
     ctx.add_secret(&vm.vnc_password);
@@ -54,7 +60,9 @@ pub fn statuses(ctx: &Ctx) -> Result<Option<Vec<(String, Power)>>, String> {
 
 fn expect_in_statuses(ctx: &Ctx, vm: &Vm, want: Power, absent_ok: bool) -> Result<Outcome, String> {
     let Some(map) = statuses(ctx)? else {
-        return Ok(Outcome::Skip("`statuses` not implemented (4.22.1+ only; the management server falls back to `status`)".into()));
+        return Ok(Outcome::Skip(
+            "`statuses` not implemented (4.22.1+ only; the management server falls back to `status`)".into(),
+        ));
     };
     match map.iter().find(|(k, _)| k == &vm.name) {
         Some((_, p)) if *p == want => Ok(Outcome::Pass),
@@ -199,8 +207,9 @@ fn console(ctx: &Ctx, vm: &Vm) -> Result<Outcome, String> {
     }
     if !r.success() {
         let text = r.text();
-        let declared_unsupported =
-            serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
+        let declared_unsupported = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
         return match declared_unsupported {
             Some(e) => Ok(Outcome::Skip(format!("extension declines getconsole: {}", ctx.redact(&e)))),
             None => Err(format!("getconsole failed without a JSON error: {}", ctx.describe(&r))),

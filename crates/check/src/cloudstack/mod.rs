@@ -205,7 +205,11 @@ pub fn run(args: Args) -> Result<bool, String> {
 
     if robustness::responsive(&ctx, &mut report) {
         robustness::run(&ctx, &mut report);
-        let flow = lifecycle::Flow { prepare: !args.no_prepare, snapshots: args.custom_actions, status_samples: args.status_samples };
+        let flow = lifecycle::Flow {
+            prepare: !args.no_prepare,
+            snapshots: args.custom_actions,
+            status_samples: args.status_samples,
+        };
         lifecycle::run(&ctx, &mut report, &flow);
         concurrency::run(&ctx, &mut report, args.vms, !args.no_prepare);
         robustness::failed_create_cleans_up(&ctx, &mut report, args.bad_template_id.as_deref());

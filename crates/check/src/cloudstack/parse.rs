@@ -113,9 +113,10 @@ pub fn table(text: &str) -> Result<Vec<Map<String, Value>>, String> {
         return Err("no `printmessage: \"true\"`: the UI would not render a table".into());
     }
     match v.get("message") {
-        Some(Value::Array(a)) => {
-            a.iter().map(|e| e.as_object().cloned().ok_or_else(|| "`message` array holds a non-object".to_string())).collect()
-        }
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|e| e.as_object().cloned().ok_or_else(|| "`message` array holds a non-object".to_string()))
+            .collect(),
         Some(Value::Object(o)) => Ok(vec![o.clone()]),
         Some(Value::String(_)) => Err("`message` is a string: the 4.22 UI never shows it with printmessage".into()),
         _ => Err("`message` missing".into()),
@@ -158,7 +159,10 @@ mod tests {
         assert!(matches!(s, Console::Proxy { port: 5901, one_time: true, .. }));
         assert_eq!(console(r#"{"console":{"host":"127.0.0.1"}}"#).unwrap_err(), "Missing required fields in output");
         assert_eq!(console(r#"{"status":"success"}"#).unwrap_err(), "Missing console object in output");
-        assert!(matches!(console(r#"{"console":{"url":"https://x/y","protocol":"DIRECT"}}"#), Ok(Console::Direct { .. })));
+        assert!(matches!(
+            console(r#"{"console":{"url":"https://x/y","protocol":"DIRECT"}}"#),
+            Ok(Console::Direct { .. })
+        ));
     }
 
     #[test]

@@ -101,11 +101,16 @@ impl Vm {
         for (k, v) in &env.template {
             details.insert(format!("External:{k}"), v.clone());
         }
-        for (k, v) in [("cpuOvercommitRatio", "2.0"), ("memoryOvercommitRatio", "1.0"), ("Message.ReservedCapacityFreed.Flag", "false")] {
+        for (k, v) in [
+            ("cpuOvercommitRatio", "2.0"),
+            ("memoryOvercommitRatio", "1.0"),
+            ("Message.ReservedCapacityFreed.Flag", "false"),
+        ] {
             details.insert(k.into(), v.into());
         }
         let r = random_u64();
-        let mac = format!("02:01:{:02x}:{:02x}:{:02x}:{:02x}", (r >> 24) & 0xff, (r >> 16) & 0xff, (r >> 8) & 0xff, r & 0xff);
+        let mac =
+            format!("02:01:{:02x}:{:02x}:{:02x}:{:02x}", (r >> 24) & 0xff, (r >> 16) & 0xff, (r >> 8) & 0xff, r & 0xff);
         let nic = json!({
             "deviceId": 0, "networkRateMbps": 200, "defaultNic": true, "pxeDisable": false,
             "details": {"PromiscuousMode":"false","MacAddressChanges":"true","ForgedTransmits":"true","MacLearning":"false"},
@@ -134,7 +139,8 @@ impl Vm {
         }
         let ram = env.memory_mib * 1024 * 1024;
         let nics = if nics { Value::Array(self.nics.clone()) } else { json!([]) };
-        let nets = if matches!(phase, Phase::Starting | Phase::Rebooting) { json!({"204": "tenant-net"}) } else { json!({}) };
+        let nets =
+            if matches!(phase, Phase::Starting | Phase::Rebooting) { json!({"204": "tenant-net"}) } else { json!({}) };
         json!({
             "id": self.id, "name": self.name, "state": state, "type": "User",
             "cpus": env.cpus, "minSpeed": 500, "maxSpeed": 1000, "minRam": ram, "maxRam": ram,
@@ -148,8 +154,11 @@ impl Vm {
 
     /// `externaldetails.virtualmachine`: the VM's `External:` details, prefix stripped.
     fn vm_external(&self, with_vlan: bool) -> Details {
-        let mut m: Details =
-            self.details.iter().filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k.to_string(), v.clone()))).collect();
+        let mut m: Details = self
+            .details
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k.to_string(), v.clone())))
+            .collect();
         if with_vlan {
             m.insert("cloudstack.vlan".into(), self.vlan.to_string().into());
         }
@@ -221,7 +230,9 @@ impl Vm {
 /// `externaldetails` with empty sub-maps omitted.
 fn external_details(env: &Env, vm: Option<Details>, action: Option<Details>) -> Value {
     let mut m = Map::new();
-    for (k, d) in [("extension", Some(&env.extension)), ("resourcemap", Some(&env.resourcemap)), ("host", Some(&env.host))] {
+    for (k, d) in
+        [("extension", Some(&env.extension)), ("resourcemap", Some(&env.resourcemap)), ("host", Some(&env.host))]
+    {
         if let Some(d) = d.filter(|d| !d.is_empty()) {
             m.insert(k.into(), Value::Object(d.clone()));
         }

@@ -41,7 +41,10 @@ impl Secrets {
 
     /// The first known secret `text` contains, as a description (never the value).
     pub fn leaked_in(&self, text: &str) -> Option<String> {
-        self.0.iter().position(|s| text.contains(s.as_str())).map(|i| format!("secret #{} ({} chars)", i + 1, self.0[i].len()))
+        self.0
+            .iter()
+            .position(|s| text.contains(s.as_str()))
+            .map(|i| format!("secret #{} ({} chars)", i + 1, self.0[i].len()))
     }
 
     /// `text` with every known secret and every printed password/ticket masked.

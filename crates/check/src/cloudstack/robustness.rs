@@ -60,7 +60,11 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
                 return Err(format!("exit 0 tells CloudStack the agent command succeeded: {}", ctx.describe(&r)));
             }
             if r.elapsed > FAST {
-                return Err(format!("refusal took {} ms (> {} ms); must not touch the backend", r.elapsed.as_millis(), FAST.as_millis()));
+                return Err(format!(
+                    "refusal took {} ms (> {} ms); must not touch the backend",
+                    r.elapsed.as_millis(),
+                    FAST.as_millis()
+                ));
             }
             Ok(())
         });
@@ -68,10 +72,18 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
 
     report.case(GROUP, "unknown-action-refused", || {
         let vm = Vm::new(&ctx.env, 4000);
-        let r = ctx.run("pvcheckNoSuchAction", &vm.custom_payload(&ctx.env, "pvcheckNoSuchAction", "Running", None), FQCN_TIMEOUT)?;
+        let r = ctx.run(
+            "pvcheckNoSuchAction",
+            &vm.custom_payload(&ctx.env, "pvcheckNoSuchAction", "Running", None),
+            FQCN_TIMEOUT,
+        )?;
         ctx.expect_refusal(&r, "an unknown action")?;
         if r.elapsed > FAST {
-            return Err(format!("refusing an unknown action took {} ms (> {} ms)", r.elapsed.as_millis(), FAST.as_millis()));
+            return Err(format!(
+                "refusing an unknown action took {} ms (> {} ms)",
+                r.elapsed.as_millis(),
+                FAST.as_millis()
+            ));
         }
         Ok(())
     });
@@ -142,7 +154,8 @@ pub fn failed_create_cleans_up(ctx: &Ctx, report: &mut Report, bad_template: Opt
         env.template.insert("template_type".into(), "template".into());
         env.template.insert("template_id".into(), bad.into());
         let vm = Vm::new(&env, 4004);
-        let r = ctx.run("create", &vm.lifecycle_payload(&env, "create", payload::Phase::Starting), ctx.lifecycle_timeout)?;
+        let r =
+            ctx.run("create", &vm.lifecycle_payload(&env, "create", payload::Phase::Starting), ctx.lifecycle_timeout)?;
         let refused = ctx.expect_refusal(&r, "a create from a template that does not exist");
         let left = ctx.expect_power(&vm, "Stopped", super::parse::Power::Off);
         let listed = match super::lifecycle::statuses(ctx)? {
@@ -183,7 +196,10 @@ pub fn timeout_honoured(ctx: &Ctx, report: &mut Report, slow_env: &[(String, Str
         let vm = Vm::new(&slow.env, 4002);
         let r = slow.lifecycle(&vm, "create", payload::Phase::Starting)?;
         let result = if r.timed_out {
-            Err(format!("create was killed at the {timeout} s timeout instead of failing cleanly before it: {}", slow.describe(&r)))
+            Err(format!(
+                "create was killed at the {timeout} s timeout instead of failing cleanly before it: {}",
+                slow.describe(&r)
+            ))
         } else if r.success() {
             Err(format!(
                 "create succeeded although the backend was slowed down by --slow-env; the case proves nothing: {}",

@@ -53,7 +53,9 @@ fn probe(ctx: &Ctx, report: &mut Report, vm: &Vm, mode: Mode, case: &str, action
             Ok(()) => Outcome::Pass,
             Err(e) => Outcome::Fail(e),
         },
-        Ok(r) if mode == Mode::Require => Outcome::Fail(format!("required by --custom-actions require: {}", ctx.describe(&r))),
+        Ok(r) if mode == Mode::Require => {
+            Outcome::Fail(format!("required by --custom-actions require: {}", ctx.describe(&r)))
+        }
         Ok(r) if r.timed_out => Outcome::Fail(format!("probe timed out: {}", ctx.describe(&r))),
         Ok(r) => Outcome::Skip(format!("`{action}` not offered ({})", ctx.describe(&r))),
     };
@@ -90,11 +92,19 @@ fn snapshot_set(ctx: &Ctx, report: &mut Report, vm: &Vm) {
     // Gson escapes these; the description must come back decoded, not mangled.
     let description = "made by polyvisor check: a<b & c='d'";
     let created = report.case(GROUP, "CreateSnapshot", || {
-        call_ok(ctx, vm, "CreateSnapshot", Some(json!({"snap_name": snap, "snap_description": description, "snap_save_memory": true})))?;
+        call_ok(
+            ctx,
+            vm,
+            "CreateSnapshot",
+            Some(json!({"snap_name": snap, "snap_description": description, "snap_save_memory": true})),
+        )?;
         let rows = list(ctx, vm, "ListSnapshots")?;
-        let row = find(&rows, &snap).ok_or_else(|| format!("ListSnapshots does not show the new snapshot {snap} ({} rows)", rows.len()))?;
+        let row = find(&rows, &snap)
+            .ok_or_else(|| format!("ListSnapshots does not show the new snapshot {snap} ({} rows)", rows.len()))?;
         match row.get("description").and_then(Value::as_str) {
-            Some(d) if !d.is_empty() && d != description => Err(format!("description did not round-trip the Gson escapes: got {d:?}")),
+            Some(d) if !d.is_empty() && d != description => {
+                Err(format!("description did not round-trip the Gson escapes: got {d:?}"))
+            }
             _ => Ok(()),
         }
     });
@@ -104,7 +114,8 @@ fn snapshot_set(ctx: &Ctx, report: &mut Report, vm: &Vm) {
     }
     report.case(GROUP, "RestoreSnapshot", || {
         call_ok(ctx, vm, "RestoreSnapshot", Some(json!({"snap_name": snap})))?;
-        ctx.expect_power(vm, "Running", Power::On).map_err(|e| format!("a snapshot with memory restores a running VM: {e}"))
+        ctx.expect_power(vm, "Running", Power::On)
+            .map_err(|e| format!("a snapshot with memory restores a running VM: {e}"))
     });
     report.case(GROUP, "RestoreSnapshot-unknown-fails", || {
         let r = call(ctx, vm, "RestoreSnapshot", Some(json!({"snap_name": format!("{snap}-nope")})))?;

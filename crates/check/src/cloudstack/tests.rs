@@ -41,13 +41,19 @@ fn outcome<'a>(report: &'a Value, group: &str, name: &str) -> &'a str {
 fn failures(report: &Value) -> Vec<String> {
     report["cases"]
         .as_array()
-        .map(|c| c.iter().filter(|c| c["outcome"] == "fail").map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"])).collect())
+        .map(|c| {
+            c.iter()
+                .filter(|c| c["outcome"] == "fail")
+                .map(|c| format!("{}/{}: {}", c["group"], c["name"], c["reason"]))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn good_scaffold_extension_passes() {
-    let (passed, report) = check("good-extension.sh", &["--template-id", "101", "--detail", "secret=s3cr=t-value", "--vms", "3"]);
+    let (passed, report) =
+        check("good-extension.sh", &["--template-id", "101", "--detail", "secret=s3cr=t-value", "--vms", "3"]);
     assert!(passed, "failures: {:#?}", failures(&report));
     assert_eq!(outcome(&report, "lifecycle", "create-retried-is-idempotent"), "pass");
     assert_eq!(outcome(&report, "custom-actions", "CreateSnapshot"), "pass");
@@ -83,7 +89,8 @@ fn broken_status_and_absent_stop_are_caught_without_prepare() {
 
 #[test]
 fn custom_actions_require_fails_when_not_offered() {
-    let (passed, report) = check("good-extension.sh", &["--custom-actions", "require", "--vms", "0", "--status-samples", "1"]);
+    let (passed, report) =
+        check("good-extension.sh", &["--custom-actions", "require", "--vms", "0", "--status-samples", "1"]);
     assert!(!passed);
     assert_eq!(outcome(&report, "custom-actions", "Suspend"), "fail");
     assert_eq!(outcome(&report, "custom-actions", "ListSnapshots"), "pass");
@@ -112,8 +119,13 @@ fn hanging_extension_is_abandoned_quickly() {
 
 #[test]
 fn wrong_status_words_are_caught() {
-    let (_, report) = check("broken-extension.sh", &["--vms", "0", "--custom-actions", "skip", "--status-samples", "1"]);
-    assert_eq!(outcome(&report, "robustness", "status-of-unknown-vm-is-poweroff"), "fail", "`stopped` is PowerUnknown to CloudStack");
+    let (_, report) =
+        check("broken-extension.sh", &["--vms", "0", "--custom-actions", "skip", "--status-samples", "1"]);
+    assert_eq!(
+        outcome(&report, "robustness", "status-of-unknown-vm-is-poweroff"),
+        "fail",
+        "`stopped` is PowerUnknown to CloudStack"
+    );
 }
 
 #[test]
@@ -131,7 +143,10 @@ fn timeout_argument_honoured_or_not() {
     let (passed, report) = check("good-extension.sh", &overruns);
     assert!(!passed);
     assert_eq!(outcome(&report, "robustness", "timeout-honoured"), "fail");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the killed run's sleeping grandchild must not stall the harness");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the killed run's sleeping grandchild must not stall the harness"
+    );
 }
 
 #[test]
@@ -139,8 +154,10 @@ fn scan_file_finds_a_logged_secret() {
     let log = std::env::temp_dir().join(format!("pvcheck-cs-{}.log", payload::uuid()));
     std::fs::write(&log, "debug: auth with s3cr=t-value\n").expect("write");
     let path = log.display().to_string();
-    let (passed, report) =
-        check("good-extension.sh", &["--detail", "secret=s3cr=t-value", "--vms", "0", "--status-samples", "1", "--scan-file", &path]);
+    let (passed, report) = check(
+        "good-extension.sh",
+        &["--detail", "secret=s3cr=t-value", "--vms", "0", "--status-samples", "1", "--scan-file", &path],
+    );
     let _ = std::fs::remove_file(&log);
     assert!(!passed);
     assert_eq!(outcome(&report, "hygiene", &format!("no-secrets-in-file/{path}")), "fail");

@@ -45,7 +45,8 @@ impl Caps {
 
     /// The snapshot methods are available (link clones or versioning).
     pub fn snapshots(&self) -> bool {
-        self.template_method == TemplateMethod::Versioning || (self.template_method == TemplateMethod::Basic && self.can_link_clones)
+        self.template_method == TemplateMethod::Versioning
+            || (self.template_method == TemplateMethod::Basic && self.can_link_clones)
     }
 
     /// The §7 snapshot name for template version `n`, or `None` when no snapshot applies.
@@ -201,7 +202,9 @@ pub fn guest(id: &str, g: &Value) -> Vec<String> {
             }
             for ip in ips {
                 match ip.as_str().map(|s| s.parse::<std::net::Ipv4Addr>()) {
-                    Some(Ok(a)) if a.is_loopback() => errs.push(format!("expected no loopback address in ip_addresses, saw {a}")),
+                    Some(Ok(a)) if a.is_loopback() => {
+                        errs.push(format!("expected no loopback address in ip_addresses, saw {a}"))
+                    }
                     Some(Ok(_)) => {}
                     _ => errs.push(format!("expected ip_addresses to hold IPv4 strings, saw {}", short(ip))),
                 }
@@ -232,9 +235,7 @@ pub fn guest(id: &str, g: &Value) -> Vec<String> {
 pub fn is_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)))
+        && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)))
 }
 
 /// The `task_id` of an async reply: a non-empty string.

@@ -198,7 +198,14 @@ fn exit_maintenance(s: &mut Session, caps: &Caps, id: &str, version: u32) -> Res
 }
 
 /// §7.4; returns the new host's id (read only from the task output).
-fn create_host(s: &mut Session, caps: &Caps, id: &str, clone_name: &str, version: u32, st: &mut State) -> Result<String, String> {
+fn create_host(
+    s: &mut Session,
+    caps: &Caps,
+    id: &str,
+    clone_name: &str,
+    version: u32,
+    st: &mut State,
+) -> Result<String, String> {
     require_template(s, id, true)?;
     let snapshot = caps.snapshot_name(version).unwrap_or_default();
     let (_, out) = s.run_async("guests/clone", json!({ "id": id, "name": clone_name, "snapshot": snapshot }))?;

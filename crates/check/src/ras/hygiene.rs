@@ -31,24 +31,12 @@ pub fn run(r: &mut Report, s: &mut Session, st: &State) {
     let big = format!("{{\"method\":\"provider/initialize\",\"pad\":\"{}\"}}\n", "x".repeat(1 << 20));
     let mut cases: Vec<(&str, Vec<u8>, Want)> = vec![
         ("not JSON is -32700", b"this is not json\n".to_vec(), Want::Code(-32700)),
-        (
-            "truncated JSON is -32700",
-            b"{\"method\":\"provider/initialize\"\n".to_vec(),
-            Want::Code(-32700),
-        ),
+        ("truncated JSON is -32700", b"{\"method\":\"provider/initialize\"\n".to_vec(), Want::Code(-32700)),
         ("{} is -32601", b"{}\n".to_vec(), Want::Code(-32601)),
         ("JSON array request is an error", b"[1,2]\n".to_vec(), Want::AnyOf(&[-32600, -32601, -32700])),
         ("unknown method is -32601", b"{\"method\":\"guests/frobnicate\"}\n".to_vec(), Want::Code(-32601)),
-        (
-            "method name trimmed and case-insensitive",
-            b"{\"method\":\"  Provider/INITIALIZE \"}\n".to_vec(),
-            Want::Init,
-        ),
-        (
-            "guests/get without params is -32602",
-            b"{\"method\":\"guests/get\"}\n".to_vec(),
-            Want::Code(-32602),
-        ),
+        ("method name trimmed and case-insensitive", b"{\"method\":\"  Provider/INITIALIZE \"}\n".to_vec(), Want::Init),
+        ("guests/get without params is -32602", b"{\"method\":\"guests/get\"}\n".to_vec(), Want::Code(-32602)),
         (
             "guests/get with empty params is -32602",
             b"{\"method\":\"guests/get\",\"params\":{}}\n".to_vec(),
@@ -59,11 +47,7 @@ pub fn run(r: &mut Report, s: &mut Session, st: &State) {
             format!("{{\"method\":\"guests/control\",\"params\":{{\"id\":\"{guest}\"}}}}\n").into_bytes(),
             Want::Code(-32602),
         ),
-        (
-            "tasks/get without id is -32602",
-            b"{\"method\":\"tasks/get\",\"params\":{}}\n".to_vec(),
-            Want::Code(-32602),
-        ),
+        ("tasks/get without id is -32602", b"{\"method\":\"tasks/get\",\"params\":{}}\n".to_vec(), Want::Code(-32602)),
         (
             "provider/connect without settings is -32602",
             b"{\"method\":\"provider/connect\",\"params\":{}}\n".to_vec(),
@@ -80,17 +64,9 @@ pub fn run(r: &mut Report, s: &mut Session, st: &State) {
             b"\xff\xfe\xfd{\"method\":\"provider/initialize\"}\n".to_vec(),
             Want::AnyOf(&[-32700]),
         ),
-        (
-            "BOM-prefixed request works",
-            b"\xEF\xBB\xBF{\"method\":\"provider/initialize\"}\n".to_vec(),
-            Want::Init,
-        ),
+        ("BOM-prefixed request works", b"\xEF\xBB\xBF{\"method\":\"provider/initialize\"}\n".to_vec(), Want::Init),
         ("CRLF request works", b"{\"method\":\"provider/initialize\"}\r\n".to_vec(), Want::Init),
-        (
-            "surrounding whitespace works",
-            b"  \t{\"method\":\"provider/initialize\"}  \n".to_vec(),
-            Want::Init,
-        ),
+        ("surrounding whitespace works", b"  \t{\"method\":\"provider/initialize\"}  \n".to_vec(), Want::Init),
     ];
     if let Some(n) = numeric {
         cases.push((
@@ -114,15 +90,15 @@ pub fn run(r: &mut Report, s: &mut Session, st: &State) {
     }
     r.case(G, "blank lines are not answered", || {
         s.ensure()?;
-        let reply = s
-            .proc()?
-            .request_raw(b"\n   \n\r\n{\"method\":\"provider/initialize\"}\n")
-            .map_err(|e| e.to_string())?;
+        let reply =
+            s.proc()?.request_raw(b"\n   \n\r\n{\"method\":\"provider/initialize\"}\n").map_err(|e| e.to_string())?;
         if reply.stray_before > 0 {
             return Err("lines arrived before the request (earlier stray replies)".into());
         }
         let extra = s.proc()?.settle(Duration::from_millis(300));
-        is_init(&reply).map_err(|e| format!("expected the next reply to answer the real request (blank lines must not be answered): {e}"))?;
+        is_init(&reply).map_err(|e| {
+            format!("expected the next reply to answer the real request (blank lines must not be answered): {e}")
+        })?;
         match extra.first() {
             Some(l) => Err(format!(
                 "expected no reply to blank lines, saw {} extra line(s), first {}",
@@ -207,9 +183,8 @@ fn is_init(reply: &Reply) -> Result<(), String> {
 }
 
 fn still_serving(s: &mut Session) -> Result<(), String> {
-    let reply = s
-        .call("provider/initialize", None)
-        .map_err(|e| format!("provider stopped serving after the bad line: {e}"))?;
+    let reply =
+        s.call("provider/initialize", None).map_err(|e| format!("provider stopped serving after the bad line: {e}"))?;
     is_init(&reply).map_err(|e| format!("follow-up initialize: {e}"))
 }
 
@@ -252,9 +227,7 @@ pub fn wire_and_eof(r: &mut Report, s: &mut Session) {
         if total < 64 * 1024 {
             Ok(())
         } else {
-            Err(format!(
-                "expected < 65536 bytes on stderr in this process, saw {total} (would deadlock the Test Kit)"
-            ))
+            Err(format!("expected < 65536 bytes on stderr in this process, saw {total} (would deadlock the Test Kit)"))
         }
     });
     r.case("wire", "EOF on stdin: provider exits 0 promptly", || {

@@ -182,7 +182,10 @@ pub fn clone_guest(s: &mut Session, src: &str, name: &str, snapshot: &str) -> Re
     };
     if let Some(early) = reply.get("clone_id") {
         if early.as_str() != Some(id.as_str()) {
-            return Err(format!("expected the immediate clone_id {} to match the task output's \"{id}\"", short(early)));
+            return Err(format!(
+                "expected the immediate clone_id {} to match the task output's \"{id}\"",
+                short(early)
+            ));
         }
     }
     let g = s.get(&id)?;
@@ -230,12 +233,7 @@ fn scratch(r: &mut Report, s: &mut Session, st: &mut State) {
 
 fn control(r: &mut Report, s: &mut Session, st: &mut State) {
     let Some(id) = st.scratch.clone() else {
-        r.record(
-            G,
-            "guests/control",
-            Outcome::Skip("no scratch guest (see earlier failure)".into()),
-            Instant::now(),
-        );
+        r.record(G, "guests/control", Outcome::Skip("no scratch guest (see earlier failure)".into()), Instant::now());
         return;
     };
     let suspend = caps(s).map(|c| c.can_suspend).unwrap_or(false);
@@ -264,10 +262,9 @@ fn control(r: &mut Report, s: &mut Session, st: &mut State) {
     } else {
         r.record(G, "guests/control suspend", Outcome::Skip("can_suspend_guests is false".into()), Instant::now());
     }
-    for (name, ctl, want) in [
-        ("guests/control stop", "stop", "powered_off"),
-        ("guests/control stop (already off)", "stop", "powered_off"),
-    ] {
+    for (name, ctl, want) in
+        [("guests/control stop", "stop", "powered_off"), ("guests/control stop (already off)", "stop", "powered_off")]
+    {
         r.case(G, name, || {
             s.ensure()?;
             s.control(&id, ctl)?;

@@ -98,9 +98,9 @@ pub fn settings(args: &Args) -> Result<Value, String> {
         },
     };
     for kv in &args.setting {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or("--setting expects key=value (an argument had no `=`; its text is not echoed in case it is a secret)")?;
+        let (k, v) = kv.split_once('=').ok_or(
+            "--setting expects key=value (an argument had no `=`; its text is not echoed in case it is a secret)",
+        )?;
         if k.trim().is_empty() {
             return Err("--setting has an empty key".into());
         }
@@ -152,11 +152,7 @@ pub fn run(args: Args) -> Result<bool, String> {
     let target = args.command.join(" ");
     let mut report = Report::new("ras", &target, args.report.quiet);
     let mut s = Session::new(opts);
-    let mut st = State {
-        opts_guest: args.guest.clone(),
-        keep: args.keep,
-        ..State::default()
-    };
+    let mut st = State { opts_guest: args.guest.clone(), keep: args.keep, ..State::default() };
     run_groups(&mut report, &mut s, &mut st, args.skip_hygiene);
     for c in &mut report.cases {
         if let Outcome::Fail(r) | Outcome::Skip(r) = &mut c.outcome {
@@ -164,10 +160,9 @@ pub fn run(args: Args) -> Result<bool, String> {
         }
     }
     report.facts.insert("processes_started".into(), Value::from(s.starts));
-    report.facts.insert(
-        "processes".into(),
-        Value::from(s.graveyard.iter().map(|g| redact(g, &hidden)).collect::<Vec<_>>()),
-    );
+    report
+        .facts
+        .insert("processes".into(), Value::from(s.graveyard.iter().map(|g| redact(g, &hidden)).collect::<Vec<_>>()));
     let keys: Vec<String> = s.opts.settings.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
     report.facts.insert("settings_keys".into(), Value::from(keys));
     report.note(summary(&report));

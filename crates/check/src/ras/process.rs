@@ -458,7 +458,11 @@ mod tests {
 
     #[test]
     fn reads_one_reply_and_parses_bom_crlf() {
-        let mut p = Provider::spawn(&sh("read l; printf '\\357\\273\\277{\"result\":1}\\r\\n'; read l"), Duration::from_secs(5)).unwrap();
+        let mut p = Provider::spawn(
+            &sh("read l; printf '\\357\\273\\277{\"result\":1}\\r\\n'; read l"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let r = p.call("provider/initialize", None).unwrap();
         assert_eq!(r.result(), Some(&Value::from(1)));
         assert!(r.line.bom && r.line.crlf);
@@ -512,15 +516,7 @@ mod tests {
 
     #[test]
     fn test_kit_result_rules() {
-        let mk = |v: Value| Reply {
-            value: v,
-            line: Line {
-                bytes: vec![],
-                crlf: false,
-                bom: false,
-            },
-            stray_before: 0,
-        };
+        let mk = |v: Value| Reply { value: v, line: Line { bytes: vec![], crlf: false, bom: false }, stray_before: 0 };
         assert!(mk(serde_json::json!({"result": false})).test_kit_result().is_ok());
         assert!(mk(serde_json::json!({"result": null})).test_kit_result().is_err());
         assert!(mk(serde_json::json!({"result": []})).test_kit_result().is_err());

@@ -185,10 +185,7 @@ impl Session {
             }
             std::thread::sleep(self.guest_interval());
         }
-        Err(format!(
-            "guest {id}: expected state {want} within {} polls, last saw {last}",
-            self.opts.max_power_polls
-        ))
+        Err(format!("guest {id}: expected state {want} within {} polls, last saw {last}", self.opts.max_power_polls))
     }
 
     /// Polls `guests/list` until `id` is gone (capped).
@@ -199,10 +196,7 @@ impl Session {
             }
             std::thread::sleep(self.guest_interval());
         }
-        Err(format!(
-            "expected deleted guest {id} to leave guests/list within {} polls",
-            self.opts.max_power_polls
-        ))
+        Err(format!("expected deleted guest {id} to leave guests/list within {} polls", self.opts.max_power_polls))
     }
 
     fn task_cap(&self) -> u64 {
@@ -235,7 +229,10 @@ impl Session {
                 let tail = tail.trim();
                 if !tail.is_empty() {
                     let last: Vec<&str> = tail.lines().rev().take(5).collect();
-                    msg.push_str(&format!(" [stderr tail: {}]", last.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+                    msg.push_str(&format!(
+                        " [stderr tail: {}]",
+                        last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    ));
                 }
             }
         }

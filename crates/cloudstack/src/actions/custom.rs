@@ -19,7 +19,9 @@ pub async fn run(ctx: &Ctx, action: Custom) -> Result<Reply> {
     let caps = ctx.driver.capabilities();
     match action {
         Custom::Suspend | Custom::Resume if !caps.suspend => return Err(Error::unsupported("suspend/resume")),
-        Custom::ListSnapshots | Custom::CreateSnapshot | Custom::RestoreSnapshot | Custom::DeleteSnapshot if !caps.snapshots => {
+        Custom::ListSnapshots | Custom::CreateSnapshot | Custom::RestoreSnapshot | Custom::DeleteSnapshot
+            if !caps.snapshots =>
+        {
             return Err(Error::unsupported("snapshots"))
         }
         _ => {}
@@ -37,7 +39,11 @@ pub async fn run(ctx: &Ctx, action: Custom) -> Result<Reply> {
     let message = match action {
         Custom::ListSnapshots => return Ok(list_reply(&ctx.driver.list_snapshots(&id).await?)),
         Custom::CreateSnapshot => {
-            let spec = SnapshotSpec { name, include_memory: save_memory, description: params.str(&["snap_description", "description"]) };
+            let spec = SnapshotSpec {
+                name,
+                include_memory: save_memory,
+                description: params.str(&["snap_description", "description"]),
+            };
             let task = ctx.driver.create_snapshot(&id, &spec).await?;
             ctx.wait(&task).await?;
             if want_memory && !save_memory {
@@ -166,8 +172,9 @@ mod tests {
             r.body,
             json!({"status":"success","printmessage":"true","message":[{"name":"before-upgrade","snaptime":"2026-01-02 15:04:05","description":"","parent":"-","vmstate":"1"}]})
         );
-        let many: Vec<Snapshot> =
-            (0..2000).map(|i| Snapshot { name: format!("s{i}"), description: Some("d".repeat(100)), ..s.clone() }).collect();
+        let many: Vec<Snapshot> = (0..2000)
+            .map(|i| Snapshot { name: format!("s{i}"), description: Some("d".repeat(100)), ..s.clone() })
+            .collect();
         let r = list_reply(&many);
         let (out, ok) = r.rendered();
         assert!(ok);

@@ -34,7 +34,9 @@ pub fn create_spec(ctx: &Ctx, key: &str) -> Result<CreateSpec> {
             os_type: s.str("iso_os_type"),
         },
         "template" => CreateSource::Template {
-            id: GuestId::new(s.str("template_id").ok_or_else(|| Error::invalid("Missing required fields: template_id"))?),
+            id: GuestId::new(
+                s.str("template_id").ok_or_else(|| Error::invalid("Missing required fields: template_id"))?,
+            ),
             full: s.bool_or("is_full_clone", false)?,
         },
         _ => return Err(Error::invalid("template_type must be 'template' or 'iso'")),

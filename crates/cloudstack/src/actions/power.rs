@@ -64,7 +64,14 @@ mod tests {
     use polyvisor_core::GuestId;
 
     fn g(id: &str, name: &str, key: Option<&str>, power: PowerState, tpl: bool) -> GuestSummary {
-        GuestSummary { id: GuestId::new(id), name: name.into(), power, is_template: tpl, key: key.map(Into::into), node: None }
+        GuestSummary {
+            id: GuestId::new(id),
+            name: name.into(),
+            power,
+            is_template: tpl,
+            key: key.map(Into::into),
+            node: None,
+        }
     }
 
     #[test]
@@ -85,11 +92,14 @@ mod tests {
 
     #[test]
     fn huge_statuses_degrade_then_fail_cleanly() {
-        let many: Vec<_> = (0..5000).map(|i| g(&i.to_string(), &format!("name-{i:05}"), None, PowerState::PoweredOn, false)).collect();
+        let many: Vec<_> =
+            (0..5000).map(|i| g(&i.to_string(), &format!("name-{i:05}"), None, PowerState::PoweredOn, false)).collect();
         let r = statuses_reply(&many);
         assert!(r.ok, "keyless entries dropped, empty keyed map fits");
         assert_eq!(r.body["power_state"], serde_json::json!({}));
-        let keyed: Vec<_> = (0..5000).map(|i| g(&i.to_string(), "n", Some(&format!("i-2-{i:05}-VM")), PowerState::PoweredOn, false)).collect();
+        let keyed: Vec<_> = (0..5000)
+            .map(|i| g(&i.to_string(), "n", Some(&format!("i-2-{i:05}-VM")), PowerState::PoweredOn, false))
+            .collect();
         let r = statuses_reply(&keyed);
         assert!(!r.ok);
     }

@@ -42,7 +42,10 @@ fn parses_what_polyvisor_needs() {
     assert_eq!(d.os_type.as_deref(), Some("hvm"));
     assert!(d.meta.template);
     assert_eq!(d.meta.volumes, ["/p/tmpl.qcow2"]);
-    assert_eq!(d.ifaces, [IfaceXml { mac: "52:54:00:aa:bb:cc".into(), network: Some("tg-net".into()), vlan: Some(12) }]);
+    assert_eq!(
+        d.ifaces,
+        [IfaceXml { mac: "52:54:00:aa:bb:cc".into(), network: Some("tg-net".into()), vlan: Some(12) }]
+    );
     assert_eq!(d.disks.len(), 1, "cdrom is not a disk");
     assert_eq!(d.disks[0].volume, Some(("polyvisor".into(), "tmpl.img".into())));
     assert_eq!(d.disks[0].format.as_deref(), Some("raw"));
@@ -59,7 +62,12 @@ fn clone_rewrite_changes_identity_and_keeps_the_rest() {
         uuid: "aaaaaaaa-2222-4333-8444-555555555555".into(),
         macs: vec!["52:54:00:01:02:03".into()],
         disk_paths: vec!["/p/c1.qcow2".into()],
-        meta: Meta { source: Some("11111111-2222-4333-8444-555555555555".into()), mode: Some("linked".into()), volumes: vec!["/p/c1.qcow2".into()], ..Default::default() },
+        meta: Meta {
+            source: Some("11111111-2222-4333-8444-555555555555".into()),
+            mode: Some("linked".into()),
+            volumes: vec!["/p/c1.qcow2".into()],
+            ..Default::default()
+        },
         ..Default::default()
     };
     let x = clone_xml(SRC, &edit).unwrap();
@@ -112,7 +120,18 @@ fn clone_rewrite_overrides_and_nic_replacement() {
 fn iso_domain_is_valid_and_escaped() {
     let meta = Meta { key: Some("k<1>".into()), ..Default::default() };
     let nics = [NewNic { mac: "52:54:00:00:00:01".into(), network: "default".into(), vlan: None }];
-    let x = IsoDomain { name: "n", uuid: "u", vcpus: 1, memory_mb: 128, disk: "/p/n.qcow2", iso: "/iso/a'b.iso", nics: &nics, meta: &meta, domain_type: "qemu" }.to_xml();
+    let x = IsoDomain {
+        name: "n",
+        uuid: "u",
+        vcpus: 1,
+        memory_mb: 128,
+        disk: "/p/n.qcow2",
+        iso: "/iso/a'b.iso",
+        nics: &nics,
+        meta: &meta,
+        domain_type: "qemu",
+    }
+    .to_xml();
     let d = DomainXml::parse(&x).unwrap();
     assert_eq!(d.meta.key.as_deref(), Some("k<1>"));
     assert_eq!(d.disks.len(), 1);

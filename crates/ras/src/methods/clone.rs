@@ -9,7 +9,11 @@ use polyvisor_core::{CloneMode, CloneSpec, GuestId, TemplateStrategy};
 use serde_json::{Map, Value};
 
 /// Mode and driver snapshot for a clone request.
-pub(super) fn plan(level: &Level, snapshot: Option<String>, is_link_clone: Option<bool>) -> (CloneMode, Option<String>) {
+pub(super) fn plan(
+    level: &Level,
+    snapshot: Option<String>,
+    is_link_clone: Option<bool>,
+) -> (CloneMode, Option<String>) {
     let virtual_label = snapshot.as_deref() == Some(LINK_SNAPSHOT) && level.strategy == Some(TemplateStrategy::Native);
     let default_linked = level.link_clones || virtual_label;
     let mode = match is_link_clone.unwrap_or(default_linked) {

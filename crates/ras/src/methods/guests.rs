@@ -49,7 +49,11 @@ fn wire_guest(g: &Guest, provider: &str) -> WireGuest {
         provider: provider.to_string(),
         node: g.node.clone(),
         state: g.power.as_str(),
-        power_state: if g.raw_power_state.trim().is_empty() { g.power.as_str().to_string() } else { g.raw_power_state.clone() },
+        power_state: if g.raw_power_state.trim().is_empty() {
+            g.power.as_str().to_string()
+        } else {
+            g.raw_power_state.clone()
+        },
         host_os: g.os.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(|| "unknown".into()),
         ip: ips.first().cloned(),
         ip_addresses: ips,
@@ -93,7 +97,9 @@ pub(super) async fn list(s: &mut Session) -> Result<Value, RpcError> {
 
 async fn fetch(s: &Session, a: &Active, id: &str) -> Result<Guest, RpcError> {
     let gid = GuestId::new(id);
-    Ok(s.call("guests/get", a.driver.get_guest(&gid)).await.map_err(|e| e.context(format!("Failed to get guest [{id}]")))?)
+    Ok(s.call("guests/get", a.driver.get_guest(&gid))
+        .await
+        .map_err(|e| e.context(format!("Failed to get guest [{id}]")))?)
 }
 
 /// One guest object, or a map keyed by id for the array form.
@@ -153,8 +159,16 @@ mod tests {
             cpus: None,
             memory_mb: Some(2048),
             nics: vec![
-                Nic { mac: "bc:24:11:aa:bb:01".into(), ipv4: vec!["127.0.0.1".into(), "169.254.0.9".into(), "10.0.0.1".into()], ..Default::default() },
-                Nic { mac: "BC-24-11-AA-BB-02".into(), ipv4: vec!["10.0.0.2".into(), "10.0.0.3".into()], ..Default::default() },
+                Nic {
+                    mac: "bc:24:11:aa:bb:01".into(),
+                    ipv4: vec!["127.0.0.1".into(), "169.254.0.9".into(), "10.0.0.1".into()],
+                    ..Default::default()
+                },
+                Nic {
+                    mac: "BC-24-11-AA-BB-02".into(),
+                    ipv4: vec!["10.0.0.2".into(), "10.0.0.3".into()],
+                    ..Default::default()
+                },
                 Nic { mac: "bc2411aabb03".into(), ..Default::default() },
                 Nic { mac: "bc:24:11:aa:bb:04".into(), ..Default::default() },
             ],

@@ -72,9 +72,14 @@ pub(super) async fn exists(s: &mut Session, p: &Params) -> Result<Value, RpcErro
     let r = begin(s, p, "guests/snapshots/exists").await?;
     let ctx = || format!("Failed to check snapshot [{}] of guest [{}]", r.name, r.id);
     let found = if r.virtual_label() {
-        s.call("guests/snapshots/exists", r.active.driver.get_guest(&r.gid())).await.map_err(|e| e.context(ctx()))?.is_template
+        s.call("guests/snapshots/exists", r.active.driver.get_guest(&r.gid()))
+            .await
+            .map_err(|e| e.context(ctx()))?
+            .is_template
     } else {
-        s.call("guests/snapshots/exists", r.active.driver.snapshot_exists(&r.gid(), &r.name)).await.map_err(|e| e.context(ctx()))?
+        s.call("guests/snapshots/exists", r.active.driver.snapshot_exists(&r.gid(), &r.name))
+            .await
+            .map_err(|e| e.context(ctx()))?
     };
     Ok(Value::Bool(found))
 }

@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneSpec, CloneStarted, Driver, DriverFactory, Error, Guest, GuestId, GuestSummary, Nic, PowerAction,
-    PowerState, Result, Settings, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus, TemplateStrategy,
+    Capabilities, CloneSpec, CloneStarted, Driver, DriverFactory, Error, Guest, GuestId, GuestSummary, Nic,
+    PowerAction, PowerState, Result, Settings, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
+    TemplateStrategy,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -145,7 +146,10 @@ impl Driver for Fake {
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
         self.exists(id)?;
         let names = self.state().snaps.get(id.as_str()).cloned().unwrap_or_default();
-        Ok(names.into_iter().map(|name| Snapshot { name, description: None, created_unix: None, parent: None, includes_memory: false }).collect())
+        Ok(names
+            .into_iter()
+            .map(|name| Snapshot { name, description: None, created_unix: None, parent: None, includes_memory: false })
+            .collect())
     }
     async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
         self.exists(id)?;
@@ -195,7 +199,11 @@ pub(crate) struct FakeFactory {
 
 impl FakeFactory {
     pub(crate) fn new(caps: Capabilities) -> Arc<Self> {
-        Arc::new(FakeFactory { fake: Arc::new(Fake::new(caps.clone())), base_caps: caps, opened: Mutex::new(Vec::new()) })
+        Arc::new(FakeFactory {
+            fake: Arc::new(Fake::new(caps.clone())),
+            base_caps: caps,
+            opened: Mutex::new(Vec::new()),
+        })
     }
     pub(crate) fn last_opened(&self) -> Option<Settings> {
         self.opened.lock().ok().and_then(|v| v.last().cloned())

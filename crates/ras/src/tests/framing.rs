@@ -29,7 +29,15 @@ fn bad_lines_get_errors_and_the_loop_continues() {
     let r = run(
         &Args::default(),
         &f,
-        &["{}", "not json", "[1,2]", r#"{"method":"foo/Bar"}"#, r#"{"method":"guests/get","params":{}}"#, r#"{"method":"guests/get"}"#, r#"{"method":"provider/disconnect"}"#],
+        &[
+            "{}",
+            "not json",
+            "[1,2]",
+            r#"{"method":"foo/Bar"}"#,
+            r#"{"method":"guests/get","params":{}}"#,
+            r#"{"method":"guests/get"}"#,
+            r#"{"method":"provider/disconnect"}"#,
+        ],
     );
     assert_eq!(err(&r[0]), (-32601, "polyvisor: Missing method name".into()));
     assert_eq!(err(&r[1]), (-32700, "polyvisor: Invalid JSON format: the line is not valid JSON".into()));
@@ -100,7 +108,11 @@ fn slow_driver_calls_time_out_and_serving_continues() {
     let f = FakeFactory::new(full_caps());
     let args = Args { request_timeout: Some("0.2".into()), ..Args::default() };
     let t = std::time::Instant::now();
-    let r = run(&args, &f, &[r#"{"method":"guests/get","params":{"id":"slow"}}"#, r#"{"method":"guests/get","params":{"id":"101"}}"#]);
+    let r = run(
+        &args,
+        &f,
+        &[r#"{"method":"guests/get","params":{"id":"slow"}}"#, r#"{"method":"guests/get","params":{"id":"101"}}"#],
+    );
     assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?}", t.elapsed());
     let (code, msg) = err(&r[0]);
     assert_eq!(code, -32603);
@@ -119,7 +131,11 @@ fn methods_without_parameters_ignore_params() {
 #[test]
 fn a_panicking_driver_is_an_internal_error_not_a_crash() {
     let f = FakeFactory::new(full_caps());
-    let r = run(&Args::default(), &f, &[r#"{"method":"guests/get","params":{"id":"panic"}}"#, r#"{"method":"guests/get","params":{"id":"101"}}"#]);
+    let r = run(
+        &Args::default(),
+        &f,
+        &[r#"{"method":"guests/get","params":{"id":"panic"}}"#, r#"{"method":"guests/get","params":{"id":"101"}}"#],
+    );
     assert_eq!(err(&r[0]), (-32603, "Fake: Internal error while handling guests/get".into()));
     assert_eq!(r[1]["result"]["id"], "101");
 }

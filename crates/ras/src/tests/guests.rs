@@ -49,8 +49,10 @@ fn list_includes_templates_as_strings() {
 fn control_values_map_to_power_actions() {
     let f = FakeFactory::new(full_caps());
     let controls = ["start", "stop", "reset", "restart", "reboot", "shutdown", "suspend", "resume", " Start "];
-    let lines: Vec<String> =
-        controls.iter().map(|c| format!(r#"{{"method":"guests/control","params":{{"id":"101","control":"{c}"}}}}"#)).collect();
+    let lines: Vec<String> = controls
+        .iter()
+        .map(|c| format!(r#"{{"method":"guests/control","params":{{"id":"101","control":"{c}"}}}}"#))
+        .collect();
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     for r in run(&Args::default(), &f, &refs) {
         assert_eq!(r, json!({"result":{}}));

@@ -63,7 +63,10 @@ fn initialize_without_an_openable_driver_advertises_the_configured_level() {
     let args = Args { driver: Some("nodriver".into()), ..level_args("basic", true) };
     let r = run(&args, &f, &[INIT, r#"{"method":"guests/list"}"#]);
     let caps = &r[0]["result"]["capabilities"];
-    assert_eq!((caps["template_method"].clone(), caps["can_link_clones"].clone(), caps["can_suspend_guests"].clone()), (json!("basic"), json!(true), json!(false)));
+    assert_eq!(
+        (caps["template_method"].clone(), caps["can_link_clones"].clone(), caps["can_suspend_guests"].clone()),
+        (json!("basic"), json!(true), json!(false))
+    );
     let (code, msg) = err(&r[1]);
     assert_eq!(code, -32603);
     assert!(msg.starts_with("polyvisor: Not connected: call provider/connect first"), "{msg}");
@@ -89,9 +92,22 @@ fn connect_validates_settings_and_probes() {
     );
     assert_eq!(err(&r[0]), (-32602, "polyvisor: Missing field: params.settings".into()));
     assert_eq!(err(&r[1]), (-32602, "polyvisor: Invalid field: params.settings (expected an object)".into()));
-    assert_eq!(err(&r[2]), (-32602, "polyvisor: Invalid connection parameters: setting 'host' must be host[:port]".into()));
-    assert_eq!(err(&r[3]), (-32602, "polyvisor: Invalid connection parameters: setting 'template_method' must be none, basic or versioning".into()));
-    assert_eq!(err(&r[4]), (-32602, "polyvisor: Invalid connection parameters: setting 'can_link_clones' must be a boolean".into()));
+    assert_eq!(
+        err(&r[2]),
+        (-32602, "polyvisor: Invalid connection parameters: setting 'host' must be host[:port]".into())
+    );
+    assert_eq!(
+        err(&r[3]),
+        (
+            -32602,
+            "polyvisor: Invalid connection parameters: setting 'template_method' must be none, basic or versioning"
+                .into()
+        )
+    );
+    assert_eq!(
+        err(&r[4]),
+        (-32602, "polyvisor: Invalid connection parameters: setting 'can_link_clones' must be a boolean".into())
+    );
     assert_eq!(err(&r[5]), (-32603, "Fake: Connection failed: authentication failed (401)".into()));
     // After a failed connect, requests say so instead of silently using another driver.
     assert_eq!(err(&r[6]).0, -32603);
@@ -111,7 +127,13 @@ fn bad_args_do_not_stop_startup_and_surface_on_connect() {
     let args = Args { template_method: Some("gold".into()), ..Args::default() };
     let r = run(&args, &f, &[INIT, r#"{"method":"provider/connect","params":{"settings":{}}}"#]);
     assert_eq!(r[0]["result"]["capabilities"]["template_method"], "versioning");
-    assert_eq!(err(&r[1]), (-32602, "polyvisor: Invalid connection parameters: --template-method must be none, basic or versioning".into()));
+    assert_eq!(
+        err(&r[1]),
+        (
+            -32602,
+            "polyvisor: Invalid connection parameters: --template-method must be none, basic or versioning".into()
+        )
+    );
 }
 
 #[test]
@@ -149,7 +171,10 @@ fn connect_settings_override_the_level_for_later_requests() {
             INIT,
         ],
     );
-    assert_eq!(err(&r[0]), (-32601, "Fake: Method guests/snapshots/exists is not available with template_method basic".into()));
+    assert_eq!(
+        err(&r[0]),
+        (-32601, "Fake: Method guests/snapshots/exists is not available with template_method basic".into())
+    );
     assert_eq!(r[2], json!({"result":false}));
     // initialize keeps answering from args/env.
     assert_eq!(r[3]["result"]["capabilities"]["can_link_clones"], false);
@@ -161,7 +186,11 @@ fn connect_settings_override_the_level_for_later_requests() {
 fn a_driver_that_cannot_be_opened_fails_connect_as_internal_error() {
     let f = FakeFactory::new(full_caps());
     let r = run(&Args::default(), &f, &[r#"{"method":"provider/connect","params":{"settings":{"driver":"unbuilt"}}}"#]);
-    assert_eq!(err(&r[0]), (-32603, "polyvisor: Connection failed: the unbuilt driver is not supported by this driver".into()));
-    let r = run(&Args::default(), &f, &[r#"{"method":"provider/connect","params":{"settings":{"driver":"nodriver"}}}"#]);
+    assert_eq!(
+        err(&r[0]),
+        (-32603, "polyvisor: Connection failed: the unbuilt driver is not supported by this driver".into())
+    );
+    let r =
+        run(&Args::default(), &f, &[r#"{"method":"provider/connect","params":{"settings":{"driver":"nodriver"}}}"#]);
     assert_eq!(err(&r[0]), (-32602, "polyvisor: Invalid connection parameters: unknown driver 'nodriver'".into()));
 }

@@ -24,7 +24,11 @@ impl Write for Buf {
 fn settings_values_are_never_logged_or_echoed() {
     let buf = Buf::default();
     let writer = buf.clone();
-    let sub = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).with_ansi(false).finish();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
     let f = FakeFactory::new(full_caps());
     let replies = tracing::subscriber::with_default(sub, || {
         run(

@@ -16,11 +16,26 @@ fn convert_returns_a_task_and_flips_the_flag() {
     let r = run(&args, &f, &[r#"{"method":"guests/convert","params":{"id":"101","is_template":"true"}}"#]);
     let task = &r[0]["result"]["task_id"];
     assert!(task.as_str().is_some_and(|t| !t.is_empty()));
-    let r = run(&args, &f, &[&task_get(task), r#"{"method":"guests/get","params":{"id":"101"}}"#, r#"{"method":"guests/convert","params":{"id":"101","is_template":true}}"#]);
+    let r = run(
+        &args,
+        &f,
+        &[
+            &task_get(task),
+            r#"{"method":"guests/get","params":{"id":"101"}}"#,
+            r#"{"method":"guests/convert","params":{"id":"101","is_template":true}}"#,
+        ],
+    );
     assert_eq!(r[0], json!({"result":{"state":"completed","output":{}}}));
     assert_eq!(r[1]["result"]["is_template"], true);
     assert!(r[2]["result"]["task_id"].is_string(), "converting to the current state succeeds");
-    let r = run(&args, &f, &[r#"{"method":"guests/convert","params":{"id":"101"}}"#, r#"{"method":"guests/convert","params":{"id":"101","is_template":"maybe"}}"#]);
+    let r = run(
+        &args,
+        &f,
+        &[
+            r#"{"method":"guests/convert","params":{"id":"101"}}"#,
+            r#"{"method":"guests/convert","params":{"id":"101","is_template":"maybe"}}"#,
+        ],
+    );
     assert_eq!(err(&r[0]), (-32602, "polyvisor: Missing field: params.is_template".into()));
     assert_eq!(err(&r[1]), (-32602, "polyvisor: Invalid field: params.is_template (expected a boolean)".into()));
 }
@@ -29,14 +44,21 @@ fn convert_returns_a_task_and_flips_the_flag() {
 fn clone_reports_task_and_clone_id_and_the_task_output_carries_it() {
     let f = FakeFactory::new(full_caps());
     let args = Args::default();
-    let r = run(&args, &f, &[r#"{"method":"guests/clone","params":{"id":"9000","name":"w10-002","snapshot":"RAS_TEMPLATE_VERSION_1"}}"#]);
+    let r = run(
+        &args,
+        &f,
+        &[r#"{"method":"guests/clone","params":{"id":"9000","name":"w10-002","snapshot":"RAS_TEMPLATE_VERSION_1"}}"#],
+    );
     let res = &r[0]["result"];
     assert_eq!(res["clone_id"], "201");
     // A different "process" resolves the task.
     let r = run(&args, &f, &[&task_get(&res["task_id"])]);
     assert_eq!(r[0], json!({"result":{"state":"completed","output":{"clone_id":"201"}}}));
     let spec = f.fake.state().clones.last().cloned().unwrap();
-    assert_eq!((spec.mode, spec.snapshot.as_deref(), spec.start), (CloneMode::Full, Some("RAS_TEMPLATE_VERSION_1"), false));
+    assert_eq!(
+        (spec.mode, spec.snapshot.as_deref(), spec.start),
+        (CloneMode::Full, Some("RAS_TEMPLATE_VERSION_1"), false)
+    );
 
     let r = run(
         &args,
@@ -50,7 +72,10 @@ fn clone_reports_task_and_clone_id_and_the_task_output_carries_it() {
     assert_eq!(r[0]["result"]["clone_id"], "202");
     let spec = f.fake.state().clones.last().cloned().unwrap();
     assert_eq!((spec.mode, spec.snapshot), (CloneMode::Linked, None));
-    assert_eq!(err(&r[1]), (-32602, "Fake: Failed to clone guest [9000]: invalid clone name 'Clone of 9000': must be a DNS name".into()));
+    assert_eq!(
+        err(&r[1]),
+        (-32602, "Fake: Failed to clone guest [9000]: invalid clone name 'Clone of 9000': must be a DNS name".into())
+    );
     assert_eq!(err(&r[2]), (-32602, "Fake: Missing field: params.name".into()));
 }
 
@@ -81,7 +106,13 @@ fn snapshot_methods_with_versioning() {
         let done = run(&Args::default(), &f, &[&task_get(t)]);
         assert_eq!(done[0], json!({"result":{"state":"completed","output":{}}}), "reply {i}");
     }
-    assert_eq!(err(&r[7]), (-32603, "Fake: Failed to revert guest [101] to snapshot [never-existed]: snapshot [never-existed] not found".into()));
+    assert_eq!(
+        err(&r[7]),
+        (
+            -32603,
+            "Fake: Failed to revert guest [101] to snapshot [never-existed]: snapshot [never-existed] not found".into()
+        )
+    );
     assert_eq!(err(&r[8]), (-32602, "Fake: Missing field: params.name".into()));
 }
 
@@ -110,8 +141,12 @@ fn tasks_running_failed_and_unknown() {
 fn methods_outside_the_level_are_method_not_found() {
     let f = FakeFactory::new(full_caps());
     let snap = r#"{"method":"guests/snapshots/create","params":{"id":"101","name":"x"}}"#;
-    let r = run(&level_args("basic", false), &f, &[snap, r#"{"method":"guests/clone","params":{"id":"9000","name":"a"}}"#]);
-    assert_eq!(err(&r[0]), (-32601, "Fake: Method guests/snapshots/create is not available with template_method basic".into()));
+    let r =
+        run(&level_args("basic", false), &f, &[snap, r#"{"method":"guests/clone","params":{"id":"9000","name":"a"}}"#]);
+    assert_eq!(
+        err(&r[0]),
+        (-32601, "Fake: Method guests/snapshots/create is not available with template_method basic".into())
+    );
     assert!(r[1]["result"]["task_id"].is_string());
     let r = run(
         &level_args("none", false),
