@@ -48,6 +48,23 @@ pub trait Driver: Send + Sync {
         Ok(self.list_guests().await?.into_iter().find(|g| g.key.as_deref() == Some(key)))
     }
 
+    /// The guest polyvisor owns under platform key `key`, looked up first at `hint` (a
+    /// backend id the platform remembered for that key, e.g. the id `prepare` reported),
+    /// then by key. Ownership is decided by the key stored on the guest alone: a guest at
+    /// `hint` that carries no key or another key is never returned, and names never match.
+    /// Templates are never returned. Drivers override it to answer in fewer round trips.
+    async fn find_owned(&self, key: &str, hint: Option<&GuestId>) -> Result<Option<GuestSummary>> {
+        if let Some(id) = hint {
+            match self.get_guest(id).await {
+                Ok(g) if g.key.as_deref() == Some(key) && !g.is_template => return Ok(Some(g.summary())),
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.kind() == crate::ErrorKind::InvalidInput => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.find_by_key(key).await?.filter(|g| !g.is_template))
+    }
+
     /// Submits a power action and returns without waiting for the transition (the task
     /// tracks it). Idempotent: start on a running guest, stop on a stopped one succeed;
     /// start on a paused guest resumes it.
