@@ -81,8 +81,10 @@ impl SimDb {
         })
     }
 
-    /// Visible guests.
+    /// Visible guests, after applying every due task (as the driver's reads do, so
+    /// `polyvisor sim list` and `guests/list`/`guests/get` agree).
     pub fn list(&self) -> Result<Vec<GuestSummary>> {
+        crate::tasks::settle_due(&self.db)?;
         self.db.read(|c| crate::guests::list(c, crate::db::now_ms()))
     }
 
@@ -94,8 +96,9 @@ impl SimDb {
         self.db.read(|c| Ok(crate::guests::row_any(c, id)?.map(|g| g.ip)))
     }
 
-    /// Counts.
+    /// Counts, after applying every due task (like [`SimDb::list`]).
     pub fn counts(&self) -> Result<Counts> {
+        crate::tasks::settle_due(&self.db)?;
         self.db.read(|c| {
             let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).db();
             Ok(Counts {

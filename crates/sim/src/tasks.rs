@@ -201,28 +201,48 @@ pub(crate) fn status(db: &Db, id: &TaskId, force_fail: bool) -> Result<TaskStatu
     db.write(|tx| advance(tx, row_id, now, expired, force_fail))
 }
 
+/// How many due tasks one write transaction applies (short transactions keep other
+/// processes' writes flowing; [`settle_due`] loops over batches).
+const SETTLE_BATCH: usize = 100;
+
 /// Applies every task that is due but not yet applied (so reads see deletes, clones and
 /// snapshots finish even when nobody polls their task). One indexed query when idle.
+///
+/// All of them, not one batch: a read that settled only the first batch would list guests
+/// whose delete is already due while a later read (which settles the next batch) says
+/// they are gone, so list and get would disagree after a burst of more than one batch.
+/// Bounded: `now` is fixed, every pass applies or fails each task it selects (so none is
+/// selected twice), and only tasks due by `now` qualify.
 pub(crate) fn settle_due(db: &Db) -> Result<()> {
     let now = now_ms();
-    let due: Vec<i64> = db.read(|c| {
-        let mut s = c
-            .prepare_cached(
-                "SELECT id FROM tasks WHERE state = 'running' AND applied = 0 AND due_ms <= ?1 ORDER BY id LIMIT 100",
-            )
-            .db()?;
-        let v = s.query_map([now], |r| r.get(0)).db()?.collect::<rusqlite::Result<Vec<i64>>>().db()?;
-        Ok(v)
-    })?;
-    if due.is_empty() {
-        return Ok(());
-    }
-    db.write(|tx| {
-        for id in due {
-            advance(tx, id, now, false, false)?;
+    loop {
+        let due: Vec<i64> = db.read(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT id FROM tasks WHERE state = 'running' AND applied = 0 AND due_ms <= ?1 ORDER BY id LIMIT ?2",
+                )
+                .db()?;
+            let v = s
+                .query_map(params![now, SETTLE_BATCH as i64], |r| r.get(0))
+                .db()?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+                .db()?;
+            Ok(v)
+        })?;
+        if due.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    })
+        let full = due.len() == SETTLE_BATCH;
+        db.write(|tx| {
+            for id in due {
+                advance(tx, id, now, false, false)?;
+            }
+            Ok(())
+        })?;
+        if !full {
+            return Ok(());
+        }
+    }
 }
 
 fn advance(conn: &Connection, id: i64, now: i64, expired: bool, force_fail: bool) -> Result<TaskStatus> {
