@@ -19,3 +19,12 @@ if grep -qv '^\s*#' "$here/requirements.txt" 2>/dev/null; then
   # (PEP 668); on this machine kind python3 is a pyenv build and the flag is a no-op.
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi
+# The gates in scripts/test-all.sh: rustfmt and clippy (rustup components) and cargo-machete
+# (unused dependencies; pinned, built from crates.io only when missing or another version).
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+machete_version=0.9.2
+if [ "$(cargo machete --version 2>/dev/null)" != "$machete_version" ]; then
+  echo "install-deps: cargo install --locked cargo-machete@$machete_version"
+  cargo install --locked "cargo-machete@$machete_version"
+fi
