@@ -26,6 +26,29 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> Error {
     }
 }
 
+/// A failure while opening the database file: names the file and the cause (the
+/// `sim_db` setting, `--db` or `POLYVISOR_SIM_DB` chose it, so the operator can fix it).
+fn open_error(path: &Path, e: rusqlite::Error) -> Error {
+    let cause = match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => {
+            "the file is not a SQLite database (point sim_db at a sim database or a new file)".to_string()
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => return sql_error(e),
+        Some(ErrorCode::CannotOpen) => {
+            "the file cannot be opened (a directory, or a missing or unreadable path)".to_string()
+        }
+        Some(ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            "permission denied (the database and its directory must be writable)".to_string()
+        }
+        Some(ErrorCode::DatabaseCorrupt) => "the database file is corrupt".to_string(),
+        Some(ErrorCode::DiskFull) => "the disk is full".to_string(),
+        Some(ErrorCode::SystemIoFailure) => "an I/O error".to_string(),
+        // SQLite's own description of anything else (never contains secrets).
+        _ => e.to_string(),
+    };
+    Error::unavailable(format!("cannot open the sim database {}: {cause}", path.display())).with_detail(e.to_string())
+}
+
 /// `?`-friendly conversion of rusqlite results.
 pub(crate) trait Sql<T> {
     /// Converts the error with [`sql_error`].
@@ -50,22 +73,21 @@ impl Db {
     pub(crate) fn open(path: &Path, seed: bool) -> Result<Db> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                Error::unavailable(format!("cannot create the sim database directory {}", parent.display()))
-                    .with_detail(e.to_string())
+                Error::unavailable(format!("cannot create the sim database directory {}: {e}", parent.display()))
             })?;
         }
-        let mut conn = Connection::open(path).map_err(|e| {
-            Error::unavailable(format!("cannot open the sim database {}", path.display())).with_detail(e.to_string())
-        })?;
-        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        let opening = |e: rusqlite::Error| open_error(path, e);
+        let mut conn = Connection::open(path).map_err(opening)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(opening)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
+        // The first read of the file: a file that is not a SQLite database fails here.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(opening)?;
         if version == 0 {
-            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).db()?;
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(opening)?;
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(%mode, "sim database is not in WAL mode");
             }
-            init(&mut conn, seed)?;
+            init(&mut conn, seed, path)?;
         } else if version > schema::VERSION {
             return Err(Error::unavailable(format!(
                 "sim database {} has schema version {version}, newer than this polyvisor ({})",
@@ -73,7 +95,7 @@ impl Db {
                 schema::VERSION
             )));
         }
-        conn.execute_batch("PRAGMA synchronous=NORMAL").db()?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL").map_err(opening)?;
         Ok(Db { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 
@@ -104,17 +126,18 @@ impl Db {
 }
 
 /// Creates the schema (and seeds) unless another process did it first.
-fn init(conn: &mut Connection, seed: bool) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
+fn init(conn: &mut Connection, seed: bool, path: &Path) -> Result<()> {
+    let opening = |e: rusqlite::Error| open_error(path, e);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(opening)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(opening)?;
     if version == 0 {
-        tx.execute_batch(schema::CREATE).db()?;
+        tx.execute_batch(schema::CREATE).map_err(opening)?;
         if seed {
             crate::seed::demo(&tx)?;
         }
-        tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION)).db()?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION)).map_err(opening)?;
     }
-    tx.commit().db()
+    tx.commit().map_err(opening)
 }
 
 /// An integer from the `meta` table.
