@@ -1,8 +1,9 @@
 //! `polyvisor`: the thin CLI that wires drivers to protocol fronts.
 //!
 //! Exit codes: the protocol subcommands (`ras`, `cloudstack`) follow their platform's
-//! contract; the human commands (`check`, `drivers`) exit 0 on success, 1 on failure,
-//! 2 on usage errors (clap).
+//! contract; the human commands (`check`, `sim`, `drivers`, `cloudstack install`) exit 0 on
+//! success, 1 on failure, 2 on usage errors (clap) and on a `--log-file` that cannot be
+//! opened.
 
 mod logging;
 
@@ -40,10 +41,28 @@ enum Command {
     Drivers,
 }
 
+/// Reports a start-up failure the way the mode speaks: RAS answers every request with a
+/// JSON-RPC error, a CloudStack action prints its JSON error document (exit 1), and the
+/// human commands (`cloudstack install` included) print to stderr and exit 2.
+fn refuse(command: &Command, reason: &str) -> ExitCode {
+    match command {
+        Command::Ras(_) => polyvisor_ras::refuse(reason),
+        Command::Cloudstack(a) if !matches!(a.command, Some(polyvisor_cloudstack::Command::Install(_))) => {
+            polyvisor_cloudstack::output::Reply::error(reason).emit()
+        }
+        _ => {
+            eprintln!("polyvisor: {reason}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let protocol_mode = matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_));
-    logging::init(cli.log_file.as_deref(), &cli.log_level, protocol_mode);
+    if let Err(reason) = logging::init(cli.log_file.as_deref(), &cli.log_level, protocol_mode) {
+        return refuse(&cli.command, &reason);
+    }
     let factory: Arc<dyn DriverFactory> = Arc::new(polyvisor_drivers::Registry);
     match cli.command {
         Command::Ras(args) => polyvisor_ras::run(args, factory),

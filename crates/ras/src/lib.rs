@@ -16,6 +16,7 @@ mod config;
 mod errors;
 mod methods;
 mod params;
+mod refuse;
 mod serve;
 mod session;
 mod transport;
@@ -25,6 +26,7 @@ mod wire;
 mod tests;
 
 pub use args::Args;
+pub use refuse::refuse;
 
 use polyvisor_core::DriverFactory;
 use std::process::ExitCode;
