@@ -23,8 +23,11 @@ pub struct FakeState {
     pub last_create: Option<CreateSpec>,
     /// Settings given to the last `open`.
     pub opened_with: Option<Settings>,
-    /// Make `create_guest` fail after creating the guest.
+    /// Make `create_guest` fail after creating the guest (the driver then removes it, as
+    /// a driver cleans up its own failures).
     pub fail_create: bool,
+    /// Capabilities override (default: everything the fake does).
+    pub caps: Option<Capabilities>,
     /// Make tasks never finish.
     pub hang_tasks: bool,
     next_id: u32,
@@ -100,6 +103,9 @@ impl Driver for Fake {
         "Fake"
     }
     fn capabilities(&self) -> Capabilities {
+        if let Some(c) = self.state.lock().unwrap().caps.clone() {
+            return c;
+        }
         Capabilities {
             suspend: true,
             templates: TemplateStrategy::Flag,
@@ -151,13 +157,24 @@ impl Driver for Fake {
             }
         }
         st.last_create = Some(spec.clone());
-        st.next_id += 1;
-        let id = format!("{}", 200 + st.next_id);
+        let existing = st.guests.values().find(|g| g.key.as_deref() == Some(spec.key.as_str())).map(|g| g.id.0.clone());
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                if let Some(other) = st.guests.values().find(|g| g.name == spec.name) {
+                    return Err(Error::already_exists(format!("guest named {} ([{}])", spec.name, other.id)));
+                }
+                st.next_id += 1;
+                format!("{}", 200 + st.next_id)
+            }
+        };
+        // Converge: every step of the spec, power included.
         let mut g = guest(&id, &spec.name, Some(&spec.key), PowerState::PoweredOn, false);
         g.cpus = spec.cpus;
         g.memory_mb = spec.memory_mb;
         st.guests.insert(id.clone(), g);
         if st.fail_create {
+            st.guests.remove(&id);
             return Err(Error::backend("disk full"));
         }
         let hang = st.hang_tasks;
@@ -166,6 +183,17 @@ impl Driver for Fake {
         let task =
             if hang { TaskToken::new("hang", serde_json::json!({})).encode() } else { completed("create", &out) };
         Ok(CloneStarted { task, new_guest: Some(GuestId::new(id)) })
+    }
+    async fn adopt_guest(&self, id: &GuestId, key: &str) -> Result<()> {
+        self.tick();
+        let mut st = self.state.lock().unwrap();
+        let g = st.guests.get_mut(&id.0).ok_or_else(|| Error::not_found(format!("guest [{id}]")))?;
+        match g.key.as_deref() {
+            None => g.key = Some(key.to_string()),
+            Some(k) if k == key => {}
+            Some(_) => return Err(Error::conflict(format!("guest [{id}] carries another key"))),
+        }
+        Ok(())
     }
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
         self.tick();

@@ -60,8 +60,8 @@ fn spec_payloads_parse_with_gson_escapes() {
     let p = Payload::parse(&bytes).unwrap();
     assert_eq!(p.internal_name().as_deref(), Some("i-2-45-VM"));
     assert_eq!(p.vm_uuid().as_deref(), Some("126f4562-1f0f-4313-875e-6150cabeb72f"));
-    assert_eq!(p.cpus(), Some(2));
-    assert_eq!(p.memory_mb(), Some(2048));
+    assert_eq!(p.cpus().unwrap(), Some(2));
+    assert_eq!(p.memory_mb().unwrap(), Some(2048));
     let nics = p.nics(Some("vmbr1")).unwrap();
     assert_eq!(nics.len(), 1);
     assert_eq!(nics[0].mac.as_deref(), Some("02:01:00:CD:00:02"));
@@ -285,13 +285,230 @@ fn config_file_is_the_lowest_priority() {
     assert!(v["error"].as_str().unwrap().contains("not found or unreadable"));
 }
 
-#[test]
-fn status_finds_legacy_guests_by_remembered_id_or_name() {
+/// A foreign (keyless) guest named like the VM's `vm_name`, at the id CloudStack kept as
+/// `proxmox_vmid` (103): what the built-in script or an operator made, not polyvisor.
+fn with_foreign_web01() -> Run {
     let r = Run::new();
-    // A VM the built-in proxmox.sh made: no key, id kept as `proxmox_vmid` = 103.
     r.fake.insert(guest("103", "web01", None, PowerState::PoweredOn, false));
-    assert_eq!(r.call("status", &fixture_json("spec_9_status.json"), "5").0["power_state"], "poweron");
-    // A remembered id that now belongs to another VM's key is not ours.
+    r
+}
+
+fn foreign(r: &Run) -> polyvisor_core::Guest {
+    r.fake.state.lock().unwrap().guests.get("103").cloned().expect("the foreign guest still exists")
+}
+
+#[test]
+fn foreign_guests_are_never_resolved_by_name_or_remembered_id() {
+    let r = with_foreign_web01();
+    let status = fixture_json("spec_9_status.json");
+    let stop = fixture_json("spec_9_stop.json");
+    // Regression: status/stop/delete used to fall back to the keyless guest named `vm_name`
+    // or found at `proxmox_vmid`, and stop/delete acted on it.
+    assert_eq!(r.call("status", &status, "5"), (json!({"status":"success","power_state":"poweroff"}), true));
+    assert!(r.call("stop", &stop, "5").1, "stop of a VM we do not own succeeds without touching anything");
+    assert_eq!(foreign(&r).power, PowerState::PoweredOn, "the foreign guest was stopped");
+    assert!(r.call("delete", &stop, "5").1);
+    assert_eq!(foreign(&r).key, None);
+    for action in ["start", "reboot", "getconsole", "ListSnapshots", "Suspend"] {
+        let (v, ok) = r.call(action, &status, "5");
+        assert!(!ok, "{action} on a VM we do not own must fail: {v}");
+        assert!(v["error"].as_str().unwrap().contains("ownership key"), "{action}: {v}");
+    }
+    let mut snap = fixture_json("spec_9_createsnapshot.json");
+    snap["cloudstack.vm.details"]["details"]["proxmox_vmid"] = json!("103");
+    assert!(!r.call("CreateSnapshot", &snap, "5").1);
+    assert!(r.fake.state.lock().unwrap().snaps.is_empty());
+    assert_eq!(foreign(&r).power, PowerState::PoweredOn);
+    // A guest carrying another VM's key is not ours either, even at the remembered id.
     r.fake.state.lock().unwrap().guests.get_mut("103").unwrap().key = Some("i-9-99-VM".into());
+    assert_eq!(r.call("status", &status, "5").0["power_state"], "poweroff");
+    assert!(!r.call("start", &status, "5").1);
+    // statuses never reports guests without our key.
+    r.fake.state.lock().unwrap().guests.get_mut("103").unwrap().key = None;
+    let (v, ok) = r.call("statuses", &json!({}), "5");
+    assert!(ok);
+    assert_eq!(v["power_state"], json!({}));
+}
+
+#[test]
+fn create_into_a_foreign_vm_of_that_name_fails_before_anything_is_made() {
+    let r = with_foreign_web01();
+    let create = fixture_json("spec_9_create.json");
+    for action in ["prepare", "create"] {
+        let (v, ok) = r.call(action, &create, "60");
+        assert!(!ok, "{action}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains("a VM named web01 already exists") && msg.contains("[103]"), "{msg}");
+        assert!(msg.contains("import_existing_vms"), "{msg}");
+    }
+    assert!(r.fake.state.lock().unwrap().last_create.is_none(), "create_guest was never called");
+    assert_eq!(r.fake.vms().len(), 1);
+    let g = foreign(&r);
+    assert_eq!((g.key, g.power), (None, PowerState::PoweredOn));
+}
+
+#[test]
+fn import_existing_vms_is_an_explicit_opt_in() {
+    let mut r = with_foreign_web01();
+    let cfg = r.dir.path().join("polyvisor.json");
+    std::fs::write(&cfg, r#"{"driver":"fake","import_existing_vms":true}"#).unwrap();
+    r.config = Some(cfg);
+    // Status stays read-only: it does not adopt.
     assert_eq!(r.call("status", &fixture_json("spec_9_status.json"), "5").0["power_state"], "poweroff");
+    assert_eq!(foreign(&r).key, None);
+    // prepare adopts the keyless guest named like vm_name by writing our key first …
+    let (v, ok) = r.call("prepare", &fixture_json("spec_9_create.json"), "60");
+    assert!(ok, "{v}");
+    assert_eq!(v["details"]["External:polyvisor_vm_id"], "103");
+    assert_eq!(foreign(&r).key.as_deref(), Some("i-2-45-VM"));
+    // … and from then on it is ours: create converges it, stop stops it.
+    assert!(r.call("create", &fixture_json("spec_9_create.json"), "60").1);
+    assert_eq!(r.fake.vms().len(), 1);
+    assert!(r.call("stop", &fixture_json("spec_9_stop.json"), "5").1);
+    assert_eq!(foreign(&r).power, PowerState::PoweredOff);
+    // Two keyless guests of that name: ambiguous, nothing adopted.
+    let r2 = with_foreign_web01();
+    r2.fake.insert(guest("104", "web01", None, PowerState::PoweredOn, false));
+    let mut p = fixture_json("spec_9_stop.json");
+    p["externaldetails"]["virtualmachine"]["import_existing_vms"] = json!("true");
+    p["cloudstack.vm.details"]["details"] = json!({});
+    let (v, ok) = r2.call("start", &p, "5");
+    assert!(!ok);
+    assert!(v["error"].as_str().unwrap().contains("2 guests are named web01"), "{v}");
+}
+
+#[test]
+fn retried_create_always_goes_through_the_driver() {
+    let r = Run::new();
+    let create = fixture_json("spec_9_create.json");
+    assert!(r.call("create", &create, "60").1);
+    let id = r.fake.vms()[0].id.clone();
+    // A half-made guest (stopped, template sizing): the retry converges it in the driver.
+    {
+        let mut st = r.fake.state.lock().unwrap();
+        let g = st.guests.get_mut(id.as_str()).unwrap();
+        g.power = PowerState::PoweredOff;
+        g.cpus = Some(1);
+        st.last_create = None;
+    }
+    let calls = r.fake.calls.load(Ordering::SeqCst);
+    assert!(r.call("create", &create, "60").1);
+    assert!(r.fake.state.lock().unwrap().last_create.is_some(), "create_guest called again");
+    let vms = r.fake.vms();
+    assert_eq!(vms.len(), 1);
+    assert_eq!((vms[0].cpus, vms[0].power), (Some(2), PowerState::PoweredOn));
+    // No extra power call from the front: find_owned + create_guest only.
+    assert!(r.fake.calls.load(Ordering::SeqCst) - calls <= 3, "front did extra work");
+}
+
+#[test]
+fn broadcast_uris_are_realised_or_refused_before_anything_is_made() {
+    let r = Run::new();
+    let base = fixture_json("spec_9_create.json");
+    for (uri, want) in [("vlan://7", Some(7)), ("vlan://4094", Some(4094)), ("vlan://untagged", None)] {
+        let mut p = base.clone();
+        p["cloudstack.vm.details"]["nics"][0]["broadcastUri"] = json!(uri);
+        assert!(r.call("create", &p, "60").1, "{uri}");
+        let spec = r.fake.state.lock().unwrap().last_create.clone().unwrap();
+        assert_eq!(spec.nics[0].vlan, want, "{uri}");
+        assert!(r.call("delete", &fixture_json("spec_9_stop.json"), "60").1);
+    }
+    r.fake.state.lock().unwrap().last_create = None;
+    let calls = r.fake.calls.load(Ordering::SeqCst);
+    let mut bad: Vec<(Value, &str)> =
+        ["vxlan://5000", "pvlan://100-i200", "vlan://abc", "vlan://99999", "vlan://0", "vlan://+5", "10"]
+            .into_iter()
+            .map(|u| {
+                let mut p = base.clone();
+                p["cloudstack.vm.details"]["nics"][0]["broadcastUri"] = json!(u);
+                (p, u)
+            })
+            .collect();
+    let mut missing = base.clone();
+    missing["cloudstack.vm.details"]["nics"][0].as_object_mut().unwrap().remove("broadcastUri");
+    bad.push((missing, "missing on a Vlan network"));
+    for (p, what) in bad {
+        for action in ["prepare", "create"] {
+            let (v, ok) = r.call(action, &p, "60");
+            assert!(!ok, "{action} {what}: {v}");
+            assert!(v["error"].as_str().unwrap().starts_with("NIC 0: broadcast"), "{what}: {v}");
+        }
+    }
+    assert_eq!(r.fake.calls.load(Ordering::SeqCst), calls, "refused before any backend call");
+    assert!(r.fake.vms().is_empty());
+    // Native networks without a URI are untagged.
+    let mut native = base.clone();
+    native["cloudstack.vm.details"]["nics"][0] =
+        json!({"deviceId": 0, "mac": "02:01:00:cd:00:02", "broadcastType": "Native"});
+    assert!(r.call("create", &native, "60").1);
+    assert_eq!(r.fake.state.lock().unwrap().last_create.clone().unwrap().nics[0].vlan, None);
+}
+
+#[test]
+fn invalid_cpus_and_ram_are_refused_never_defaulted() {
+    let r = Run::new();
+    let base = fixture_json("spec_9_create.json");
+    let cases = [
+        ("cpus", json!("two")),
+        ("cpus", json!(-2)),
+        ("cpus", json!(0)),
+        ("cpus", json!(1.5)),
+        ("cpus", json!(100_000)),
+        ("maxRam", json!("2GB")),
+        ("maxRam", json!(-1)),
+        ("maxRam", json!(12)),
+        ("maxRam", json!(1e20)),
+        ("minRam", json!("x")),
+        ("minRam", json!(4_294_967_296u64)),
+    ];
+    for (field, value) in cases {
+        let mut p = base.clone();
+        p["cloudstack.vm.details"][field] = value.clone();
+        for action in ["prepare", "create"] {
+            let (v, ok) = r.call(action, &p, "60");
+            assert!(!ok, "{action} {field}={value}: {v}");
+            assert!(v["error"].as_str().unwrap().contains(field), "{field}={value}: {v}");
+        }
+    }
+    assert!(r.fake.vms().is_empty());
+    assert!(r.fake.state.lock().unwrap().last_create.is_none());
+    // Absent values mean "the template's".
+    let mut p = base.clone();
+    for f in ["cpus", "minRam", "maxRam"] {
+        p["cloudstack.vm.details"].as_object_mut().unwrap().remove(f);
+    }
+    assert!(r.call("create", &p, "60").1);
+    let spec = r.fake.state.lock().unwrap().last_create.clone().unwrap();
+    assert_eq!((spec.cpus, spec.memory_mb), (None, None));
+}
+
+#[test]
+fn create_and_getconsole_are_gated_on_capabilities() {
+    let r = Run::new();
+    r.fake.state.lock().unwrap().caps = Some(polyvisor_core::Capabilities::default());
+    for action in ["prepare", "create"] {
+        let (v, ok) = r.call(action, &fixture_json("spec_9_create.json"), "60");
+        assert!(!ok);
+        assert_eq!(v["error"], "create is not supported: the Fake driver cannot create VMs", "{action}");
+    }
+    assert!(r.fake.vms().is_empty());
+    let (v, ok) = r.call("getconsole", &fixture_json("spec_9_getconsole.json"), "60");
+    assert!(!ok);
+    assert_eq!(v["error"], "getconsole is not supported: the Fake driver offers no console");
+}
+
+#[test]
+fn huge_ids_are_not_echoed_whole() {
+    let r = Run::new();
+    let mut p = fixture_json("spec_9_status.json");
+    p["virtualmachinename"] = json!("i".repeat(1_000_000));
+    let (v, ok) = r.call("start", &p, "5");
+    assert!(!ok);
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.len() < 400, "{} bytes echoed", msg.len());
+    assert!(msg.contains("virtualmachinename"));
+    let mut p = fixture_json("spec_9_create.json");
+    p["cloudstack.vm.details"]["nics"][0]["broadcastUri"] = json!(format!("vxlan://{}", "9".repeat(1_000_000)));
+    let (v, _) = r.call("create", &p, "5");
+    assert!(v["error"].as_str().unwrap().len() < 400);
 }
