@@ -57,12 +57,13 @@ fn install(dir: &Path) -> PathBuf {
     let entry = root.join("polyvisor_sim/polyvisor_sim.sh");
     assert!(text.contains(&entry.display().to_string()), "{text}");
     assert!(
-        text.contains("cmk create extension name=\"Polyvisor Sim\" type=Orchestrator path=polyvisor_sim/polyvisor_sim.sh orchestratorrequirespreparevm=true"),
+        text.contains("cmk create extension 'name=Polyvisor Sim' type=Orchestrator path=polyvisor_sim/polyvisor_sim.sh orchestratorrequirespreparevm=true"),
         "{text}"
     );
     assert!(
         text.contains("name=CreateSnapshot")
-            && text.contains("parameters[0].name=snap_name parameters[0].type=STRING parameters[0].required=true"),
+            && text
+                .contains("'parameters[0].name=snap_name' 'parameters[0].type=STRING' 'parameters[0].required=true'"),
         "{text}"
     );
     use std::os::unix::fs::PermissionsExt;
@@ -210,6 +211,81 @@ fn wrapper_follows_the_invocation_contract() {
     let mut times: Vec<Duration> = (0..7).map(|_| invoke(&dir, &entry, &["status", &p, "1800"]).1).collect();
     times.sort();
     assert!(times[3] < Duration::from_millis(500), "median status {:?}", times[3]);
+}
+
+/// The sim's guests (`polyvisor sim list --json`) as (name, power, key).
+fn sim_guests(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sim", "list", "--json"]);
+    sim_env(&mut cmd, dir);
+    let out = wait_with_deadline(cmd.spawn().expect("spawn sim list"), Duration::from_secs(30), "sim list");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sim list --json");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap_or_default().to_string(),
+                g["power"].as_str().unwrap_or_default().to_string(),
+                g["key"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Regression (issue 9 item 1): on a freshly seeded sim, CloudStack actions for VMs that
+/// polyvisor never created used to find the seeded keyless guests by `vm_name` or by
+/// internal name and act on them (`delete` destroyed build-01, `stop` stopped web-01).
+#[test]
+fn foreign_sim_guests_are_never_touched() {
+    let dir = temp_dir("foreign");
+    let entry = install(&dir);
+    let before = sim_guests(&dir);
+    let web = before.iter().find(|g| g.0 == "web-01").expect("seeded web-01").clone();
+    assert!(before.iter().any(|g| g.0 == "build-01"), "seeded build-01");
+    let write = |name: &str, v: serde_json::Value| {
+        let p = dir.join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p.display().to_string()
+    };
+    let delete = write(
+        "delete.json",
+        serde_json::json!({
+            "externaldetails": {"virtualmachine": {"vm_name": "build-01"}},
+            "cloudstack.vm.details": {"name": "i-15-1-VM", "details": {}}
+        }),
+    );
+    let (out, _) = invoke(&dir, &entry, &["delete", &delete, "60"]);
+    assert!(out.status.success(), "delete of a VM we never made succeeds: {}", String::from_utf8_lossy(&out.stdout));
+    let stop =
+        write("stop.json", serde_json::json!({"virtualmachinename": "web-01", "cloudstack.vm.details": {"nics": []}}));
+    let (out, _) = invoke(&dir, &entry, &["stop", &stop, "60"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    for action in ["start", "reboot", "getconsole"] {
+        let (out, _) = invoke(&dir, &entry, &[action, &stop, "60"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{action} of a foreign VM must fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let create = write(
+        "create.json",
+        serde_json::json!({
+            "externaldetails": {"virtualmachine": {"vm_name": "build-01", "template_id": SIM_TEMPLATE}},
+            "virtualmachinename": "i-15-1-VM",
+            "cloudstack.vm.details": {"name": "i-15-1-VM", "cpus": 1, "maxRam": 536870912u64, "nics": []}
+        }),
+    );
+    let (out, _) = invoke(&dir, &entry, &["create", &create, "60"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a VM named build-01 already exists"), "{text}");
+    let after = sim_guests(&dir);
+    assert_eq!(after, before, "nothing foreign changed");
+    assert_eq!(after.iter().find(|g| g.0 == "web-01"), Some(&web));
 }
 
 /// A running fakepve (PyPI `fakepve`, via `scripts/ci/fakepve-launcher.py`); it exits when
