@@ -124,6 +124,9 @@ fn installed_wrapper_on_sim_passes_the_harness() {
             "POLYVISOR_SIM_TASK_MS=60000",
             "--slow-timeout",
             "3",
+            // A seeded, running sim guest polyvisor did not create: never to be touched.
+            "--foreign-vm",
+            "web-01",
         ],
         &[entry.display().to_string()],
     );
@@ -138,7 +141,9 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     assert!(passed >= 30, "only {passed} cases passed:\n{stdout}");
     let skipped: Vec<_> = report["cases"].as_array().into_iter().flatten().filter(|c| c["outcome"] == "skip").collect();
     assert!(skipped.is_empty(), "nothing skipped on sim: {skipped:?}");
-    for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "hygiene"] {
+    let web = sim_guests(&dir).into_iter().find(|g| g.0 == "web-01").expect("web-01 survives the harness");
+    assert_eq!((web.1.as_str(), web.2), ("powered_on", None), "the foreign VM was left alone");
+    for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "safety", "hygiene"] {
         let any =
             report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["group"] == must && c["outcome"] == "pass"));
         assert!(any, "no passing case in group {must}:\n{stdout}");
