@@ -314,7 +314,7 @@ fn start_fakepve(dir: &Path) -> FakePve {
     let guests = dir.join("guests.json");
     std::fs::write(
         &guests,
-        r#"{"guests":[{"vmid":9000,"name":"tpl-debian","template":true,"config":{"cores":2,"memory":2048,"scsi0":"local-lvm:vm-9000-disk-0,size=8G","net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0"}}]}"#,
+        r#"{"guests":[{"vmid":9000,"name":"tpl-debian","template":true,"config":{"cores":2,"memory":2048,"scsi0":"local-lvm:vm-9000-disk-0,size=8G","net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0"}},{"vmid":100,"name":"web01","status":"running","config":{"cores":1,"memory":512,"net0":"virtio=BC:24:11:00:01:00,bridge=vmbr0"}}]}"#,
     )
     .unwrap();
     let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/fakepve-launcher.py");
@@ -380,6 +380,10 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
             "node=pve1",
             "--custom-actions",
             "auto",
+            // fakepve's seeded VM 100, which polyvisor did not create (issue 9: create with
+            // vm_name=web01 used to converge onto it and delete destroyed it).
+            "--foreign-vm",
+            "web01",
         ],
         &[entry.display().to_string()],
     );
@@ -393,6 +397,14 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
         .as_array()
         .is_some_and(|a| a.iter().any(|c| c["name"] == "CreateSnapshot" && c["outcome"] == "pass"));
     assert!(passed_custom, "snapshot custom actions ran and passed:\n{stdout}");
+    for case in
+        ["foreign-vm-not-adopted-by-create", "foreign-vm-not-stopped-or-deleted", "interrupted-create-converges/150ms"]
+    {
+        let pass = report["cases"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["group"] == "safety" && c["name"] == case && c["outcome"] == "pass"));
+        assert!(pass, "safety/{case} passed on Proxmox:\n{stdout}");
+    }
     assert!(!stdout.contains("S3CRET-pve"), "secret in the report");
     let log = std::fs::read_to_string(dir.join("polyvisor.log")).unwrap_or_default();
     assert!(!log.contains("S3CRET-pve"), "secret in our log");

@@ -129,7 +129,8 @@ fn foreign(ctx: &Ctx, report: &mut Report, opts: &Opts) {
         Ok(())
     });
     if !safe {
-        skip_destructive(report, "an earlier foreign-vm case showed the provider matching VMs by name");
+        let why = "an earlier foreign-vm case showed the provider matching VMs by name";
+        skip_destructive(report, &["foreign-vm-not-adopted-by-create", "foreign-vm-not-stopped-or-deleted"], why);
         return;
     }
     let adopted = report.case(GROUP, "foreign-vm-not-adopted-by-create", || {
@@ -143,7 +144,7 @@ fn foreign(ctx: &Ctx, report: &mut Report, opts: &Opts) {
         ctx.expect_power(&vm, "Stopped", Power::Off).map_err(|e| format!("after the refused create: {e}"))
     });
     if !adopted {
-        skip_destructive(report, "create adopted the foreign VM");
+        skip_destructive(report, &["foreign-vm-not-stopped-or-deleted"], "create adopted the foreign VM");
         return;
     }
     report.case(GROUP, "foreign-vm-not-stopped-or-deleted", || {
@@ -161,8 +162,8 @@ fn foreign(ctx: &Ctx, report: &mut Report, opts: &Opts) {
     });
 }
 
-fn skip_destructive(report: &mut Report, why: &str) {
-    for name in ["foreign-vm-not-adopted-by-create", "foreign-vm-not-stopped-or-deleted"] {
+fn skip_destructive(report: &mut Report, names: &[&str], why: &str) {
+    for name in names {
         report.record(GROUP, name, Outcome::Skip(format!("not run to spare the foreign VM: {why}")), Instant::now());
     }
 }
