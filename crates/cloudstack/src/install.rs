@@ -429,7 +429,11 @@ mod tests {
             binary: Some(PathBuf::from("/bin/sh")),
             log_to: None,
         };
-        let text = install(&args, Arc::new(crate::testing::Fake::default())).unwrap();
+        let text = install(
+            &args,
+            polyvisor_test_support::fake::FakeFactory::empty(polyvisor_test_support::fake::create_caps()),
+        )
+        .unwrap();
         let entry = dir.path().join("poly_visor/poly_visor.sh");
         let config = dir.path().join("poly_visor/polyvisor.json");
         assert!(text.contains(&entry.display().to_string()));
@@ -443,8 +447,17 @@ mod tests {
         let script = std::fs::read_to_string(&entry).unwrap();
         assert!(script.contains(&format!("cloudstack --config '{}' \"$@\"", config.display())), "{script}");
         // Re-install overwrites in place.
-        assert!(install(&args, Arc::new(crate::testing::Fake::default())).is_ok());
+        assert!(install(
+            &args,
+            polyvisor_test_support::fake::FakeFactory::empty(polyvisor_test_support::fake::create_caps())
+        )
+        .is_ok());
         let bad = InstallArgs { name: " ".into(), ..args };
-        assert!(install(&bad, Arc::new(crate::testing::Fake::default())).unwrap_err().contains("--name"));
+        assert!(install(
+            &bad,
+            polyvisor_test_support::fake::FakeFactory::empty(polyvisor_test_support::fake::create_caps())
+        )
+        .unwrap_err()
+        .contains("--name"));
     }
 }

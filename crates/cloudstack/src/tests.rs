@@ -1,11 +1,11 @@
 //! Whole-invocation tests over the spec §9 payloads (`tests/fixtures/`) against the
-//! in-process fake driver.
+//! shared in-process fake driver (`polyvisor-test-support`).
 
 use crate::invoke::answer;
 use crate::output::Reply;
 use crate::payload::Payload;
-use crate::testing::{guest, Fake};
 use polyvisor_core::{DriverFactory, PowerState};
+use polyvisor_test_support::fake::{create_caps, keyed_guest as guest, Fake, FakeFactory};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -24,15 +24,19 @@ fn fixture_json(name: &str) -> Value {
 
 struct Run {
     dir: tempfile::TempDir,
-    fake: Fake,
+    factory: Arc<FakeFactory>,
+    fake: Arc<Fake>,
     config: Option<PathBuf>,
 }
 
 impl Run {
+    /// Two templates (`100`, `101`), no VMs.
     fn new() -> Self {
-        let fake = Fake::with_template();
+        let factory = FakeFactory::empty(create_caps());
+        let fake = factory.fake.clone();
+        fake.insert(guest("100", "tpl", None, PowerState::PoweredOff, true));
         fake.insert(guest("101", "debian-tpl", None, PowerState::PoweredOff, true));
-        Run { dir: tempfile::tempdir().unwrap(), fake, config: None }
+        Run { dir: tempfile::tempdir().unwrap(), factory, fake, config: None }
     }
 
     /// Runs `action` with a payload (a fixture name or a JSON value) and returns the
@@ -45,7 +49,7 @@ impl Run {
 
     fn call_path(&self, action: &str, path: &Path, timeout: &str) -> (Value, bool) {
         let argv = vec![action.to_string(), path.display().to_string(), timeout.to_string()];
-        let factory: Arc<dyn DriverFactory> = Arc::new(self.fake.clone());
+        let factory: Arc<dyn DriverFactory> = self.factory.clone();
         let reply: Reply = answer(&argv, self.config.as_deref(), factory);
         let (text, ok) = reply.rendered();
         assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "one line: {text}");
@@ -99,7 +103,7 @@ fn bad_payloads_are_structured_errors() {
     assert!(!ok);
     assert!(v["error"].as_str().unwrap().contains("virtualmachinename"));
     // Missing arguments entirely.
-    let factory: Arc<dyn DriverFactory> = Arc::new(r.fake.clone());
+    let factory: Arc<dyn DriverFactory> = r.factory.clone();
     let reply = answer(&["status".to_string()], None, factory);
     assert!(!reply.ok);
     assert_eq!(reply.body["error"], "Missing required arguments");
@@ -121,7 +125,7 @@ fn java_commands_and_unknown_actions_never_touch_the_backend() {
     assert_eq!(v, json!({"status":"error","error":"Invalid action"}));
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(r.fake.calls.load(Ordering::SeqCst), 0);
-    assert!(r.fake.state.lock().unwrap().opened_with.is_none(), "driver never opened");
+    assert!(r.factory.opened.lock().unwrap().is_empty(), "driver never opened");
 }
 
 #[test]
@@ -140,7 +144,7 @@ fn full_lifecycle_on_spec_payloads() {
     assert_eq!(vms[0].name, "web01");
     assert_eq!(vms[0].key.as_deref(), Some("i-2-45-VM"));
     assert_eq!(vms[0].power, PowerState::PoweredOn);
-    let spec = r.fake.state.lock().unwrap().last_create.clone().unwrap();
+    let spec = r.fake.state().last_create.clone().unwrap();
     assert_eq!((spec.cpus, spec.memory_mb), (Some(2), Some(2048)));
     assert_eq!(spec.nics[0].vlan, Some(1234));
     assert!(matches!(&spec.source, polyvisor_core::CreateSource::Template { id, full: false } if id.as_str() == "101"));
@@ -184,13 +188,13 @@ fn full_lifecycle_on_spec_payloads() {
 #[test]
 fn failed_create_leaves_nothing_and_reports_why() {
     let r = Run::new();
-    r.fake.state.lock().unwrap().fail_create = true;
+    r.fake.state().fail_create = true;
     let (v, ok) = r.call("create", &fixture_json("spec_9_create.json"), "1800");
     assert!(!ok);
     assert_eq!(v["error"], "Failed to create instance i-2-45-VM: disk full");
     assert!(r.fake.vms().is_empty());
     // Bad template: clear error, nothing made.
-    r.fake.state.lock().unwrap().fail_create = false;
+    r.fake.state().fail_create = false;
     let mut p = fixture_json("spec_9_create.json");
     p["externaldetails"]["virtualmachine"]["template_id"] = json!("999");
     let (v, ok) = r.call("create", &p, "1800");
@@ -211,7 +215,7 @@ fn failed_create_leaves_nothing_and_reports_why() {
 #[test]
 fn timeout_argument_is_honoured_with_cleanup() {
     let r = Run::new();
-    r.fake.state.lock().unwrap().hang_tasks = true;
+    r.fake.state().hang_tasks = true;
     let t = Instant::now();
     let (v, ok) = r.call("create", &fixture_json("spec_9_create.json"), "1");
     let took = t.elapsed();
@@ -256,7 +260,7 @@ fn snapshot_actions_with_typed_parameters() {
     assert_eq!(r.call("CreateSnapshot", &bad, "60").0["error"], "Missing or empty required parameter: snap_name");
 
     let id = r.fake.vms()[0].id.clone();
-    r.fake.state.lock().unwrap().guests.get_mut(id.as_str()).unwrap().power = PowerState::PoweredOn;
+    r.fake.state().guests.get_mut(id.as_str()).unwrap().power = PowerState::PoweredOn;
     assert_eq!(r.call("RestoreSnapshot", &snap, "60").0["message"], "Instance Snapshot restored");
     assert_eq!(r.fake.vms()[0].power, PowerState::PoweredOn, "restarted after rollback");
     let mut missing = snap.clone();
@@ -275,7 +279,7 @@ fn config_file_is_the_lowest_priority() {
     std::fs::write(&cfg, r#"{"driver":"fake","node":"from-file","storage":"local-zfs"}"#).unwrap();
     r.config = Some(cfg);
     assert!(r.call("status", &fixture_json("spec_9_status.json"), "5").1);
-    let s = r.fake.state.lock().unwrap().opened_with.clone().unwrap();
+    let s = r.factory.last_opened().unwrap();
     assert_eq!(s.str("driver").as_deref(), Some("fake"));
     assert_eq!(s.str("node").as_deref(), Some("pve1"), "host detail beats the file");
     assert_eq!(s.str("storage").as_deref(), Some("local-zfs"));
@@ -294,7 +298,7 @@ fn with_foreign_web01() -> Run {
 }
 
 fn foreign(r: &Run) -> polyvisor_core::Guest {
-    r.fake.state.lock().unwrap().guests.get("103").cloned().expect("the foreign guest still exists")
+    r.fake.state().guests.get("103").cloned().expect("the foreign guest still exists")
 }
 
 #[test]
@@ -317,14 +321,14 @@ fn foreign_guests_are_never_resolved_by_name_or_remembered_id() {
     let mut snap = fixture_json("spec_9_createsnapshot.json");
     snap["cloudstack.vm.details"]["details"]["proxmox_vmid"] = json!("103");
     assert!(!r.call("CreateSnapshot", &snap, "5").1);
-    assert!(r.fake.state.lock().unwrap().snaps.is_empty());
+    assert!(r.fake.state().snaps.is_empty());
     assert_eq!(foreign(&r).power, PowerState::PoweredOn);
     // A guest carrying another VM's key is not ours either, even at the remembered id.
-    r.fake.state.lock().unwrap().guests.get_mut("103").unwrap().key = Some("i-9-99-VM".into());
+    r.fake.state().guests.get_mut("103").unwrap().key = Some("i-9-99-VM".into());
     assert_eq!(r.call("status", &status, "5").0["power_state"], "poweroff");
     assert!(!r.call("start", &status, "5").1);
     // statuses never reports guests without our key.
-    r.fake.state.lock().unwrap().guests.get_mut("103").unwrap().key = None;
+    r.fake.state().guests.get_mut("103").unwrap().key = None;
     let (v, ok) = r.call("statuses", &json!({}), "5");
     assert!(ok);
     assert_eq!(v["power_state"], json!({}));
@@ -341,7 +345,7 @@ fn create_into_a_foreign_vm_of_that_name_fails_before_anything_is_made() {
         assert!(msg.contains("a VM named web01 already exists") && msg.contains("[103]"), "{msg}");
         assert!(msg.contains("import_existing_vms"), "{msg}");
     }
-    assert!(r.fake.state.lock().unwrap().last_create.is_none(), "create_guest was never called");
+    assert!(r.fake.state().last_create.is_none(), "create_guest was never called");
     assert_eq!(r.fake.vms().len(), 1);
     let g = foreign(&r);
     assert_eq!((g.key, g.power), (None, PowerState::PoweredOn));
@@ -385,7 +389,7 @@ fn retried_create_always_goes_through_the_driver() {
     let id = r.fake.vms()[0].id.clone();
     // A half-made guest (stopped, template sizing): the retry converges it in the driver.
     {
-        let mut st = r.fake.state.lock().unwrap();
+        let mut st = r.fake.state();
         let g = st.guests.get_mut(id.as_str()).unwrap();
         g.power = PowerState::PoweredOff;
         g.cpus = Some(1);
@@ -393,7 +397,7 @@ fn retried_create_always_goes_through_the_driver() {
     }
     let calls = r.fake.calls.load(Ordering::SeqCst);
     assert!(r.call("create", &create, "60").1);
-    assert!(r.fake.state.lock().unwrap().last_create.is_some(), "create_guest called again");
+    assert!(r.fake.state().last_create.is_some(), "create_guest called again");
     let vms = r.fake.vms();
     assert_eq!(vms.len(), 1);
     assert_eq!((vms[0].cpus, vms[0].power), (Some(2), PowerState::PoweredOn));
@@ -409,11 +413,11 @@ fn broadcast_uris_are_realised_or_refused_before_anything_is_made() {
         let mut p = base.clone();
         p["cloudstack.vm.details"]["nics"][0]["broadcastUri"] = json!(uri);
         assert!(r.call("create", &p, "60").1, "{uri}");
-        let spec = r.fake.state.lock().unwrap().last_create.clone().unwrap();
+        let spec = r.fake.state().last_create.clone().unwrap();
         assert_eq!(spec.nics[0].vlan, want, "{uri}");
         assert!(r.call("delete", &fixture_json("spec_9_stop.json"), "60").1);
     }
-    r.fake.state.lock().unwrap().last_create = None;
+    r.fake.state().last_create = None;
     let calls = r.fake.calls.load(Ordering::SeqCst);
     let mut bad: Vec<(Value, &str)> =
         ["vxlan://5000", "pvlan://100-i200", "vlan://abc", "vlan://99999", "vlan://0", "vlan://+5", "10"]
@@ -441,7 +445,7 @@ fn broadcast_uris_are_realised_or_refused_before_anything_is_made() {
     native["cloudstack.vm.details"]["nics"][0] =
         json!({"deviceId": 0, "mac": "02:01:00:cd:00:02", "broadcastType": "Native"});
     assert!(r.call("create", &native, "60").1);
-    assert_eq!(r.fake.state.lock().unwrap().last_create.clone().unwrap().nics[0].vlan, None);
+    assert_eq!(r.fake.state().last_create.clone().unwrap().nics[0].vlan, None);
 }
 
 #[test]
@@ -471,21 +475,21 @@ fn invalid_cpus_and_ram_are_refused_never_defaulted() {
         }
     }
     assert!(r.fake.vms().is_empty());
-    assert!(r.fake.state.lock().unwrap().last_create.is_none());
+    assert!(r.fake.state().last_create.is_none());
     // Absent values mean "the template's".
     let mut p = base.clone();
     for f in ["cpus", "minRam", "maxRam"] {
         p["cloudstack.vm.details"].as_object_mut().unwrap().remove(f);
     }
     assert!(r.call("create", &p, "60").1);
-    let spec = r.fake.state.lock().unwrap().last_create.clone().unwrap();
+    let spec = r.fake.state().last_create.clone().unwrap();
     assert_eq!((spec.cpus, spec.memory_mb), (None, None));
 }
 
 #[test]
 fn create_and_getconsole_are_gated_on_capabilities() {
     let r = Run::new();
-    r.fake.state.lock().unwrap().caps = Some(polyvisor_core::Capabilities::default());
+    r.factory.set_caps(polyvisor_core::Capabilities::default());
     for action in ["prepare", "create"] {
         let (v, ok) = r.call(action, &fixture_json("spec_9_create.json"), "60");
         assert!(!ok);
