@@ -149,11 +149,42 @@ impl Ctx {
         }
     }
 
-    /// A guest named `name` that polyvisor does not own under this VM's key (no key, or
-    /// another VM's key), if any: `create` into it would take over a foreign VM.
-    pub async fn foreign_named(&self, name: &str) -> Result<Option<GuestSummary>> {
+    /// For `prepare`/`create` of a guest named `name`: the guest we own (after the opt-in
+    /// import, as [`Ctx::resolve_for_action`]), else `None` when `name` is free. A guest
+    /// named `name` that we do not own (no key, or another VM's key) is an `AlreadyExists`
+    /// error naming it: `create` never takes over a foreign VM. One listing when the
+    /// remembered id does not already answer.
+    pub async fn resolve_for_create(&self, name: &str) -> Result<Option<GuestSummary>> {
         let key = self.internal_name()?;
-        Ok(self.driver.list_guests().await?.into_iter().find(|g| g.name == name && g.key.as_deref() != Some(&key)))
+        if let Some(hint) = self.hint() {
+            if let Some(g) = self.driver.find_owned(&key, Some(&hint)).await? {
+                return Ok(Some(g));
+            }
+        }
+        let all = self.driver.list_guests().await?;
+        if let Some(g) = all.iter().find(|g| g.key.as_deref() == Some(key.as_str()) && !g.is_template) {
+            return Ok(Some(g.clone()));
+        }
+        if self.import_enabled()? {
+            if let Some(g) = self.resolve_for_action().await? {
+                return Ok(Some(g));
+            }
+        }
+        match all.iter().find(|g| g.name == name) {
+            None => Ok(None),
+            Some(g) => {
+                let whose = match &g.key {
+                    None => "carries no polyvisor ownership key".to_string(),
+                    Some(k) => format!("belongs to CloudStack VM {}", shown(k)),
+                };
+                Err(Error::already_exists(format!(
+                    "a VM named {} already exists on the backend ([{}]) and {whose}; polyvisor never takes over a VM \
+                     it did not create: choose another vm_name, or set {IMPORT_SETTING}=true to adopt keyless VMs",
+                    shown(name),
+                    shown(g.id.as_str())
+                )))
+            }
+        }
     }
 
     /// The backend name requested by `vm_name` (`[a-zA-Z0-9-]+`), when valid.

@@ -515,4 +515,11 @@ fn huge_ids_are_not_echoed_whole() {
     p["cloudstack.vm.details"]["nics"][0]["broadcastUri"] = json!(format!("vxlan://{}", "9".repeat(1_000_000)));
     let (v, _) = r.call("create", &p, "5");
     assert!(v["error"].as_str().unwrap().len() < 400);
+    let mut p = fixture_json("spec_9_create.json");
+    p["externaldetails"]["virtualmachine"]["template_id"] = json!("7".repeat(1_000_000));
+    let (v, ok) = r.call("create", &p, "5");
+    assert!(!ok);
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.starts_with("template_id must be") && msg.len() < 400, "{}", msg.len());
+    assert!(r.fake.vms().is_empty());
 }

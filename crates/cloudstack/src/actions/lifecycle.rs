@@ -1,6 +1,6 @@
 //! `prepare`, `create`, `start`, `stop`, `reboot`, `delete` (spec §4.2-4.4).
 
-use crate::ctx::{shown, valid_vm_name, Ctx, IMPORT_SETTING, VM_ID_DETAIL};
+use crate::ctx::{shown, valid_vm_name, Ctx, MAX_ID_CHARS, VM_ID_DETAIL};
 use crate::output::Reply;
 use polyvisor_core::{CreateSource, CreateSpec, Error, ErrorKind, GuestId, PowerAction, Result};
 use serde_json::json;
@@ -15,12 +15,9 @@ pub async fn prepare(ctx: &Ctx) -> Result<Reply> {
     let key = ctx.internal_name()?;
     require_create(ctx)?;
     let spec = create_spec(ctx, &key)?;
-    let detail = match ctx.resolve_for_action().await? {
+    let detail = match ctx.resolve_for_create(&spec.name).await? {
         Some(g) => json!({ format!("External:{VM_ID_DETAIL}"): g.id.as_str() }),
-        None => {
-            refuse_foreign(ctx, &spec.name).await?;
-            json!({ "External:polyvisor_key": key })
-        }
+        None => json!({ "External:polyvisor_key": key }),
     };
     Ok(Reply::patch(json!({ "details": detail })))
 }
@@ -34,24 +31,6 @@ fn require_create(ctx: &Ctx) -> Result<()> {
             ErrorKind::Unsupported,
             format!("create is not supported: the {} driver cannot create VMs", ctx.driver.display_name()),
         ))
-    }
-}
-
-/// Refuses to create over a guest of the requested name that polyvisor does not own.
-async fn refuse_foreign(ctx: &Ctx, name: &str) -> Result<()> {
-    match ctx.foreign_named(name).await? {
-        None => Ok(()),
-        Some(g) => {
-            let whose = match &g.key {
-                None => "carries no polyvisor ownership key".to_string(),
-                Some(k) => format!("belongs to CloudStack VM {}", shown(k)),
-            };
-            Err(Error::already_exists(format!(
-                "a VM named {name} already exists on the backend ([{}]) and {whose}; polyvisor never takes over a VM \
-                 it did not create: choose another vm_name, or set {IMPORT_SETTING}=true to adopt keyless VMs",
-                shown(g.id.as_str())
-            )))
-        }
     }
 }
 
@@ -69,12 +48,16 @@ pub fn create_spec(ctx: &Ctx, key: &str) -> Result<CreateSpec> {
             path: s.str("iso_path").ok_or_else(|| Error::invalid("Missing required fields: iso_path"))?,
             os_type: s.str("iso_os_type"),
         },
-        "template" => CreateSource::Template {
-            id: GuestId::new(
-                s.str("template_id").ok_or_else(|| Error::invalid("Missing required fields: template_id"))?,
-            ),
-            full: s.bool_or("is_full_clone", false)?,
-        },
+        "template" => {
+            let id = s.str("template_id").ok_or_else(|| Error::invalid("Missing required fields: template_id"))?;
+            if id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
+                return Err(Error::invalid(format!(
+                    "template_id must be 1-{MAX_ID_CHARS} printable characters (got {})",
+                    shown(&id)
+                )));
+            }
+            CreateSource::Template { id: GuestId::new(id), full: s.bool_or("is_full_clone", false)? }
+        }
         _ => return Err(Error::invalid("template_type must be 'template' or 'iso'")),
     };
     let network = s.str_any(&["network_bridge", "network"]);
@@ -104,10 +87,9 @@ pub async fn create(ctx: &Ctx) -> Result<Reply> {
     let key = ctx.internal_name()?;
     require_create(ctx)?;
     let spec = create_spec(ctx, &key)?;
-    let existing = ctx.resolve_for_action().await?;
-    match &existing {
-        Some(g) => tracing::info!(guest = %g.id, "create: guest exists, the driver converges it"),
-        None => refuse_foreign(ctx, &spec.name).await?,
+    let existing = ctx.resolve_for_create(&spec.name).await?;
+    if let Some(g) = &existing {
+        tracing::info!(guest = %g.id, "create: guest exists, the driver converges it");
     }
     let reserve = cleanup_reserve(ctx.remaining());
     let budget = ctx.remaining().saturating_sub(reserve);
