@@ -293,6 +293,41 @@ fn foreign_sim_guests_are_never_touched() {
     assert_eq!(after.iter().find(|g| g.0 == "web-01"), Some(&web));
 }
 
+/// The explicit opt-in: with `import_existing_vms=true` the seeded keyless build-01 is
+/// adopted (our key written onto it) and then managed; without it, it is refused (above).
+#[test]
+fn import_existing_vms_adopts_a_sim_guest_only_when_asked() {
+    let dir = temp_dir("import");
+    let entry = install(&dir);
+    let payload = |import: bool| {
+        let mut vm = serde_json::json!({"vm_name": "build-01", "template_id": SIM_TEMPLATE});
+        if import {
+            vm["import_existing_vms"] = "true".into();
+        }
+        serde_json::json!({
+            "externaldetails": {"virtualmachine": vm},
+            "virtualmachinename": "i-15-2-VM",
+            "cloudstack.vm.details": {"name": "i-15-2-VM", "cpus": 2, "maxRam": 1073741824u64, "nics": []}
+        })
+    };
+    let path = dir.join("create.json");
+    std::fs::write(&path, payload(false).to_string()).unwrap();
+    let p = path.display().to_string();
+    let (out, _) = invoke(&dir, &entry, &["create", &p, "60"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::write(&path, payload(true).to_string()).unwrap();
+    let (out, _) = invoke(&dir, &entry, &["create", &p, "60"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let build = sim_guests(&dir).into_iter().find(|g| g.0 == "build-01").expect("build-01");
+    assert_eq!((build.1.as_str(), build.2.as_deref()), ("powered_on", Some("i-15-2-VM")), "adopted and converged");
+    // From now on it is ours, with or without the setting.
+    std::fs::write(&path, payload(false).to_string()).unwrap();
+    let (out, _) = invoke(&dir, &entry, &["stop", &p, "60"]);
+    assert!(out.status.success());
+    let build = sim_guests(&dir).into_iter().find(|g| g.0 == "build-01").expect("build-01");
+    assert_eq!(build.1, "powered_off");
+}
+
 /// A running fakepve (PyPI `fakepve`, via `scripts/ci/fakepve-launcher.py`); it exits when
 /// its stdin closes, i.e. when this value is dropped.
 struct FakePve {
