@@ -149,8 +149,10 @@ fn full_lifecycle_on_spec_payloads() {
     assert_eq!(spec.nics[0].vlan, Some(1234));
     assert!(matches!(&spec.source, polyvisor_core::CreateSource::Template { id, full: false } if id.as_str() == "101"));
 
+    assert!(r.fake.state().power.is_empty(), "one owner: the driver's create powers on, the front does not");
     // Retried create converges instead of duplicating; retried prepare reports the id.
     assert!(r.call("create", &create, "1800").1);
+    assert!(r.fake.state().power.is_empty(), "a retried create goes through the driver, no extra power-on");
     assert_eq!(r.fake.vms().len(), 1);
     let (v, _) = r.call("prepare", &create, "1800");
     assert_eq!(v["details"]["External:polyvisor_vm_id"], json!(vms[0].id.as_str()));
@@ -193,6 +195,7 @@ fn failed_create_leaves_nothing_and_reports_why() {
     assert!(!ok);
     assert_eq!(v["error"], "Failed to create instance i-2-45-VM: disk full");
     assert!(r.fake.vms().is_empty());
+    assert!(r.fake.state().deleted.is_empty(), "one owner: the driver cleans up its own failure, not the front");
     // Bad template: clear error, nothing made.
     r.fake.state().fail_create = false;
     let mut p = fixture_json("spec_9_create.json");
@@ -224,6 +227,7 @@ fn timeout_argument_is_honoured_with_cleanup() {
     assert!(took >= Duration::from_millis(500), "used its budget: {took:?}");
     assert!(v["error"].as_str().unwrap().starts_with("Failed to create instance i-2-45-VM"), "{v}");
     assert!(r.fake.vms().is_empty(), "half-made VM removed");
+    assert_eq!(r.fake.state().deleted.len(), 1, "the front deleted its owned half-made VM once, at its deadline");
     let t = Instant::now();
     let (_, ok) = r.call("stop", &fixture_json("spec_9_stop.json"), "0.3");
     assert!(ok, "absent VM: no task to wait for");
