@@ -57,12 +57,13 @@ fn install(dir: &Path) -> PathBuf {
     let entry = root.join("polyvisor_sim/polyvisor_sim.sh");
     assert!(text.contains(&entry.display().to_string()), "{text}");
     assert!(
-        text.contains("cmk create extension name=\"Polyvisor Sim\" type=Orchestrator path=polyvisor_sim/polyvisor_sim.sh orchestratorrequirespreparevm=true"),
+        text.contains("cmk create extension 'name=Polyvisor Sim' type=Orchestrator path=polyvisor_sim/polyvisor_sim.sh orchestratorrequirespreparevm=true"),
         "{text}"
     );
     assert!(
         text.contains("name=CreateSnapshot")
-            && text.contains("parameters[0].name=snap_name parameters[0].type=STRING parameters[0].required=true"),
+            && text
+                .contains("'parameters[0].name=snap_name' 'parameters[0].type=STRING' 'parameters[0].required=true'"),
         "{text}"
     );
     use std::os::unix::fs::PermissionsExt;
@@ -123,6 +124,9 @@ fn installed_wrapper_on_sim_passes_the_harness() {
             "POLYVISOR_SIM_TASK_MS=60000",
             "--slow-timeout",
             "3",
+            // A seeded, running sim guest polyvisor did not create: never to be touched.
+            "--foreign-vm",
+            "web-01",
         ],
         &[entry.display().to_string()],
     );
@@ -137,7 +141,9 @@ fn installed_wrapper_on_sim_passes_the_harness() {
     assert!(passed >= 30, "only {passed} cases passed:\n{stdout}");
     let skipped: Vec<_> = report["cases"].as_array().into_iter().flatten().filter(|c| c["outcome"] == "skip").collect();
     assert!(skipped.is_empty(), "nothing skipped on sim: {skipped:?}");
-    for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "hygiene"] {
+    let web = sim_guests(&dir).into_iter().find(|g| g.0 == "web-01").expect("web-01 survives the harness");
+    assert_eq!((web.1.as_str(), web.2), ("powered_on", None), "the foreign VM was left alone");
+    for must in ["lifecycle", "custom-actions", "concurrency", "robustness", "safety", "hygiene"] {
         let any =
             report["cases"].as_array().is_some_and(|a| a.iter().any(|c| c["group"] == must && c["outcome"] == "pass"));
         assert!(any, "no passing case in group {must}:\n{stdout}");
@@ -212,6 +218,116 @@ fn wrapper_follows_the_invocation_contract() {
     assert!(times[3] < Duration::from_millis(500), "median status {:?}", times[3]);
 }
 
+/// The sim's guests (`polyvisor sim list --json`) as (name, power, key).
+fn sim_guests(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sim", "list", "--json"]);
+    sim_env(&mut cmd, dir);
+    let out = wait_with_deadline(cmd.spawn().expect("spawn sim list"), Duration::from_secs(30), "sim list");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sim list --json");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap_or_default().to_string(),
+                g["power"].as_str().unwrap_or_default().to_string(),
+                g["key"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Regression (issue 9 item 1): on a freshly seeded sim, CloudStack actions for VMs that
+/// polyvisor never created used to find the seeded keyless guests by `vm_name` or by
+/// internal name and act on them (`delete` destroyed build-01, `stop` stopped web-01).
+#[test]
+fn foreign_sim_guests_are_never_touched() {
+    let dir = temp_dir("foreign");
+    let entry = install(&dir);
+    let before = sim_guests(&dir);
+    let web = before.iter().find(|g| g.0 == "web-01").expect("seeded web-01").clone();
+    assert!(before.iter().any(|g| g.0 == "build-01"), "seeded build-01");
+    let write = |name: &str, v: serde_json::Value| {
+        let p = dir.join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p.display().to_string()
+    };
+    let delete = write(
+        "delete.json",
+        serde_json::json!({
+            "externaldetails": {"virtualmachine": {"vm_name": "build-01"}},
+            "cloudstack.vm.details": {"name": "i-15-1-VM", "details": {}}
+        }),
+    );
+    let (out, _) = invoke(&dir, &entry, &["delete", &delete, "60"]);
+    assert!(out.status.success(), "delete of a VM we never made succeeds: {}", String::from_utf8_lossy(&out.stdout));
+    let stop =
+        write("stop.json", serde_json::json!({"virtualmachinename": "web-01", "cloudstack.vm.details": {"nics": []}}));
+    let (out, _) = invoke(&dir, &entry, &["stop", &stop, "60"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    for action in ["start", "reboot", "getconsole"] {
+        let (out, _) = invoke(&dir, &entry, &[action, &stop, "60"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{action} of a foreign VM must fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let create = write(
+        "create.json",
+        serde_json::json!({
+            "externaldetails": {"virtualmachine": {"vm_name": "build-01", "template_id": SIM_TEMPLATE}},
+            "virtualmachinename": "i-15-1-VM",
+            "cloudstack.vm.details": {"name": "i-15-1-VM", "cpus": 1, "maxRam": 536870912u64, "nics": []}
+        }),
+    );
+    let (out, _) = invoke(&dir, &entry, &["create", &create, "60"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a VM named build-01 already exists"), "{text}");
+    let after = sim_guests(&dir);
+    assert_eq!(after, before, "nothing foreign changed");
+    assert_eq!(after.iter().find(|g| g.0 == "web-01"), Some(&web));
+}
+
+/// The explicit opt-in: with `import_existing_vms=true` the seeded keyless build-01 is
+/// adopted (our key written onto it) and then managed; without it, it is refused (above).
+#[test]
+fn import_existing_vms_adopts_a_sim_guest_only_when_asked() {
+    let dir = temp_dir("import");
+    let entry = install(&dir);
+    let payload = |import: bool| {
+        let mut vm = serde_json::json!({"vm_name": "build-01", "template_id": SIM_TEMPLATE});
+        if import {
+            vm["import_existing_vms"] = "true".into();
+        }
+        serde_json::json!({
+            "externaldetails": {"virtualmachine": vm},
+            "virtualmachinename": "i-15-2-VM",
+            "cloudstack.vm.details": {"name": "i-15-2-VM", "cpus": 2, "maxRam": 1073741824u64, "nics": []}
+        })
+    };
+    let path = dir.join("create.json");
+    std::fs::write(&path, payload(false).to_string()).unwrap();
+    let p = path.display().to_string();
+    let (out, _) = invoke(&dir, &entry, &["create", &p, "60"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::write(&path, payload(true).to_string()).unwrap();
+    let (out, _) = invoke(&dir, &entry, &["create", &p, "60"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let build = sim_guests(&dir).into_iter().find(|g| g.0 == "build-01").expect("build-01");
+    assert_eq!((build.1.as_str(), build.2.as_deref()), ("powered_on", Some("i-15-2-VM")), "adopted and converged");
+    // From now on it is ours, with or without the setting.
+    std::fs::write(&path, payload(false).to_string()).unwrap();
+    let (out, _) = invoke(&dir, &entry, &["stop", &p, "60"]);
+    assert!(out.status.success());
+    let build = sim_guests(&dir).into_iter().find(|g| g.0 == "build-01").expect("build-01");
+    assert_eq!(build.1, "powered_off");
+}
+
 /// A running fakepve (PyPI `fakepve`, via `scripts/ci/fakepve-launcher.py`); it exits when
 /// its stdin closes, i.e. when this value is dropped.
 struct FakePve {
@@ -233,7 +349,7 @@ fn start_fakepve(dir: &Path) -> FakePve {
     let guests = dir.join("guests.json");
     std::fs::write(
         &guests,
-        r#"{"guests":[{"vmid":9000,"name":"tpl-debian","template":true,"config":{"cores":2,"memory":2048,"scsi0":"local-lvm:vm-9000-disk-0,size=8G","net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0"}}]}"#,
+        r#"{"guests":[{"vmid":9000,"name":"tpl-debian","template":true,"config":{"cores":2,"memory":2048,"scsi0":"local-lvm:vm-9000-disk-0,size=8G","net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0"}},{"vmid":100,"name":"web01","status":"running","config":{"cores":1,"memory":512,"net0":"virtio=BC:24:11:00:01:00,bridge=vmbr0"}}]}"#,
     )
     .unwrap();
     let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/fakepve-launcher.py");
@@ -299,6 +415,10 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
             "node=pve1",
             "--custom-actions",
             "auto",
+            // fakepve's seeded VM 100, which polyvisor did not create (issue 9: create with
+            // vm_name=web01 used to converge onto it and delete destroyed it).
+            "--foreign-vm",
+            "web01",
         ],
         &[entry.display().to_string()],
     );
@@ -312,6 +432,14 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
         .as_array()
         .is_some_and(|a| a.iter().any(|c| c["name"] == "CreateSnapshot" && c["outcome"] == "pass"));
     assert!(passed_custom, "snapshot custom actions ran and passed:\n{stdout}");
+    for case in
+        ["foreign-vm-not-adopted-by-create", "foreign-vm-not-stopped-or-deleted", "interrupted-create-converges/150ms"]
+    {
+        let pass = report["cases"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["group"] == "safety" && c["name"] == case && c["outcome"] == "pass"));
+        assert!(pass, "safety/{case} passed on Proxmox:\n{stdout}");
+    }
     assert!(!stdout.contains("S3CRET-pve"), "secret in the report");
     let log = std::fs::read_to_string(dir.join("polyvisor.log")).unwrap_or_default();
     assert!(!log.contains("S3CRET-pve"), "secret in our log");

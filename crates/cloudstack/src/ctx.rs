@@ -2,7 +2,7 @@
 //! deadline; plus finding the backend guest of the CloudStack VM.
 
 use crate::payload::Payload;
-use polyvisor_core::{task, Driver, Error, GuestId, GuestSummary, Result, Settings, TaskId, TaskOutput};
+use polyvisor_core::{task, Driver, Error, ErrorKind, GuestId, GuestSummary, Result, Settings, TaskId, TaskOutput};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -10,6 +10,22 @@ use tokio::time::Instant;
 /// The detail under which `prepare` reports the backend id (`External:` makes CloudStack
 /// hand it back in `externaldetails.virtualmachine`).
 pub const VM_ID_DETAIL: &str = "polyvisor_vm_id";
+
+/// The opt-in setting that lets actions adopt existing keyless VMs (off by default).
+pub const IMPORT_SETTING: &str = "import_existing_vms";
+
+/// Longest internal name / remembered id we accept (CloudStack names are far shorter).
+pub const MAX_ID_CHARS: usize = 255;
+
+/// A value as echoed in a message: at most 64 characters, then `…`.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        value.to_string()
+    } else {
+        format!("{}…", value.chars().take(MAX).collect::<String>())
+    }
+}
 
 /// One action's context.
 pub struct Ctx {
@@ -25,8 +41,20 @@ pub struct Ctx {
 
 impl Ctx {
     /// The CloudStack internal name, required by every VM action.
+    /// At most [`MAX_ID_CHARS`] printable characters; an invalid one is refused with a
+    /// capped echo.
     pub fn internal_name(&self) -> Result<String> {
-        self.payload.internal_name().ok_or_else(|| Error::invalid("Missing required fields: virtualmachinename"))
+        let name = self
+            .payload
+            .internal_name()
+            .ok_or_else(|| Error::invalid("Missing required fields: virtualmachinename"))?;
+        if name.chars().count() > MAX_ID_CHARS || name.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "virtualmachinename must be 1-{MAX_ID_CHARS} printable characters (got {})",
+                shown(&name)
+            )));
+        }
+        Ok(name)
     }
 
     /// Time left before the deadline.
@@ -50,37 +78,113 @@ impl Ctx {
         self.wait_for(task, self.remaining()).await
     }
 
-    /// The backend guest of this CloudStack VM, if any: by platform key (the internal
-    /// name, stored on the guest at create), else by an id CloudStack kept for us
-    /// (`polyvisor_vm_id`, the built-in's `proxmox_vmid`) as long as that guest carries
-    /// no other VM's key, else (for guests created before polyvisor) a keyless guest
-    /// named like the VM. Templates never match.
-    pub async fn resolve(&self) -> Result<Option<GuestSummary>> {
-        let key = self.internal_name()?;
-        if let Some(g) = self.driver.find_by_key(&key).await? {
-            return Ok((!g.is_template).then_some(g));
-        }
-        let remembered = self
-            .settings
+    /// The backend id CloudStack kept for us (`polyvisor_vm_id`, which our `prepare`
+    /// reports, or the built-in's `proxmox_vmid`): only a lookup hint, never proof of
+    /// ownership.
+    pub fn hint(&self) -> Option<GuestId> {
+        self.settings
             .str(VM_ID_DETAIL)
             .or_else(|| self.payload.vm_detail(VM_ID_DETAIL))
-            .or_else(|| self.payload.vm_detail("proxmox_vmid"));
-        if let Some(id) = remembered {
-            match self.driver.get_guest(&GuestId::new(id)).await {
-                Ok(g) if !g.is_template && g.key.as_deref().is_none_or(|k| k == key) => return Ok(Some(g.summary())),
+            .or_else(|| self.payload.vm_detail("proxmox_vmid"))
+            .filter(|id| id.len() <= MAX_ID_CHARS)
+            .map(GuestId::new)
+    }
+
+    /// Whether the operator opted in to importing existing VMs (`import_existing_vms`).
+    pub fn import_enabled(&self) -> Result<bool> {
+        self.settings.bool_or(IMPORT_SETTING, false)
+    }
+
+    /// The backend guest polyvisor owns for this CloudStack VM, if any: the guest carrying
+    /// the internal name as its ownership key (stored at create), looked up at the
+    /// remembered id first ([`Driver::find_owned`]). A guest without our key is never
+    /// returned, whatever its name or id; templates never match. Read-only.
+    pub async fn resolve(&self) -> Result<Option<GuestSummary>> {
+        let key = self.internal_name()?;
+        self.driver.find_owned(&key, self.hint().as_ref()).await
+    }
+
+    /// Like [`Ctx::resolve`], for actions that act on the VM: with the explicit opt-in
+    /// `import_existing_vms=true`, a keyless guest named exactly like `vm_name` (or at the
+    /// remembered id) is adopted first by writing our key onto it. Off by default.
+    pub async fn resolve_for_action(&self) -> Result<Option<GuestSummary>> {
+        if let Some(g) = self.resolve().await? {
+            return Ok(Some(g));
+        }
+        if !self.import_enabled()? {
+            return Ok(None);
+        }
+        let key = self.internal_name()?;
+        let Some(candidate) = self.import_candidate().await? else { return Ok(None) };
+        tracing::info!(guest = %candidate.id, key, "import_existing_vms: adopting a keyless guest");
+        self.driver.adopt_guest(&candidate.id, &key).await?;
+        self.driver.find_owned(&key, Some(&candidate.id)).await
+    }
+
+    /// The keyless, non-template guest an import would adopt: the one at the remembered id,
+    /// else the only one named exactly like `vm_name`.
+    async fn import_candidate(&self) -> Result<Option<GuestSummary>> {
+        if let Some(id) = self.hint() {
+            match self.driver.get_guest(&id).await {
+                Ok(g) if g.key.is_none() && !g.is_template => return Ok(Some(g.summary())),
                 Ok(_) => {}
-                Err(e) if e.kind() == polyvisor_core::ErrorKind::NotFound => {}
+                Err(e) if e.is_not_found() || e.kind() == ErrorKind::InvalidInput => {}
                 Err(e) => return Err(e),
             }
         }
-        let names = [Some(key), self.vm_name()];
-        let found = self
+        let Some(name) = self.vm_name() else { return Ok(None) };
+        let mut named: Vec<GuestSummary> = self
             .driver
             .list_guests()
             .await?
             .into_iter()
-            .find(|g| g.key.is_none() && !g.is_template && names.iter().flatten().any(|n| *n == g.name));
-        Ok(found)
+            .filter(|g| g.key.is_none() && !g.is_template && g.name == name)
+            .collect();
+        match named.len() {
+            0 => Ok(None),
+            1 => Ok(named.pop()),
+            n => Err(Error::conflict(format!(
+                "import_existing_vms: {n} guests are named {name}; cannot tell which one to adopt"
+            ))),
+        }
+    }
+
+    /// For `prepare`/`create` of a guest named `name`: the guest we own (after the opt-in
+    /// import, as [`Ctx::resolve_for_action`]), else `None` when `name` is free. A guest
+    /// named `name` that we do not own (no key, or another VM's key) is an `AlreadyExists`
+    /// error naming it: `create` never takes over a foreign VM. One listing when the
+    /// remembered id does not already answer.
+    pub async fn resolve_for_create(&self, name: &str) -> Result<Option<GuestSummary>> {
+        let key = self.internal_name()?;
+        if let Some(hint) = self.hint() {
+            if let Some(g) = self.driver.find_owned(&key, Some(&hint)).await? {
+                return Ok(Some(g));
+            }
+        }
+        let all = self.driver.list_guests().await?;
+        if let Some(g) = all.iter().find(|g| g.key.as_deref() == Some(key.as_str()) && !g.is_template) {
+            return Ok(Some(g.clone()));
+        }
+        if self.import_enabled()? {
+            if let Some(g) = self.resolve_for_action().await? {
+                return Ok(Some(g));
+            }
+        }
+        match all.iter().find(|g| g.name == name) {
+            None => Ok(None),
+            Some(g) => {
+                let whose = match &g.key {
+                    None => "carries no polyvisor ownership key".to_string(),
+                    Some(k) => format!("belongs to CloudStack VM {}", shown(k)),
+                };
+                Err(Error::already_exists(format!(
+                    "a VM named {} already exists on the backend ([{}]) and {whose}; polyvisor never takes over a VM \
+                     it did not create: choose another vm_name, or set {IMPORT_SETTING}=true to adopt keyless VMs",
+                    shown(name),
+                    shown(g.id.as_str())
+                )))
+            }
+        }
     }
 
     /// The backend name requested by `vm_name` (`[a-zA-Z0-9-]+`), when valid.

@@ -98,7 +98,7 @@ pub fn install(args: &InstallArgs, factory: Arc<dyn DriverFactory>) -> Result<St
         settings.insert(k.clone(), Value::String(v.clone()));
     }
     let settings_value = Value::Object(settings);
-    let caps = capabilities(&settings_value, factory);
+    let caps = capabilities(&settings_value, factory)?;
 
     let binary = match &args.binary {
         Some(b) => b.clone(),
@@ -121,17 +121,22 @@ pub fn install(args: &InstallArgs, factory: Arc<dyn DriverFactory>) -> Result<St
     let _ = writeln!(out, "  config:     {}", config_path.display());
     let _ = writeln!(out, "  owner:      {owner}");
     let _ = writeln!(out, "Copy the directory to every management server (identical files), then register it:\n");
-    out.push_str(&cloudmonkey(&args.name, &safe, caps.as_ref()));
+    out.push_str(&cloudmonkey(&args.name, &safe, Some(&caps)));
     Ok(out)
 }
 
-/// The driver's capabilities from the config settings (no I/O), if it opens.
-fn capabilities(settings: &Value, factory: Arc<dyn DriverFactory>) -> Option<Capabilities> {
-    let settings = Settings::from_json(settings).ok()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    let caps = rt.block_on(async { factory.open(&settings).await.map(|d| d.capabilities()) }).ok();
+/// The driver's capabilities from the config settings, credential-free and without I/O
+/// ([`DriverFactory::capabilities`]): what the driver really supports, even when the
+/// settings name no host yet.
+fn capabilities(settings: &Value, factory: Arc<dyn DriverFactory>) -> Result<Capabilities, String> {
+    let settings = Settings::from_json(settings).map_err(|e| e.message().to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let caps = rt.block_on(factory.capabilities(&settings));
     rt.shutdown_background();
-    caps
+    caps.map_err(|e| format!("cannot tell what the driver supports: {}", e.message()))
 }
 
 /// The custom actions worth declaring for a driver (all of them when unknown).
@@ -146,57 +151,100 @@ pub fn offered_actions(caps: Option<&Capabilities>) -> Vec<Custom> {
         .collect()
 }
 
-/// The CloudMonkey registration commands.
+/// Quotes one `cmk` argument for `/bin/sh` when it holds anything but `[A-Za-z0-9._,/=-]`
+/// (`<PLACEHOLDER>`s included: `<` is a redirection), so a pasted command never runs code.
+pub fn sh_arg(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "._,/=-".contains(c)) {
+        arg.to_string()
+    } else {
+        sh_quote(arg)
+    }
+}
+
+/// One `cmk` command line: every argument shell-quoted as needed.
+fn cmk(args: &[String]) -> String {
+    let mut line = String::from("cmk");
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_arg(a));
+    }
+    line.push('\n');
+    line
+}
+
+/// `["a", "b=c"]` helper.
+fn argv(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The CloudMonkey registration commands (every value shell-quoted).
 pub fn cloudmonkey(name: &str, safe: &str, caps: Option<&Capabilities>) -> String {
-    let q = |s: &str| {
-        if s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
-            s.to_string()
-        } else {
-            format!("\"{s}\"")
-        }
-    };
     let mut out = String::new();
     let _ = writeln!(out, "# 1. the extension (prepare reports the backend id as a VM detail)");
-    let _ = writeln!(
-        out,
-        "cmk create extension name={} type=Orchestrator path={safe}/{safe}.sh orchestratorrequirespreparevm=true state=Enabled",
-        q(name)
-    );
+    let mut a = argv(&["create", "extension"]);
+    a.push(format!("name={name}"));
+    a.extend(argv(&["type=Orchestrator"]));
+    a.push(format!("path={safe}/{safe}.sh"));
+    a.extend(argv(&["orchestratorrequirespreparevm=true", "state=Enabled"]));
+    out.push_str(&cmk(&a));
     let _ = writeln!(out, "# 2. a cluster registered to it (cluster-level details apply to all its hosts)");
-    let _ = writeln!(
-        out,
-        "cmk add cluster hypervisor=External clustertype=CloudManaged zoneid=<ZONE_ID> podid=<POD_ID> clustername={}-cluster extensionid=<EXTENSION_ID>",
-        safe
-    );
+    let mut a = argv(&[
+        "add",
+        "cluster",
+        "hypervisor=External",
+        "clustertype=CloudManaged",
+        "zoneid=<ZONE_ID>",
+        "podid=<POD_ID>",
+    ]);
+    a.push(format!("clustername={safe}-cluster"));
+    a.push("extensionid=<EXTENSION_ID>".into());
+    out.push_str(&cmk(&a));
     let _ = writeln!(
         out,
         "# 3. a host; put per-host settings (e.g. node, network_bridge, url, user, token, secret) in externaldetails"
     );
-    let _ = writeln!(
-        out,
-        "cmk add host clusterid=<CLUSTER_ID> podid=<POD_ID> zoneid=<ZONE_ID> hypervisor=External url={safe}-host1 username=External password=External externaldetails[0].key=node externaldetails[0].value=<NODE>"
-    );
+    let mut a =
+        argv(&["add", "host", "clusterid=<CLUSTER_ID>", "podid=<POD_ID>", "zoneid=<ZONE_ID>", "hypervisor=External"]);
+    a.push(format!("url={safe}-host1"));
+    a.extend(argv(&[
+        "username=External",
+        "password=External",
+        "externaldetails[0].key=node",
+        "externaldetails[0].value=<NODE>",
+    ]));
+    out.push_str(&cmk(&a));
     let _ = writeln!(out, "# 4. a template (template_id = the backend template's id; for ISO installs use template_type=iso and iso_path)");
-    let _ = writeln!(
-        out,
-        "cmk register template hypervisor=External format=External url={safe} extensionid=<EXTENSION_ID> zoneid=<ZONE_ID> ostypeid=<OS_TYPE_ID> name={safe}-template displaytext={safe}-template externaldetails[0].key=template_type externaldetails[0].value=template externaldetails[1].key=template_id externaldetails[1].value=<BACKEND_TEMPLATE_ID>"
-    );
+    let mut a = argv(&["register", "template", "hypervisor=External", "format=External"]);
+    a.push(format!("url={safe}"));
+    a.extend(argv(&["extensionid=<EXTENSION_ID>", "zoneid=<ZONE_ID>", "ostypeid=<OS_TYPE_ID>"]));
+    a.push(format!("name={safe}-template"));
+    a.push(format!("displaytext={safe}-template"));
+    a.extend(argv(&[
+        "externaldetails[0].key=template_type",
+        "externaldetails[0].value=template",
+        "externaldetails[1].key=template_id",
+        "externaldetails[1].value=<BACKEND_TEMPLATE_ID>",
+    ]));
+    out.push_str(&cmk(&a));
     let actions = offered_actions(caps);
     if !actions.is_empty() {
         let _ = writeln!(out, "# 5. custom actions (enable them; timeout 60 s like the built-ins)");
     }
-    for a in actions {
-        let mut line = format!(
-            "cmk add customaction extensionid=<EXTENSION_ID> name={} resourcetype=VirtualMachine allowedroletypes=Admin,ResourceAdmin,DomainAdmin,User timeout=60 enabled=true",
-            a.name()
-        );
-        for (i, (pname, ptype, required)) in parameters(a).iter().enumerate() {
-            let _ = write!(
-                line,
-                " parameters[{i}].name={pname} parameters[{i}].type={ptype} parameters[{i}].required={required}"
-            );
+    for act in actions {
+        let mut a = argv(&["add", "customaction", "extensionid=<EXTENSION_ID>"]);
+        a.push(format!("name={}", act.name()));
+        a.extend(argv(&[
+            "resourcetype=VirtualMachine",
+            "allowedroletypes=Admin,ResourceAdmin,DomainAdmin,User",
+            "timeout=60",
+            "enabled=true",
+        ]));
+        for (i, (pname, ptype, required)) in parameters(act).iter().enumerate() {
+            a.push(format!("parameters[{i}].name={pname}"));
+            a.push(format!("parameters[{i}].type={ptype}"));
+            a.push(format!("parameters[{i}].required={required}"));
         }
-        let _ = writeln!(out, "{line}");
+        out.push_str(&cmk(&a));
     }
     out
 }
@@ -279,13 +327,94 @@ mod tests {
         let text = cloudmonkey("Polyvisor", "polyvisor", None);
         assert!(text.contains("cmk create extension name=Polyvisor type=Orchestrator path=polyvisor/polyvisor.sh orchestratorrequirespreparevm=true"));
         assert!(text.contains("name=CreateSnapshot"));
-        assert!(text
-            .contains("parameters[2].name=snap_save_memory parameters[2].type=BOOLEAN parameters[2].required=false"));
+        assert!(text.contains(
+            "'parameters[2].name=snap_save_memory' 'parameters[2].type=BOOLEAN' 'parameters[2].required=false'"
+        ));
+        assert!(text.contains("'zoneid=<ZONE_ID>'"), "placeholders are quoted (`<` redirects): {text}");
         assert!(text.contains("name=Suspend"));
         let caps = Capabilities { snapshots: true, ..Capabilities::default() };
         let text = cloudmonkey("X", "x", Some(&caps));
         assert!(text.contains("name=ListSnapshots") && !text.contains("name=Suspend"));
         assert!(!cloudmonkey("X", "x", Some(&Capabilities::default())).contains("customaction"));
+    }
+
+    /// Runs every printed `cmk` line through bash with `cmk` replaced by a function that
+    /// prints its arguments one per line; returns the argument lists.
+    fn run_printed_commands(text: &str, probe: &std::path::Path) -> Vec<Vec<String>> {
+        let mut script = String::from("cmk() { printf '%s\\n' \"$@\"; echo ---; }\n");
+        for line in text.lines().filter(|l| l.starts_with("cmk ")) {
+            script.push_str(line);
+            script.push('\n');
+        }
+        let dir = probe.parent().unwrap();
+        let out =
+            std::process::Command::new("bash").arg("-c").arg(&script).current_dir(dir).output().expect("bash runs");
+        assert!(out.status.success(), "bash failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut cmds = vec![vec![]];
+        for l in String::from_utf8(out.stdout).unwrap().lines() {
+            if l == "---" {
+                cmds.push(vec![]);
+            } else {
+                cmds.last_mut().unwrap().push(l.to_string());
+            }
+        }
+        cmds.pop();
+        cmds
+    }
+
+    #[test]
+    fn printed_commands_are_shell_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("pwned");
+        let name = format!("a\"b$(touch {p})`touch {p}`'; touch {p} #", p = probe.display());
+        let text = cloudmonkey(&name, &safe_name(&name), None);
+        // Syntax check first, then a real run with a harmless `cmk`.
+        let syntax = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(text.lines().filter(|l| l.starts_with("cmk ")).collect::<Vec<_>>().join("\n"))
+            .status()
+            .unwrap();
+        assert!(syntax.success());
+        let cmds = run_printed_commands(&text, &probe);
+        assert!(!probe.exists(), "pasting the printed commands ran code");
+        assert_eq!(cmds[0][2], format!("name={name}"), "the name reaches cmk unchanged");
+        assert!(cmds[1].contains(&"zoneid=<ZONE_ID>".to_string()));
+        assert!(cmds.iter().any(|c| c.contains(&"parameters[0].name=snap_name".to_string())));
+        assert!(dir.path().read_dir().unwrap().next().is_none(), "no redirection created files");
+    }
+
+    #[test]
+    fn install_offers_only_what_the_factory_says_without_credentials() {
+        use polyvisor_core::{Driver, Result};
+        /// A factory whose `open` needs credentials (like Proxmox without a host) but
+        /// whose credential-free capabilities say: snapshots only.
+        struct NeedsHost;
+        #[async_trait::async_trait]
+        impl DriverFactory for NeedsHost {
+            async fn open(&self, _: &Settings) -> Result<Arc<dyn Driver>> {
+                Err(polyvisor_core::Error::invalid("missing host"))
+            }
+            async fn capabilities(&self, _: &Settings) -> Result<Capabilities> {
+                Ok(Capabilities { snapshots: true, ..Capabilities::default() })
+            }
+            fn driver_names(&self) -> Vec<&'static str> {
+                vec!["needs-host"]
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let args = InstallArgs {
+            name: "p".into(),
+            driver: "needs-host".into(),
+            root: dir.path().to_path_buf(),
+            set: vec![],
+            binary: Some(PathBuf::from("/bin/sh")),
+            log_to: None,
+        };
+        let text = install(&args, Arc::new(NeedsHost)).unwrap();
+        assert!(text.contains("name=ListSnapshots"), "{text}");
+        assert!(!text.contains("name=Suspend") && !text.contains("name=Resume"), "{text}");
     }
 
     #[test]
@@ -300,7 +429,11 @@ mod tests {
             binary: Some(PathBuf::from("/bin/sh")),
             log_to: None,
         };
-        let text = install(&args, Arc::new(crate::testing::Fake::default())).unwrap();
+        let text = install(
+            &args,
+            polyvisor_test_support::fake::FakeFactory::empty(polyvisor_test_support::fake::create_caps()),
+        )
+        .unwrap();
         let entry = dir.path().join("poly_visor/poly_visor.sh");
         let config = dir.path().join("poly_visor/polyvisor.json");
         assert!(text.contains(&entry.display().to_string()));
@@ -314,8 +447,17 @@ mod tests {
         let script = std::fs::read_to_string(&entry).unwrap();
         assert!(script.contains(&format!("cloudstack --config '{}' \"$@\"", config.display())), "{script}");
         // Re-install overwrites in place.
-        assert!(install(&args, Arc::new(crate::testing::Fake::default())).is_ok());
+        assert!(install(
+            &args,
+            polyvisor_test_support::fake::FakeFactory::empty(polyvisor_test_support::fake::create_caps())
+        )
+        .is_ok());
         let bad = InstallArgs { name: " ".into(), ..args };
-        assert!(install(&bad, Arc::new(crate::testing::Fake::default())).unwrap_err().contains("--name"));
+        assert!(install(
+            &bad,
+            polyvisor_test_support::fake::FakeFactory::empty(polyvisor_test_support::fake::create_caps())
+        )
+        .unwrap_err()
+        .contains("--name"));
     }
 }

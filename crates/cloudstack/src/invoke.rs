@@ -79,7 +79,7 @@ async fn run_action(
     let start = tokio::time::Instant::now();
     let hard = start + timeout.mul_f64(0.95);
     let soft = start + timeout.mul_f64(0.90);
-    let vm = payload.internal_name().unwrap_or_default();
+    let vm = crate::ctx::shown(&payload.internal_name().unwrap_or_default());
     let work = async {
         let driver = factory.open(&settings).await?;
         let ctx = Ctx { driver, settings, payload, deadline: soft };

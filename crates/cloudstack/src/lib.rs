@@ -19,8 +19,6 @@ pub mod invoke;
 pub mod output;
 pub mod payload;
 #[cfg(test)]
-mod testing;
-#[cfg(test)]
 mod tests;
 
 use polyvisor_core::DriverFactory;

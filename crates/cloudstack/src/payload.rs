@@ -82,22 +82,45 @@ impl Payload {
         nonempty(self.vm().and_then(|v| v.get("details")).and_then(|d| d.get(key)))
     }
 
-    /// Virtual CPUs (`cpus`), when positive.
-    pub fn cpus(&self) -> Option<u32> {
-        self.vm().and_then(|v| v.get("cpus")).and_then(as_u64).and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0)
+    /// Virtual CPUs (`cpus`): absent → `None` (the template's); otherwise a JSON integer in
+    /// 1..=[`MAX_CPUS`], anything else (strings, negatives, fractions, absurd counts) is an
+    /// input error, never a silent fallback.
+    pub fn cpus(&self) -> Result<Option<u32>> {
+        let Some(v) = self.vm().and_then(|v| v.get("cpus")).filter(|v| !v.is_null()) else { return Ok(None) };
+        match v.as_u64() {
+            Some(n) if (1..=u64::from(MAX_CPUS)).contains(&n) => Ok(Some(n as u32)),
+            _ => Err(Error::invalid(format!("cpus must be a whole number from 1 to {MAX_CPUS} (got {})", echo(v)))),
+        }
     }
 
-    /// Memory in MiB from `maxRam` (bytes; the offering's RAM), else `minRam`.
-    pub fn memory_mb(&self) -> Option<u64> {
-        let vm = self.vm()?;
-        let bytes =
-            vm.get("maxRam").and_then(as_u64).filter(|b| *b > 0).or_else(|| vm.get("minRam").and_then(as_u64))?;
-        Some(bytes / (1024 * 1024)).filter(|m| *m > 0)
+    /// Memory in MiB from `maxRam` (bytes; the offering's RAM), else `minRam`: absent →
+    /// `None`; otherwise each present value must be a JSON integer number of bytes from
+    /// 1 MiB to [`MAX_RAM_BYTES`] (strings, negatives, fractions, absurd sizes are input
+    /// errors), and `minRam` may not exceed `maxRam`.
+    pub fn memory_mb(&self) -> Result<Option<u64>> {
+        let Some(vm) = self.vm() else { return Ok(None) };
+        let read = |key: &str| -> Result<Option<u64>> {
+            let Some(v) = vm.get(key).filter(|v| !v.is_null()) else { return Ok(None) };
+            match v.as_u64() {
+                Some(b) if (MIB..=MAX_RAM_BYTES).contains(&b) => Ok(Some(b)),
+                _ => Err(Error::invalid(format!(
+                    "{key} must be a whole number of bytes from 1 MiB to 16 TiB (got {})",
+                    echo(v)
+                ))),
+            }
+        };
+        let (max, min) = (read("maxRam")?, read("minRam")?);
+        if let (Some(max), Some(min)) = (max, min) {
+            if min > max {
+                return Err(Error::invalid("minRam must not exceed maxRam"));
+            }
+        }
+        Ok(max.or(min).map(|b| b / MIB))
     }
 
-    /// NICs in device order: normalised MAC, VLAN from `broadcastUri` `vlan://N`
-    /// (`untagged`/absent → none), the given backend network. A MAC that is not a MAC is
-    /// an input error.
+    /// NICs in device order: normalised MAC, VLAN from `broadcastUri` (see [`vlan_of`]),
+    /// the given backend network. A MAC that is not a MAC, or a broadcast URI the drivers
+    /// cannot realise, is an input error (before anything is created).
     pub fn nics(&self, network: Option<&str>) -> Result<Vec<NicSpec>> {
         let list = self.vm().and_then(|v| v.get("nics")).and_then(Value::as_array);
         let mut nics: Vec<(i64, NicSpec)> = Vec::new();
@@ -110,7 +133,19 @@ impl Payload {
                 ),
                 None => None,
             };
-            let vlan = nonempty(obj.get("broadcastUri")).and_then(|u| vlan_of(&u));
+            let vlan = match nonempty(obj.get("broadcastUri")) {
+                Some(uri) => vlan_of(&uri).map_err(|why| Error::invalid(format!("NIC {order}: {why}")))?,
+                None => {
+                    let kind = nonempty(obj.get("broadcastType")).unwrap_or_default();
+                    if kind.eq_ignore_ascii_case("vlan") || kind.eq_ignore_ascii_case("vxlan") {
+                        return Err(Error::invalid(format!(
+                            "NIC {order}: broadcastType {} needs a broadcastUri, none given",
+                            crate::ctx::shown(&kind)
+                        )));
+                    }
+                    None
+                }
+            };
             nics.push((order, NicSpec { mac, vlan, network: network.map(str::to_string) }));
         }
         nics.sort_by_key(|(order, _)| *order);
@@ -123,10 +158,38 @@ impl Payload {
     }
 }
 
-/// The VLAN of a broadcast URI: `vlan://1234` → 1234; `vlan://untagged`, other schemes → none.
-pub fn vlan_of(uri: &str) -> Option<u32> {
-    let rest = uri.trim().strip_prefix("vlan://")?;
-    rest.parse::<u32>().ok().filter(|v| (1..=4094).contains(v))
+/// Most vCPUs we pass on.
+pub const MAX_CPUS: u32 = 1024;
+const MIB: u64 = 1024 * 1024;
+/// Most RAM we pass on (16 TiB).
+pub const MAX_RAM_BYTES: u64 = 16 * 1024 * 1024 * MIB;
+
+/// The VLAN of a broadcast URI as CloudStack means it: `vlan://N` (N in 1..=4094) → tag N;
+/// `vlan://untagged` → explicitly no tag. Anything else (`vxlan://…`, `pvlan://…`, a
+/// non-numeric or out-of-range id) cannot be realised by a polyvisor driver: the reason.
+pub fn vlan_of(uri: &str) -> std::result::Result<Option<u32>, String> {
+    let trimmed = uri.trim();
+    let refuse = |why: &str| Err(format!("broadcastUri {} {why}", crate::ctx::shown(trimmed)));
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return refuse("is not a URI (expected vlan://<1-4094> or vlan://untagged)");
+    };
+    if !scheme.eq_ignore_ascii_case("vlan") {
+        return refuse("uses an isolation method polyvisor drivers cannot realise (only vlan:// is supported)");
+    }
+    if rest.eq_ignore_ascii_case("untagged") {
+        return Ok(None);
+    }
+    match rest.parse::<u32>() {
+        Ok(v) if (1..=4094).contains(&v) && rest.bytes().all(|b| b.is_ascii_digit()) && !rest.starts_with('0') => {
+            Ok(Some(v))
+        }
+        _ => refuse("is not a VLAN id from 1 to 4094 (or untagged)"),
+    }
+}
+
+/// A JSON value as echoed in an error message (capped).
+fn echo(v: &Value) -> String {
+    crate::ctx::shown(&v.to_string())
 }
 
 fn nonempty(v: Option<&Value>) -> Option<String> {
@@ -136,14 +199,6 @@ fn nonempty(v: Option<&Value>) -> Option<String> {
         _ => return None,
     };
     (!s.is_empty()).then_some(s)
-}
-
-fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
 }
 
 fn scalar_settings<'a, K: AsRef<str>>(entries: impl Iterator<Item = (K, &'a Value)>) -> Settings {

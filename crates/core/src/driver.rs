@@ -65,6 +65,15 @@ pub trait Driver: Send + Sync {
         Ok(self.find_by_key(key).await?.filter(|g| !g.is_template))
     }
 
+    /// Writes platform key `key` onto an existing guest that carries no key (an explicit,
+    /// operator-requested import of a VM polyvisor did not create). Idempotent for the same
+    /// key; [`crate::ErrorKind::Conflict`] when the guest carries another key or is a
+    /// template. Default: unsupported.
+    async fn adopt_guest(&self, id: &GuestId, key: &str) -> Result<()> {
+        let _ = (id, key);
+        Err(Error::unsupported("importing existing guests"))
+    }
+
     /// Submits a power action and returns without waiting for the transition (the task
     /// tracks it). Idempotent: start on a running guest, stop on a stopped one succeed;
     /// start on a paused guest resumes it.
@@ -85,8 +94,13 @@ pub trait Driver: Send + Sync {
         Err(Error::unsupported("clone"))
     }
 
-    /// Creates and powers on a guest (CloudStack `create`). Cleans up on failure;
-    /// idempotent per [`CreateSpec::key`].
+    /// Creates a guest and powers it on (CloudStack `create`). The task owns every step
+    /// (disk/clone, CPU, memory, NICs with MACs and VLANs, the key, power-on) and completes
+    /// only when the guest matches the spec and is powered on; the driver cleans up its own
+    /// failures where it can. A retry with the same [`CreateSpec::key`] finds a guest left
+    /// half-made (by a lost connection or a killed process) by its key and finishes or
+    /// redoes every step; it never reports success for a guest that differs from the spec.
+    /// A guest of that name without the key is never adopted (`AlreadyExists`).
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
         let _ = spec;
         Err(Error::unsupported("create"))

@@ -22,7 +22,6 @@ use polyvisor_core::{
 use rand::distr::{Alphanumeric, SampleString};
 use rusqlite::Connection;
 use serde_json::json;
-use std::collections::HashSet;
 
 /// The simulator driver.
 pub struct SimDriver {
@@ -192,6 +191,10 @@ impl Driver for SimDriver {
         };
         let fail = faults::on_call(&self.db, Op::Delete).await?;
         self.db.write(|tx| {
+            // A create still being cloned is cancelled (its guest is not visible yet).
+            if crate::create::cancel_hidden(tx, id)? {
+                return Ok(done("delete", None));
+            }
             let Some(g) = guests::row_any(tx, id)?.filter(|g| g.visible) else {
                 return Ok(done("delete", None));
             };
@@ -318,20 +321,55 @@ impl Driver for SimDriver {
             }
         }
         let fail = faults::on_call(&self.db, Op::Create).await?;
+        let stored = json!({ "start": true, "spec": CreateSpec { key: key.to_string(), ..spec.clone() } });
         self.db.write(|tx| {
-            if let Some(existing) = guests::row_by_key(tx, key)? {
+            let existing = guests::row_by_key(tx, key)?;
+            // Requested MACs must be free (or already this guest's): refused before anything.
+            let mut seen = std::collections::HashSet::new();
+            for n in &spec.nics {
+                if let Some(mac) = n.mac.as_deref().and_then(polyvisor_core::net::normalize_mac) {
+                    if !seen.insert(mac.clone()) {
+                        return Err(Error::invalid(format!("create: MAC {mac} requested twice")));
+                    }
+                    if let Some(user) =
+                        guests::mac_user(tx, &mac)?.filter(|u| Some(*u) != existing.as_ref().map(|g| g.id))
+                    {
+                        return Err(Error::already_exists(format!("MAC {mac} is already in use by guest [{user}]")));
+                    }
+                }
+            }
+            let now = now_ms();
+            let t = self.timing(tx)?;
+            if let Some(existing) = existing {
                 if existing.is_template {
                     return Err(Error::conflict(format!("key [{}] belongs to template [{}]", shown(key), existing.id)));
                 }
-                return self.adopt(tx, &existing, "create", true);
+                let new_guest = Some(GuestId::new(existing.id.to_string()));
+                if let Some(task) = tasks::running_for_guest(tx, existing.id)? {
+                    return Ok(CloneStarted { task, new_guest });
+                }
+                // Converge the guest that carries the key: every step again, power included.
+                let on = matches!(existing.power_at(now), PowerState::PoweredOn | PowerState::PoweringOn);
+                let task = NewTask {
+                    op: "create",
+                    guest: None,
+                    params: stored,
+                    due_ms: now,
+                    finish_ms: if on { now } else { now + t.boot_ms },
+                    applied: false,
+                    new_guest: Some(existing.id),
+                    fail,
+                };
+                tracing::debug!(guest = existing.id, "sim create converges an existing guest");
+                return Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest });
             }
             Self::name_taken(tx, &spec.name, None)?;
+            // The clone: the template's sizing and NICs (fresh MACs); the steps apply the spec.
             let (os, cpus, memory_mb, disk_gb, linked_to, template_nics) = match &spec.source {
                 CreateSource::Template { id, full } => {
                     let src = guests::row(tx, parse_id(id.as_str())?)?;
-                    let disk = spec.disk_size_gb.map_or(src.disk_gb, |d| (d.min(1 << 20) as i64).max(src.disk_gb));
                     let nics = guests::nics_of(tx, src.id)?;
-                    (src.os.clone(), src.cpus, src.memory_mb, disk, (!full).then_some(src.id), nics)
+                    (src.os.clone(), src.cpus, src.memory_mb, src.disk_gb, (!full).then_some(src.id), nics)
                 }
                 CreateSource::Iso { os_type, .. } => {
                     let disk = spec.disk_size_gb.map_or(32, |d| d.clamp(1, 1 << 20) as i64);
@@ -339,26 +377,12 @@ impl Driver for SimDriver {
                 }
             };
             let mut nics = Vec::new();
-            let mut seen = HashSet::new();
-            for n in &spec.nics {
-                let mac = match &n.mac {
-                    Some(m) => guests::claim_mac(tx, m)?,
-                    None => guests::alloc_mac(tx)?,
-                };
-                if !seen.insert(mac.clone()) {
-                    return Err(Error::invalid(format!("create: MAC {mac} requested twice")));
-                }
-                nics.push((mac, n.vlan, Some(n.network.clone().unwrap_or_else(|| NETWORK.to_string()))));
-            }
-            if nics.is_empty() {
-                for (_, vlan, network) in template_nics {
-                    nics.push((guests::alloc_mac(tx)?, vlan, network));
-                }
+            for (_, vlan, network) in template_nics {
+                nics.push((guests::alloc_mac(tx)?, vlan, network));
             }
             if nics.is_empty() {
                 nics.push((guests::alloc_mac(tx)?, None, Some(NETWORK.to_string())));
             }
-            let now = now_ms();
             let new = NewGuest {
                 name: spec.name.clone(),
                 visible: false,
@@ -366,8 +390,8 @@ impl Driver for SimDriver {
                 power: PowerState::PoweredOff,
                 power_until: 0,
                 os,
-                cpus: spec.cpus.map_or(cpus, i64::from),
-                memory_mb: spec.memory_mb.map_or(memory_mb, |m| m as i64),
+                cpus,
+                memory_mb,
                 disk_gb,
                 key: Some(key.to_string()),
                 origin_id: linked_to.or(match &spec.source {
@@ -379,19 +403,42 @@ impl Driver for SimDriver {
                 nics,
             };
             let id = guests::insert(tx, &new, now)?;
-            let t = self.timing(tx)?;
             let due = now + t.task_ms;
             let task = NewTask {
                 op: "create",
                 guest: None,
-                params: json!({ "start": true }),
+                params: stored,
                 due_ms: due,
                 finish_ms: due + t.boot_ms,
                 applied: false,
                 new_guest: Some(id),
                 fail,
             };
-            Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest: None })
+            Ok(CloneStarted { task: tasks::insert(tx, &task)?, new_guest: Some(GuestId::new(id.to_string())) })
+        })
+    }
+
+    async fn adopt_guest(&self, id: &GuestId, key: &str) -> Result<()> {
+        let key = key.trim();
+        if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+            return Err(Error::invalid("adopt: 'key' must be 1-255 printable characters"));
+        }
+        let id = parse_id(id.as_str())?;
+        faults::on_call(&self.db, Op::Convert).await?;
+        self.db.write(|tx| {
+            let g = guests::row(tx, id)?;
+            if g.is_template {
+                return Err(Error::conflict(format!("guest [{id}] is a template; templates are never adopted")));
+            }
+            match g.key.as_deref() {
+                Some(k) if k == key => return Ok(()),
+                Some(_) => return Err(Error::conflict(format!("guest [{id}] already carries another platform key"))),
+                None => {}
+            }
+            if let Some(other) = guests::row_by_key(tx, key)? {
+                return Err(Error::conflict(format!("key [{}] already belongs to guest [{}]", shown(key), other.id)));
+            }
+            tx.execute("UPDATE guests SET key = ?2 WHERE id = ?1", rusqlite::params![id, key]).db().map(|_| ())
         })
     }
 

@@ -19,8 +19,15 @@ pub const MAX_LATENCY_MS: i64 = 30_000;
 pub enum Op {
     /// `clone_guest`.
     Clone,
-    /// `create_guest`.
+    /// `create_guest` (submit mode: nothing is made; task mode: the clone fails and the
+    /// driver removes it).
     Create,
+    /// The config step of a create (CPU, memory, disk): cuts the create after the clone.
+    CreateConfig,
+    /// The NIC step of a create (MACs, VLANs, networks, key): cuts it after the config.
+    CreateNics,
+    /// The power-on step of a create: cuts it after the NICs.
+    CreatePower,
     /// `create_snapshot`.
     SnapshotCreate,
     /// `delete_snapshot`.
@@ -49,6 +56,9 @@ impl Op {
         match self {
             Op::Clone => "clone",
             Op::Create => "create",
+            Op::CreateConfig => "create_config",
+            Op::CreateNics => "create_nics",
+            Op::CreatePower => "create_power",
             Op::SnapshotCreate => "snapshot_create",
             Op::SnapshotDelete => "snapshot_delete",
             Op::Revert => "revert",

@@ -211,6 +211,13 @@ pub(crate) fn mark_mac(conn: &Connection, mac: &str) -> Result<()> {
         .map(|_| ())
 }
 
+/// The guest whose NIC has this (normalised) MAC, if any.
+pub(crate) fn mac_user(conn: &Connection, mac: &str) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT guest_id FROM nics WHERE mac = ?1 LIMIT 1")
+        .and_then(|mut s| s.query_row([mac], |r| r.get(0)).optional())
+        .db()
+}
+
 /// A requested MAC, normalised and checked against every existing NIC.
 pub(crate) fn claim_mac(conn: &Connection, raw: &str) -> Result<String> {
     let mac = net::normalize_mac(raw)

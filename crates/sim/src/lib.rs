@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+mod create;
 mod db;
 mod driver;
 pub mod faults;

@@ -263,8 +263,15 @@ fn advance(conn: &Connection, id: i64, now: i64, expired: bool, force_fail: bool
             return fail(conn, &row, &Error::backend(msg.clone()));
         }
         conn.execute_batch("SAVEPOINT apply").db()?;
-        match apply(conn, &row, now) {
-            Ok(()) => conn.execute_batch("RELEASE apply").db()?,
+        let applied =
+            if row.op == "create" { apply_create(conn, &row, now) } else { apply(conn, &row, now).map(|()| None) };
+        match applied {
+            Ok(None) => conn.execute_batch("RELEASE apply").db()?,
+            Ok(Some(cut)) => {
+                // An injected cut mid-create: the steps done so far stay (see `create`).
+                conn.execute_batch("RELEASE apply").db()?;
+                return fail(conn, &row, &cut);
+            }
             Err(e) => {
                 conn.execute_batch("ROLLBACK TO apply; RELEASE apply").db()?;
                 tracing::info!(task = row.id, op = %row.op, error = %e, "sim task failed");
@@ -308,6 +315,18 @@ fn p_bool(row: &TaskRow, key: &str) -> bool {
 
 fn target(row: &TaskRow) -> Result<i64> {
     row.guest_id.ok_or_else(|| Error::internal(format!("sim task {} has no guest", row.id)))
+}
+
+/// Applies a create task (inside the caller's savepoint): every step of the requested
+/// spec, see [`crate::create`]. `Ok(Some(e))` when an injected fault cut it.
+fn apply_create(conn: &Connection, row: &TaskRow, now: i64) -> Result<Option<Error>> {
+    let id = row.new_guest.ok_or_else(|| Error::internal(format!("sim task {} has no new guest", row.id)))?;
+    let spec = row.params.get("spec").cloned().map(serde_json::from_value::<polyvisor_core::CreateSpec>);
+    match spec {
+        Some(Ok(spec)) => crate::create::apply_steps(conn, id, &spec, p_bool(row, "start"), now, row.finish_ms),
+        Some(Err(_)) => Err(Error::internal(format!("sim task {} has an unreadable spec", row.id))),
+        None => apply(conn, row, now).map(|()| None), // rows written before specs were stored
+    }
 }
 
 /// Applies a task's effect (inside the caller's savepoint).

@@ -24,6 +24,10 @@
 //! - `concurrency`: `--vms` VMs prepared and created in parallel processes, statuses,
 //!   parallel expunge; then `--bad-template-id` (failed create leaves nothing) and
 //!   `--slow-env` (timeout argument honoured) when given;
+//! - `safety`: a foreign VM (`--foreign-vm NAME`) is never resolved by name, adopted by
+//!   `create`, listed by `statuses`, started, stopped or deleted; a `create` killed mid-way
+//!   (`--interrupt-after-ms`) and retried converges to one running VM; `broadcastUri`
+//!   values the provider cannot realise are refused before anything is created;
 //! - `hygiene`: every output < 64 KiB, exactly one JSON object per output, no configured
 //!   secret (or its JSON/Gson spelling) and no VNC password outside `getconsole`.
 //!
@@ -41,6 +45,7 @@ mod parse;
 mod payload;
 mod redact;
 mod robustness;
+mod safety;
 mod snapshots;
 #[cfg(test)]
 mod spec_examples;
@@ -117,6 +122,17 @@ pub struct Args {
     /// Timeout argument of the "timeout honoured" case.
     #[arg(long, default_value_t = 3, value_name = "SECS")]
     pub slow_timeout: u64,
+    /// An existing backend VM (its backend name) that the provider did not create and that
+    /// the harness may probe: `status`/`statuses`/`start`/`reboot`/`create`/`stop`/`delete`
+    /// for CloudStack VMs named like it must never reach it (name a running one; a
+    /// provider that matches by name may stop or delete it). Without it the foreign-VM
+    /// cases are reported as not run.
+    #[arg(long, value_name = "NAME")]
+    pub foreign_vm: Option<String>,
+    /// Kill the first `create` of the interrupted-create case this many ms after spawn, then
+    /// retry it; repeatable (one case each).
+    #[arg(long = "interrupt-after-ms", value_name = "MS", default_values_t = [150u64, 1000])]
+    pub interrupt_after_ms: Vec<u64>,
     /// Directory for payload files (default: a fresh temporary directory, removed after).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -212,6 +228,12 @@ pub fn run(args: Args) -> Result<bool, String> {
         };
         lifecycle::run(&ctx, &mut report, &flow);
         concurrency::run(&ctx, &mut report, args.vms, !args.no_prepare);
+        let opts = safety::Opts {
+            foreign_vm: args.foreign_vm.clone(),
+            interrupt_after_ms: args.interrupt_after_ms.clone(),
+            prepare: !args.no_prepare,
+        };
+        safety::run(&ctx, &mut report, &opts);
         robustness::failed_create_cleans_up(&ctx, &mut report, args.bad_template_id.as_deref());
         robustness::timeout_honoured(&ctx, &mut report, &args.slow_env, args.slow_timeout.max(1));
     }

@@ -4,11 +4,17 @@
 use crate::actions::lifecycle::require;
 use crate::ctx::Ctx;
 use crate::output::Reply;
-use polyvisor_core::{Console, ExposeSecret, Result};
+use polyvisor_core::{Console, Error, ErrorKind, ExposeSecret, Result};
 use serde_json::{json, Map, Value};
 
 /// `getconsole`.
 pub async fn getconsole(ctx: &Ctx) -> Result<Reply> {
+    if ctx.driver.capabilities().consoles.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("getconsole is not supported: the {} driver offers no console", ctx.driver.display_name()),
+        ));
+    }
     let id = require(ctx).await?;
     let console = ctx.driver.console(&id).await?;
     Ok(console_reply(&console))

@@ -1,22 +1,37 @@
 //! `prepare`, `create`, `start`, `stop`, `reboot`, `delete` (spec §4.2-4.4).
 
-use crate::ctx::{valid_vm_name, Ctx, VM_ID_DETAIL};
+use crate::ctx::{shown, valid_vm_name, Ctx, MAX_ID_CHARS, VM_ID_DETAIL};
 use crate::output::Reply;
-use polyvisor_core::{CreateSource, CreateSpec, Error, GuestId, PowerAction, Result};
+use polyvisor_core::{CreateSource, CreateSpec, Error, ErrorKind, GuestId, PowerAction, Result};
 use serde_json::json;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// `prepare`: validates what `create` will need and returns a details patch. When the
-/// backend guest already exists (a retried first start) its id is reported as
-/// `External:polyvisor_vm_id`; otherwise the key we will store is reported.
+/// backend guest we own already exists (a retried first start) its id is reported as
+/// `External:polyvisor_vm_id`; otherwise the key we will store is reported. A foreign
+/// guest of the requested name is refused here already.
 pub async fn prepare(ctx: &Ctx) -> Result<Reply> {
     let key = ctx.internal_name()?;
-    let _ = create_spec(ctx, &key)?;
-    let detail = match ctx.resolve().await? {
+    require_create(ctx)?;
+    let spec = create_spec(ctx, &key)?;
+    let detail = match ctx.resolve_for_create(&spec.name).await? {
         Some(g) => json!({ format!("External:{VM_ID_DETAIL}"): g.id.as_str() }),
         None => json!({ "External:polyvisor_key": key }),
     };
     Ok(Reply::patch(json!({ "details": detail })))
+}
+
+/// `Capabilities.create`, or a clear refusal.
+fn require_create(ctx: &Ctx) -> Result<()> {
+    if ctx.driver.capabilities().create {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("create is not supported: the {} driver cannot create VMs", ctx.driver.display_name()),
+        ))
+    }
 }
 
 /// Builds the create request from settings and the VM object.
@@ -33,12 +48,16 @@ pub fn create_spec(ctx: &Ctx, key: &str) -> Result<CreateSpec> {
             path: s.str("iso_path").ok_or_else(|| Error::invalid("Missing required fields: iso_path"))?,
             os_type: s.str("iso_os_type"),
         },
-        "template" => CreateSource::Template {
-            id: GuestId::new(
-                s.str("template_id").ok_or_else(|| Error::invalid("Missing required fields: template_id"))?,
-            ),
-            full: s.bool_or("is_full_clone", false)?,
-        },
+        "template" => {
+            let id = s.str("template_id").ok_or_else(|| Error::invalid("Missing required fields: template_id"))?;
+            if id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
+                return Err(Error::invalid(format!(
+                    "template_id must be 1-{MAX_ID_CHARS} printable characters (got {})",
+                    shown(&id)
+                )));
+            }
+            CreateSource::Template { id: GuestId::new(id), full: s.bool_or("is_full_clone", false)? }
+        }
         _ => return Err(Error::invalid("template_type must be 'template' or 'iso'")),
     };
     let network = s.str_any(&["network_bridge", "network"]);
@@ -46,8 +65,8 @@ pub fn create_spec(ctx: &Ctx, key: &str) -> Result<CreateSpec> {
         name,
         key: key.to_string(),
         source,
-        cpus: ctx.payload.cpus(),
-        memory_mb: ctx.payload.memory_mb(),
+        cpus: ctx.payload.cpus()?,
+        memory_mb: ctx.payload.memory_mb()?,
         disk_size_gb: s.u64("disk_size_gb")?,
         storage: s.str("storage"),
         nics: ctx.payload.nics(network.as_deref())?,
@@ -59,49 +78,54 @@ fn cleanup_reserve(remaining: Duration) -> Duration {
     (remaining / 5).min(Duration::from_secs(60))
 }
 
-/// `create`: create and power on, idempotent per internal name; on failure (including
-/// running out of time) the half-made guest is deleted before we answer.
+/// `create`. One owner: the driver's `create_guest` task does every step (including
+/// power-on) and cleans up its own failures; a retry converges the guest that carries our
+/// key. This front only validates, always calls `create_guest` (also when the guest
+/// exists), waits within its deadline, and deletes the owned half-made guest only when its
+/// own deadline runs out.
 pub async fn create(ctx: &Ctx) -> Result<Reply> {
     let key = ctx.internal_name()?;
-    if let Some(existing) = ctx.resolve().await? {
-        tracing::info!(guest = %existing.id, "create: guest exists, converging");
-        let task = ctx.driver.power(&existing.id, PowerAction::Start).await?;
-        ctx.wait(&task).await.map_err(|e| e.context(format!("Failed to start instance {key}")))?;
-        return Ok(Reply::success("Instance created"));
-    }
+    require_create(ctx)?;
     let spec = create_spec(ctx, &key)?;
-    let reserve = cleanup_reserve(ctx.remaining());
-    let made: std::sync::Mutex<Option<GuestId>> = std::sync::Mutex::new(None);
-    let outcome = async {
-        let started = ctx.driver.create_guest(&spec).await?;
-        if let Ok(mut m) = made.lock() {
-            m.clone_from(&started.new_guest);
-        }
-        let budget = ctx.remaining().saturating_sub(reserve);
-        let out = ctx.wait_for(&started.task, budget).await?;
-        let id = out.new_guest.or(started.new_guest);
-        if let Some(id) = id {
-            // The driver powers new guests on; make sure (idempotent).
-            let task = ctx.driver.power(&id, PowerAction::Start).await?;
-            ctx.wait_for(&task, ctx.remaining().saturating_sub(reserve)).await?;
-        }
-        Ok::<_, Error>(())
+    let existing = ctx.resolve_for_create(&spec.name).await?;
+    if let Some(g) = &existing {
+        tracing::info!(guest = %g.id, "create: guest exists, the driver converges it");
     }
+    let reserve = cleanup_reserve(ctx.remaining());
+    let budget = ctx.remaining().saturating_sub(reserve);
+    let own_deadline = Instant::now() + budget;
+    let made: std::sync::Mutex<Option<GuestId>> = std::sync::Mutex::new(existing.map(|g| g.id));
+    let outcome = tokio::time::timeout(budget, async {
+        let started = ctx.driver.create_guest(&spec).await?;
+        if let (Some(id), Ok(mut m)) = (started.new_guest, made.lock()) {
+            *m = Some(id);
+        }
+        ctx.wait_for(&started.task, own_deadline.saturating_duration_since(Instant::now())).await
+    })
     .await;
+    let out_of_time = Instant::now() >= own_deadline;
     match outcome {
-        Ok(()) => Ok(Reply::success("Instance created")),
-        Err(e) => {
+        Ok(Ok(_)) => Ok(Reply::success("Instance created")),
+        Ok(Err(e)) if !out_of_time => Err(e.context(format!("Failed to create instance {key}"))),
+        Ok(Err(e)) => {
             let id = made.lock().ok().and_then(|m| m.clone());
             cleanup(ctx, &key, id).await;
             Err(e.context(format!("Failed to create instance {key}")))
         }
+        Err(_) => {
+            let id = made.lock().ok().and_then(|m| m.clone());
+            cleanup(ctx, &key, id).await;
+            Err(Error::timeout(format!("Failed to create instance {key}: not finished within the timeout")))
+        }
     }
 }
 
-/// Best-effort removal of whatever a failed create left behind (bounded by the deadline).
+/// Best-effort removal of the guest we own under `key` after our deadline ran out (bounded
+/// by the deadline). `made` is the id the driver reported for this very create (a guest
+/// still being made may not be found by key yet).
 async fn cleanup(ctx: &Ctx, key: &str, made: Option<GuestId>) {
     let result = async {
-        let found = ctx.driver.find_by_key(key).await?.map(|g| g.id).or(made);
+        let found = ctx.driver.find_owned(key, made.as_ref()).await?.map(|g| g.id).or(made);
         if let Some(id) = found {
             let task = ctx.driver.delete_guest(&id).await?;
             ctx.wait(&task).await?;
@@ -123,9 +147,12 @@ pub async fn start(ctx: &Ctx) -> Result<Reply> {
     Ok(Reply::success("Instance started"))
 }
 
-/// `stop`: hard power off; an absent guest is success.
+/// `stop`: hard power off of the guest we own. No owned guest is success without touching
+/// anything (CloudStack sends `stop` after a failed create and before every expunge, and
+/// expects success for an absent VM, spec §4.3-4.4); a guest of the same name that lacks
+/// our key is never stopped.
 pub async fn stop(ctx: &Ctx) -> Result<Reply> {
-    let Some(g) = ctx.resolve().await? else { return Ok(Reply::success("Instance stopped")) };
+    let Some(g) = ctx.resolve_for_action().await? else { return Ok(Reply::success("Instance stopped")) };
     let task = ctx.driver.power(&g.id, PowerAction::Stop).await?;
     ctx.wait(&task).await?;
     Ok(Reply::success("Instance stopped"))
@@ -133,26 +160,30 @@ pub async fn stop(ctx: &Ctx) -> Result<Reply> {
 
 /// `reboot`: a stopped guest is started instead (CloudStack expects it running after).
 pub async fn reboot(ctx: &Ctx) -> Result<Reply> {
-    let Some(g) = ctx.resolve().await? else { return Err(not_found(ctx)) };
+    let Some(g) = ctx.resolve_for_action().await? else { return Err(not_found(ctx)) };
     let action = if g.power.is_on() { PowerAction::Reboot } else { PowerAction::Start };
     let task = ctx.driver.power(&g.id, action).await?;
     ctx.wait(&task).await?;
     Ok(Reply::success("Instance rebooted"))
 }
 
-/// `delete`: removes the guest and its disks; an absent guest is success.
+/// `delete`: removes the guest we own and its disks; an absent (or foreign) guest is
+/// success without touching anything.
 pub async fn delete(ctx: &Ctx) -> Result<Reply> {
-    let Some(g) = ctx.resolve().await? else { return Ok(Reply::success("Instance deleted")) };
+    let Some(g) = ctx.resolve_for_action().await? else { return Ok(Reply::success("Instance deleted")) };
     let task = ctx.driver.delete_guest(&g.id).await?;
     ctx.wait(&task).await?;
     Ok(Reply::success("Instance deleted"))
 }
 
-/// The backend id of the VM, or a not-found error.
+/// The backend id of the VM we own, or a not-found error.
 pub async fn require(ctx: &Ctx) -> Result<GuestId> {
-    ctx.resolve().await?.map(|g| g.id).ok_or_else(|| not_found(ctx))
+    ctx.resolve_for_action().await?.map(|g| g.id).ok_or_else(|| not_found(ctx))
 }
 
 fn not_found(ctx: &Ctx) -> Error {
-    Error::not_found(format!("Instance {}", ctx.payload.internal_name().unwrap_or_default()))
+    Error::not_found(format!(
+        "Instance {} (no backend VM carries its polyvisor ownership key)",
+        shown(&ctx.payload.internal_name().unwrap_or_default())
+    ))
 }

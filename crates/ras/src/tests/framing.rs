@@ -1,7 +1,7 @@
 //! Transport and envelope: §1, §13 items 1–5.
 
-use super::fake::{full_caps, FakeFactory};
 use super::*;
+use polyvisor_test_support::fake::{full_caps, FakeFactory};
 use serde_json::json;
 
 #[test]

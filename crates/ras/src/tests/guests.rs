@@ -1,8 +1,8 @@
 //! guests/list, guests/get, guests/control: §4.3–4.5, §13 items 6, 15, 20–22.
 
-use super::fake::{full_caps, FakeFactory};
 use super::*;
 use polyvisor_core::{Capabilities, PowerAction};
+use polyvisor_test_support::fake::{full_caps, FakeFactory};
 use serde_json::json;
 
 #[test]

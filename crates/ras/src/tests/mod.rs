@@ -1,7 +1,6 @@
 //! Serve-loop tests over in-memory streams with a fake driver (the real loop, the real
 //! dispatch, the real framing).
 
-mod fake;
 mod framing;
 mod guests;
 mod provider;
@@ -12,7 +11,7 @@ use crate::args::Args;
 use crate::config::Config;
 use crate::serve::serve;
 use crate::session::Session;
-use fake::FakeFactory;
+use polyvisor_test_support::fake::{self, FakeFactory};
 use serde_json::Value;
 use std::sync::Arc;
 

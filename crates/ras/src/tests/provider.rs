@@ -1,8 +1,8 @@
 //! provider/initialize, connect, disconnect, lazy sessions: §3, §4.1, §4.2, §13 items 4, 7, 31.
 
-use super::fake::{full_caps, FakeFactory};
 use super::*;
 use polyvisor_core::{Capabilities, TemplateStrategy};
+use polyvisor_test_support::fake::{full_caps, FakeFactory};
 use serde_json::json;
 
 const INIT: &str = r#"{"method":"provider/initialize"}"#;

@@ -1,7 +1,7 @@
 //! §13 item 31: secrets never reach logs, replies or error text.
 
-use super::fake::{full_caps, FakeFactory};
 use super::*;
+use polyvisor_test_support::fake::{full_caps, FakeFactory};
 use std::io::Write;
 use std::sync::Mutex;
 

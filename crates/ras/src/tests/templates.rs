@@ -1,8 +1,8 @@
 //! convert, clone, snapshots, tasks and level gating: §4.6–4.9, §7, §13 items 9, 12–14, 17–19.
 
-use super::fake::{full_caps, FakeFactory};
 use super::*;
 use polyvisor_core::{CloneMode, TemplateStrategy};
+use polyvisor_test_support::fake::{full_caps, FakeFactory};
 use serde_json::json;
 
 fn task_get(id: &Value) -> String {
