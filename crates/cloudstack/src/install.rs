@@ -129,7 +129,11 @@ pub fn install(args: &InstallArgs, factory: Arc<dyn DriverFactory>) -> Result<St
 fn capabilities(settings: &Value, factory: Arc<dyn DriverFactory>) -> Option<Capabilities> {
     let settings = Settings::from_json(settings).ok()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    let caps = rt.block_on(async { factory.open(&settings).await.map(|d| d.capabilities()) }).ok();
+    let caps = rt
+        .block_on(async {
+            factory.open(&settings, &polyvisor_core::OpenOptions::default()).await.map(|d| d.capabilities())
+        })
+        .ok();
     rt.shutdown_background();
     caps
 }

@@ -203,9 +203,8 @@ impl Driver for Fake {
         }
         Ok(self.task(TaskOutput::default()))
     }
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
-        let tok = TaskToken::decode(id)?;
-        Ok(polyvisor_core::task::completed_status(&tok).unwrap_or(TaskStatus::Running))
+    async fn advance_task(&self, _tok: &TaskToken) -> Result<TaskStatus> {
+        Ok(TaskStatus::Running)
     }
     async fn console(&self, id: &GuestId) -> Result<Console> {
         self.tick();
@@ -221,7 +220,7 @@ impl Driver for Fake {
 
 #[async_trait]
 impl DriverFactory for Fake {
-    async fn open(&self, settings: &Settings) -> Result<Arc<dyn Driver>> {
+    async fn open(&self, settings: &Settings, _opts: &polyvisor_core::OpenOptions) -> Result<Arc<dyn Driver>> {
         self.state.lock().unwrap().opened_with = Some(settings.clone());
         Ok(Arc::new(self.clone()))
     }

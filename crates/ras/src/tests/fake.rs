@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
     Capabilities, CloneSpec, CloneStarted, Driver, DriverFactory, Error, Guest, GuestId, GuestSummary, Nic,
-    PowerAction, PowerState, Result, Settings, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
-    TemplateStrategy,
+    OpenOptions, PowerAction, PowerState, Result, Settings, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
+    TemplatePreference, TemplateStrategy,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -177,15 +177,14 @@ impl Driver for Fake {
         }
         Ok(Self::done())
     }
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
-        // Deliberately no `completed_status` here: the front resolves `task::completed`
-        // ids itself, which the tests thereby prove.
-        let tok = TaskToken::decode(id)?;
+    async fn advance_task(&self, tok: &TaskToken) -> Result<TaskStatus> {
+        // Only the hook: core's provided `task_status` resolves `task::completed` ids
+        // (also issued by the front) and expiry, which the tests thereby prove.
         match tok.kind.as_str() {
             "fclone" => Ok(TaskStatus::Completed(TaskOutput { new_guest: tok.str("clone").map(GuestId::new) })),
             "frun" => Ok(TaskStatus::Running),
             "ffail" => Ok(TaskStatus::Failed(Error::backend("disk full"))),
-            _ => Err(Error::unknown_task(id)),
+            _ => Err(tok.unknown()),
         }
     }
 }
@@ -194,7 +193,7 @@ impl Driver for Fake {
 pub(crate) struct FakeFactory {
     pub fake: Arc<Fake>,
     base_caps: Capabilities,
-    pub opened: Mutex<Vec<Settings>>,
+    pub opened: Mutex<Vec<(Settings, OpenOptions)>>,
 }
 
 impl FakeFactory {
@@ -206,15 +205,19 @@ impl FakeFactory {
         })
     }
     pub(crate) fn last_opened(&self) -> Option<Settings> {
-        self.opened.lock().ok().and_then(|v| v.last().cloned())
+        self.opened.lock().ok().and_then(|v| v.last().map(|(s, _)| s.clone()))
+    }
+    /// The typed options of the last `open`.
+    pub(crate) fn last_options(&self) -> Option<OpenOptions> {
+        self.opened.lock().ok().and_then(|v| v.last().map(|(_, o)| *o))
     }
 }
 
 #[async_trait]
 impl DriverFactory for FakeFactory {
-    async fn open(&self, settings: &Settings) -> Result<Arc<dyn Driver>> {
+    async fn open(&self, settings: &Settings, opts: &OpenOptions) -> Result<Arc<dyn Driver>> {
         if let Ok(mut v) = self.opened.lock() {
-            v.push(settings.clone());
+            v.push((settings.clone(), *opts));
         }
         if settings.str("driver").as_deref() == Some("nodriver") {
             return Err(Error::invalid("unknown driver 'nodriver'"));
@@ -227,11 +230,13 @@ impl DriverFactory for FakeFactory {
         }
         let mut caps = self.base_caps.clone();
         if caps.templates != TemplateStrategy::None {
-            caps.templates = if settings.str("template_mode").as_deref() == Some("native") {
-                TemplateStrategy::Native
-            } else {
-                TemplateStrategy::Flag
+            // Like a driver with both template kinds (Proxmox): its own explicit setting
+            // wins, else the front's typed preference, else flag.
+            let native = match settings.str("template_mode") {
+                Some(m) => m == "native",
+                None => opts.templates == TemplatePreference::Native,
             };
+            caps.templates = if native { TemplateStrategy::Native } else { TemplateStrategy::Flag };
         }
         if let Ok(mut c) = self.fake.caps.lock() {
             *c = caps;

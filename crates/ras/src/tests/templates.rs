@@ -180,7 +180,11 @@ fn link_clone_level_on_native_templates_uses_a_virtual_snapshot_label() {
             r#"{"method":"guests/snapshots/revert","params":{"id":"101","name":"RAS Template Snapshot"}}"#,
         ],
     );
-    assert_eq!(f.fake.capabilities_for_test(), TemplateStrategy::Native, "template_mode=native reached the driver");
+    assert_eq!(
+        f.fake.capabilities_for_test(),
+        TemplateStrategy::Native,
+        "the link-clone level asked for native templates"
+    );
     assert_eq!(r[0], json!({"result":true}));
     assert_eq!(r[1], json!({"result":false}));
     for i in [2, 3] {
