@@ -207,7 +207,7 @@ pub fn describe_drivers() -> String {
             Err(err) if !e.available() => format!("(missing: {})", err.message()),
             Err(err) => format!("(capabilities need settings: {})", err.message()),
         };
-        let _ = writeln!(out, "{:<8} aliases={:<20} {} — {}", e.name, e.aliases.join(","), caps, e.summary);
+        let _ = writeln!(out, "{:<8} aliases={:<20} {} ({})", e.name, e.aliases.join(","), caps, e.summary);
     }
     out
 }
