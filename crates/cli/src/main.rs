@@ -70,9 +70,8 @@ fn main() -> ExitCode {
         Command::Check(args) => polyvisor_check::run(args),
         Command::Sim(args) => polyvisor_sim::admin::run(args),
         Command::Drivers => {
-            for name in factory.driver_names() {
-                println!("{name}");
-            }
+            // One line per driver table row: name, aliases, capabilities (or how to get it).
+            print!("{}", polyvisor_drivers::describe_drivers());
             ExitCode::SUCCESS
         }
     }

@@ -240,3 +240,75 @@ fn cloudstack_wrapper_on_fakepve_passes_the_harness() {
     let vms = pve.cmd(json!({"vms": true}));
     assert_eq!(vms.as_array().map(Vec::len), Some(2), "guests left behind: {vms}");
 }
+
+/// One `polyvisor ras --driver proxmox <flags>` process fed `lines`; one reply per line.
+fn ras_session(dir: &Path, flags: &[&str], lines: &[String]) -> Vec<Value> {
+    let mut child = Command::new(BIN)
+        .args(["--log-file"])
+        .arg(dir.join("session.log"))
+        .args(["ras", "--driver", "proxmox", "--request-timeout", "30"])
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn polyvisor ras");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = lines.join("\n") + "\n";
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("`polyvisor ras` on fakepve exceeded 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.join().expect("writer").expect("write requests");
+    let out = child.wait_with_output().expect("output");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let replies: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("reply is JSON")).collect();
+    assert_eq!(replies.len(), lines.len(), "one reply per request: {text}");
+    replies
+}
+
+/// RAS's link-clone level reaches the Proxmox driver as typed open options (native
+/// templates), not as an injected `template_mode` setting: `provider/initialize` (no
+/// credentials) advertises link clones, and the connected driver treats templates as
+/// native (the link-clone snapshot label is virtual: exists ⇔ the guest is a template).
+/// Other levels ask for flag templates, and an explicit `template_mode` setting wins.
+#[test]
+fn ras_link_clone_level_selects_native_templates_through_typed_options() {
+    let dir = temp_dir("typed-options");
+    let mut pve = start_fakepve(&dir, "127.0.3.6");
+    pve.cmd(json!({"vm": 9000, "set": "template", "value": true}));
+    let connect = |extra: Value| {
+        let mut s =
+            json!({"host": pve.host_port(), "username": "root@pam", "password": "secret", "ca_file": pve.ca_file});
+        s.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"method": "provider/connect", "params": {"settings": s}}).to_string()
+    };
+    let exists = |id: &str| {
+        json!({"method": "guests/snapshots/exists", "params": {"id": id, "name": "RAS Template Snapshot"}}).to_string()
+    };
+    let init = r#"{"method":"provider/initialize"}"#.to_string();
+    let link = ["--template-method", "basic", "--link-clones", "true"];
+
+    let r = ras_session(&dir, &link, &[init.clone(), connect(json!({})), exists("9000"), exists("100")]);
+    let caps = &r[0]["result"]["capabilities"];
+    assert_eq!((caps["template_method"].clone(), caps["can_link_clones"].clone()), (json!("basic"), json!(true)));
+    assert!(r[1]["result"]["message"].as_str().is_some_and(|m| m.starts_with("Proxmox: Connected")), "{}", r[1]);
+    assert_eq!(r[2], json!({"result": true}), "native: the template answers the virtual label");
+    assert_eq!(r[3], json!({"result": false}), "native: a VM is not a template");
+
+    // Versioning asks for flag templates (they keep their snapshots).
+    let r = ras_session(&dir, &["--template-method", "versioning"], std::slice::from_ref(&init));
+    let caps = &r[0]["result"]["capabilities"];
+    assert_eq!((caps["template_method"].clone(), caps["can_link_clones"].clone()), (json!("versioning"), json!(false)));
+
+    // The operator's explicit setting wins over the level's preference: flag templates
+    // have no linked clones, so the level falls back to basic without snapshots.
+    let r = ras_session(&dir, &link, &[connect(json!({"template_mode": "flag"})), exists("9000")]);
+    assert!(r[0]["result"]["message"].is_string(), "{}", r[0]);
+    assert_eq!(r[1]["error"]["code"], -32601, "{}", r[1]);
+}

@@ -134,7 +134,7 @@ fn capabilities(settings: &Value, factory: Arc<dyn DriverFactory>) -> Result<Cap
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let caps = rt.block_on(factory.capabilities(&settings));
+    let caps = rt.block_on(factory.capabilities(&settings, &polyvisor_core::OpenOptions::default()));
     rt.shutdown_background();
     caps.map_err(|e| format!("cannot tell what the driver supports: {}", e.message()))
 }
@@ -393,10 +393,10 @@ mod tests {
         struct NeedsHost;
         #[async_trait::async_trait]
         impl DriverFactory for NeedsHost {
-            async fn open(&self, _: &Settings) -> Result<Arc<dyn Driver>> {
+            async fn open(&self, _: &Settings, _: &polyvisor_core::OpenOptions) -> Result<Arc<dyn Driver>> {
                 Err(polyvisor_core::Error::invalid("missing host"))
             }
-            async fn capabilities(&self, _: &Settings) -> Result<Capabilities> {
+            async fn capabilities(&self, _: &Settings, _: &polyvisor_core::OpenOptions) -> Result<Capabilities> {
                 Ok(Capabilities { snapshots: true, ..Capabilities::default() })
             }
             fn driver_names(&self) -> Vec<&'static str> {

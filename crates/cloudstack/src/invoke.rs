@@ -81,7 +81,7 @@ async fn run_action(
     let soft = start + timeout.mul_f64(0.90);
     let vm = crate::ctx::shown(&payload.internal_name().unwrap_or_default());
     let work = async {
-        let driver = factory.open(&settings).await?;
+        let driver = factory.open(&settings, &polyvisor_core::OpenOptions::default()).await?;
         let ctx = Ctx { driver, settings, payload, deadline: soft };
         dispatch(&ctx, &action).await
     };

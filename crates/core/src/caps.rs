@@ -43,9 +43,11 @@ pub struct Capabilities {
     pub snapshot_memory: bool,
     /// Clones can start from a named snapshot (not only the current state).
     pub clone_from_snapshot: bool,
-    /// `Driver::create_guest` works (from template and/or ISO).
+    /// `Driver::create_guest` works (from template and/or ISO). Fronts that create
+    /// guests (CloudStack `create`) refuse up front when it is `false`.
     pub create: bool,
-    /// Console kinds offered by `Driver::console`.
+    /// Console kinds `Driver::console` can hand out for a running guest of this
+    /// configuration; empty = never (fronts answer "not supported" without asking).
     pub consoles: Vec<ConsoleKind>,
     /// Recommended seconds between task polls for this backend (how quickly its tasks move).
     pub task_poll_secs: u32,

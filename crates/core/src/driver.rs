@@ -3,7 +3,8 @@
 //!
 //! Contract for every method (unless its doc says otherwise):
 //! - **Bounded**: returns within a few seconds (drivers bound every backend call). Work
-//!   that takes longer returns a [`TaskId`] advanced by [`Driver::task_status`].
+//!   that takes longer returns a [`TaskId`] advanced by [`Driver::task_status`] (which
+//!   decodes the id and calls the driver's [`Driver::advance_task`] hook).
 //! - **Stateless**: a driver keeps no state between calls that another process would
 //!   need; caches are allowed only if they are refreshed on a miss and never decide a
 //!   result that the hypervisor could contradict.
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::{Guest, GuestId, GuestSummary, PowerAction};
 use crate::settings::Settings;
 use crate::spec::{CloneSpec, CreateSpec, Snapshot, SnapshotSpec};
-use crate::task::{CloneStarted, TaskId, TaskStatus};
+use crate::task::{self, CloneStarted, TaskId, TaskStatus, TaskToken};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -138,12 +139,63 @@ pub trait Driver: Send + Sync {
 
     /// The state of a task this driver (in any process) issued; may advance chained
     /// steps. [`crate::ErrorKind::UnknownTask`] for ids it did not issue. Idempotent.
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus>;
+    ///
+    /// Provided; drivers implement [`Driver::advance_task`] instead. The prologue every
+    /// driver shares lives here, once: decode the [`TaskToken`] (a foreign id is
+    /// `UnknownTask`), answer [`task::completed`] ids without the backend, fail tokens past
+    /// their max age with "Task timed out" ([`task::timed_out`]), and only then ask the hook.
+    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
+        let token = TaskToken::decode(id)?;
+        if let Some(done) = task::completed_status(&token) {
+            return Ok(done);
+        }
+        if token.expired() {
+            return Ok(task::timed_out());
+        }
+        self.advance_task(&token).await
+    }
+
+    /// The per-driver task hook behind [`Driver::task_status`]: the state of a decoded,
+    /// unexpired token that is not an already-completed (`done`) task; may advance chained
+    /// steps. Kinds or bodies this driver did not issue are
+    /// [`crate::ErrorKind::UnknownTask`] (see [`TaskToken::unknown`]). Idempotent.
+    async fn advance_task(&self, token: &TaskToken) -> Result<TaskStatus>;
 
     /// Console details for a running guest.
     async fn console(&self, id: &GuestId) -> Result<Console> {
         let _ = id;
         Err(Error::unsupported("console"))
+    }
+}
+
+/// Which template implementation a front would like, for drivers that offer both
+/// (see [`crate::TemplateStrategy`]). A preference, not a demand: a driver with one
+/// strategy ignores it, and a driver setting the operator gave explicitly (e.g. Proxmox
+/// `template_mode`) wins over it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TemplatePreference {
+    /// No preference: the driver's default.
+    #[default]
+    DriverDefault,
+    /// Real hypervisor templates (linked clones from them; RAS's link-clone level).
+    Native,
+    /// Flagged ordinary guests that keep their snapshots (RAS's versioning level).
+    Flag,
+}
+
+/// Typed options a front passes to [`DriverFactory::open`] and
+/// [`DriverFactory::capabilities`], next to the operator's untyped [`Settings`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The template implementation the front's configured level needs.
+    pub templates: TemplatePreference,
+}
+
+impl OpenOptions {
+    /// Options with a template preference.
+    pub fn with_templates(templates: TemplatePreference) -> Self {
+        OpenOptions { templates }
     }
 }
 
@@ -154,16 +206,121 @@ pub trait DriverFactory: Send + Sync {
     /// Builds the driver the settings select. Fails with `InvalidInput` for bad settings
     /// (message names the key, never a value). Does not contact the backend; call
     /// [`Driver::probe`] for that.
-    async fn open(&self, settings: &Settings) -> Result<Arc<dyn Driver>>;
+    async fn open(&self, settings: &Settings, opts: &OpenOptions) -> Result<Arc<dyn Driver>>;
 
-    /// The capabilities of the driver the settings select, without needing credentials
-    /// (platforms such as RAS ask for capabilities before they send settings). The
-    /// default opens the driver and asks it; registries override it for drivers whose
-    /// `open` requires connection settings.
-    async fn capabilities(&self, settings: &Settings) -> Result<Capabilities> {
-        Ok(self.open(settings).await?.capabilities())
+    /// The capabilities of the driver the settings and options select, without needing
+    /// credentials or touching the backend (platforms such as RAS ask for capabilities
+    /// before they send settings; `cloudstack install` asks before any host is known).
+    /// Equal to `open(settings, opts)?.capabilities()` whenever `open` succeeds. The
+    /// default opens the driver and asks it; registries override it.
+    async fn capabilities(&self, settings: &Settings, opts: &OpenOptions) -> Result<Capabilities> {
+        Ok(self.open(settings, opts).await?.capabilities())
     }
 
     /// Names of the drivers this build contains.
     fn driver_names(&self) -> Vec<&'static str>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{completed, TaskOutput};
+    use crate::ErrorKind;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    /// A driver whose hook records the tokens it was asked about.
+    #[derive(Default)]
+    struct Hooked {
+        seen: Mutex<Vec<TaskToken>>,
+    }
+
+    #[async_trait]
+    impl Driver for Hooked {
+        fn display_name(&self) -> &str {
+            "Hooked"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn probe(&self) -> Result<String> {
+            Ok("hooked".into())
+        }
+        async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
+            Ok(Vec::new())
+        }
+        async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
+            Err(Error::not_found(format!("guest [{id}]")))
+        }
+        async fn power(&self, _id: &GuestId, _action: PowerAction) -> Result<TaskId> {
+            Err(Error::unsupported("power"))
+        }
+        async fn delete_guest(&self, _id: &GuestId) -> Result<TaskId> {
+            Err(Error::unsupported("delete"))
+        }
+        async fn set_template(&self, _id: &GuestId, _is_template: bool) -> Result<TaskId> {
+            Err(Error::unsupported("convert"))
+        }
+        async fn advance_task(&self, token: &TaskToken) -> Result<TaskStatus> {
+            self.seen.lock().unwrap().push(token.clone());
+            match token.kind.as_str() {
+                "hk-run" => Ok(TaskStatus::Running),
+                _ => Err(token.unknown()),
+            }
+        }
+    }
+
+    impl Hooked {
+        fn calls(&self) -> usize {
+            self.seen.lock().unwrap().len()
+        }
+    }
+
+    #[tokio::test]
+    async fn task_status_runs_the_prologue_then_the_hook() {
+        let d = Hooked::default();
+        // A live token of the driver's own kind reaches the hook, decoded.
+        let live = TaskToken::new("hk-run", json!({"id": "7"}));
+        assert!(matches!(d.task_status(&live.encode()).await.unwrap(), TaskStatus::Running));
+        assert_eq!(d.seen.lock().unwrap().as_slice(), std::slice::from_ref(&live));
+
+        // An expired token fails with "Task timed out" without asking the hook.
+        let old = TaskToken { created: 1, max_age: 60, ..live.clone() };
+        match d.task_status(&old.encode()).await.unwrap() {
+            TaskStatus::Failed(e) => {
+                assert_eq!(e.kind(), ErrorKind::Timeout);
+                assert_eq!(e.message(), "Task timed out");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.calls(), 1);
+
+        // An already-completed id answers its output without asking the hook.
+        let done = completed("convert", &TaskOutput { new_guest: Some("42".into()) });
+        match d.task_status(&done).await.unwrap() {
+            TaskStatus::Completed(o) => assert_eq!(o.new_guest.unwrap().as_str(), "42"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.calls(), 1);
+
+        // Foreign ids are UnknownTask without asking the hook, naming the id.
+        for bad in ["", "UPID:pve1:0001:x", "pv1:hk-run:1", "pv1:hk run:1:2:e30"] {
+            let e = d.task_status(&TaskId(bad.into())).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UnknownTask, "{bad}");
+        }
+        assert_eq!(d.calls(), 1);
+
+        // A well-formed token of a kind the hook does not know: its UnknownTask, echoing the id.
+        let other = TaskToken::new("hk-other", json!({})).encode();
+        let e = d.task_status(&other).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownTask);
+        assert_eq!(e.message(), format!("Unknown task id: {other}"));
+        assert_eq!(d.calls(), 2);
+    }
+
+    #[test]
+    fn open_options_default_to_no_template_preference() {
+        assert_eq!(OpenOptions::default().templates, TemplatePreference::DriverDefault);
+        assert_eq!(OpenOptions::with_templates(TemplatePreference::Native).templates, TemplatePreference::Native);
+    }
 }

@@ -12,7 +12,8 @@
 //!   hypervisor itself. Any number of processes on any number of machines agree. Only the
 //!   `sim` driver has its own (locked, shared) database.
 //! - **Bounded.** Every call returns within a few seconds; long work returns a [`TaskId`]
-//!   that [`Driver::task_status`] advances.
+//!   that [`Driver::task_status`] advances (its shared prologue is provided here; each
+//!   driver implements the [`Driver::advance_task`] hook).
 //! - **No secrets in errors.** [`Error`] messages go verbatim to platforms' logs.
 
 mod caps;
@@ -27,10 +28,10 @@ pub mod task;
 
 pub use caps::{Capabilities, ConsoleKind, TemplateStrategy};
 pub use console::Console;
-pub use driver::{Driver, DriverFactory};
+pub use driver::{Driver, DriverFactory, OpenOptions, TemplatePreference};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Guest, GuestId, GuestSummary, Nic, PowerAction, PowerState};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::Settings;
 pub use spec::{CloneMode, CloneSpec, CreateSource, CreateSpec, NicSpec, Snapshot, SnapshotSpec};
-pub use task::{CloneStarted, TaskId, TaskOutput, TaskStatus};
+pub use task::{CloneStarted, TaskId, TaskOutput, TaskStatus, TaskToken};

@@ -136,6 +136,12 @@ impl TaskToken {
     pub fn req_str(&self, key: &str) -> Result<&str> {
         self.str(key).ok_or_else(|| Error::unknown_task(format!("{} (missing {key})", self.kind)))
     }
+
+    /// The [`crate::ErrorKind::UnknownTask`] error for this token (a kind or body the
+    /// driver did not issue), naming the id in its canonical encoding.
+    pub fn unknown(&self) -> Error {
+        Error::unknown_task(self.encode())
+    }
 }
 
 /// An already-completed task (for operations a backend does synchronously): any process

@@ -5,11 +5,10 @@ use crate::config::Config;
 use crate::conn::call;
 use crate::ops;
 use async_trait::async_trait;
-use polyvisor_core::task::{completed, completed_status, now_unix, timed_out, TaskToken};
+use polyvisor_core::task::{completed, now_unix, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error,
-    Guest, GuestId, GuestSummary, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput,
-    TaskStatus, TemplateStrategy,
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
+    GuestSummary, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
 };
 use serde_json::json;
 
@@ -37,17 +36,7 @@ impl Driver for LibvirtDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            suspend: true,
-            templates: TemplateStrategy::Flag,
-            linked_clones: !self.cfg.is_test_driver(),
-            snapshots: true,
-            snapshot_memory: true,
-            clone_from_snapshot: self.cfg.is_local_qemu(),
-            create: true,
-            consoles: vec![ConsoleKind::Vnc],
-            task_poll_secs: 2,
-        }
+        crate::capabilities_for(&self.cfg)
     }
 
     async fn probe(&self) -> Result<String> {
@@ -298,14 +287,7 @@ impl Driver for LibvirtDriver {
         Ok(Self::done("snapshot_delete"))
     }
 
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
-        let tok = TaskToken::decode(id)?;
-        if let Some(s) = completed_status(&tok) {
-            return Ok(s);
-        }
-        if tok.expired() {
-            return Ok(timed_out());
-        }
+    async fn advance_task(&self, tok: &TaskToken) -> Result<TaskStatus> {
         match tok.kind.as_str() {
             "lv-shutdown" => {
                 let gid = tok.req_str("id")?.to_string();
@@ -356,7 +338,7 @@ impl Driver for LibvirtDriver {
                 })
                 .await
             }
-            _ => Err(Error::unknown_task(id)),
+            _ => Err(tok.unknown()),
         }
     }
 

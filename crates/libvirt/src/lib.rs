@@ -20,7 +20,8 @@ mod driver;
 mod ops;
 
 #[cfg(feature = "libvirt")]
-use polyvisor_core::{Driver, Result, Settings};
+use polyvisor_core::Driver;
+use polyvisor_core::{Capabilities, ConsoleKind, Result, Settings, TemplateStrategy};
 #[cfg(feature = "libvirt")]
 use std::sync::Arc;
 
@@ -28,4 +29,46 @@ use std::sync::Arc;
 #[cfg(feature = "libvirt")]
 pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
     Ok(Arc::new(driver::LibvirtDriver::new(config::Config::from_settings(settings)?)))
+}
+
+/// Capabilities for these settings without connecting (pure; built with or without the
+/// `libvirt` feature). Only the URI matters: libvirt's built-in `test:` driver has no
+/// disks to link and no consoles; `clone_from_snapshot` needs a local `qemu:///` URI.
+pub fn capabilities(settings: &Settings) -> Result<Capabilities> {
+    Ok(capabilities_for(&config::Config::from_settings(settings)?))
+}
+
+/// Capabilities of a driver with this configuration.
+pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
+    Capabilities {
+        suspend: true,
+        templates: TemplateStrategy::Flag,
+        linked_clones: !cfg.is_test_driver(),
+        snapshots: true,
+        snapshot_memory: true,
+        clone_from_snapshot: cfg.is_local_qemu(),
+        create: true,
+        // Domains polyvisor creates get a VNC device; the test driver runs nothing.
+        consoles: if cfg.is_test_driver() { Vec::new() } else { vec![ConsoleKind::Vnc] },
+        task_poll_secs: 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_follow_the_uri_without_connecting() {
+        let caps = |uri: &str| capabilities(&Settings::from_pairs([("uri", uri)])).unwrap();
+        let local = caps("qemu:///system");
+        assert!(local.create && local.linked_clones && local.clone_from_snapshot);
+        assert_eq!(local.consoles, vec![ConsoleKind::Vnc]);
+        let remote = caps("qemu+ssh://root@kvm1/system");
+        assert!(remote.linked_clones && !remote.clone_from_snapshot);
+        assert_eq!(remote.consoles, vec![ConsoleKind::Vnc]);
+        let test = caps("test:///default");
+        assert!(test.consoles.is_empty() && !test.linked_clones);
+        assert!(capabilities(&Settings::from_pairs([("uri", "no-scheme")])).is_err());
+    }
 }

@@ -8,8 +8,8 @@ use crate::names;
 use crate::parse;
 use crate::tags;
 use crate::upid::enc;
+use polyvisor_core::task::completed;
 use polyvisor_core::task::TaskToken;
-use polyvisor_core::task::{completed, completed_status, timed_out};
 use polyvisor_core::{
     Capabilities, CloneSpec, CloneStarted, Console, CreateSpec, Driver, Error, ErrorKind, Guest, GuestId, GuestSummary,
     PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
@@ -218,15 +218,8 @@ impl Driver for ProxmoxDriver {
         .await
     }
 
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
-        let token = TaskToken::decode(id)?;
-        if let Some(s) = completed_status(&token) {
-            return Ok(s);
-        }
-        if token.expired() {
-            return Ok(timed_out());
-        }
-        counted("task_status", self.advance(&token)).await
+    async fn advance_task(&self, token: &TaskToken) -> Result<TaskStatus> {
+        counted("task_status", self.advance(token)).await
     }
 
     async fn console(&self, id: &GuestId) -> Result<Console> {

@@ -19,20 +19,65 @@ pub mod tls;
 pub mod upid;
 
 pub use client::ProxmoxDriver;
-use polyvisor_core::{Driver, Result, Settings};
+use config::TemplateMode;
+use polyvisor_core::{Capabilities, Driver, OpenOptions, Result, Settings, TemplatePreference};
 use std::sync::Arc;
 
-/// Builds the driver from settings (no backend I/O; see `Driver::probe`).
-pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
-    Ok(Arc::new(open_driver(settings)?))
+/// Builds the driver from settings and a front's typed options (no backend I/O; see
+/// `Driver::probe`).
+pub fn open(settings: &Settings, opts: &OpenOptions) -> Result<Arc<dyn Driver>> {
+    let mut cfg = config::Config::from_settings(settings)?;
+    cfg.template_mode = template_mode(settings, opts)?;
+    Ok(Arc::new(ProxmoxDriver::new(cfg)?))
 }
 
-/// Capabilities for these settings without validating credentials (only `template_mode` matters).
-pub fn capabilities(settings: &Settings) -> Result<polyvisor_core::Capabilities> {
-    Ok(config::TemplateMode::from_settings(settings)?.capabilities())
+/// Capabilities for these settings and options without credentials or I/O (only the
+/// template mode matters).
+pub fn capabilities(settings: &Settings, opts: &OpenOptions) -> Result<Capabilities> {
+    Ok(template_mode(settings, opts)?.capabilities())
 }
 
-/// Like [`open`], but returns the concrete driver (for round-trip counters in tests and benchmarks).
+/// The template mode: the `template_mode` setting when the operator set it (it wins),
+/// else the front's preference (RAS's link-clone level asks for native templates), else
+/// `flag`.
+pub fn template_mode(settings: &Settings, opts: &OpenOptions) -> Result<TemplateMode> {
+    if settings.has("template_mode") {
+        return TemplateMode::from_settings(settings);
+    }
+    Ok(match opts.templates {
+        TemplatePreference::Native => TemplateMode::Native,
+        TemplatePreference::Flag | TemplatePreference::DriverDefault => TemplateMode::Flag,
+    })
+}
+
+/// Like [`open`] with default options, but returns the concrete driver (for round-trip
+/// counters in tests and benchmarks).
 pub fn open_driver(settings: &Settings) -> Result<ProxmoxDriver> {
     ProxmoxDriver::new(config::Config::from_settings(settings)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_template_mode_wins_over_the_front_preference() {
+        let native = OpenOptions::with_templates(TemplatePreference::Native);
+        let flag = OpenOptions::with_templates(TemplatePreference::Flag);
+        let none = Settings::new();
+        assert_eq!(template_mode(&none, &OpenOptions::default()).unwrap(), TemplateMode::Flag);
+        assert_eq!(template_mode(&none, &native).unwrap(), TemplateMode::Native);
+        assert_eq!(template_mode(&none, &flag).unwrap(), TemplateMode::Flag);
+        let set_flag = Settings::from_pairs([("template_mode", "flag")]);
+        assert_eq!(template_mode(&set_flag, &native).unwrap(), TemplateMode::Flag);
+        let set_native = Settings::from_pairs([("template_mode", "Native")]);
+        assert_eq!(template_mode(&set_native, &flag).unwrap(), TemplateMode::Native);
+        let bad = Settings::from_pairs([("template_mode", "gold")]);
+        assert!(template_mode(&bad, &native).is_err());
+        // open applies the same rule (no I/O: the driver reports its capabilities).
+        let s = Settings::from_pairs([("host", "pve.invalid"), ("username", "root@pam"), ("password", "x")]);
+        assert!(open(&s, &native).unwrap().capabilities().linked_clones);
+        assert!(!open(&s, &flag).unwrap().capabilities().linked_clones);
+        assert_eq!(capabilities(&s, &native).unwrap(), open(&s, &native).unwrap().capabilities());
+    }
 }

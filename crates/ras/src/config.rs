@@ -2,7 +2,7 @@
 //! `provider/connect` settings, clamped to the driver's [`Capabilities`].
 
 use crate::args::Args;
-use polyvisor_core::{Capabilities, Settings, TemplateStrategy};
+use polyvisor_core::{Capabilities, OpenOptions, Settings, TemplatePreference, TemplateStrategy};
 use std::time::Duration;
 
 /// Settings key: template level (`none|basic|versioning`).
@@ -15,8 +15,6 @@ pub(crate) const KEY_DRIVER: &str = "driver";
 pub(crate) const KEY_PLATFORM: &str = "platform";
 /// Settings key: suspend mode (`auto|on|off` or a bool).
 pub(crate) const KEY_SUSPEND: &str = "can_suspend_guests";
-/// Settings key passed to drivers that implement templates both ways.
-pub(crate) const KEY_TEMPLATE_MODE: &str = "template_mode";
 
 /// The driver used when neither args, env nor settings name one.
 pub(crate) const DEFAULT_DRIVER: &str = "sim";
@@ -207,17 +205,25 @@ impl Config {
         self.template_method == TemplateMethod::Basic && self.link_clones
     }
 
-    /// Settings for `factory.open`: `base` plus the driver name and `template_mode`
-    /// when `base` does not set them.
+    /// Settings for `factory.open`: `base` plus the driver name when `base` names none.
     pub(crate) fn open_settings(&self, base: &Settings) -> Settings {
         let mut s = base.clone();
         if !s.has(KEY_DRIVER) && !s.has(KEY_PLATFORM) {
             s.set(KEY_DRIVER, self.driver.clone().unwrap_or_else(|| DEFAULT_DRIVER.to_string()));
         }
-        if !s.has(KEY_TEMPLATE_MODE) {
-            s.set(KEY_TEMPLATE_MODE, if self.link_clone_level() { "native" } else { "flag" });
-        }
         s
+    }
+
+    /// Typed options for `factory.open`/`capabilities`: the link-clone level asks for
+    /// native templates (linked clones from a read-only base), every other level for
+    /// flagged templates that keep their snapshots (versioning). A driver setting the
+    /// operator gave explicitly (e.g. Proxmox `template_mode`) still wins in the driver.
+    pub(crate) fn open_options(&self) -> OpenOptions {
+        OpenOptions::with_templates(if self.link_clone_level() {
+            TemplatePreference::Native
+        } else {
+            TemplatePreference::Flag
+        })
     }
 }
 
@@ -383,9 +389,13 @@ mod tests {
         let s = Settings::from_pairs([("template_method", "basic"), ("can_link_clones", "1")]);
         let c = base.with_settings(&s).unwrap();
         assert!(c.link_clone_level());
+        assert_eq!(c.open_options().templates, TemplatePreference::Native);
         let o = c.open_settings(&s);
-        assert_eq!(o.str("template_mode").as_deref(), Some("native"));
+        assert_eq!(o.str("template_mode"), None, "no untyped driver keys are injected");
         assert_eq!(o.str("driver").as_deref(), Some("sim"));
+        assert_eq!(base.open_options().templates, TemplatePreference::Flag);
+        let basic = Config { template_method: TemplateMethod::Basic, ..Config::default() };
+        assert_eq!(basic.open_options().templates, TemplatePreference::Flag);
         let o = base.open_settings(&Settings::from_pairs([("platform", "proxmox"), ("template_mode", "flag")]));
         assert_eq!(o.str("driver"), None);
         assert_eq!(o.str("template_mode").as_deref(), Some("flag"));

@@ -82,7 +82,7 @@ impl Session {
 
     async fn open(&self, cfg: &Config, settings: &Settings) -> Result<Arc<dyn Driver>> {
         let s = cfg.open_settings(settings);
-        self.call("opening the driver", self.factory.open(&s)).await
+        self.call("opening the driver", self.factory.open(&s, &cfg.open_options())).await
     }
 
     /// The driver named by args/env (opened once, no I/O), for `provider/initialize`
@@ -103,7 +103,7 @@ impl Session {
         let base = self.base.clone();
         let settings = base.open_settings(&Settings::new());
         let caps: Option<Capabilities> = match self
-            .call("reading driver capabilities", self.factory.capabilities(&settings))
+            .call("reading driver capabilities", self.factory.capabilities(&settings, &base.open_options()))
             .await
         {
             Ok(c) => Some(c),

@@ -13,11 +13,11 @@ use crate::power::{self, Plan, Timing, DEFAULT_BOOT_MS, DEFAULT_TASK_MS};
 use crate::snapshots;
 use crate::tasks::{self, NewTask};
 use async_trait::async_trait;
-use polyvisor_core::task::completed;
+use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error,
-    Guest, GuestId, GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId,
-    TaskOutput, TaskStatus, TemplateStrategy,
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
+    GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput,
+    TaskStatus,
 };
 use rand::distr::{Alphanumeric, SampleString};
 use rusqlite::Connection;
@@ -102,17 +102,7 @@ impl Driver for SimDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            suspend: true,
-            templates: TemplateStrategy::Flag,
-            linked_clones: true,
-            snapshots: true,
-            snapshot_memory: true,
-            clone_from_snapshot: true,
-            create: true,
-            consoles: vec![ConsoleKind::Vnc],
-            task_poll_secs: 1,
-        }
+        crate::sim_capabilities()
     }
 
     async fn probe(&self) -> Result<String> {
@@ -489,9 +479,9 @@ impl Driver for SimDriver {
         })
     }
 
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
+    async fn advance_task(&self, token: &TaskToken) -> Result<TaskStatus> {
         let force_fail = faults::on_call(&self.db, Op::Task).await?;
-        tasks::status(&self.db, id, force_fail)
+        tasks::status(&self.db, token, force_fail)
     }
 
     async fn console(&self, id: &GuestId) -> Result<Console> {

@@ -27,10 +27,32 @@ mod tasks;
 
 pub use driver::SimDriver;
 
-use polyvisor_core::{Driver, Result, Settings};
+use polyvisor_core::{Capabilities, ConsoleKind, Driver, Result, Settings, TemplateStrategy};
 use std::sync::Arc;
 
 /// Builds the driver from settings: opens (creating and seeding if new) the database.
 pub fn open(settings: &Settings) -> Result<Arc<dyn Driver>> {
     Ok(Arc::new(SimDriver::new(config::Config::resolve(settings)?)?))
+}
+
+/// The simulator's capabilities after checking the settings, without opening (or
+/// creating) the database. It simulates everything, consoles included.
+pub fn capabilities(settings: &Settings) -> Result<Capabilities> {
+    config::Config::resolve(settings)?;
+    Ok(sim_capabilities())
+}
+
+/// What the simulator can do (the same for every configuration).
+pub(crate) fn sim_capabilities() -> Capabilities {
+    Capabilities {
+        suspend: true,
+        templates: TemplateStrategy::Flag,
+        linked_clones: true,
+        snapshots: true,
+        snapshot_memory: true,
+        clone_from_snapshot: true,
+        create: true,
+        consoles: vec![ConsoleKind::Vnc],
+        task_poll_secs: 1,
+    }
 }

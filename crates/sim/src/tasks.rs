@@ -6,7 +6,7 @@
 use crate::db::{now_ms, Db, Sql};
 use crate::guests;
 use crate::snapshots;
-use polyvisor_core::task::{self, TaskToken};
+use polyvisor_core::task::TaskToken;
 use polyvisor_core::{Error, ErrorKind, GuestId, PowerState, Result, TaskId, TaskOutput, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
@@ -174,14 +174,11 @@ fn finished(row: &TaskRow) -> Option<TaskStatus> {
     }
 }
 
-/// The status of a task id, advancing it when due. `force_fail` (a `task`-mode fault on
-/// polling) makes a still-running task fail now.
-pub(crate) fn status(db: &Db, id: &TaskId, force_fail: bool) -> Result<TaskStatus> {
-    let tok = TaskToken::decode(id)?;
-    if let Some(done) = task::completed_status(&tok) {
-        return Ok(done);
-    }
-    let unknown = || Error::unknown_task(crate::names::shown(id.as_str()));
+/// The status of a task (decoded, unexpired and not `done`: core's `Driver::task_status`
+/// checked that), advancing it when due. `force_fail` (a `task`-mode fault on polling)
+/// makes a still-running task fail now.
+pub(crate) fn status(db: &Db, tok: &TaskToken, force_fail: bool) -> Result<TaskStatus> {
+    let unknown = || tok.unknown();
     if tok.kind != KIND {
         return Err(unknown());
     }
@@ -192,13 +189,11 @@ pub(crate) fn status(db: &Db, id: &TaskId, force_fail: bool) -> Result<TaskStatu
         return Ok(s);
     }
     let now = now_ms();
-    let deadline_ms = i64::try_from(tok.created.saturating_add(tok.max_age).saturating_mul(1000)).unwrap_or(i64::MAX);
-    let expired = now > deadline_ms && row.finish_ms > deadline_ms;
     let due = if row.applied { row.finish_ms } else { row.due_ms };
-    if !force_fail && !expired && now < due {
+    if !force_fail && now < due {
         return Ok(TaskStatus::Running);
     }
-    db.write(|tx| advance(tx, row_id, now, expired, force_fail))
+    db.write(|tx| advance(tx, row_id, now, force_fail))
 }
 
 /// How many due tasks one write transaction applies (short transactions keep other
@@ -235,7 +230,7 @@ pub(crate) fn settle_due(db: &Db) -> Result<()> {
         let full = due.len() == SETTLE_BATCH;
         db.write(|tx| {
             for id in due {
-                advance(tx, id, now, false, false)?;
+                advance(tx, id, now, false)?;
             }
             Ok(())
         })?;
@@ -245,15 +240,12 @@ pub(crate) fn settle_due(db: &Db) -> Result<()> {
     }
 }
 
-fn advance(conn: &Connection, id: i64, now: i64, expired: bool, force_fail: bool) -> Result<TaskStatus> {
+fn advance(conn: &Connection, id: i64, now: i64, force_fail: bool) -> Result<TaskStatus> {
     let Some(row) = load(conn, id)? else {
         return Err(Error::unknown_task(id));
     };
     if let Some(s) = finished(&row) {
         return Ok(s); // another process got here first
-    }
-    if expired {
-        return fail(conn, &row, &Error::timeout("Task timed out"));
     }
     if force_fail {
         return fail(conn, &row, &Error::backend(crate::faults::message("task")));

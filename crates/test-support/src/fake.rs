@@ -12,14 +12,14 @@
 //! snapshot names `pending` / `broken` give a task that never ends / fails; clone names
 //! with a space are invalid; `open` refuses `driver=nodriver` (invalid) and
 //! `driver=unbuilt` (unsupported) and `host` empty or `bad`; `token=wrong-s3cret` makes
-//! `probe` fail; `template_mode=native` switches a template-capable fake to native templates.
+//! `probe` fail; `template_mode=native` (or the typed `TemplatePreference::Native`) switches a template-capable fake to native templates.
 
 use async_trait::async_trait;
-use polyvisor_core::task::{completed, completed_status, TaskToken};
+use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
     Capabilities, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, DriverFactory,
-    Error, Guest, GuestId, GuestSummary, Nic, PowerAction, PowerState, Result, SecretString, Settings, Snapshot,
-    SnapshotSpec, TaskId, TaskOutput, TaskStatus, TemplateStrategy,
+    Error, Guest, GuestId, GuestSummary, Nic, OpenOptions, PowerAction, PowerState, Result, SecretString, Settings,
+    Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus, TemplatePreference, TemplateStrategy,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -51,8 +51,6 @@ pub struct State {
     pub fail_create: bool,
     /// Make every task the fake issues from now on never finish.
     pub hang_tasks: bool,
-    /// Resolve `task::completed` ids in `task_status` (real drivers do).
-    pub resolve_completed: bool,
 }
 
 /// The fake driver.
@@ -135,7 +133,7 @@ impl Fake {
 
     /// No guests; completed task ids resolved.
     pub fn empty(caps: Capabilities) -> Self {
-        Fake::with_state(caps, State { next: 200, resolve_completed: true, ..State::default() })
+        Fake::with_state(caps, State { next: 200, ..State::default() })
     }
 
     fn with_state(caps: Capabilities, st: State) -> Self {
@@ -384,18 +382,14 @@ impl Driver for Fake {
         drop(st);
         Ok(self.done())
     }
-    async fn task_status(&self, id: &TaskId) -> Result<TaskStatus> {
-        let tok = TaskToken::decode(id)?;
-        if self.state().resolve_completed {
-            if let Some(done) = completed_status(&tok) {
-                return Ok(done);
-            }
-        }
+    async fn advance_task(&self, tok: &TaskToken) -> Result<TaskStatus> {
+        // Only the hook: core's provided `task_status` resolves `task::completed` ids and
+        // expiry, which the front tests thereby prove.
         match tok.kind.as_str() {
             "fclone" => Ok(TaskStatus::Completed(TaskOutput { new_guest: tok.str("clone").map(GuestId::new) })),
             "frun" => Ok(TaskStatus::Running),
             "ffail" => Ok(TaskStatus::Failed(Error::backend("disk full"))),
-            _ => Err(Error::unknown_task(id)),
+            _ => Err(tok.unknown()),
         }
     }
     async fn console(&self, id: &GuestId) -> Result<Console> {
@@ -415,8 +409,8 @@ pub struct FakeFactory {
     /// The one driver every `open` returns.
     pub fake: Arc<Fake>,
     base_caps: Mutex<Capabilities>,
-    /// Settings of every `open`, in order.
-    pub opened: Mutex<Vec<Settings>>,
+    /// Settings and typed options of every `open`, in order.
+    pub opened: Mutex<Vec<(Settings, OpenOptions)>>,
 }
 
 impl FakeFactory {
@@ -436,7 +430,12 @@ impl FakeFactory {
 
     /// The settings of the last `open`.
     pub fn last_opened(&self) -> Option<Settings> {
-        self.opened.lock().ok().and_then(|v| v.last().cloned())
+        self.opened.lock().ok().and_then(|v| v.last().map(|(s, _)| s.clone()))
+    }
+
+    /// The typed options of the last `open`.
+    pub fn last_options(&self) -> Option<OpenOptions> {
+        self.opened.lock().ok().and_then(|v| v.last().map(|(_, o)| *o))
     }
 
     /// Changes the capabilities the next `open` configures.
@@ -449,9 +448,9 @@ impl FakeFactory {
 
 #[async_trait]
 impl DriverFactory for FakeFactory {
-    async fn open(&self, settings: &Settings) -> Result<Arc<dyn Driver>> {
+    async fn open(&self, settings: &Settings, opts: &OpenOptions) -> Result<Arc<dyn Driver>> {
         if let Ok(mut v) = self.opened.lock() {
-            v.push(settings.clone());
+            v.push((settings.clone(), *opts));
         }
         if settings.str("driver").as_deref() == Some("nodriver") {
             return Err(Error::invalid("unknown driver 'nodriver'"));
@@ -464,11 +463,13 @@ impl DriverFactory for FakeFactory {
         }
         let mut caps = self.base_caps.lock().map(|c| c.clone()).unwrap_or_default();
         if caps.templates != TemplateStrategy::None {
-            caps.templates = if settings.str("template_mode").as_deref() == Some("native") {
-                TemplateStrategy::Native
-            } else {
-                TemplateStrategy::Flag
+            // Like a driver with both template kinds (Proxmox): its own explicit setting
+            // wins, else the front's typed preference, else flag.
+            let native = match settings.str("template_mode") {
+                Some(m) => m == "native",
+                None => opts.templates == TemplatePreference::Native,
             };
+            caps.templates = if native { TemplateStrategy::Native } else { TemplateStrategy::Flag };
         }
         if let Ok(mut c) = self.fake.caps.lock() {
             *c = caps;

@@ -1,7 +1,7 @@
 //! provider/initialize, connect, disconnect, lazy sessions: §3, §4.1, §4.2, §13 items 4, 7, 31.
 
 use super::*;
-use polyvisor_core::{Capabilities, TemplateStrategy};
+use polyvisor_core::{Capabilities, TemplatePreference, TemplateStrategy};
 use polyvisor_test_support::fake::{full_caps, FakeFactory};
 use serde_json::json;
 
@@ -18,7 +18,8 @@ fn initialize_reports_all_six_keys_exactly() {
     // initialize comes before connect: the args/env driver is opened (no I/O) for its caps.
     let opened = f.last_opened().expect("default driver opened");
     assert_eq!(opened.str("driver").as_deref(), Some("sim"));
-    assert_eq!(opened.str("template_mode").as_deref(), Some("flag"));
+    assert_eq!(opened.str("template_mode"), None, "no untyped template_mode is injected");
+    assert_eq!(f.last_options().unwrap().templates, TemplatePreference::Flag);
 }
 
 #[test]
@@ -26,7 +27,7 @@ fn initialize_levels_follow_args_and_are_clamped() {
     let f = FakeFactory::new(full_caps());
     let caps = &run(&level_args("basic", true), &f, &[INIT])[0]["result"]["capabilities"];
     assert_eq!((caps["template_method"].clone(), caps["can_link_clones"].clone()), (json!("basic"), json!(true)));
-    assert_eq!(f.last_opened().and_then(|s| s.str("template_mode")).as_deref(), Some("native"));
+    assert_eq!(f.last_options().unwrap().templates, TemplatePreference::Native);
 
     let caps = &run(&level_args("none", true), &f, &[INIT])[0]["result"]["capabilities"];
     assert_eq!((caps["template_method"].clone(), caps["can_link_clones"].clone()), (json!("none"), json!(false)));
@@ -178,8 +179,9 @@ fn connect_settings_override_the_level_for_later_requests() {
     assert_eq!(r[2], json!({"result":false}));
     // initialize keeps answering from args/env.
     assert_eq!(r[3]["result"]["capabilities"]["can_link_clones"], false);
-    let connected = f.opened.lock().unwrap().iter().find(|s| s.has("can_link_clones")).cloned().unwrap();
-    assert_eq!(connected.str("template_mode").as_deref(), Some("native"));
+    let (connected, opts) = f.opened.lock().unwrap().iter().find(|(s, _)| s.has("can_link_clones")).cloned().unwrap();
+    assert_eq!(connected.str("template_mode"), None);
+    assert_eq!(opts.templates, TemplatePreference::Native);
 }
 
 #[test]

@@ -138,6 +138,26 @@ fn tasks_running_failed_and_unknown() {
 }
 
 #[test]
+fn tasks_past_their_max_age_fail_through_cores_prologue() {
+    // The fake implements only the `advance_task` hook (its "frun" tasks run forever);
+    // expiry comes from core's provided `Driver::task_status`, for every driver alike.
+    let f = FakeFactory::new(full_caps());
+    let args = Args::default();
+    let r = run(&args, &f, &[r#"{"method":"guests/snapshots/create","params":{"id":"101","name":"pending"}}"#]);
+    let id = polyvisor_core::TaskId(r[0]["result"]["task_id"].as_str().unwrap().to_string());
+    let mut tok = polyvisor_core::TaskToken::decode(&id).unwrap();
+    assert_eq!(run(&args, &f, &[&task_get(&json!(id.0))])[0], json!({"result":{"state":"running"}}));
+    tok.created = 1;
+    let old = tok.encode();
+    let r = run(&args, &f, &[&task_get(&json!(old.0))]);
+    assert_eq!(r[0], json!({"result":{"state":"failed","error":{"code":1,"message":"Fake: Task timed out"}}}));
+    // A well-formed token of a kind the fake never issued is the spec's unknown-task error.
+    let foreign = polyvisor_core::TaskToken::new("other", json!({})).encode();
+    let r = run(&args, &f, &[&task_get(&json!(foreign.0))]);
+    assert_eq!(err(&r[0]), (-32602, format!("Fake: Unknown task id: {foreign}")));
+}
+
+#[test]
 fn methods_outside_the_level_are_method_not_found() {
     let f = FakeFactory::new(full_caps());
     let snap = r#"{"method":"guests/snapshots/create","params":{"id":"101","name":"x"}}"#;
@@ -180,7 +200,11 @@ fn link_clone_level_on_native_templates_uses_a_virtual_snapshot_label() {
             r#"{"method":"guests/snapshots/revert","params":{"id":"101","name":"RAS Template Snapshot"}}"#,
         ],
     );
-    assert_eq!(f.fake.capabilities_for_test(), TemplateStrategy::Native, "template_mode=native reached the driver");
+    assert_eq!(
+        f.fake.capabilities_for_test(),
+        TemplateStrategy::Native,
+        "the link-clone level asked for native templates"
+    );
     assert_eq!(r[0], json!({"result":true}));
     assert_eq!(r[1], json!({"result":false}));
     for i in [2, 3] {
