@@ -4,10 +4,10 @@
 use crate::api::Api;
 use crate::config::Config;
 use crate::parse::{self, Resource};
-use crate::pve_error;
+use crate::pve_error::{self, PveError};
 use crate::upid::{enc, Upid};
 use polyvisor_core::task::TaskToken;
-use polyvisor_core::{Error, ErrorKind, GuestId, Result};
+use polyvisor_core::{Error, GuestId, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,11 +19,11 @@ pub struct ProxmoxDriver {
     nodes: Mutex<HashMap<String, String>>,
 }
 
-/// A finished or running PVE task.
+/// A finished or running PVE task; a failed exit status is classified once, here.
 pub(crate) enum PveTask {
     Running,
     Ok,
-    Failed(String),
+    Failed(PveError),
 }
 
 impl ProxmoxDriver {
@@ -92,7 +92,7 @@ impl ProxmoxDriver {
         let cached = self.cached_node(&vmid).is_some();
         let (vmid, node) = self.node_of(id).await?;
         match f(vmid.clone(), node).await {
-            Err(e) if cached && e.kind() == ErrorKind::NotFound && e.message().contains("Configuration file") => {
+            Err(e) if cached && matches!(PveError::of(&e), Some(PveError::VmNotFound(_))) => {
                 self.forget(&vmid);
                 let (vmid, node) = self.node_of(id).await?;
                 f(vmid, node).await
@@ -120,7 +120,7 @@ impl ProxmoxDriver {
         Ok(found.map(|t| match t.get("status").and_then(Value::as_str) {
             None | Some("running") | Some("") => PveTask::Running,
             Some(s) if is_ok_exit(s) => PveTask::Ok,
-            Some(s) => PveTask::Failed(s.to_string()),
+            Some(s) => PveTask::Failed(pve_error::from_task_exit(s)),
         }))
     }
 }
@@ -150,22 +150,24 @@ pub(crate) fn task_state_of(v: &Value) -> PveTask {
     match v.get("status").and_then(Value::as_str) {
         Some("stopped") => match v.get("exitstatus").and_then(Value::as_str) {
             Some(s) if is_ok_exit(s) => PveTask::Ok,
-            Some(s) => PveTask::Failed(s.to_string()),
-            None => PveTask::Failed("task ended without exit status".into()),
+            Some(s) => PveTask::Failed(pve_error::from_task_exit(s)),
+            None => PveTask::Failed(PveError::BadAnswer("task ended without exit status".into())),
         },
         _ => PveTask::Running,
     }
 }
 
-/// Error for a failed in-task exit status.
-pub(crate) fn task_error(what: &str, exit: &str) -> Error {
-    Error::new(pve_error::classify_message(exit), format!("{what}: {exit}"))
+/// Error for a failed in-task exit status (typed source kept).
+pub(crate) fn task_error(what: &str, exit: &PveError) -> Error {
+    Error::from(exit.clone()).context(what)
 }
 
 /// A UPID from a POST/DELETE answer; PVE 6.2 `template` answered `null` (→ `None`).
-pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>> {
+pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>, PveError> {
     match data.as_str() {
-        Some(s) => Upid::parse(s).map(Some),
+        Some(s) => {
+            Upid::parse(s).map(Some).map_err(|_| PveError::BadAnswer("Proxmox returned a malformed task id".into()))
+        }
         None => Ok(None),
     }
 }

@@ -6,6 +6,7 @@ use crate::client::{upid_of, upid_task, vm_path, ProxmoxDriver};
 use crate::config::TemplateMode;
 use crate::names;
 use crate::parse;
+use crate::pve_error::PveError;
 use crate::tags;
 use crate::upid::enc;
 use polyvisor_core::task::TaskToken;
@@ -204,15 +205,14 @@ impl Driver for ProxmoxDriver {
                 })
                 .await;
             match r {
-                // Missing snapshot (synchronous on real PVE): already gone.
-                Err(e) if e.kind() == ErrorKind::NotFound && e.message().contains("snapshot") => {
-                    Ok(done("snapshot_delete"))
-                }
-                // Native templates have no snapshots; the link-clone design treats this as done.
-                Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => {
-                    Ok(done("snapshot_delete"))
-                }
-                other => other,
+                Err(e) => match PveError::of(&e) {
+                    // Missing snapshot (synchronous on real PVE): already gone.
+                    Some(PveError::SnapshotNotFound(_)) => Ok(done("snapshot_delete")),
+                    // Native templates have no snapshots; the link-clone design treats this as done.
+                    Some(PveError::IsTemplate(_)) if self.native() => Ok(done("snapshot_delete")),
+                    _ => Err(e),
+                },
+                ok => ok,
             }
         })
         .await
@@ -326,10 +326,7 @@ impl ProxmoxDriver {
         };
         let answer = match self.api.post(&format!("{path}/status/{endpoint}"), &params).await {
             // Idempotent: stopping or shutting down a stopped guest succeeds.
-            Err(e)
-                if matches!(action, PowerAction::Stop | PowerAction::Shutdown)
-                    && e.message().contains("not running") =>
-            {
+            Err(PveError::NotRunning(_)) if matches!(action, PowerAction::Stop | PowerAction::Shutdown) => {
                 return Ok(done(endpoint))
             }
             other => other?,
@@ -352,11 +349,11 @@ impl ProxmoxDriver {
                     None => done("delete"),
                 })
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            Err(PveError::VmNotFound(_)) => {
                 self.forget(vmid);
                 Ok(done("delete"))
             }
-            Err(e) if e.message().contains("is running") => {
+            Err(PveError::IsRunning(_)) => {
                 // Hard stop, wait for it (bounded), then DELETE now: some fronts never poll
                 // a delete task. If the stop takes longer, the task issues the DELETE.
                 let stop = upid_of(&self.api.post(&format!("{path}/status/stop"), &[]).await?)?;
@@ -382,14 +379,12 @@ impl ProxmoxDriver {
                             None => done("delete"),
                         })
                     }
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(done("delete")),
-                    Err(e) if e.message().contains("is running") || crate::pve_error::is_lock_message(e.message()) => {
-                        Ok(chained)
-                    }
-                    Err(e) => Err(e),
+                    Err(PveError::VmNotFound(_)) => Ok(done("delete")),
+                    Err(PveError::IsRunning(_) | PveError::Locked(_)) => Ok(chained),
+                    Err(e) => Err(e.into()),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -455,10 +450,8 @@ impl ProxmoxDriver {
         match self.post_snapshot(vmid, node, name, spec.include_memory, spec.description.as_deref()).await {
             Ok(Some(u)) => Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode()),
             Ok(None) => Ok(done("snapshot")),
-            Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => {
-                Ok(done("snapshot"))
-            }
-            Err(e) => Err(e),
+            Err(PveError::IsTemplate(_)) if self.native() => Ok(done("snapshot")),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -469,7 +462,7 @@ impl ProxmoxDriver {
         name: &str,
         vmstate: bool,
         desc: Option<&str>,
-    ) -> Result<Option<crate::upid::Upid>> {
+    ) -> Result<Option<crate::upid::Upid>, PveError> {
         let mut p = vec![("snapname", name.to_string()), ("vmstate", if vmstate { "1" } else { "0" }.to_string())];
         if let Some(d) = desc.filter(|d| !d.is_empty()) {
             p.push(("description", d.to_string()));

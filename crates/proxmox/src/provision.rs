@@ -5,13 +5,12 @@
 use crate::client::{task_error, upid_of, vm_path, vmid_of, ProxmoxDriver, PveTask};
 use crate::config::{CloneDefault, TemplateMode};
 use crate::names;
-use crate::pve_error::is_lock_message;
+use crate::pve_error::PveError;
 use crate::tags;
 use crate::upid::{enc, Upid};
 use polyvisor_core::task::TaskToken;
 use polyvisor_core::{
-    CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, ErrorKind, GuestId, Result, TaskOutput,
-    TaskStatus,
+    CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, GuestId, Result, TaskOutput, TaskStatus,
 };
 use serde_json::{json, Value};
 
@@ -92,27 +91,27 @@ impl ProxmoxDriver {
         path: &str,
         id_param: &'static str,
         params: Vec<(&'static str, String)>,
-    ) -> Result<(String, Upid)> {
+    ) -> Result<(String, Upid), PveError> {
         let mut last = None;
         for attempt in 0..CLONE_ATTEMPTS {
             let id = crate::lenient::u64_of(Some(&self.api.get("/cluster/nextid", &[]).await?))
-                .ok_or_else(|| Error::backend("cluster/nextid gave no VMID"))?
+                .ok_or_else(|| PveError::BadAnswer("cluster/nextid gave no VMID".into()))?
                 .to_string();
             let mut p = params.clone();
             p.push((id_param, id.clone()));
             match self.api.post(path, &p).await {
                 Ok(v) => {
-                    let upid = upid_of(&v)?.ok_or_else(|| Error::backend("Proxmox gave no task id"))?;
+                    let upid = upid_of(&v)?.ok_or_else(|| PveError::BadAnswer("Proxmox gave no task id".into()))?;
                     return Ok((id, upid));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(e @ PveError::AlreadyExists(_)) => {
                     tracing::debug!(attempt, vmid = %id, "VMID taken concurrently; retrying with a new one");
                     last = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::backend("no free VMID")))
+        Err(last.unwrap_or_else(|| PveError::BadAnswer("no free VMID".into())))
     }
 
     pub(crate) async fn start_create(&self, spec: &CreateSpec) -> Result<CloneStarted> {
@@ -240,12 +239,12 @@ impl ProxmoxDriver {
         let path = vm_path(&node, &id);
         let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
             Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            Err(PveError::VmNotFound(_)) => {
                 return Ok(TaskStatus::Failed(Error::backend(format!(
                     "{what} of guest [{id}] failed: the guest disappeared"
                 ))))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         // Fix-up: drop markers inherited from the source, store the key, apply create config.
         let tag_str = crate::lenient::str_field(&cfg, "tags").unwrap_or_default();
@@ -268,12 +267,15 @@ impl ProxmoxDriver {
                 p.extend(fix.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))));
             }
             let pr: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            if let Err(e) = self.api.put(&format!("{path}/config"), &pr).await {
-                if is_lock_message(e.message()) {
-                    return Ok(TaskStatus::Running);
+            match self.api.put(&format!("{path}/config"), &pr).await {
+                Ok(_) => {}
+                Err(PveError::Locked(_)) => return Ok(TaskStatus::Running),
+                Err(e) => {
+                    self.cleanup(&id, &node, key.as_deref()).await;
+                    return Ok(TaskStatus::Failed(
+                        Error::from(e).context(format!("{what} of guest [{id}] failed to configure")),
+                    ));
                 }
-                self.cleanup(&id, &node, key.as_deref()).await;
-                return Ok(TaskStatus::Failed(e.context(format!("{what} of guest [{id}] failed to configure"))));
             }
         }
         if !t.body.get("start").and_then(Value::as_bool).unwrap_or(false) {
@@ -293,7 +295,7 @@ impl ProxmoxDriver {
             _ => {
                 match self.last_task(&node, &id, "qmstart", t.created).await? {
                     Some(PveTask::Running) => return Ok(TaskStatus::Running),
-                    Some(PveTask::Failed(msg)) if !is_lock_message(&msg) => {
+                    Some(PveTask::Failed(msg)) if !matches!(msg, PveError::Locked(_)) => {
                         self.cleanup(&id, &node, key.as_deref()).await;
                         return Ok(TaskStatus::Failed(task_error(
                             &format!("{what} of guest [{id}]: start failed"),
@@ -304,10 +306,10 @@ impl ProxmoxDriver {
                 }
                 match self.api.post(&format!("{path}/status/start"), &[]).await {
                     Ok(_) => Ok(TaskStatus::Running),
-                    Err(e) if is_lock_message(e.message()) => Ok(TaskStatus::Running),
+                    Err(PveError::Locked(_)) => Ok(TaskStatus::Running),
                     Err(e) => {
                         self.cleanup(&id, &node, key.as_deref()).await;
-                        Ok(TaskStatus::Failed(e.context(format!("{what} of guest [{id}]: start failed"))))
+                        Ok(TaskStatus::Failed(Error::from(e).context(format!("{what} of guest [{id}]: start failed"))))
                     }
                 }
             }

@@ -6,6 +6,7 @@ mod common;
 use common::FakePve;
 use polyvisor_core::task::wait;
 use polyvisor_core::*;
+use polyvisor_proxmox::pve_error::PveError;
 use polyvisor_proxmox::{open_driver, ProxmoxDriver};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -106,13 +107,21 @@ async fn ticket_auth_ca_file_relogin_and_bad_credentials() {
     assert!(!format!("{e:?}").contains("nope-SECRET"));
 
     // TLS: default verification rejects the self-signed cert; a wrong pin too; insecure works.
-    let s = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret"});
-    assert_eq!(driver(s.clone()).probe().await.unwrap_err().kind(), ErrorKind::Unavailable);
+    // Certificate failures are typed and never retried (old code: 3 attempts, ~460 ms),
+    // and the hint names the key of the front in use.
+    let s = json!({"host": pve.host_port(), "username": "root@pam", "token_name": "ci", "token_secret": common::TOKEN_SECRET});
+    let d = driver(s.clone());
+    let e = d.probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e:?}");
+    assert!(matches!(PveError::of(&e), Some(PveError::Tls { .. })), "{e:?}");
+    assert_eq!(d.round_trips(), 1, "TLS failures are not retried");
+    assert!(e.message().contains("'verify_tls'") && !e.message().contains("verify_tls_certificate"), "{e}");
+    let cs = json!({"url": pve.host_port(), "user": "root@pam", "token": "ci", "secret": "x"});
+    let e = driver(cs).list_guests().await.unwrap_err();
+    assert!(e.message().contains("'verify_tls_certificate'"), "CloudStack's key: {e}");
     let wrong = "00:".repeat(31) + "00";
-    assert_eq!(
-        driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err().kind(),
-        ErrorKind::Unavailable
-    );
+    let e = driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err();
+    assert!(matches!(PveError::of(&e), Some(PveError::Tls { reason, .. }) if reason.contains("pinned")), "{e:?}");
     driver(with(s, json!({"verify_tls": "false"}))).probe().await.unwrap();
     // Unreachable host: Unavailable, bounded.
     let t0 = std::time::Instant::now();
