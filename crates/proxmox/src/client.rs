@@ -26,6 +26,24 @@ pub(crate) enum PveTask {
     Failed(PveError),
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_vmids() {
+        for ok in ["100", "999999999", "4242"] {
+            assert_eq!(vmid_of(&GuestId::new(ok)).unwrap(), ok);
+        }
+        // Regression (issue 9): these resolved to guest 100.
+        for bad in ["0100", "+100", " 100", "100 ", "99", "1000000000", "1e2", "", "１００"] {
+            assert!(vmid_of(&GuestId::new(bad)).is_err(), "{bad:?}");
+        }
+        let e = vmid_of(&GuestId::new("9".repeat(1_000_000))).unwrap_err();
+        assert!(e.message().len() < 200, "a 1 MB id is not echoed whole");
+    }
+}
+
 impl ProxmoxDriver {
     /// A driver for this config (no I/O).
     pub fn new(cfg: Config) -> Result<ProxmoxDriver> {
@@ -130,14 +148,15 @@ pub(crate) fn vm_path(node: &str, vmid: &str) -> String {
     format!("/nodes/{}/qemu/{}", enc(node), enc(vmid))
 }
 
-/// A guest id must be a VMID (integer ≥ 100).
+/// A guest id must be a VMID in canonical decimal (100–999999999): no sign, no leading
+/// zero, no whitespace (`"0100"`, `"+100"`, `" 100"` used to resolve to guest 100).
 pub(crate) fn vmid_of(id: &GuestId) -> Result<String> {
-    let s = id.as_str().trim();
-    match s.parse::<u64>() {
-        Ok(n) if (100..=999_999_999).contains(&n) => Ok(n.to_string()),
-        _ => {
-            Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", s.chars().take(40).collect::<String>())))
-        }
+    let s = id.as_str();
+    let canonical = (3..=9).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+    if canonical {
+        Ok(s.to_string())
+    } else {
+        Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", crate::validate::shown(s))))
     }
 }
 

@@ -161,20 +161,37 @@ impl Config {
             },
         };
         let template_mode = TemplateMode::from_settings(s)?;
+        // Everything below ends up in property strings or paths: checked before any request.
+        let node = s.str("node");
+        if let Some(n) = &node {
+            crate::validate::node(n, "setting 'node'")?;
+        }
+        let storage = s.str("storage");
+        if let Some(st) = &storage {
+            crate::validate::storage_id(st, "setting 'storage'")?;
+        }
+        let pool = s.str("pool");
+        if let Some(p) = &pool {
+            crate::validate::pool(p, "setting 'pool'")?;
+        }
+        let bridge = s.str("network_bridge").unwrap_or_else(|| "vmbr0".into());
+        crate::validate::bridge(&bridge, "setting 'network_bridge'")?;
+        let iso_os_type = s.str("iso_os_type").unwrap_or_else(|| "l26".into());
+        crate::validate::os_type(&iso_os_type, "setting 'iso_os_type'")?;
         Ok(Config {
             base_url,
             display_host,
             auth,
-            node: s.str("node"),
-            storage: s.str("storage"),
-            pool: s.str("pool"),
-            bridge: s.str("network_bridge").unwrap_or_else(|| "vmbr0".into()),
+            node,
+            storage,
+            pool,
+            bridge,
             http,
             clone_default,
             ip_wait: Duration::from_secs(s.u64_or("ip_wait_timeout", 300)?),
             template_mode,
             disk_size_gb: s.u64_or("disk_size_gb", 64)?,
-            iso_os_type: s.str("iso_os_type").unwrap_or_else(|| "l26".into()),
+            iso_os_type,
             shutdown_timeout_secs: s.u64_or("shutdown_timeout", 60)?,
         })
     }
@@ -278,6 +295,26 @@ mod tests {
             }
             _ => panic!("token auth expected"),
         }
+    }
+
+    #[test]
+    fn property_string_settings_are_validated_before_any_request() {
+        let base = json!({"host":"pve","username":"root@pam","token_name":"ci","token_secret":"S"});
+        let with = |k: &str, v: &str| {
+            let mut b = base.clone();
+            b[k] = json!(v);
+            Config::from_settings(&Settings::from_json(&b).unwrap())
+        };
+        // Regression (issue 9 item 5): this value was pasted into net0 unchecked.
+        let e = with("network_bridge", "vmbr0,link_down=1,rate=1").err().unwrap();
+        assert_eq!(e.kind(), polyvisor_core::ErrorKind::InvalidInput);
+        assert!(e.message().contains("'network_bridge'"), "{e}");
+        for (k, v) in
+            [("storage", "local-lvm,size=999"), ("pool", "p,x=1"), ("node", "pve1/../x"), ("iso_os_type", "l26,x")]
+        {
+            assert!(with(k, v).is_err(), "{k}={v}");
+        }
+        assert_eq!(with("network_bridge", "vmbr1").ok().unwrap().bridge, "vmbr1");
     }
 
     #[test]

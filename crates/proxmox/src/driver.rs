@@ -115,7 +115,15 @@ impl Driver for ProxmoxDriver {
         counted(
             "snapshots",
             self.on_vm(id, |vmid, node| async move {
-                Ok(parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?))
+                let list = parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?);
+                Ok(list
+                    .into_iter()
+                    .map(|s| Snapshot {
+                        name: names::platform_snapshot_name(&s.name),
+                        parent: s.parent.as_deref().map(names::platform_snapshot_name),
+                        ..s
+                    })
+                    .collect())
             }),
         )
         .await
@@ -133,8 +141,9 @@ impl Driver for ProxmoxDriver {
                     if list.iter().any(|s| s.name == name) {
                         return Ok(true);
                     }
-                    // Link-clone design: a native template stands for its (impossible) snapshot.
-                    if self.cfg().template_mode == TemplateMode::Native {
+                    // Link-clone design: a native template stands for exactly one (virtual)
+                    // snapshot, the RAS link label; any other name does not exist.
+                    if self.cfg().template_mode == TemplateMode::Native && name == names::LINK_STORED {
                         let cfg = self.api.get(&format!("{}/config", vm_path(&node, &vmid)), &[]).await?;
                         return Ok(crate::lenient::bool_field(&cfg, "template"));
                     }
@@ -448,9 +457,12 @@ impl ProxmoxDriver {
             return Ok(TaskToken::new("snapreplace", body).encode());
         }
         match self.post_snapshot(vmid, node, name, spec.include_memory, spec.description.as_deref()).await {
-            Ok(Some(u)) => Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode()),
+            Ok(Some(u)) => {
+                Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw, "name": name})).encode())
+            }
             Ok(None) => Ok(done("snapshot")),
-            Err(PveError::IsTemplate(_)) if self.native() => Ok(done("snapshot")),
+            // The virtual link label of a native template "exists" already; real names cannot.
+            Err(PveError::IsTemplate(_)) if self.native() && name == names::LINK_STORED => Ok(done("snapshot")),
             Err(e) => Err(e.into()),
         }
     }

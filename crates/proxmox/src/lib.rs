@@ -17,6 +17,7 @@ pub mod tags;
 mod tasks;
 
 pub mod upid;
+pub mod validate;
 
 pub use client::ProxmoxDriver;
 use polyvisor_core::{Driver, Result, Settings};

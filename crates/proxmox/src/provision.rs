@@ -47,11 +47,20 @@ impl ProxmoxDriver {
             }
             CloneMode::Auto => !native || self.cfg().clone_default == CloneDefault::Full,
         };
-        let snapname = match &spec.snapshot {
-            // A native template has no snapshots: the link-clone design clones the template itself.
-            Some(_) if native => None,
+        let snapname = match spec.snapshot.as_deref() {
+            None | Some("") => None,
+            // A native template has no snapshots: only the virtual link-clone label means
+            // "the template itself"; any other name does not exist (never the current state).
+            Some(names::LINK_LABEL) if native => None,
+            Some(s) if native => {
+                return Err(Error::not_found(format!(
+                    "snapshot '{}' of template [{src}] (a native Proxmox template has no snapshots; \
+                     only '{}' clones the template itself)",
+                    crate::validate::shown(s),
+                    names::LINK_LABEL
+                )))
+            }
             Some(s) => Some(names::snapshot_name(s)?),
-            None => None,
         };
         let desc = marker(&src, None);
         // Adopt an earlier clone of the same request (same name, our marker for this source).
@@ -119,7 +128,6 @@ impl ProxmoxDriver {
             return Err(Error::invalid("create needs a platform key"));
         }
         let name = names::dns_name(&spec.name)?;
-        let list = self.resources().await?;
         let mut fix: Vec<(String, String)> = Vec::new();
         if let Some(c) = spec.cpus {
             fix.push(("cores".into(), c.to_string()));
@@ -127,13 +135,27 @@ impl ProxmoxDriver {
         if let Some(m) = spec.memory_mb {
             fix.push(("memory".into(), m.to_string()));
         }
+        if spec.nics.len() > 32 {
+            return Err(Error::invalid("Proxmox VMs have at most 32 NICs"));
+        }
         for (i, n) in spec.nics.iter().enumerate() {
-            let mut v = match n.mac.as_deref().and_then(polyvisor_core::net::normalize_mac) {
-                Some(mac) => format!("virtio={mac}"),
+            let mut v = match n.mac.as_deref().filter(|m| !m.trim().is_empty()) {
                 None => "virtio".to_string(),
+                Some(raw) => match polyvisor_core::net::normalize_mac(raw) {
+                    Some(mac) => format!("virtio={mac}"),
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "NIC {i}: MAC '{}' is not a MAC address",
+                            crate::validate::shown(raw)
+                        )))
+                    }
+                },
             };
-            v.push_str(&format!(",bridge={}", n.network.clone().unwrap_or_else(|| self.cfg().bridge.clone())));
+            let bridge = n.network.clone().unwrap_or_else(|| self.cfg().bridge.clone());
+            crate::validate::bridge(&bridge, &format!("NIC {i}: network"))?;
+            v.push_str(&format!(",bridge={bridge}"));
             if let Some(tag) = n.vlan {
+                crate::validate::vlan(tag, &format!("NIC {i}:"))?;
                 v.push_str(&format!(",tag={tag}"));
             }
             v.push_str(",firewall=0");
@@ -141,6 +163,17 @@ impl ProxmoxDriver {
         }
         let fix_json: Value =
             fix.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into();
+        let storage = spec.storage.clone().or_else(|| self.cfg().storage.clone());
+        if let Some(st) = &spec.storage {
+            crate::validate::storage_id(st, "storage")?;
+        }
+        if let CreateSource::Iso { path, os_type } = &spec.source {
+            crate::validate::volume_id(path, "ISO")?;
+            if let Some(o) = os_type {
+                crate::validate::os_type(o, "OS type")?;
+            }
+        }
+        let list = self.resources().await?;
         // Idempotent per key: the tag (once configured) or our description marker (mid-way).
         if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(spec.key.as_str())) {
             return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
@@ -152,7 +185,7 @@ impl ProxmoxDriver {
                 return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
             }
         }
-        let storage = spec.storage.clone().or_else(|| self.cfg().storage.clone());
+
         let (id, node, upid) = match &spec.source {
             CreateSource::Template { id, full } => {
                 let src = vmid_of(id)?;

@@ -29,7 +29,11 @@ impl ProxmoxDriver {
                 match self.task_state(&Upid::parse(t.req_str("upid")?)?).await? {
                     PveTask::Running => Ok(TaskStatus::Running),
                     PveTask::Ok => Ok(ok()),
-                    PveTask::Failed(PveError::IsTemplate(_)) if self.native() => Ok(ok()),
+                    PveTask::Failed(PveError::IsTemplate(_))
+                        if self.native() && t.str("name") == Some(crate::names::LINK_STORED) =>
+                    {
+                        Ok(ok())
+                    }
                     PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error(&format!("Proxmox {op} task failed"), &m))),
                 }
             }

@@ -198,21 +198,40 @@ async fn flag_templates_versions_clones_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_templates_and_linked_clones() {
-    let pve = FakePve::start();
+    let mut pve = FakePve::start();
     let d = driver(with(pve.token_settings(), json!({"template_mode": "native"})));
     assert_eq!(d.capabilities().templates, TemplateStrategy::Native);
     let id: GuestId = "101".into();
     finish(&d, &d.set_template(&id, true).await.unwrap()).await.unwrap();
     assert!(d.get_guest(&id).await.unwrap().is_template);
     finish(&d, &d.set_template(&id, true).await.unwrap()).await.unwrap();
-    // Link-clone design: snapshot ops on a native template are bookkeeping no-ops.
+    // Link-clone design: a native template stands for exactly one virtual snapshot, the RAS
+    // link label. Other names cannot exist on it, and a clone from one fails clearly
+    // (regression, issue 9: it used to clone the current state and succeed).
+    let label = SnapshotSpec { name: "RAS Template Snapshot".into(), include_memory: false, description: None };
+    finish(&d, &d.create_snapshot(&id, &label).await.unwrap()).await.unwrap();
+    assert!(d.snapshot_exists(&id, "RAS Template Snapshot").await.unwrap());
     let snap = SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None };
-    finish(&d, &d.create_snapshot(&id, &snap).await.unwrap()).await.unwrap();
-    assert!(d.snapshot_exists(&id, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    let r = match d.create_snapshot(&id, &snap).await {
+        Ok(t) => finish(&d, &t).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Conflict);
+    assert!(!d.snapshot_exists(&id, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    let n = pve.vms().len();
+    let bad = CloneSpec {
+        source: id.clone(),
+        name: "linked-0".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_99".into()),
+        mode: CloneMode::Linked,
+        start: false,
+    };
+    assert_eq!(d.clone_guest(&bad).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(pve.vms().len(), n, "nothing cloned");
     let cs = CloneSpec {
         source: id.clone(),
         name: "linked-1".into(),
-        snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+        snapshot: Some("RAS Template Snapshot".into()),
         mode: CloneMode::Linked,
         start: false,
     };

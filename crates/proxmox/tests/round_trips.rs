@@ -216,3 +216,70 @@ async fn message_only_in_the_reason_phrase_is_read() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e:?}");
     assert!(e.message().contains("101.conf' does not exist"), "{e:?}");
 }
+
+/// Issue 9 item 5 and lower findings: platform values are checked before any request.
+#[tokio::test]
+async fn invalid_platform_values_are_refused_before_any_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(ok(json!([
+            {"id":"qemu/9000","type":"qemu","node":"pve1","vmid":9000,"name":"tpl","status":"stopped","template":1},
+            {"id":"qemu/100","type":"qemu","node":"pve1","vmid":100,"name":"web","status":"running","template":0}
+        ])))
+        .mount(&server)
+        .await;
+    // The bridge setting that used to be pasted into net0.
+    let front = TlsFront::start(*server.address()).await.unwrap();
+    let s = json!({"host": front.url(), "username": "root@pam", "token_name": "ci", "token_secret": "S3CRET",
+                   "fingerprint": TlsFront::fingerprint(), "network_bridge": "vmbr0,link_down=1,rate=1"});
+    let e = open_driver(&Settings::from_json(&s).unwrap()).err().expect("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+
+    let (d, _front) = driver_with(&server, json!({"node": "pve1"})).await;
+    let spec = CreateSpec {
+        name: "i-2-9-VM".into(),
+        key: "i-2-9-VM".into(),
+        source: CreateSource::Template { id: "9000".into(), full: true },
+        cpus: Some(1),
+        memory_mb: Some(512),
+        disk_size_gb: None,
+        storage: None,
+        nics: vec![NicSpec { mac: None, vlan: None, network: Some("vmbr0,link_down=1".into()) }],
+    };
+    let bad_nets = [
+        NicSpec { mac: None, vlan: None, network: Some("vmbr0,link_down=1".into()) },
+        NicSpec { mac: None, vlan: Some(4095), network: None },
+        NicSpec { mac: Some("02:00:00:00:00:0g".into()), vlan: None, network: None },
+    ];
+    for nic in bad_nets {
+        let e = d.create_guest(&CreateSpec { nics: vec![nic.clone()], ..spec.clone() }).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{nic:?}: {e}");
+    }
+    let e = d.create_guest(&CreateSpec { storage: Some("local,size=1".into()), ..spec.clone() }).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let iso = CreateSource::Iso { path: "local:iso/x.iso,media=disk".into(), os_type: None };
+    let e = d.create_guest(&CreateSpec { source: iso, nics: vec![], ..spec.clone() }).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    // Non-canonical ids never reach guest 100.
+    for id in ["0100", "+100", " 100"] {
+        assert_eq!(d.get_guest(&id.into()).await.unwrap_err().kind(), ErrorKind::InvalidInput, "{id:?}");
+    }
+    // Snapshot names that used to be rewritten (and could collide) are refused.
+    let e = d.revert_snapshot(&"100".into(), "a/../../x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(d.round_trips(), 0, "nothing was sent");
+
+    // A native template has no snapshot 'RAS_TEMPLATE_VERSION_99': clone fails instead of
+    // cloning the current state (old behaviour); the virtual link label is the only name.
+    let cs = CloneSpec {
+        source: "9000".into(),
+        name: "c1".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_99".into()),
+        mode: CloneMode::Auto,
+        start: false,
+    };
+    let e = d.clone_guest(&cs).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("RAS_TEMPLATE_VERSION_99"), "{e}");
+}
