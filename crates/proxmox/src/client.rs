@@ -26,24 +26,6 @@ pub(crate) enum PveTask {
     Failed(PveError),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_canonical_vmids() {
-        for ok in ["100", "999999999", "4242"] {
-            assert_eq!(vmid_of(&GuestId::new(ok)).unwrap(), ok);
-        }
-        // Regression (issue 9): these resolved to guest 100.
-        for bad in ["0100", "+100", " 100", "100 ", "99", "1000000000", "1e2", "", "１００"] {
-            assert!(vmid_of(&GuestId::new(bad)).is_err(), "{bad:?}");
-        }
-        let e = vmid_of(&GuestId::new("9".repeat(1_000_000))).unwrap_err();
-        assert!(e.message().len() < 200, "a 1 MB id is not echoed whole");
-    }
-}
-
 impl ProxmoxDriver {
     /// A driver for this config (no I/O).
     pub fn new(cfg: Config) -> Result<ProxmoxDriver> {
@@ -194,4 +176,22 @@ pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>, PveError> {
 /// A task token that waits for one UPID.
 pub(crate) fn upid_task(op: &str, upid: &Upid, vmid: &str) -> polyvisor_core::TaskId {
     TaskToken::new("upid", json!({"op": op, "upid": upid.raw, "vmid": vmid})).encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_vmids() {
+        for ok in ["100", "999999999", "4242"] {
+            assert_eq!(vmid_of(&GuestId::new(ok)).unwrap(), ok);
+        }
+        // Regression (issue 9): these resolved to guest 100.
+        for bad in ["0100", "+100", " 100", "100 ", "99", "1000000000", "1e2", "", "１００"] {
+            assert!(vmid_of(&GuestId::new(bad)).is_err(), "{bad:?}");
+        }
+        let e = vmid_of(&GuestId::new("9".repeat(1_000_000))).unwrap_err();
+        assert!(e.message().len() < 200, "a 1 MB id is not echoed whole");
+    }
 }
