@@ -85,8 +85,11 @@ pub trait Driver: Send + Sync {
         Err(Error::unsupported("clone"))
     }
 
-    /// Creates and powers on a guest (CloudStack `create`). Cleans up on failure;
-    /// idempotent per [`CreateSpec::key`].
+    /// Creates and powers on a guest (CloudStack `create`). The driver owns the whole
+    /// create: the task completes only when the guest matches the spec (CPU, memory, NICs
+    /// with MACs and VLANs, ownership key) and is powered on; on failure it cleans up.
+    /// Converging per [`CreateSpec::key`]: the key is on the guest from the first backend
+    /// request, and a retry finishes (or redoes) a half-made guest instead of adopting it.
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
         let _ = spec;
         Err(Error::unsupported("create"))

@@ -69,12 +69,11 @@ impl Driver for ProxmoxDriver {
 
     async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
         counted("find_by_key", async {
+            let list = self.resources().await?;
             Ok(self
-                .resources()
+                .owner_of_key(&list, key, None)
                 .await?
-                .into_iter()
-                .find(|r| tags::key_of(&r.tags).as_deref() == Some(key))
-                .map(|r| r.summary()))
+                .map(|r| GuestSummary { key: Some(key.to_string()), ..r.summary() }))
         })
         .await
     }

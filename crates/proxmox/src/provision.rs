@@ -15,14 +15,14 @@ use polyvisor_core::{
 use serde_json::{json, Value};
 
 /// Whether a description carries exactly this marker line.
-fn has_marker(description: &str, marker: &str) -> bool {
+pub(crate) fn has_marker(description: &str, marker: &str) -> bool {
     description.lines().any(|l| l.trim() == marker)
 }
 
 const CLONE_ATTEMPTS: usize = 5;
 const MARK: &str = "polyvisor:";
 
-fn marker(src: &str, key: Option<&str>) -> String {
+pub(crate) fn marker(src: &str, key: Option<&str>) -> String {
     match key {
         Some(k) => format!("{MARK} key={k}"),
         None => format!("{MARK} clone-of={src}"),
@@ -174,17 +174,19 @@ impl ProxmoxDriver {
             }
         }
         let list = self.resources().await?;
-        // Idempotent per key: the tag (once configured) or our description marker (mid-way).
-        if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(spec.key.as_str())) {
+        // Idempotent per key: the tag (once configured) or our description marker (from the
+        // very first request on). A half-made VM is finished by the convergent task.
+        if let Some(r) = self.owner_of_key(&list, &spec.key, Some(&name)).await? {
+            if r.native_template {
+                return Err(Error::conflict(format!(
+                    "guest [{}] carries the key '{}' but is a template",
+                    r.vmid,
+                    crate::validate::shown(&spec.key)
+                )));
+            }
             return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
         }
         let desc = marker("", Some(&spec.key));
-        for r in list.iter().filter(|r| r.name.as_deref() == Some(name.as_str())) {
-            let cfg = self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await?;
-            if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) {
-                return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
-            }
-        }
 
         let (id, node, upid) = match &spec.source {
             CreateSource::Template { id, full } => {
@@ -279,25 +281,53 @@ impl ProxmoxDriver {
             }
             Err(e) => return Err(e.into()),
         };
-        // Fix-up: drop markers inherited from the source, store the key, apply create config.
+        // Converge: every poll compares the live config with the request field by field and
+        // writes only what differs (tags/ownership key, cores, memory, each NIC with its MAC
+        // and VLAN, NICs the request does not name). A retried create re-runs this on a
+        // half-made VM, so it never completes with a VM that differs from the request.
         let tag_str = crate::lenient::str_field(&cfg, "tags").unwrap_or_default();
         let want_key = key.as_deref().map(tags::key_tag);
-        let key_ok = match (&want_key, &key) {
-            (Some(_), Some(k)) => tags::key_of(&tag_str).as_deref() == Some(k.as_str()),
-            _ => true,
+        let key_ok = match &key {
+            Some(k) => tags::key_of(&tag_str).as_deref() == Some(k.as_str()) && !tags::has_template_flag(&tag_str),
+            None => !tags::has_markers(&tag_str),
         };
-        let inherited = key.is_none() && tags::has_markers(&tag_str);
-        if !key_ok || inherited {
+        let mut p: Vec<(String, String)> = Vec::new();
+        let mut deletes: Vec<String> = Vec::new();
+        if !key_ok {
             let mut new_tags = tags::without_markers(&tag_str);
             new_tags.extend(want_key);
-            let mut p: Vec<(String, String)> = Vec::new();
             if new_tags.is_empty() {
-                p.push(("delete".into(), "tags".into()));
+                deletes.push("tags".into());
             } else {
                 p.push(("tags".into(), tags::join(&new_tags)));
             }
-            if let Some(fix) = t.body.get("fix").and_then(Value::as_object) {
-                p.extend(fix.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))));
+        }
+        if let Some(fix) = t.body.get("fix").and_then(Value::as_object) {
+            for (k, want) in fix.iter().filter_map(|(k, v)| Some((k, v.as_str()?))) {
+                let have = crate::lenient::str_field(&cfg, k);
+                if !config_matches(k, want, have.as_deref()) {
+                    p.push((k.clone(), with_kept_mac(want, have.as_deref())));
+                }
+            }
+            if fix.keys().any(|k| k.starts_with("net")) {
+                if let Some(obj) = cfg.as_object() {
+                    deletes.extend(obj.keys().filter(|k| is_net_key(k) && !fix.contains_key(*k)).cloned());
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            p.push(("delete".into(), deletes.join(",")));
+        }
+        if !p.is_empty() {
+            // Changes to a running VM would only be pending: stop it first (it is ours and
+            // not yet handed over), then configure on the next poll.
+            let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+            if crate::lenient::str_field(&st, "status").as_deref() == Some("running") {
+                tracing::info!(vmid = %id, "half-made guest is running with a config that differs; stopping it");
+                return match self.api.post(&format!("{path}/status/stop"), &[]).await {
+                    Ok(_) | Err(PveError::Locked(_) | PveError::NotRunning(_)) => Ok(TaskStatus::Running),
+                    Err(e) => Err(e.into()),
+                };
             }
             let pr: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             match self.api.put(&format!("{path}/config"), &pr).await {
@@ -367,15 +397,116 @@ impl ProxmoxDriver {
         }
     }
 
+    /// The VM that carries `key`: by its tag (one listing, no extra request), else by the
+    /// description marker the clone/create POST wrote (a half-made VM that has no tag yet;
+    /// one config read per untagged VM whose name is `name` or that is still unnamed).
+    pub(crate) async fn owner_of_key<'a>(
+        &self,
+        list: &'a [crate::parse::Resource],
+        key: &str,
+        name: Option<&str>,
+    ) -> Result<Option<&'a crate::parse::Resource>> {
+        if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(key)) {
+            return Ok(Some(r));
+        }
+        let desc = marker("", Some(key));
+        let guess = names::dns_name(key).ok();
+        for r in list.iter().filter(|r| {
+            tags::key_of(&r.tags).is_none()
+                && !r.native_template
+                && (r.is_placeholder() || r.name.as_deref() == name || r.name.as_deref() == guess.as_deref())
+        }) {
+            match self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await {
+                Ok(cfg) if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) => {
+                    return Ok(Some(r))
+                }
+                Ok(_) | Err(PveError::VmNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether template handling is native.
     pub(crate) fn native(&self) -> bool {
         self.cfg().template_mode == TemplateMode::Native
     }
 }
 
+fn is_net_key(k: &str) -> bool {
+    k.strip_prefix("net").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A property string as (first item, `key=value` map); the first item is e.g. `virtio=MAC`.
+fn prop(s: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let mut it = s.split(',').map(str::trim).filter(|x| !x.is_empty());
+    let first = it.next().unwrap_or_default().to_string();
+    let map = it.filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    (first, map)
+}
+
+/// Whether the live value `have` already is what the request wants.
+fn config_matches(key: &str, want: &str, have: Option<&str>) -> bool {
+    let Some(have) = have else { return false };
+    if !is_net_key(key) {
+        return want.trim() == have.trim();
+    }
+    let ((wm, wmap), (hm, hmap)) = (prop(want), prop(have));
+    let (wmodel, wmac) = wm.split_once('=').map_or((wm.as_str(), None), |(m, a)| (m, Some(a)));
+    let (hmodel, hmac) = hm.split_once('=').map_or((hm.as_str(), None), |(m, a)| (m, Some(a)));
+    let mac_ok = match wmac {
+        Some(w) => hmac.is_some_and(|h| h.eq_ignore_ascii_case(w)),
+        None => true,
+    };
+    // Options the request may set; absent flags mean "0", other absent options mean unset.
+    let field = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+        let default = if matches!(k, "firewall" | "link_down") { "0" } else { "" };
+        m.get(k).cloned().unwrap_or_else(|| default.to_string())
+    };
+    wmodel.eq_ignore_ascii_case(hmodel)
+        && mac_ok
+        && ["bridge", "tag", "firewall", "link_down", "rate", "queues", "mtu"]
+            .iter()
+            .all(|k| field(&wmap, k) == field(&hmap, k))
+}
+
+/// The value to write: a NIC the request gives no MAC keeps the MAC it has.
+fn with_kept_mac(want: &str, have: Option<&str>) -> String {
+    let (wm, _) = prop(want);
+    if wm.contains('=') {
+        return want.to_string();
+    }
+    match have.map(prop).and_then(|(hm, _)| hm.split_once('=').map(|(_, mac)| mac.to_string())) {
+        Some(mac) => format!("{wm}={mac}{}", &want[wm.len()..]),
+        None => want.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nic_comparison_is_by_field() {
+        let want = "virtio=02:00:0A:0B:0C:0D,bridge=vmbr0,tag=100,firewall=0";
+        assert!(config_matches("net0", want, Some("virtio=02:00:0a:0b:0c:0d,firewall=0,bridge=vmbr0,tag=100")));
+        assert!(config_matches("net0", want, Some("virtio=02:00:0A:0B:0C:0D,bridge=vmbr0,tag=100")));
+        assert!(!config_matches("net0", want, Some("virtio=BC:24:11:00:90:00,bridge=vmbr0")), "template MAC, no VLAN");
+        assert!(!config_matches("net0", want, Some("virtio=02:00:0A:0B:0C:0D,bridge=vmbr0")), "VLAN missing");
+        assert!(!config_matches(
+            "net0",
+            "virtio,bridge=vmbr0,firewall=0",
+            Some("virtio=BC:24:11:00:90:00,bridge=vmbr0,tag=5")
+        ));
+        assert!(!config_matches("net0", want, Some("virtio=02:00:0A:0B:0C:0D,bridge=vmbr0,tag=100,link_down=1")));
+        assert!(!config_matches("net0", want, None));
+        assert!(config_matches("cores", "2", Some("2")) && !config_matches("memory", "1024", Some("2048")));
+        assert_eq!(
+            with_kept_mac("virtio,bridge=vmbr0", Some("virtio=BC:24:11:00:90:00,bridge=vmbr1")),
+            "virtio=BC:24:11:00:90:00,bridge=vmbr0"
+        );
+        assert!(is_net_key("net12") && !is_net_key("net") && !is_net_key("netx"));
+    }
 
     #[test]
     fn markers_name_source_or_key() {
