@@ -68,7 +68,13 @@ impl ProxmoxDriver {
         }
     }
 
-    /// Node of a guest: cache, else a fresh listing; absent → NotFound.
+    /// Where a guest probably is without asking: the cache, else the node the platform
+    /// names (`node` setting). Only a hint: a "does not exist" there falls back to a listing.
+    pub(crate) fn node_hint(&self, vmid: &str) -> Option<String> {
+        self.cached_node(vmid).or_else(|| self.cfg().node.clone())
+    }
+
+    /// Node of a guest from a fresh listing (cache first); absent → NotFound.
     pub(crate) async fn node_of(&self, id: &GuestId) -> Result<(String, String)> {
         let vmid = vmid_of(id)?;
         if let Some(n) = self.cached_node(&vmid) {
@@ -81,24 +87,23 @@ impl ProxmoxDriver {
         }
     }
 
-    /// Runs `f(vmid, node)`; when the node came from the cache and PVE says the VM does
-    /// not exist there, refreshes once and retries (migrated or recycled VMIDs).
+    /// Runs `f(vmid, node)` on the hinted node (no listing); when PVE says the VM does not
+    /// exist there, locates it with one listing and retries (migrated or recycled VMIDs,
+    /// guests on another node than the configured one).
     pub(crate) async fn on_vm<T, F, Fut>(&self, id: &GuestId, f: F) -> Result<T>
     where
         F: Fn(String, String) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let vmid = vmid_of(id)?;
-        let cached = self.cached_node(&vmid).is_some();
-        let (vmid, node) = self.node_of(id).await?;
-        match f(vmid.clone(), node).await {
-            Err(e) if cached && matches!(PveError::of(&e), Some(PveError::VmNotFound(_))) => {
-                self.forget(&vmid);
-                let (vmid, node) = self.node_of(id).await?;
-                f(vmid, node).await
+        if let Some(node) = self.node_hint(&vmid) {
+            match f(vmid.clone(), node).await {
+                Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_))) => self.forget(&vmid),
+                other => return other,
             }
-            other => other,
         }
+        let (vmid, node) = self.node_of(id).await?;
+        f(vmid, node).await
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status` → state.

@@ -78,18 +78,67 @@ impl Driver for ProxmoxDriver {
         .await
     }
 
+    /// At `hint` on the hinted node: one `status/current` (it carries tags and the template
+    /// flag), no listing. Otherwise (or when the guest there is not ours) by key.
+    async fn find_owned(&self, key: &str, hint: Option<&GuestId>) -> Result<Option<GuestSummary>> {
+        counted("find_owned", async {
+            let hinted = hint.and_then(|h| crate::client::vmid_of(h).ok());
+            if let Some(vmid) = hinted {
+                if let Some(node) = self.node_hint(&vmid) {
+                    match self.api.get(&format!("{}/status/current", vm_path(&node, &vmid)), &[]).await {
+                        Ok(st) => {
+                            let tag_str = crate::lenient::str_field(&st, "tags").unwrap_or_default();
+                            let template =
+                                crate::lenient::bool_field(&st, "template") || tags::has_template_flag(&tag_str);
+                            if tags::key_of(&tag_str).as_deref() == Some(key) && !template {
+                                self.remember(&vmid, &node);
+                                return Ok(Some(GuestSummary {
+                                    id: GuestId::new(vmid.clone()),
+                                    name: parse::display_name(crate::lenient::str_field(&st, "name").as_deref(), &vmid),
+                                    power: parse::map_power(
+                                        &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                                        crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                                    ),
+                                    is_template: false,
+                                    key: Some(key.to_string()),
+                                    node: Some(node),
+                                }));
+                            }
+                        }
+                        Err(PveError::VmNotFound(_)) => self.forget(&vmid),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            let list = self.resources().await?;
+            Ok(self
+                .owner_of_key(&list, key, None)
+                .await?
+                .filter(|r| !r.is_template())
+                .map(|r| GuestSummary { key: Some(key.to_string()), ..r.summary() }))
+        })
+        .await
+    }
+
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
         counted("power", self.on_vm(id, |vmid, node| async move { self.power_on(&vmid, &node, action).await })).await
     }
 
     async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
         counted("delete", async {
+            let vmid = crate::client::vmid_of(id)?;
+            if let Some(node) = self.node_hint(&vmid) {
+                match self.start_delete(&vmid, &node, true).await {
+                    Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_))) => self.forget(&vmid),
+                    other => return other,
+                }
+            }
             let (vmid, node) = match self.node_of(id).await {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(done("delete")),
                 Err(e) => return Err(e),
             };
-            self.start_delete(&vmid, &node).await
+            self.start_delete(&vmid, &node, false).await
         })
         .await
     }
@@ -311,18 +360,8 @@ impl ProxmoxDriver {
     async fn power_on(&self, vmid: &str, node: &str, action: PowerAction) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let (endpoint, params): (&str, Vec<(&str, String)>) = match action {
-            PowerAction::Start => {
-                let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
-                let power = parse::map_power(
-                    &crate::lenient::str_field(&st, "status").unwrap_or_default(),
-                    crate::lenient::str_field(&st, "qmpstatus").as_deref(),
-                );
-                match power {
-                    PowerState::PoweredOn => return Ok(done("start")),
-                    PowerState::Suspended => ("resume", vec![]),
-                    _ => ("start", vec![]),
-                }
-            }
+            // Start first, read only when PVE says it already runs (it may be paused).
+            PowerAction::Start => ("start", vec![]),
             PowerAction::Stop => ("stop", vec![]),
             PowerAction::Shutdown => {
                 ("shutdown", vec![("forceStop", "1".into()), ("timeout", self.cfg().shutdown_timeout_secs.to_string())])
@@ -337,6 +376,17 @@ impl ProxmoxDriver {
             Err(PveError::NotRunning(_)) if matches!(action, PowerAction::Stop | PowerAction::Shutdown) => {
                 return Ok(done(endpoint))
             }
+            Err(PveError::AlreadyRunning(_)) if action == PowerAction::Start => {
+                let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                let power = parse::map_power(
+                    &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                    crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                );
+                if power != PowerState::Suspended {
+                    return Ok(done("start"));
+                }
+                self.api.post(&format!("{path}/status/resume"), &[]).await?
+            }
             other => other?,
         };
         Ok(match upid_of(&answer)? {
@@ -346,7 +396,8 @@ impl ProxmoxDriver {
     }
 
     /// DELETE when stopped; when running, hard-stop first (the task issues the DELETE).
-    pub(crate) async fn start_delete(&self, vmid: &str, node: &str) -> Result<TaskId> {
+    /// On a `guessed` node a missing VM is an error (the caller locates it), else success.
+    pub(crate) async fn start_delete(&self, vmid: &str, node: &str, guessed: bool) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let params = [("purge", "1".to_string()), ("destroy-unreferenced-disks", "1".to_string())];
         match self.api.delete(&path, &params).await {
@@ -357,6 +408,7 @@ impl ProxmoxDriver {
                     None => done("delete"),
                 })
             }
+            Err(e @ PveError::VmNotFound(_)) if guessed => Err(e.into()),
             Err(PveError::VmNotFound(_)) => {
                 self.forget(vmid);
                 Ok(done("delete"))

@@ -261,7 +261,16 @@ impl ProxmoxDriver {
         let key = t.str("key").map(str::to_string);
         let what = if key.is_some() { "Create" } else { "Clone" };
         let out = || TaskStatus::Completed(TaskOutput { new_guest: Some(GuestId::new(id.clone())) });
-        if let Some(u) = t.str("upid") {
+        let path = vm_path(&node, &id);
+        // The config first: an existing, unlocked VM means the clone/create task is over
+        // (PVE removes the VM when it fails), so its status is read only otherwise.
+        let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
+            Ok(c) => Some(c),
+            Err(PveError::VmNotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let locked = cfg.as_ref().is_some_and(|c| crate::lenient::str_field(c, "lock").is_some_and(|l| !l.is_empty()));
+        if let Some(u) = t.str("upid").filter(|_| cfg.is_none() || locked) {
             match self.task_state(&Upid::parse(u)?).await? {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Failed(msg) => {
@@ -271,15 +280,16 @@ impl ProxmoxDriver {
                 PveTask::Ok => {}
             }
         }
-        let path = vm_path(&node, &id);
-        let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
-            Ok(c) => c,
-            Err(PveError::VmNotFound(_)) => {
+        let cfg = match cfg {
+            Some(c) if !locked => c,
+            // Locked by something else after our task ended (or a retried create meets a
+            // clone that is still running): wait.
+            Some(_) => return Ok(TaskStatus::Running),
+            None => {
                 return Ok(TaskStatus::Failed(Error::backend(format!(
                     "{what} of guest [{id}] failed: the guest disappeared"
                 ))))
             }
-            Err(e) => return Err(e.into()),
         };
         // Converge: every poll compares the live config with the request field by field and
         // writes only what differs (tags/ownership key, cores, memory, each NIC with its MAC
@@ -318,6 +328,7 @@ impl ProxmoxDriver {
         if !deletes.is_empty() {
             p.push(("delete".into(), deletes.join(",")));
         }
+        let mut stopped_now = false;
         if !p.is_empty() {
             // Changes to a running VM would only be pending: stop it first (it is ours and
             // not yet handed over), then configure on the next poll.
@@ -331,7 +342,7 @@ impl ProxmoxDriver {
             }
             let pr: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             match self.api.put(&format!("{path}/config"), &pr).await {
-                Ok(_) => {}
+                Ok(_) => stopped_now = true,
                 Err(PveError::Locked(_)) => return Ok(TaskStatus::Running),
                 Err(e) => {
                     self.cleanup(&id, &node, key.as_deref()).await;
@@ -344,19 +355,37 @@ impl ProxmoxDriver {
         if !t.body.get("start").and_then(Value::as_bool).unwrap_or(false) {
             return Ok(out());
         }
-        let guest = self.read_guest(&id, &node).await?;
-        match guest.power {
+        // Power from status/current alone; the full read (config + agent) only when an
+        // IPv4 address is awaited. Just configured while stopped (and unlocked): known.
+        let want_ip = t.body.get("ip").and_then(Value::as_bool).unwrap_or(false);
+        let (power, has_ip) = if stopped_now {
+            (polyvisor_core::PowerState::PoweredOff, false)
+        } else if want_ip {
+            let g = self.read_guest(&id, &node).await?;
+            let has_ip = !g.ipv4_addresses().is_empty();
+            (g.power, has_ip)
+        } else {
+            let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+            let power = crate::parse::map_power(
+                &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+            );
+            (power, false)
+        };
+        match power {
             polyvisor_core::PowerState::PoweredOn => {
-                let want_ip = t.body.get("ip").and_then(Value::as_bool).unwrap_or(false);
                 let ip_deadline = t.created.saturating_add(self.cfg().ip_wait.as_secs());
-                if !want_ip || !guest.ipv4_addresses().is_empty() || polyvisor_core::task::now_unix() >= ip_deadline {
+                if !want_ip || has_ip || polyvisor_core::task::now_unix() >= ip_deadline {
                     return Ok(out());
                 }
                 Ok(TaskStatus::Running)
             }
             polyvisor_core::PowerState::PoweringOn => Ok(TaskStatus::Running),
             _ => {
-                match self.last_task(&node, &id, "qmstart", t.created).await? {
+                // A start issued by an earlier poll: running or failed? (Not needed when this
+                // poll just configured the stopped guest: no start has run since.)
+                let earlier = if stopped_now { None } else { self.last_task(&node, &id, "qmstart", t.created).await? };
+                match earlier {
                     Some(PveTask::Running) => return Ok(TaskStatus::Running),
                     Some(PveTask::Failed(msg)) if !matches!(msg, PveError::Locked(_)) => {
                         self.cleanup(&id, &node, key.as_deref()).await;
@@ -391,7 +420,7 @@ impl ProxmoxDriver {
             return;
         }
         let _ = self.api.post(&format!("{path}/status/stop"), &[]).await;
-        match self.start_delete(id, node).await {
+        match self.start_delete(id, node, false).await {
             Ok(_) => tracing::info!(vmid = id, "removed half-created guest"),
             Err(e) => tracing::warn!(vmid = id, error = %e, "could not remove half-created guest"),
         }

@@ -26,9 +26,27 @@ impl ProxmoxDriver {
         match t.kind.as_str() {
             "upid" | "snapcreate" => {
                 let op = t.str("op").unwrap_or("task");
-                match self.task_state(&Upid::parse(t.req_str("upid")?)?).await? {
+                let upid = Upid::parse(t.req_str("upid")?)?;
+                match self.task_state(&upid).await? {
                     PveTask::Running => Ok(TaskStatus::Running),
                     PveTask::Ok => Ok(ok()),
+                    // Start is submitted without a status read: "already running" is success,
+                    // unless the guest is paused, which start means to resume.
+                    PveTask::Failed(PveError::AlreadyRunning(_)) if op == "start" => {
+                        let path = vm_path(&upid.node, t.req_str("vmid")?);
+                        let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                        let power = parse::map_power(
+                            &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                            crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                        );
+                        if power != polyvisor_core::PowerState::Suspended {
+                            return Ok(ok());
+                        }
+                        match self.api.post(&format!("{path}/status/resume"), &[]).await {
+                            Ok(_) | Err(PveError::Locked(_)) => Ok(TaskStatus::Running),
+                            Err(e) => Ok(TaskStatus::Failed(Error::from(e).context("Resume failed"))),
+                        }
+                    }
                     PveTask::Failed(PveError::IsTemplate(_))
                         if self.native() && t.str("name") == Some(crate::names::LINK_STORED) =>
                     {
