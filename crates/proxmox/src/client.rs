@@ -98,7 +98,9 @@ impl ProxmoxDriver {
         let vmid = vmid_of(id)?;
         if let Some(node) = self.node_hint(&vmid) {
             match f(vmid.clone(), node).await {
-                Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_))) => self.forget(&vmid),
+                Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_) | PveError::NotFound(_))) => {
+                    self.forget(&vmid)
+                }
                 other => return other,
             }
         }

@@ -105,7 +105,7 @@ impl Driver for ProxmoxDriver {
                                 }));
                             }
                         }
-                        Err(PveError::VmNotFound(_)) => self.forget(&vmid),
+                        Err(PveError::VmNotFound(_) | PveError::NotFound(_)) => self.forget(&vmid),
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -129,7 +129,9 @@ impl Driver for ProxmoxDriver {
             let vmid = crate::client::vmid_of(id)?;
             if let Some(node) = self.node_hint(&vmid) {
                 match self.start_delete(&vmid, &node, true).await {
-                    Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_))) => self.forget(&vmid),
+                    Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_) | PveError::NotFound(_))) => {
+                        self.forget(&vmid)
+                    }
                     other => return other,
                 }
             }

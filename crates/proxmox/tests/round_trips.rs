@@ -283,3 +283,34 @@ async fn invalid_platform_values_are_refused_before_any_request() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.message().contains("RAS_TEMPLATE_VERSION_99"), "{e}");
 }
+
+/// The platform's `node` is used without a listing; a VM that is not there is located once.
+#[tokio::test]
+async fn named_node_first_listing_only_when_the_vm_is_elsewhere() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve2/qemu/100/status/stop"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            json!({"data":null,"message":"Configuration file 'nodes/pve2/qemu-server/100.conf' does not exist\n"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(resources())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/stop"))
+        .respond_with(ok(json!(UPID)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (d, _front) = driver_with(&server, json!({"node": "pve2"})).await;
+    d.power(&"100".into(), PowerAction::Stop).await.unwrap();
+    assert_eq!(d.round_trips(), 3, "guessed node, listing, right node");
+    d.power(&"100".into(), PowerAction::Stop).await.unwrap();
+    assert_eq!(d.round_trips(), 4, "now cached: one POST");
+}
