@@ -17,7 +17,14 @@ pub struct ProxmoxDriver {
     pub(crate) api: Api,
     /// vmid → node; only a hint: every miss or "does not exist" refreshes it.
     nodes: Mutex<HashMap<String, String>>,
+    /// vmid → power state seen by a read moments ago in this process (fronts resolve a VM
+    /// and act on it right away); only used within [`OBSERVED_FRESH`], and the start task
+    /// copes with a state that changed in between.
+    observed: Mutex<HashMap<String, (polyvisor_core::PowerState, std::time::Instant)>>,
 }
+
+/// How long an observed power state may stand in for a status read.
+pub(crate) const OBSERVED_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A finished or running PVE task; a failed exit status is classified once, here.
 pub(crate) enum PveTask {
@@ -29,7 +36,11 @@ pub(crate) enum PveTask {
 impl ProxmoxDriver {
     /// A driver for this config (no I/O).
     pub fn new(cfg: Config) -> Result<ProxmoxDriver> {
-        Ok(ProxmoxDriver { api: Api::new(cfg)?, nodes: Mutex::new(HashMap::new()) })
+        Ok(ProxmoxDriver {
+            api: Api::new(cfg)?,
+            nodes: Mutex::new(HashMap::new()),
+            observed: Mutex::new(HashMap::new()),
+        })
     }
 
     /// HTTP round trips made so far by this driver (all operations, all tasks).
@@ -60,6 +71,19 @@ impl ProxmoxDriver {
         if let Ok(mut c) = self.nodes.lock() {
             c.remove(vmid);
         }
+    }
+
+    /// Records a power state just read.
+    pub(crate) fn observe(&self, vmid: &str, power: polyvisor_core::PowerState) {
+        if let Ok(mut o) = self.observed.lock() {
+            o.insert(vmid.to_string(), (power, std::time::Instant::now()));
+        }
+    }
+
+    /// A power state read within [`OBSERVED_FRESH`] (taken: used once).
+    pub(crate) fn take_observed(&self, vmid: &str) -> Option<polyvisor_core::PowerState> {
+        let (p, at) = self.observed.lock().ok()?.remove(vmid)?;
+        (at.elapsed() < OBSERVED_FRESH).then_some(p)
     }
 
     pub(crate) fn remember(&self, vmid: &str, node: &str) {

@@ -92,6 +92,13 @@ impl Driver for ProxmoxDriver {
                                 crate::lenient::bool_field(&st, "template") || tags::has_template_flag(&tag_str);
                             if tags::key_of(&tag_str).as_deref() == Some(key) && !template {
                                 self.remember(&vmid, &node);
+                                self.observe(
+                                    &vmid,
+                                    parse::map_power(
+                                        &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                                        crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                                    ),
+                                );
                                 return Ok(Some(GuestSummary {
                                     id: GuestId::new(vmid.clone()),
                                     name: parse::display_name(crate::lenient::str_field(&st, "name").as_deref(), &vmid),
@@ -362,8 +369,25 @@ impl ProxmoxDriver {
     async fn power_on(&self, vmid: &str, node: &str, action: PowerAction) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let (endpoint, params): (&str, Vec<(&str, String)>) = match action {
-            // Start first, read only when PVE says it already runs (it may be paused).
-            PowerAction::Start => ("start", vec![]),
+            // Running → done, paused → resume, else start. The state comes from a read this
+            // process made moments ago (find_owned) or from one status read.
+            PowerAction::Start => {
+                let power = match self.take_observed(vmid) {
+                    Some(p) => p,
+                    None => {
+                        let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                        parse::map_power(
+                            &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                            crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                        )
+                    }
+                };
+                match power {
+                    PowerState::PoweredOn => return Ok(done("start")),
+                    PowerState::Suspended => ("resume", vec![]),
+                    _ => ("start", vec![]),
+                }
+            }
             PowerAction::Stop => ("stop", vec![]),
             PowerAction::Shutdown => {
                 ("shutdown", vec![("forceStop", "1".into()), ("timeout", self.cfg().shutdown_timeout_secs.to_string())])

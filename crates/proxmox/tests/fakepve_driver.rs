@@ -61,7 +61,7 @@ async fn token_auth_fingerprint_listing_get_and_power() {
     // start on running: completed without a task; stop, shutdown, suspend/resume, reset, reboot.
     let before = d.round_trips();
     finish(&d, &d.power(&"100".into(), PowerAction::Start).await.unwrap()).await.unwrap();
-    assert!(d.round_trips() - before <= 3, "start on running = POST + task status + status read");
+    assert_eq!(d.round_trips() - before, 1, "idempotent start = status read only");
     for a in [PowerAction::Suspend, PowerAction::Resume, PowerAction::Reset, PowerAction::Reboot, PowerAction::Shutdown]
     {
         finish(&d, &d.power(&"100".into(), a).await.unwrap()).await.unwrap_or_else(|e| panic!("{a}: {e:?}"));
