@@ -8,7 +8,7 @@
 //! | `AlreadyExists` | -32603 | exit 1 | pick another name / adopt |
 //! | `Conflict` | -32603 | exit 1 | wait or resolve state (locked, has linked clones) |
 //! | `Unsupported` | -32601 | exit 1 | do not offer the feature |
-//! | `Unauthorized` | -32603 | exit 1 | fix credentials |
+//! | `Unauthorized` | -32603 | exit 1 | fix credentials (or TLS trust settings: a rejected server certificate; never retried) |
 //! | `Unavailable` | -32603 | exit 1 | retry later (retryable) |
 //! | `Timeout` | -32603 | exit 1 | retry later (retryable) |
 //! | `UnknownTask` | -32602 | exit 1 | the task id is not ours |
