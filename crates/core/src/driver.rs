@@ -100,7 +100,7 @@ pub trait Driver: Send + Sync {
     /// only when the guest matches the spec and is powered on; the driver cleans up its own
     /// failures where it can. A retry with the same [`CreateSpec::key`] finds a guest left
     /// half-made (by a lost connection or a killed process) by its key and finishes or
-    /// redoes every step; it never reports success for a guest that differs from the spec.
+    /// redoes every step (the key is on the guest from the first backend request); it never reports success for a guest that differs from the spec.
     /// A guest of that name without the key is never adopted (`AlreadyExists`).
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
         let _ = spec;

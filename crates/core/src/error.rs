@@ -8,7 +8,7 @@
 //! | `AlreadyExists` | -32603 | exit 1 | pick another name / adopt |
 //! | `Conflict` | -32603 | exit 1 | wait or resolve state (locked, has linked clones) |
 //! | `Unsupported` | -32601 | exit 1 | do not offer the feature |
-//! | `Unauthorized` | -32603 | exit 1 | fix credentials |
+//! | `Unauthorized` | -32603 | exit 1 | fix credentials (or TLS trust settings: a rejected server certificate; never retried) |
 //! | `Unavailable` | -32603 | exit 1 | retry later (retryable) |
 //! | `Timeout` | -32603 | exit 1 | retry later (retryable) |
 //! | `UnknownTask` | -32602 | exit 1 | the task id is not ours |
@@ -20,6 +20,10 @@
 //! full upstream body. Internal context goes to our own log via [`Error::detail`].
 
 use std::fmt;
+use std::sync::Arc;
+
+/// The underlying cause of an [`Error`], shared so that `Error` stays `Clone`.
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What kind of failure this is (what the caller can do about it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,12 +59,15 @@ impl ErrorKind {
     }
 }
 
-/// The polyvisor error: a kind, an external message, and optional internal detail.
+/// The polyvisor error: a kind, an external message, optional internal detail and an
+/// optional typed source (a driver's own error enum, kept so callers inside the driver can
+/// match on it with `downcast_ref` instead of on message text).
 #[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     detail: Option<String>,
+    source: Option<Source>,
 }
 
 /// Result with [`Error`].
@@ -69,7 +76,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Any kind with an external message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), detail: None }
+        Error { kind, message: message.into(), detail: None, source: None }
     }
     /// [`ErrorKind::InvalidInput`].
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -121,6 +128,16 @@ impl Error {
         self.detail = Some(detail.into());
         self
     }
+    /// Attaches the typed cause (kept through [`Error::context`] and clones; reported by
+    /// [`std::error::Error::source`]).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+    /// The typed cause as `T`, if the source is one (`e.source_as::<PveError>()`).
+    pub fn source_as<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.source.as_deref().and_then(|s| (s as &(dyn std::error::Error + 'static)).downcast_ref::<T>())
+    }
     /// Prefixes the external message with context (`"Failed to clone guest [101]"`).
     pub fn context(mut self, ctx: impl fmt::Display) -> Self {
         self.message = format!("{ctx}: {}", self.message);
@@ -161,11 +178,16 @@ impl fmt::Debug for Error {
             .field("kind", &self.kind)
             .field("message", &self.message)
             .field("detail", &self.detail)
+            .field("source", &self.source)
             .finish()
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -179,5 +201,26 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Backend);
         assert!(!e.retryable());
         assert!(Error::timeout("x").retryable());
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Cause(u16);
+    impl fmt::Display for Cause {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "cause {}", self.0)
+        }
+    }
+    impl std::error::Error for Cause {}
+
+    #[test]
+    fn source_survives_context_and_clone() {
+        use std::error::Error as _;
+        let e = Error::conflict("VM is locked").with_source(Cause(7)).context("Snapshot of guest [101] failed");
+        let c = e.clone();
+        assert_eq!(c.source_as::<Cause>(), Some(&Cause(7)));
+        assert_eq!(c.source().map(|s| s.to_string()).as_deref(), Some("cause 7"));
+        assert!(c.source_as::<std::io::Error>().is_none());
+        assert!(Error::backend("x").source().is_none());
+        assert!(format!("{c:?}").contains("Cause(7)"));
     }
 }

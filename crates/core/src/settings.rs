@@ -76,6 +76,25 @@ impl Settings {
         keys.iter().find_map(|k| self.str(k))
     }
 
+    /// Which of several alias keys supplies the value (the first with a non-empty value), so
+    /// messages can name the key the platform in use actually sent (CloudStack delivers
+    /// `verify_tls_certificate` where RAS sends `verify_tls`).
+    pub fn key_any<'k>(&self, keys: &[&'k str]) -> Option<&'k str> {
+        keys.iter().copied().find(|k| match self.0.get(*k) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        })
+    }
+
+    /// A boolean from the first alias key that has a value, with that key.
+    pub fn bool_any<'k>(&self, keys: &[&'k str]) -> Result<Option<(bool, &'k str)>> {
+        match self.key_any(keys) {
+            Some(k) => Ok(self.bool(k)?.map(|b| (b, k))),
+            None => Ok(None),
+        }
+    }
+
     /// A secret value (token, password); never printed by `Debug`.
     pub fn secret(&self, key: &str) -> Option<SecretString> {
         self.str(key).map(SecretString::from)
@@ -170,6 +189,25 @@ mod tests {
         assert!(!dbg.contains("s3cret"), "{dbg}");
         assert!(s.bool("h").unwrap_err().to_string().contains("'h'"));
         assert!(!s.bool("h").unwrap_err().to_string().contains("maybe"));
+    }
+
+    #[test]
+    fn alias_keys_remember_which_one_supplied_the_value() {
+        let cs = Settings::from_json(&json!({"verify_tls": "", "verify_tls_certificate": "false"})).unwrap();
+        assert_eq!(cs.key_any(&["verify_tls", "verify_tls_certificate"]), Some("verify_tls_certificate"));
+        assert_eq!(
+            cs.bool_any(&["verify_tls", "verify_tls_certificate"]).unwrap(),
+            Some((false, "verify_tls_certificate"))
+        );
+        let ras = Settings::from_json(&json!({"verify_tls": true})).unwrap();
+        assert_eq!(ras.bool_any(&["verify_tls", "verify_tls_certificate"]).unwrap(), Some((true, "verify_tls")));
+        assert_eq!(Settings::new().bool_any(&["verify_tls"]).unwrap(), None);
+        let bad = Settings::from_json(&json!({"verify_tls_certificate": "maybe"})).unwrap();
+        assert!(bad
+            .bool_any(&["verify_tls", "verify_tls_certificate"])
+            .unwrap_err()
+            .message()
+            .contains("'verify_tls_certificate'"));
     }
 
     #[test]

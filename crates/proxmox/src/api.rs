@@ -2,8 +2,9 @@
 //! requests, one retry layer for idempotent GETs, error mapping, and a round-trip counter.
 
 use crate::config::{Auth, Config};
-use crate::pve_error;
-use polyvisor_core::{Error, ErrorKind, ExposeSecret, Result, SecretString};
+use crate::pve_error::{self, PveError};
+use polyvisor_core::{ExposeSecret, Result, SecretString};
+use polyvisor_http::{ClientOptions, CredentialedClient, SchemePolicy};
 use reqwest::header::{HeaderValue, AUTHORIZATION, COOKIE};
 use reqwest::Method;
 use serde_json::Value;
@@ -40,7 +41,7 @@ pub type Params<'a> = &'a [(&'a str, String)];
 /// The PVE API client. Cheap to share; the only state is the ticket cache.
 pub struct Api {
     cfg: Config,
-    http: reqwest::Client,
+    http: CredentialedClient,
     ticket: Mutex<Option<Ticket>>,
     total: AtomicU64,
 }
@@ -50,7 +51,13 @@ const GET_RETRIES: usize = 2;
 impl Api {
     /// A client for this config (no I/O).
     pub fn new(cfg: Config) -> Result<Api> {
-        let http = crate::tls::build_client(&cfg)?;
+        let http = CredentialedClient::new(
+            "Proxmox",
+            &cfg.base_url,
+            &cfg.http,
+            SchemePolicy::HttpsOnly,
+            &ClientOptions::default(),
+        )?;
         Ok(Api { cfg, http, ticket: Mutex::new(None), total: AtomicU64::new(0) })
     }
 
@@ -65,31 +72,35 @@ impl Api {
     }
 
     /// `GET path?params` → `data`.
-    pub async fn get(&self, path: &str, params: Params<'_>) -> Result<Value> {
+    pub async fn get(&self, path: &str, params: Params<'_>) -> Result<Value, PveError> {
         self.call(Method::GET, path, params).await
     }
     /// `POST path` (form) → `data`.
-    pub async fn post(&self, path: &str, params: Params<'_>) -> Result<Value> {
+    pub async fn post(&self, path: &str, params: Params<'_>) -> Result<Value, PveError> {
         self.call(Method::POST, path, params).await
     }
     /// `PUT path` (form) → `data`.
-    pub async fn put(&self, path: &str, params: Params<'_>) -> Result<Value> {
+    pub async fn put(&self, path: &str, params: Params<'_>) -> Result<Value, PveError> {
         self.call(Method::PUT, path, params).await
     }
     /// `DELETE path?params` → `data`.
-    pub async fn delete(&self, path: &str, params: Params<'_>) -> Result<Value> {
+    pub async fn delete(&self, path: &str, params: Params<'_>) -> Result<Value, PveError> {
         self.call(Method::DELETE, path, params).await
     }
 
     /// One API call: authenticated, re-login once on 401 (ticket auth), GETs retried on
-    /// transport errors and transient 5xx.
-    pub async fn call(&self, method: Method, path: &str, params: Params<'_>) -> Result<Value> {
+    /// transport errors and transient 5xx (never on TLS failures).
+    pub async fn call(&self, method: Method, path: &str, params: Params<'_>) -> Result<Value, PveError> {
         let mut relogged = false;
         let mut attempt = 0;
         loop {
+            // Log in first (a failed login is final); a 401 on the request means the ticket expired.
+            if self.uses_ticket() && self.cached_ticket().is_none() {
+                self.login().await?;
+            }
             match self.send_once(&method, path, params).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.kind() == ErrorKind::Unauthorized && !relogged && self.uses_ticket() && is_401(&e) => {
+                Err(PveError::Auth { status: 401, .. }) if !relogged && self.uses_ticket() => {
                     tracing::debug!(path, "ticket rejected; logging in again");
                     self.clear_ticket();
                     relogged = true;
@@ -119,7 +130,7 @@ impl Api {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.cfg.base_url, path)
+        self.http.url(path)
     }
 
     fn count(&self) {
@@ -128,35 +139,44 @@ impl Api {
     }
 
     /// Logs in with user + password (`POST /access/ticket`) and caches the ticket.
-    async fn login(&self) -> Result<Ticket> {
+    async fn login(&self) -> Result<Ticket, PveError> {
         let Auth::Password { user, password } = &self.cfg.auth else {
-            return Err(Error::internal("login without password credentials"));
+            return Err(PveError::Config("login without password credentials".into()));
         };
         let form = [("username", user.as_str()), ("password", password.expose_secret())];
         self.count();
-        let resp =
-            self.http.post(self.url("/access/ticket")).form(&form).send().await.map_err(|e| self.transport_error(e))?;
+        let resp = self
+            .http
+            .http()
+            .post(self.url("/access/ticket"))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         let reason = reason_phrase(&resp);
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
-            let e = pve_error::from_response(status.as_u16(), reason.as_deref(), &body);
-            return Err(match e.kind() {
-                ErrorKind::Unauthorized => {
-                    Error::unauthorized(format!("Proxmox login failed for user '{user}': {}", e.message()))
+            return Err(match pve_error::from_response(status.as_u16(), reason.as_deref(), &body) {
+                PveError::Auth { status, message } => {
+                    PveError::Auth { status, message: format!("Proxmox login failed for user '{user}': {message}") }
                 }
-                _ => e.context("Proxmox login failed"),
+                other => other,
             });
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|_| Error::backend("Proxmox login answer is not JSON"))?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|_| PveError::BadAnswer("Proxmox login answer is not JSON".into()))?;
         let data = v.get("data").cloned().unwrap_or(Value::Null);
         if data.get("NeedTFA").is_some_and(crate::lenient::truthy) {
-            return Err(Error::unauthorized("Proxmox login needs two-factor authentication; use an API token"));
+            return Err(PveError::Auth {
+                status: 200,
+                message: "Proxmox login needs two-factor authentication; use an API token".into(),
+            });
         }
         let ticket = data.get("ticket").and_then(Value::as_str);
         let csrf = data.get("CSRFPreventionToken").and_then(Value::as_str);
         let (Some(ticket), Some(csrf)) = (ticket, csrf) else {
-            return Err(Error::backend("Proxmox login answer has no ticket"));
+            return Err(PveError::BadAnswer("Proxmox login answer has no ticket".into()));
         };
         let t = Ticket {
             cookie: SecretString::from(format!("PVEAuthCookie={ticket}")),
@@ -168,13 +188,14 @@ impl Api {
         Ok(t)
     }
 
-    async fn send_once(&self, method: &Method, path: &str, params: Params<'_>) -> Result<Value> {
-        let mut req = self.http.request(method.clone(), self.url(path));
+    async fn send_once(&self, method: &Method, path: &str, params: Params<'_>) -> Result<Value, PveError> {
+        let mut req = self.http.http().request(method.clone(), self.url(path));
         req = if matches!(*method, Method::GET | Method::DELETE) { req.query(params) } else { req.form(params) };
         match &self.cfg.auth {
             Auth::Token { header } => {
-                let mut h = HeaderValue::from_str(header.expose_secret())
-                    .map_err(|_| Error::invalid("API token contains characters not allowed in an HTTP header"))?;
+                let mut h = HeaderValue::from_str(header.expose_secret()).map_err(|_| {
+                    PveError::Config("API token contains characters not allowed in an HTTP header".into())
+                })?;
                 h.set_sensitive(true);
                 req = req.header(AUTHORIZATION, h);
             }
@@ -184,12 +205,12 @@ impl Api {
                     None => self.login().await?,
                 };
                 let mut c = HeaderValue::from_str(t.cookie.expose_secret())
-                    .map_err(|_| Error::backend("Proxmox ticket is not a valid cookie"))?;
+                    .map_err(|_| PveError::BadAnswer("Proxmox ticket is not a valid cookie".into()))?;
                 c.set_sensitive(true);
                 req = req.header(COOKIE, c);
                 if *method != Method::GET {
                     let mut x = HeaderValue::from_str(t.csrf.expose_secret())
-                        .map_err(|_| Error::backend("Proxmox CSRF token is not a valid header"))?;
+                        .map_err(|_| PveError::BadAnswer("Proxmox CSRF token is not a valid header".into()))?;
                     x.set_sensitive(true);
                     req = req.header("CSRFPreventionToken", x);
                 }
@@ -211,30 +232,16 @@ impl Api {
             return Ok(Value::Null);
         }
         let v: Value = serde_json::from_slice(&body)
-            .map_err(|_| Error::backend(format!("Proxmox answered {method} {path} with non-JSON")))?;
+            .map_err(|_| PveError::BadAnswer(format!("Proxmox answered {method} {path} with non-JSON")))?;
         Ok(v.get("data").cloned().unwrap_or(Value::Null))
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> Error {
-        let host = &self.cfg.display_host;
-        // reqwest's Display carries the URL (no secrets: tickets and tokens are headers).
-        let detail = format!("{e:?}");
-        if e.is_timeout() {
-            Error::timeout(format!("Proxmox at {host} did not answer in time")).with_detail(detail)
-        } else if e.is_connect() {
-            let tls =
-                detail.contains("certificate") || detail.contains("Certificate") || detail.contains("fingerprint");
-            if tls {
-                Error::unavailable(format!(
-                    "TLS verification of Proxmox at {host} failed (check 'ca_file', 'fingerprint' or 'verify_tls')"
-                ))
-                .with_detail(detail)
-            } else {
-                Error::unavailable(format!("Proxmox at {host} is unreachable")).with_detail(detail)
-            }
-        } else {
-            Error::unavailable(format!("connection to Proxmox at {host} failed")).with_detail(detail)
-        }
+    /// Classified by `polyvisor-http` from the error's source chain (not its text).
+    fn transport_error(&self, e: reqwest::Error) -> PveError {
+        let t = polyvisor_http::classify(&e);
+        // reqwest's Debug carries the URL (no secrets: tickets and tokens are headers).
+        tracing::debug!(target: "polyvisor_proxmox::http", error = ?e, class = %t, "transport failure");
+        PveError::from_transport(t, &self.cfg.display_host, self.cfg.http.tls_hint())
     }
 }
 
@@ -245,8 +252,4 @@ fn reason_phrase(resp: &reqwest::Response) -> Option<String> {
         .get::<hyper::ext::ReasonPhrase>()
         .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
         .or_else(|| resp.status().canonical_reason().map(str::to_string))
-}
-
-fn is_401(e: &Error) -> bool {
-    e.detail() == Some("HTTP 401")
 }

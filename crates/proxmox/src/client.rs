@@ -4,10 +4,10 @@
 use crate::api::Api;
 use crate::config::Config;
 use crate::parse::{self, Resource};
-use crate::pve_error;
+use crate::pve_error::{self, PveError};
 use crate::upid::{enc, Upid};
 use polyvisor_core::task::TaskToken;
-use polyvisor_core::{Error, ErrorKind, GuestId, Result};
+use polyvisor_core::{Error, GuestId, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,19 +17,30 @@ pub struct ProxmoxDriver {
     pub(crate) api: Api,
     /// vmid → node; only a hint: every miss or "does not exist" refreshes it.
     nodes: Mutex<HashMap<String, String>>,
+    /// vmid → power state seen by a read moments ago in this process (fronts resolve a VM
+    /// and act on it right away); only used within [`OBSERVED_FRESH`], and the start task
+    /// copes with a state that changed in between.
+    observed: Mutex<HashMap<String, (polyvisor_core::PowerState, std::time::Instant)>>,
 }
 
-/// A finished or running PVE task.
+/// How long an observed power state may stand in for a status read.
+pub(crate) const OBSERVED_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A finished or running PVE task; a failed exit status is classified once, here.
 pub(crate) enum PveTask {
     Running,
     Ok,
-    Failed(String),
+    Failed(PveError),
 }
 
 impl ProxmoxDriver {
     /// A driver for this config (no I/O).
     pub fn new(cfg: Config) -> Result<ProxmoxDriver> {
-        Ok(ProxmoxDriver { api: Api::new(cfg)?, nodes: Mutex::new(HashMap::new()) })
+        Ok(ProxmoxDriver {
+            api: Api::new(cfg)?,
+            nodes: Mutex::new(HashMap::new()),
+            observed: Mutex::new(HashMap::new()),
+        })
     }
 
     /// HTTP round trips made so far by this driver (all operations, all tasks).
@@ -62,13 +73,32 @@ impl ProxmoxDriver {
         }
     }
 
+    /// Records a power state just read.
+    pub(crate) fn observe(&self, vmid: &str, power: polyvisor_core::PowerState) {
+        if let Ok(mut o) = self.observed.lock() {
+            o.insert(vmid.to_string(), (power, std::time::Instant::now()));
+        }
+    }
+
+    /// A power state read within [`OBSERVED_FRESH`] (taken: used once).
+    pub(crate) fn take_observed(&self, vmid: &str) -> Option<polyvisor_core::PowerState> {
+        let (p, at) = self.observed.lock().ok()?.remove(vmid)?;
+        (at.elapsed() < OBSERVED_FRESH).then_some(p)
+    }
+
     pub(crate) fn remember(&self, vmid: &str, node: &str) {
         if let Ok(mut c) = self.nodes.lock() {
             c.insert(vmid.to_string(), node.to_string());
         }
     }
 
-    /// Node of a guest: cache, else a fresh listing; absent → NotFound.
+    /// Where a guest probably is without asking: the cache, else the node the platform
+    /// names (`node` setting). Only a hint: a "does not exist" there falls back to a listing.
+    pub(crate) fn node_hint(&self, vmid: &str) -> Option<String> {
+        self.cached_node(vmid).or_else(|| self.cfg().node.clone())
+    }
+
+    /// Node of a guest from a fresh listing (cache first); absent → NotFound.
     pub(crate) async fn node_of(&self, id: &GuestId) -> Result<(String, String)> {
         let vmid = vmid_of(id)?;
         if let Some(n) = self.cached_node(&vmid) {
@@ -81,24 +111,25 @@ impl ProxmoxDriver {
         }
     }
 
-    /// Runs `f(vmid, node)`; when the node came from the cache and PVE says the VM does
-    /// not exist there, refreshes once and retries (migrated or recycled VMIDs).
+    /// Runs `f(vmid, node)` on the hinted node (no listing); when PVE says the VM does not
+    /// exist there, locates it with one listing and retries (migrated or recycled VMIDs,
+    /// guests on another node than the configured one).
     pub(crate) async fn on_vm<T, F, Fut>(&self, id: &GuestId, f: F) -> Result<T>
     where
         F: Fn(String, String) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let vmid = vmid_of(id)?;
-        let cached = self.cached_node(&vmid).is_some();
-        let (vmid, node) = self.node_of(id).await?;
-        match f(vmid.clone(), node).await {
-            Err(e) if cached && e.kind() == ErrorKind::NotFound && e.message().contains("Configuration file") => {
-                self.forget(&vmid);
-                let (vmid, node) = self.node_of(id).await?;
-                f(vmid, node).await
+        if let Some(node) = self.node_hint(&vmid) {
+            match f(vmid.clone(), node).await {
+                Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_) | PveError::NotFound(_))) => {
+                    self.forget(&vmid)
+                }
+                other => return other,
             }
-            other => other,
         }
+        let (vmid, node) = self.node_of(id).await?;
+        f(vmid, node).await
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status` → state.
@@ -120,7 +151,7 @@ impl ProxmoxDriver {
         Ok(found.map(|t| match t.get("status").and_then(Value::as_str) {
             None | Some("running") | Some("") => PveTask::Running,
             Some(s) if is_ok_exit(s) => PveTask::Ok,
-            Some(s) => PveTask::Failed(s.to_string()),
+            Some(s) => PveTask::Failed(pve_error::from_task_exit(s)),
         }))
     }
 }
@@ -130,14 +161,15 @@ pub(crate) fn vm_path(node: &str, vmid: &str) -> String {
     format!("/nodes/{}/qemu/{}", enc(node), enc(vmid))
 }
 
-/// A guest id must be a VMID (integer ≥ 100).
+/// A guest id must be a VMID in canonical decimal (100–999999999): no sign, no leading
+/// zero, no whitespace (`"0100"`, `"+100"`, `" 100"` used to resolve to guest 100).
 pub(crate) fn vmid_of(id: &GuestId) -> Result<String> {
-    let s = id.as_str().trim();
-    match s.parse::<u64>() {
-        Ok(n) if (100..=999_999_999).contains(&n) => Ok(n.to_string()),
-        _ => {
-            Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", s.chars().take(40).collect::<String>())))
-        }
+    let s = id.as_str();
+    let canonical = (3..=9).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+    if canonical {
+        Ok(s.to_string())
+    } else {
+        Err(Error::invalid(format!("guest id '{}' is not a Proxmox VMID", crate::validate::shown(s))))
     }
 }
 
@@ -150,22 +182,24 @@ pub(crate) fn task_state_of(v: &Value) -> PveTask {
     match v.get("status").and_then(Value::as_str) {
         Some("stopped") => match v.get("exitstatus").and_then(Value::as_str) {
             Some(s) if is_ok_exit(s) => PveTask::Ok,
-            Some(s) => PveTask::Failed(s.to_string()),
-            None => PveTask::Failed("task ended without exit status".into()),
+            Some(s) => PveTask::Failed(pve_error::from_task_exit(s)),
+            None => PveTask::Failed(PveError::BadAnswer("task ended without exit status".into())),
         },
         _ => PveTask::Running,
     }
 }
 
-/// Error for a failed in-task exit status.
-pub(crate) fn task_error(what: &str, exit: &str) -> Error {
-    Error::new(pve_error::classify_message(exit), format!("{what}: {exit}"))
+/// Error for a failed in-task exit status (typed source kept).
+pub(crate) fn task_error(what: &str, exit: &PveError) -> Error {
+    Error::from(exit.clone()).context(what)
 }
 
 /// A UPID from a POST/DELETE answer; PVE 6.2 `template` answered `null` (→ `None`).
-pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>> {
+pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>, PveError> {
     match data.as_str() {
-        Some(s) => Upid::parse(s).map(Some),
+        Some(s) => {
+            Upid::parse(s).map(Some).map_err(|_| PveError::BadAnswer("Proxmox returned a malformed task id".into()))
+        }
         None => Ok(None),
     }
 }
@@ -173,4 +207,22 @@ pub(crate) fn upid_of(data: &Value) -> Result<Option<Upid>> {
 /// A task token that waits for one UPID.
 pub(crate) fn upid_task(op: &str, upid: &Upid, vmid: &str) -> polyvisor_core::TaskId {
     TaskToken::new("upid", json!({"op": op, "upid": upid.raw, "vmid": vmid})).encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_vmids() {
+        for ok in ["100", "999999999", "4242"] {
+            assert_eq!(vmid_of(&GuestId::new(ok)).unwrap(), ok);
+        }
+        // Regression (issue 9): these resolved to guest 100.
+        for bad in ["0100", "+100", " 100", "100 ", "99", "1000000000", "1e2", "", "１００"] {
+            assert!(vmid_of(&GuestId::new(bad)).is_err(), "{bad:?}");
+        }
+        let e = vmid_of(&GuestId::new("9".repeat(1_000_000))).unwrap_err();
+        assert!(e.message().len() < 200, "a 1 MB id is not echoed whole");
+    }
 }

@@ -4,6 +4,7 @@
 use polyvisor_core::{
     Capabilities, ConsoleKind, Error, ExposeSecret, Result, SecretString, Settings, TemplateStrategy,
 };
+pub use polyvisor_http::{parse_fingerprint, HttpSettings, TlsMode};
 use std::time::Duration;
 
 /// Default PVE API port.
@@ -24,19 +25,6 @@ pub enum Auth {
         /// The password (secret).
         password: SecretString,
     },
-}
-
-/// How the server certificate is checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Public web PKI roots (default).
-    Verify,
-    /// Verify against this PEM CA file.
-    CaFile(String),
-    /// Accept exactly the certificate with this SHA-256 digest (DER), as Proxmox shows it.
-    Fingerprint([u8; 32]),
-    /// No verification (explicit opt-out).
-    Insecure,
 }
 
 /// How templates are implemented.
@@ -87,7 +75,7 @@ pub enum CloneDefault {
 /// The resolved driver configuration.
 #[derive(Clone)]
 pub struct Config {
-    /// `https://host:port/api2/json` (or `http://` when given explicitly, for tests).
+    /// `https://host:port/api2/json` (Proxmox only speaks HTTPS; `http://` is refused).
     pub base_url: String,
     /// `host:port` for messages.
     pub display_host: String,
@@ -101,8 +89,8 @@ pub struct Config {
     pub pool: Option<String>,
     /// Default bridge for new NICs (`network_bridge`, default `vmbr0`).
     pub bridge: String,
-    /// Certificate checking.
-    pub tls: TlsMode,
+    /// Certificate checking and timeouts (the settings every HTTP driver shares).
+    pub http: HttpSettings,
     /// Default clone mode.
     pub clone_default: CloneDefault,
     /// How long a started clone may take to report an IPv4 address.
@@ -115,19 +103,16 @@ pub struct Config {
     pub iso_os_type: String,
     /// Graceful shutdown budget before the hard stop (`shutdown_timeout`, default 60 s).
     pub shutdown_timeout_secs: u64,
-    /// TCP connect timeout (`connect_timeout`, default 3 s).
-    pub connect_timeout: Duration,
-    /// Whole-request timeout (`request_timeout`, default 10 s).
-    pub request_timeout: Duration,
 }
 
 impl Config {
     /// Reads settings. Errors name the key, never a value.
     pub fn from_settings(s: &Settings) -> Result<Config> {
-        let raw_host = s
-            .str_any(&["host", "url"])
+        let host_key = s
+            .key_any(&["host", "url"])
             .ok_or_else(|| Error::invalid("setting 'host' (or CloudStack 'url') is required"))?;
-        let (base_url, display_host) = parse_host(&raw_host)?;
+        let raw_host = s.str(host_key).unwrap_or_default();
+        let (base_url, display_host) = parse_host_key(&raw_host, host_key)?;
         let user = s.str_any(&["username", "user"]);
         let token_name = s.str_any(&["token_name", "token"]);
         let token_secret = s.secret_any(&["token_secret", "secret"]);
@@ -163,19 +148,9 @@ impl Config {
                 ))
             }
         };
-        let verify = match s.bool("verify_tls")? {
-            Some(v) => v,
-            None => s.bool_or("verify_tls_certificate", true)?,
-        };
-        let tls = if let Some(fp) = s.str("fingerprint") {
-            TlsMode::Fingerprint(parse_fingerprint(&fp)?)
-        } else if let Some(ca) = s.str("ca_file") {
-            TlsMode::CaFile(ca)
-        } else if verify {
-            TlsMode::Verify
-        } else {
-            TlsMode::Insecure
-        };
+        // CloudStack names its host key `url` and its TLS switch `verify_tls_certificate`.
+        let verify_key = if host_key == "url" { "verify_tls_certificate" } else { "verify_tls" };
+        let http = HttpSettings::from_settings(s, verify_key)?;
         let clone_default = match s.str("clone_mode").map(|m| m.to_ascii_lowercase()).as_deref() {
             Some("full") => CloneDefault::Full,
             Some("linked") | Some("link") => CloneDefault::Linked,
@@ -186,35 +161,59 @@ impl Config {
             },
         };
         let template_mode = TemplateMode::from_settings(s)?;
+        // Everything below ends up in property strings or paths: checked before any request.
+        let node = s.str("node");
+        if let Some(n) = &node {
+            crate::validate::node(n, "setting 'node'")?;
+        }
+        let storage = s.str("storage");
+        if let Some(st) = &storage {
+            crate::validate::storage_id(st, "setting 'storage'")?;
+        }
+        let pool = s.str("pool");
+        if let Some(p) = &pool {
+            crate::validate::pool(p, "setting 'pool'")?;
+        }
+        let bridge = s.str("network_bridge").unwrap_or_else(|| "vmbr0".into());
+        crate::validate::bridge(&bridge, "setting 'network_bridge'")?;
+        let iso_os_type = s.str("iso_os_type").unwrap_or_else(|| "l26".into());
+        crate::validate::os_type(&iso_os_type, "setting 'iso_os_type'")?;
         Ok(Config {
             base_url,
             display_host,
             auth,
-            node: s.str("node"),
-            storage: s.str("storage"),
-            pool: s.str("pool"),
-            bridge: s.str("network_bridge").unwrap_or_else(|| "vmbr0".into()),
-            tls,
+            node,
+            storage,
+            pool,
+            bridge,
+            http,
             clone_default,
             ip_wait: Duration::from_secs(s.u64_or("ip_wait_timeout", 300)?),
             template_mode,
             disk_size_gb: s.u64_or("disk_size_gb", 64)?,
-            iso_os_type: s.str("iso_os_type").unwrap_or_else(|| "l26".into()),
+            iso_os_type,
             shutdown_timeout_secs: s.u64_or("shutdown_timeout", 60)?,
-            connect_timeout: Duration::from_millis(s.u64_or("connect_timeout", 3)?.max(1) * 1000),
-            request_timeout: Duration::from_millis(s.u64_or("request_timeout", 10)?.max(1) * 1000),
         })
     }
 }
 
 /// `host`, `host:port`, `https://host[:port][/…]`, `[v6]:port` → (base URL, `host:port`).
+/// `http://` is refused: Proxmox only speaks HTTPS, and a plain URL would send the API
+/// token or the password in cleartext.
 pub fn parse_host(raw: &str) -> Result<(String, String)> {
-    let bad = || Error::invalid("setting 'host' is not a valid host name, host:port or URL");
+    parse_host_key(raw, "host")
+}
+
+fn parse_host_key(raw: &str, key: &str) -> Result<(String, String)> {
+    let bad = || Error::invalid(format!("setting '{key}' is not a valid host name, host:port or https:// URL"));
     let raw = raw.trim();
     let (scheme, rest) = if let Some(r) = raw.strip_prefix("https://") {
         ("https", r)
-    } else if let Some(r) = raw.strip_prefix("http://") {
-        ("http", r)
+    } else if raw.len() >= 7 && raw[..7].eq_ignore_ascii_case("http://") {
+        return Err(Error::invalid(format!(
+            "setting '{key}' uses http://, but Proxmox only speaks HTTPS (plain http would send credentials in \
+             cleartext): use https:// or just host:port"
+        )));
     } else if raw.contains("://") {
         return Err(bad());
     } else {
@@ -249,20 +248,6 @@ pub fn parse_host(raw: &str) -> Result<(String, String)> {
     Ok((format!("{scheme}://{display}/api2/json"), display))
 }
 
-/// `AB:CD:…` (32 colon-separated hex octets, any case; colons optional) → digest bytes.
-pub fn parse_fingerprint(raw: &str) -> Result<[u8; 32]> {
-    let hex: String = raw.chars().filter(|c| *c != ':' && !c.is_whitespace()).collect();
-    let bad = || Error::invalid("setting 'fingerprint' must be a SHA-256 fingerprint (32 colon-separated hex octets)");
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,12 +260,19 @@ mod tests {
         assert_eq!(p("pve.lab:8443"), "https://pve.lab:8443/api2/json");
         assert_eq!(p("https://10.0.0.5:8006/"), "https://10.0.0.5:8006/api2/json");
         assert_eq!(p("https://10.0.0.5/api2/json"), "https://10.0.0.5:8006/api2/json");
-        assert_eq!(p("http://127.0.0.1:9"), "http://127.0.0.1:9/api2/json");
         assert_eq!(p("[fd00::1]:8006"), "https://[fd00::1]:8006/api2/json");
         assert_eq!(p("[fd00::1]"), "https://[fd00::1]:8006/api2/json");
         for bad in ["", "ftp://x", "host:notaport", "host:0", "a b", "user:pw@host", "fd00::1"] {
             assert!(parse_host(bad).is_err(), "{bad}");
         }
+        // Regression (issue 9 item 3): http:// used to be accepted and sent the token in cleartext.
+        for plain in ["http://127.0.0.1:9", "HTTP://pve.lab:8006/api2/json"] {
+            let e = parse_host(plain).unwrap_err();
+            assert!(e.message().contains("only speaks HTTPS"), "{e}");
+        }
+        let cs = Settings::from_json(&json!({"url":"http://pve","user":"root@pam","token":"ci","secret":"S"})).unwrap();
+        let e = Config::from_settings(&cs).err().unwrap();
+        assert!(e.message().contains("setting 'url' uses http://"), "{e}");
     }
 
     #[test]
@@ -290,8 +282,10 @@ mod tests {
         let a = Config::from_settings(&ras).unwrap();
         let b = Config::from_settings(&cs).unwrap();
         assert_eq!(a.base_url, b.base_url);
-        assert_eq!(a.tls, TlsMode::Insecure);
-        assert_eq!(b.tls, TlsMode::Insecure);
+        assert_eq!(a.http.tls, TlsMode::Insecure);
+        assert_eq!(a.http.verify_key, "verify_tls");
+        assert_eq!(b.http.tls, TlsMode::Insecure);
+        assert_eq!(b.http.verify_key, "verify_tls_certificate", "CloudStack's key is named in TLS hints");
         assert_eq!(b.bridge, "vmbr1");
         assert_eq!(b.clone_default, CloneDefault::Full);
         match (&a.auth, &b.auth) {
@@ -301,6 +295,26 @@ mod tests {
             }
             _ => panic!("token auth expected"),
         }
+    }
+
+    #[test]
+    fn property_string_settings_are_validated_before_any_request() {
+        let base = json!({"host":"pve","username":"root@pam","token_name":"ci","token_secret":"S"});
+        let with = |k: &str, v: &str| {
+            let mut b = base.clone();
+            b[k] = json!(v);
+            Config::from_settings(&Settings::from_json(&b).unwrap())
+        };
+        // Regression (issue 9 item 5): this value was pasted into net0 unchecked.
+        let e = with("network_bridge", "vmbr0,link_down=1,rate=1").err().unwrap();
+        assert_eq!(e.kind(), polyvisor_core::ErrorKind::InvalidInput);
+        assert!(e.message().contains("'network_bridge'"), "{e}");
+        for (k, v) in
+            [("storage", "local-lvm,size=999"), ("pool", "p,x=1"), ("node", "pve1/../x"), ("iso_os_type", "l26,x")]
+        {
+            assert!(with(k, v).is_err(), "{k}={v}");
+        }
+        assert_eq!(with("network_bridge", "vmbr1").ok().unwrap().bridge, "vmbr1");
     }
 
     #[test]
@@ -315,14 +329,5 @@ mod tests {
         let c = Config::from_settings(&s).unwrap();
         assert!(matches!(c.auth, Auth::Password { ref user, .. } if user == "root@pam"));
         assert_eq!(c.template_mode, TemplateMode::Native);
-    }
-
-    #[test]
-    fn fingerprints_parse_as_proxmox_shows_them() {
-        let fp = "42:62:51:D3:E1:41:7B:21:C8:6B:70:6F:2B:AB:76:DE:D0:69:58:41:95:82:8A:50:FD:7E:CA:78:7E:80:81:90";
-        assert_eq!(parse_fingerprint(fp).unwrap()[0], 0x42);
-        assert_eq!(parse_fingerprint(&fp.to_lowercase()).unwrap()[31], 0x90);
-        assert!(parse_fingerprint("42:62").is_err());
-        assert!(parse_fingerprint(&fp.replace('4', "g")).is_err());
     }
 }

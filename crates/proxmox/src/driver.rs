@@ -6,6 +6,7 @@ use crate::client::{upid_of, upid_task, vm_path, ProxmoxDriver};
 use crate::config::TemplateMode;
 use crate::names;
 use crate::parse;
+use crate::pve_error::PveError;
 use crate::tags;
 use crate::upid::enc;
 use polyvisor_core::task::completed;
@@ -68,12 +69,60 @@ impl Driver for ProxmoxDriver {
 
     async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
         counted("find_by_key", async {
+            let list = self.resources().await?;
             Ok(self
-                .resources()
+                .owner_of_key(&list, key, None)
                 .await?
-                .into_iter()
-                .find(|r| tags::key_of(&r.tags).as_deref() == Some(key))
-                .map(|r| r.summary()))
+                .map(|r| GuestSummary { key: Some(key.to_string()), ..r.summary() }))
+        })
+        .await
+    }
+
+    /// At `hint` on the hinted node: one `status/current` (it carries tags and the template
+    /// flag), no listing. Otherwise (or when the guest there is not ours) by key.
+    async fn find_owned(&self, key: &str, hint: Option<&GuestId>) -> Result<Option<GuestSummary>> {
+        counted("find_owned", async {
+            let hinted = hint.and_then(|h| crate::client::vmid_of(h).ok());
+            if let Some(vmid) = hinted {
+                if let Some(node) = self.node_hint(&vmid) {
+                    match self.api.get(&format!("{}/status/current", vm_path(&node, &vmid)), &[]).await {
+                        Ok(st) => {
+                            let tag_str = crate::lenient::str_field(&st, "tags").unwrap_or_default();
+                            let template =
+                                crate::lenient::bool_field(&st, "template") || tags::has_template_flag(&tag_str);
+                            if tags::key_of(&tag_str).as_deref() == Some(key) && !template {
+                                self.remember(&vmid, &node);
+                                self.observe(
+                                    &vmid,
+                                    parse::map_power(
+                                        &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                                        crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                                    ),
+                                );
+                                return Ok(Some(GuestSummary {
+                                    id: GuestId::new(vmid.clone()),
+                                    name: parse::display_name(crate::lenient::str_field(&st, "name").as_deref(), &vmid),
+                                    power: parse::map_power(
+                                        &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                                        crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                                    ),
+                                    is_template: false,
+                                    key: Some(key.to_string()),
+                                    node: Some(node),
+                                }));
+                            }
+                        }
+                        Err(PveError::VmNotFound(_) | PveError::NotFound(_)) => self.forget(&vmid),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            let list = self.resources().await?;
+            Ok(self
+                .owner_of_key(&list, key, None)
+                .await?
+                .filter(|r| !r.is_template())
+                .map(|r| GuestSummary { key: Some(key.to_string()), ..r.summary() }))
         })
         .await
     }
@@ -84,12 +133,21 @@ impl Driver for ProxmoxDriver {
 
     async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
         counted("delete", async {
+            let vmid = crate::client::vmid_of(id)?;
+            if let Some(node) = self.node_hint(&vmid) {
+                match self.start_delete(&vmid, &node, true).await {
+                    Err(e) if matches!(PveError::of(&e), Some(PveError::VmNotFound(_) | PveError::NotFound(_))) => {
+                        self.forget(&vmid)
+                    }
+                    other => return other,
+                }
+            }
             let (vmid, node) = match self.node_of(id).await {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(done("delete")),
                 Err(e) => return Err(e),
             };
-            self.start_delete(&vmid, &node).await
+            self.start_delete(&vmid, &node, false).await
         })
         .await
     }
@@ -114,7 +172,15 @@ impl Driver for ProxmoxDriver {
         counted(
             "snapshots",
             self.on_vm(id, |vmid, node| async move {
-                Ok(parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?))
+                let list = parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(&node, &vmid)), &[]).await?);
+                Ok(list
+                    .into_iter()
+                    .map(|s| Snapshot {
+                        name: names::platform_snapshot_name(&s.name),
+                        parent: s.parent.as_deref().map(names::platform_snapshot_name),
+                        ..s
+                    })
+                    .collect())
             }),
         )
         .await
@@ -132,8 +198,9 @@ impl Driver for ProxmoxDriver {
                     if list.iter().any(|s| s.name == name) {
                         return Ok(true);
                     }
-                    // Link-clone design: a native template stands for its (impossible) snapshot.
-                    if self.cfg().template_mode == TemplateMode::Native {
+                    // Link-clone design: a native template stands for exactly one (virtual)
+                    // snapshot, the RAS link label; any other name does not exist.
+                    if self.cfg().template_mode == TemplateMode::Native && name == names::LINK_STORED {
                         let cfg = self.api.get(&format!("{}/config", vm_path(&node, &vmid)), &[]).await?;
                         return Ok(crate::lenient::bool_field(&cfg, "template"));
                     }
@@ -204,15 +271,14 @@ impl Driver for ProxmoxDriver {
                 })
                 .await;
             match r {
-                // Missing snapshot (synchronous on real PVE): already gone.
-                Err(e) if e.kind() == ErrorKind::NotFound && e.message().contains("snapshot") => {
-                    Ok(done("snapshot_delete"))
-                }
-                // Native templates have no snapshots; the link-clone design treats this as done.
-                Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => {
-                    Ok(done("snapshot_delete"))
-                }
-                other => other,
+                Err(e) => match PveError::of(&e) {
+                    // Missing snapshot (synchronous on real PVE): already gone.
+                    Some(PveError::SnapshotNotFound(_)) => Ok(done("snapshot_delete")),
+                    // Native templates have no snapshots; the link-clone design treats this as done.
+                    Some(PveError::IsTemplate(_)) if self.native() => Ok(done("snapshot_delete")),
+                    _ => Err(e),
+                },
+                ok => ok,
             }
         })
         .await
@@ -296,12 +362,19 @@ impl ProxmoxDriver {
     async fn power_on(&self, vmid: &str, node: &str, action: PowerAction) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let (endpoint, params): (&str, Vec<(&str, String)>) = match action {
+            // Running → done, paused → resume, else start. The state comes from a read this
+            // process made moments ago (find_owned) or from one status read.
             PowerAction::Start => {
-                let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
-                let power = parse::map_power(
-                    &crate::lenient::str_field(&st, "status").unwrap_or_default(),
-                    crate::lenient::str_field(&st, "qmpstatus").as_deref(),
-                );
+                let power = match self.take_observed(vmid) {
+                    Some(p) => p,
+                    None => {
+                        let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                        parse::map_power(
+                            &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                            crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                        )
+                    }
+                };
                 match power {
                     PowerState::PoweredOn => return Ok(done("start")),
                     PowerState::Suspended => ("resume", vec![]),
@@ -319,11 +392,19 @@ impl ProxmoxDriver {
         };
         let answer = match self.api.post(&format!("{path}/status/{endpoint}"), &params).await {
             // Idempotent: stopping or shutting down a stopped guest succeeds.
-            Err(e)
-                if matches!(action, PowerAction::Stop | PowerAction::Shutdown)
-                    && e.message().contains("not running") =>
-            {
+            Err(PveError::NotRunning(_)) if matches!(action, PowerAction::Stop | PowerAction::Shutdown) => {
                 return Ok(done(endpoint))
+            }
+            Err(PveError::AlreadyRunning(_)) if action == PowerAction::Start => {
+                let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                let power = parse::map_power(
+                    &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                    crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                );
+                if power != PowerState::Suspended {
+                    return Ok(done("start"));
+                }
+                self.api.post(&format!("{path}/status/resume"), &[]).await?
             }
             other => other?,
         };
@@ -334,7 +415,8 @@ impl ProxmoxDriver {
     }
 
     /// DELETE when stopped; when running, hard-stop first (the task issues the DELETE).
-    pub(crate) async fn start_delete(&self, vmid: &str, node: &str) -> Result<TaskId> {
+    /// On a `guessed` node a missing VM is an error (the caller locates it), else success.
+    pub(crate) async fn start_delete(&self, vmid: &str, node: &str, guessed: bool) -> Result<TaskId> {
         let path = vm_path(node, vmid);
         let params = [("purge", "1".to_string()), ("destroy-unreferenced-disks", "1".to_string())];
         match self.api.delete(&path, &params).await {
@@ -345,11 +427,12 @@ impl ProxmoxDriver {
                     None => done("delete"),
                 })
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            Err(e @ PveError::VmNotFound(_)) if guessed => Err(e.into()),
+            Err(PveError::VmNotFound(_)) => {
                 self.forget(vmid);
                 Ok(done("delete"))
             }
-            Err(e) if e.message().contains("is running") => {
+            Err(PveError::IsRunning(_)) => {
                 // Hard stop, wait for it (bounded), then DELETE now: some fronts never poll
                 // a delete task. If the stop takes longer, the task issues the DELETE.
                 let stop = upid_of(&self.api.post(&format!("{path}/status/stop"), &[]).await?)?;
@@ -375,14 +458,12 @@ impl ProxmoxDriver {
                             None => done("delete"),
                         })
                     }
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(done("delete")),
-                    Err(e) if e.message().contains("is running") || crate::pve_error::is_lock_message(e.message()) => {
-                        Ok(chained)
-                    }
-                    Err(e) => Err(e),
+                    Err(PveError::VmNotFound(_)) => Ok(done("delete")),
+                    Err(PveError::IsRunning(_) | PveError::Locked(_)) => Ok(chained),
+                    Err(e) => Err(e.into()),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -446,12 +527,13 @@ impl ProxmoxDriver {
             return Ok(TaskToken::new("snapreplace", body).encode());
         }
         match self.post_snapshot(vmid, node, name, spec.include_memory, spec.description.as_deref()).await {
-            Ok(Some(u)) => Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw})).encode()),
-            Ok(None) => Ok(done("snapshot")),
-            Err(e) if e.message().contains("template") && self.cfg().template_mode == TemplateMode::Native => {
-                Ok(done("snapshot"))
+            Ok(Some(u)) => {
+                Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw, "name": name})).encode())
             }
-            Err(e) => Err(e),
+            Ok(None) => Ok(done("snapshot")),
+            // The virtual link label of a native template "exists" already; real names cannot.
+            Err(PveError::IsTemplate(_)) if self.native() && name == names::LINK_STORED => Ok(done("snapshot")),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -462,7 +544,7 @@ impl ProxmoxDriver {
         name: &str,
         vmstate: bool,
         desc: Option<&str>,
-    ) -> Result<Option<crate::upid::Upid>> {
+    ) -> Result<Option<crate::upid::Upid>, PveError> {
         let mut p = vec![("snapname", name.to_string()), ("vmstate", if vmstate { "1" } else { "0" }.to_string())];
         if let Some(d) = desc.filter(|d| !d.is_empty()) {
             p.push(("description", d.to_string()));

@@ -1,6 +1,6 @@
 //! Proxmox VE driver over the PVE REST API (see `README.md` for settings and quirks).
 //!
-//! Layers: [`config`] (settings → config) → [`tls`] + [`api`] (HTTP, auth, retries,
+//! Layers: [`config`] (settings → config) → [`api`] (over `polyvisor-http`) (HTTP, auth, retries,
 //! round-trip counter, [`pve_error`] mapping) → `client` (node cache, task reads) →
 //! `driver`/`provision`/`tasks` (the [`Driver`] operations and their task state machines).
 
@@ -15,8 +15,9 @@ mod provision;
 pub mod pve_error;
 pub mod tags;
 mod tasks;
-pub mod tls;
+
 pub mod upid;
+pub mod validate;
 
 pub use client::ProxmoxDriver;
 use config::TemplateMode;

@@ -27,26 +27,45 @@ pub fn dns_name(raw: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Maps a platform snapshot name onto a valid `pve-configid` (letter first, then letters,
-/// digits, `_`, `-`; 2–40 characters; not `current`/`pending`). Deterministic, so
-/// exists/delete/revert find what create made. Names already valid are unchanged.
+/// The RAS link-clone label, the one platform snapshot name that is not a `pve-configid`.
+pub const LINK_LABEL: &str = "RAS Template Snapshot";
+/// What [`LINK_LABEL`] is stored as (reserved: the literal name is refused, so the
+/// mapping stays one-to-one).
+pub const LINK_STORED: &str = "RAS_Template_Snapshot";
+
+/// The Proxmox name of a platform snapshot name, **one-to-one**: a valid `pve-configid`
+/// (letter first, then letters, digits, `_`, `-`; 2–40 characters; not `current`/`pending`)
+/// is used unchanged, [`LINK_LABEL`] maps to [`LINK_STORED`], anything else is refused
+/// (rewriting would let two names reach one snapshot: `a/../../x` used to become `a_______x`).
 pub fn snapshot_name(raw: &str) -> Result<String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Err(Error::invalid("snapshot name is empty"));
+    if raw == LINK_LABEL {
+        return Ok(LINK_STORED.to_string());
     }
-    let mut out: String =
-        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
-    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        out.insert(0, 's');
+    let b = raw.as_bytes();
+    let valid = (2..=40).contains(&b.len())
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+        && !raw.eq_ignore_ascii_case("current")
+        && !raw.eq_ignore_ascii_case("pending")
+        && raw != LINK_STORED;
+    if valid {
+        Ok(raw.to_string())
+    } else {
+        Err(Error::invalid(format!(
+            "snapshot name '{}' is not usable on Proxmox: 2-40 letters, digits, '_' or '-', starting with a letter \
+             (not 'current', 'pending' or '{LINK_STORED}')",
+            crate::validate::shown(raw)
+        )))
     }
-    if out.len() < 2 {
-        out.push('_');
+}
+
+/// The platform name of a stored snapshot (inverse of [`snapshot_name`]).
+pub fn platform_snapshot_name(stored: &str) -> String {
+    if stored == LINK_STORED {
+        LINK_LABEL.to_string()
+    } else {
+        stored.to_string()
     }
-    if out.eq_ignore_ascii_case("current") || out.eq_ignore_ascii_case("pending") {
-        out.push('_');
-    }
-    Ok(out.chars().take(40).collect())
 }
 
 #[cfg(test)]
@@ -68,13 +87,24 @@ mod tests {
     fn snapshot_names() {
         assert_eq!(snapshot_name("RAS_TEMPLATE_VERSION_1").unwrap(), "RAS_TEMPLATE_VERSION_1");
         assert_eq!(snapshot_name("RAS Template Snapshot").unwrap(), "RAS_Template_Snapshot");
-        assert_eq!(snapshot_name("1st").unwrap(), "s1st");
-        assert_eq!(snapshot_name("current").unwrap(), "current_");
-        assert_eq!(snapshot_name("a").unwrap(), "a_");
-        assert_eq!(snapshot_name(&"x".repeat(60)).unwrap().len(), 40);
+        assert_eq!(platform_snapshot_name("RAS_Template_Snapshot"), "RAS Template Snapshot");
+        // Regression (issue 9): these were rewritten, so two names could reach one snapshot.
+        for bad in ["a/../../x", "a_______x ", "1st", "current", "a", "RAS_Template_Snapshot", "x y", ""] {
+            assert!(snapshot_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(snapshot_name(&"x".repeat(41)).is_err());
+        assert_eq!(snapshot_name("a_______x").unwrap(), "a_______x");
     }
 
     proptest! {
+        #[test]
+        fn snapshot_names_are_one_to_one(a in ".{0,45}", b in ".{0,45}") {
+            if let (Ok(x), Ok(y)) = (snapshot_name(&a), snapshot_name(&b)) {
+                prop_assert_eq!(x == y, a == b);
+                prop_assert_eq!(platform_snapshot_name(&x), a);
+            }
+        }
+
         #[test]
         fn dns_names_are_valid(s in ".{0,100}") {
             if let Ok(n) = dns_name(&s) {

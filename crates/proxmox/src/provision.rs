@@ -5,25 +5,24 @@
 use crate::client::{task_error, upid_of, vm_path, vmid_of, ProxmoxDriver, PveTask};
 use crate::config::{CloneDefault, TemplateMode};
 use crate::names;
-use crate::pve_error::is_lock_message;
+use crate::pve_error::PveError;
 use crate::tags;
 use crate::upid::{enc, Upid};
 use polyvisor_core::task::TaskToken;
 use polyvisor_core::{
-    CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, ErrorKind, GuestId, Result, TaskOutput,
-    TaskStatus,
+    CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Error, GuestId, Result, TaskOutput, TaskStatus,
 };
 use serde_json::{json, Value};
 
 /// Whether a description carries exactly this marker line.
-fn has_marker(description: &str, marker: &str) -> bool {
+pub(crate) fn has_marker(description: &str, marker: &str) -> bool {
     description.lines().any(|l| l.trim() == marker)
 }
 
 const CLONE_ATTEMPTS: usize = 5;
 const MARK: &str = "polyvisor:";
 
-fn marker(src: &str, key: Option<&str>) -> String {
+pub(crate) fn marker(src: &str, key: Option<&str>) -> String {
     match key {
         Some(k) => format!("{MARK} key={k}"),
         None => format!("{MARK} clone-of={src}"),
@@ -48,11 +47,20 @@ impl ProxmoxDriver {
             }
             CloneMode::Auto => !native || self.cfg().clone_default == CloneDefault::Full,
         };
-        let snapname = match &spec.snapshot {
-            // A native template has no snapshots: the link-clone design clones the template itself.
-            Some(_) if native => None,
+        let snapname = match spec.snapshot.as_deref() {
+            None | Some("") => None,
+            // A native template has no snapshots: only the virtual link-clone label means
+            // "the template itself"; any other name does not exist (never the current state).
+            Some(names::LINK_LABEL) if native => None,
+            Some(s) if native => {
+                return Err(Error::not_found(format!(
+                    "snapshot '{}' of template [{src}] (a native Proxmox template has no snapshots; \
+                     only '{}' clones the template itself)",
+                    crate::validate::shown(s),
+                    names::LINK_LABEL
+                )))
+            }
             Some(s) => Some(names::snapshot_name(s)?),
-            None => None,
         };
         let desc = marker(&src, None);
         // Adopt an earlier clone of the same request (same name, our marker for this source).
@@ -92,27 +100,27 @@ impl ProxmoxDriver {
         path: &str,
         id_param: &'static str,
         params: Vec<(&'static str, String)>,
-    ) -> Result<(String, Upid)> {
+    ) -> Result<(String, Upid), PveError> {
         let mut last = None;
         for attempt in 0..CLONE_ATTEMPTS {
             let id = crate::lenient::u64_of(Some(&self.api.get("/cluster/nextid", &[]).await?))
-                .ok_or_else(|| Error::backend("cluster/nextid gave no VMID"))?
+                .ok_or_else(|| PveError::BadAnswer("cluster/nextid gave no VMID".into()))?
                 .to_string();
             let mut p = params.clone();
             p.push((id_param, id.clone()));
             match self.api.post(path, &p).await {
                 Ok(v) => {
-                    let upid = upid_of(&v)?.ok_or_else(|| Error::backend("Proxmox gave no task id"))?;
+                    let upid = upid_of(&v)?.ok_or_else(|| PveError::BadAnswer("Proxmox gave no task id".into()))?;
                     return Ok((id, upid));
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(e @ PveError::AlreadyExists(_)) => {
                     tracing::debug!(attempt, vmid = %id, "VMID taken concurrently; retrying with a new one");
                     last = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::backend("no free VMID")))
+        Err(last.unwrap_or_else(|| PveError::BadAnswer("no free VMID".into())))
     }
 
     pub(crate) async fn start_create(&self, spec: &CreateSpec) -> Result<CloneStarted> {
@@ -120,7 +128,6 @@ impl ProxmoxDriver {
             return Err(Error::invalid("create needs a platform key"));
         }
         let name = names::dns_name(&spec.name)?;
-        let list = self.resources().await?;
         let mut fix: Vec<(String, String)> = Vec::new();
         if let Some(c) = spec.cpus {
             fix.push(("cores".into(), c.to_string()));
@@ -128,13 +135,27 @@ impl ProxmoxDriver {
         if let Some(m) = spec.memory_mb {
             fix.push(("memory".into(), m.to_string()));
         }
+        if spec.nics.len() > 32 {
+            return Err(Error::invalid("Proxmox VMs have at most 32 NICs"));
+        }
         for (i, n) in spec.nics.iter().enumerate() {
-            let mut v = match n.mac.as_deref().and_then(polyvisor_core::net::normalize_mac) {
-                Some(mac) => format!("virtio={mac}"),
+            let mut v = match n.mac.as_deref().filter(|m| !m.trim().is_empty()) {
                 None => "virtio".to_string(),
+                Some(raw) => match polyvisor_core::net::normalize_mac(raw) {
+                    Some(mac) => format!("virtio={mac}"),
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "NIC {i}: MAC '{}' is not a MAC address",
+                            crate::validate::shown(raw)
+                        )))
+                    }
+                },
             };
-            v.push_str(&format!(",bridge={}", n.network.clone().unwrap_or_else(|| self.cfg().bridge.clone())));
+            let bridge = n.network.clone().unwrap_or_else(|| self.cfg().bridge.clone());
+            crate::validate::bridge(&bridge, &format!("NIC {i}: network"))?;
+            v.push_str(&format!(",bridge={bridge}"));
             if let Some(tag) = n.vlan {
+                crate::validate::vlan(tag, &format!("NIC {i}:"))?;
                 v.push_str(&format!(",tag={tag}"));
             }
             v.push_str(",firewall=0");
@@ -142,18 +163,31 @@ impl ProxmoxDriver {
         }
         let fix_json: Value =
             fix.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into();
-        // Idempotent per key: the tag (once configured) or our description marker (mid-way).
-        if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(spec.key.as_str())) {
+        let storage = spec.storage.clone().or_else(|| self.cfg().storage.clone());
+        if let Some(st) = &spec.storage {
+            crate::validate::storage_id(st, "storage")?;
+        }
+        if let CreateSource::Iso { path, os_type } = &spec.source {
+            crate::validate::volume_id(path, "ISO")?;
+            if let Some(o) = os_type {
+                crate::validate::os_type(o, "OS type")?;
+            }
+        }
+        let list = self.resources().await?;
+        // Idempotent per key: the tag (once configured) or our description marker (from the
+        // very first request on). A half-made VM is finished by the convergent task.
+        if let Some(r) = self.owner_of_key(&list, &spec.key, Some(&name)).await? {
+            if r.native_template {
+                return Err(Error::conflict(format!(
+                    "guest [{}] carries the key '{}' but is a template",
+                    r.vmid,
+                    crate::validate::shown(&spec.key)
+                )));
+            }
             return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
         }
         let desc = marker("", Some(&spec.key));
-        for r in list.iter().filter(|r| r.name.as_deref() == Some(name.as_str())) {
-            let cfg = self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await?;
-            if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) {
-                return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
-            }
-        }
-        let storage = spec.storage.clone().or_else(|| self.cfg().storage.clone());
+
         let (id, node, upid) = match &spec.source {
             CreateSource::Template { id, full } => {
                 let src = vmid_of(id)?;
@@ -227,7 +261,16 @@ impl ProxmoxDriver {
         let key = t.str("key").map(str::to_string);
         let what = if key.is_some() { "Create" } else { "Clone" };
         let out = || TaskStatus::Completed(TaskOutput { new_guest: Some(GuestId::new(id.clone())) });
-        if let Some(u) = t.str("upid") {
+        let path = vm_path(&node, &id);
+        // The config first: an existing, unlocked VM means the clone/create task is over
+        // (PVE removes the VM when it fails), so its status is read only otherwise.
+        let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
+            Ok(c) => Some(c),
+            Err(PveError::VmNotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let locked = cfg.as_ref().is_some_and(|c| crate::lenient::str_field(c, "lock").is_some_and(|l| !l.is_empty()));
+        if let Some(u) = t.str("upid").filter(|_| cfg.is_none() || locked) {
             match self.task_state(&Upid::parse(u)?).await? {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Failed(msg) => {
@@ -237,63 +280,114 @@ impl ProxmoxDriver {
                 PveTask::Ok => {}
             }
         }
-        let path = vm_path(&node, &id);
-        let cfg = match self.api.get(&format!("{path}/config"), &[]).await {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+        let cfg = match cfg {
+            Some(c) if !locked => c,
+            // Locked by something else after our task ended (or a retried create meets a
+            // clone that is still running): wait.
+            Some(_) => return Ok(TaskStatus::Running),
+            None => {
                 return Ok(TaskStatus::Failed(Error::backend(format!(
                     "{what} of guest [{id}] failed: the guest disappeared"
                 ))))
             }
-            Err(e) => return Err(e),
         };
-        // Fix-up: drop markers inherited from the source, store the key, apply create config.
+        // Converge: every poll compares the live config with the request field by field and
+        // writes only what differs (tags/ownership key, cores, memory, each NIC with its MAC
+        // and VLAN, NICs the request does not name). A retried create re-runs this on a
+        // half-made VM, so it never completes with a VM that differs from the request.
         let tag_str = crate::lenient::str_field(&cfg, "tags").unwrap_or_default();
         let want_key = key.as_deref().map(tags::key_tag);
-        let key_ok = match (&want_key, &key) {
-            (Some(_), Some(k)) => tags::key_of(&tag_str).as_deref() == Some(k.as_str()),
-            _ => true,
+        let key_ok = match &key {
+            Some(k) => tags::key_of(&tag_str).as_deref() == Some(k.as_str()) && !tags::has_template_flag(&tag_str),
+            None => !tags::has_markers(&tag_str),
         };
-        let inherited = key.is_none() && tags::has_markers(&tag_str);
-        if !key_ok || inherited {
+        let mut p: Vec<(String, String)> = Vec::new();
+        let mut deletes: Vec<String> = Vec::new();
+        if !key_ok {
             let mut new_tags = tags::without_markers(&tag_str);
             new_tags.extend(want_key);
-            let mut p: Vec<(String, String)> = Vec::new();
             if new_tags.is_empty() {
-                p.push(("delete".into(), "tags".into()));
+                deletes.push("tags".into());
             } else {
                 p.push(("tags".into(), tags::join(&new_tags)));
             }
-            if let Some(fix) = t.body.get("fix").and_then(Value::as_object) {
-                p.extend(fix.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))));
+        }
+        if let Some(fix) = t.body.get("fix").and_then(Value::as_object) {
+            for (k, want) in fix.iter().filter_map(|(k, v)| Some((k, v.as_str()?))) {
+                let have = crate::lenient::str_field(&cfg, k);
+                if !config_matches(k, want, have.as_deref()) {
+                    p.push((k.clone(), with_kept_mac(want, have.as_deref())));
+                }
+            }
+            if fix.keys().any(|k| k.starts_with("net")) {
+                if let Some(obj) = cfg.as_object() {
+                    deletes.extend(obj.keys().filter(|k| is_net_key(k) && !fix.contains_key(*k)).cloned());
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            p.push(("delete".into(), deletes.join(",")));
+        }
+        let mut stopped_now = false;
+        if !p.is_empty() {
+            // Changes to a running VM would only be pending: stop it first (it is ours and
+            // not yet handed over), then configure on the next poll.
+            let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+            if crate::lenient::str_field(&st, "status").as_deref() == Some("running") {
+                tracing::info!(vmid = %id, "half-made guest is running with a config that differs; stopping it");
+                return match self.api.post(&format!("{path}/status/stop"), &[]).await {
+                    Ok(_) | Err(PveError::Locked(_) | PveError::NotRunning(_)) => Ok(TaskStatus::Running),
+                    Err(e) => Err(e.into()),
+                };
             }
             let pr: Vec<(&str, String)> = p.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            if let Err(e) = self.api.put(&format!("{path}/config"), &pr).await {
-                if is_lock_message(e.message()) {
-                    return Ok(TaskStatus::Running);
+            match self.api.put(&format!("{path}/config"), &pr).await {
+                Ok(_) => stopped_now = true,
+                Err(PveError::Locked(_)) => return Ok(TaskStatus::Running),
+                Err(e) => {
+                    self.cleanup(&id, &node, key.as_deref()).await;
+                    return Ok(TaskStatus::Failed(
+                        Error::from(e).context(format!("{what} of guest [{id}] failed to configure")),
+                    ));
                 }
-                self.cleanup(&id, &node, key.as_deref()).await;
-                return Ok(TaskStatus::Failed(e.context(format!("{what} of guest [{id}] failed to configure"))));
             }
         }
         if !t.body.get("start").and_then(Value::as_bool).unwrap_or(false) {
             return Ok(out());
         }
-        let guest = self.read_guest(&id, &node).await?;
-        match guest.power {
+        // Power from status/current alone; the full read (config + agent) only when an
+        // IPv4 address is awaited. Just configured while stopped (and unlocked): known.
+        let want_ip = t.body.get("ip").and_then(Value::as_bool).unwrap_or(false);
+        let (power, has_ip) = if stopped_now {
+            (polyvisor_core::PowerState::PoweredOff, false)
+        } else if want_ip {
+            let g = self.read_guest(&id, &node).await?;
+            let has_ip = !g.ipv4_addresses().is_empty();
+            (g.power, has_ip)
+        } else {
+            let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+            let power = crate::parse::map_power(
+                &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+            );
+            (power, false)
+        };
+        match power {
             polyvisor_core::PowerState::PoweredOn => {
-                let want_ip = t.body.get("ip").and_then(Value::as_bool).unwrap_or(false);
                 let ip_deadline = t.created.saturating_add(self.cfg().ip_wait.as_secs());
-                if !want_ip || !guest.ipv4_addresses().is_empty() || polyvisor_core::task::now_unix() >= ip_deadline {
+                if !want_ip || has_ip || polyvisor_core::task::now_unix() >= ip_deadline {
                     return Ok(out());
                 }
                 Ok(TaskStatus::Running)
             }
             polyvisor_core::PowerState::PoweringOn => Ok(TaskStatus::Running),
             _ => {
-                match self.last_task(&node, &id, "qmstart", t.created).await? {
+                // A start issued by an earlier poll: running or failed? (Not needed when this
+                // poll just configured the stopped guest: no start has run since.)
+                let earlier = if stopped_now { None } else { self.last_task(&node, &id, "qmstart", t.created).await? };
+                match earlier {
                     Some(PveTask::Running) => return Ok(TaskStatus::Running),
-                    Some(PveTask::Failed(msg)) if !is_lock_message(&msg) => {
+                    Some(PveTask::Failed(msg)) if !matches!(msg, PveError::Locked(_)) => {
                         self.cleanup(&id, &node, key.as_deref()).await;
                         return Ok(TaskStatus::Failed(task_error(
                             &format!("{what} of guest [{id}]: start failed"),
@@ -304,10 +398,10 @@ impl ProxmoxDriver {
                 }
                 match self.api.post(&format!("{path}/status/start"), &[]).await {
                     Ok(_) => Ok(TaskStatus::Running),
-                    Err(e) if is_lock_message(e.message()) => Ok(TaskStatus::Running),
+                    Err(PveError::Locked(_)) => Ok(TaskStatus::Running),
                     Err(e) => {
                         self.cleanup(&id, &node, key.as_deref()).await;
-                        Ok(TaskStatus::Failed(e.context(format!("{what} of guest [{id}]: start failed"))))
+                        Ok(TaskStatus::Failed(Error::from(e).context(format!("{what} of guest [{id}]: start failed"))))
                     }
                 }
             }
@@ -326,10 +420,40 @@ impl ProxmoxDriver {
             return;
         }
         let _ = self.api.post(&format!("{path}/status/stop"), &[]).await;
-        match self.start_delete(id, node).await {
+        match self.start_delete(id, node, false).await {
             Ok(_) => tracing::info!(vmid = id, "removed half-created guest"),
             Err(e) => tracing::warn!(vmid = id, error = %e, "could not remove half-created guest"),
         }
+    }
+
+    /// The VM that carries `key`: by its tag (one listing, no extra request), else by the
+    /// description marker the clone/create POST wrote (a half-made VM that has no tag yet;
+    /// one config read per untagged VM whose name is `name` or that is still unnamed).
+    pub(crate) async fn owner_of_key<'a>(
+        &self,
+        list: &'a [crate::parse::Resource],
+        key: &str,
+        name: Option<&str>,
+    ) -> Result<Option<&'a crate::parse::Resource>> {
+        if let Some(r) = list.iter().find(|r| tags::key_of(&r.tags).as_deref() == Some(key)) {
+            return Ok(Some(r));
+        }
+        let desc = marker("", Some(key));
+        let guess = names::dns_name(key).ok();
+        for r in list.iter().filter(|r| {
+            tags::key_of(&r.tags).is_none()
+                && !r.native_template
+                && (r.is_placeholder() || r.name.as_deref() == name || r.name.as_deref() == guess.as_deref())
+        }) {
+            match self.api.get(&format!("{}/config", vm_path(&r.node, &r.vmid)), &[]).await {
+                Ok(cfg) if crate::lenient::str_field(&cfg, "description").is_some_and(|d| has_marker(&d, &desc)) => {
+                    return Ok(Some(r))
+                }
+                Ok(_) | Err(PveError::VmNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
     }
 
     /// Whether template handling is native.
@@ -338,9 +462,80 @@ impl ProxmoxDriver {
     }
 }
 
+fn is_net_key(k: &str) -> bool {
+    k.strip_prefix("net").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A property string as (first item, `key=value` map); the first item is e.g. `virtio=MAC`.
+fn prop(s: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let mut it = s.split(',').map(str::trim).filter(|x| !x.is_empty());
+    let first = it.next().unwrap_or_default().to_string();
+    let map = it.filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    (first, map)
+}
+
+/// Whether the live value `have` already is what the request wants.
+fn config_matches(key: &str, want: &str, have: Option<&str>) -> bool {
+    let Some(have) = have else { return false };
+    if !is_net_key(key) {
+        return want.trim() == have.trim();
+    }
+    let ((wm, wmap), (hm, hmap)) = (prop(want), prop(have));
+    let (wmodel, wmac) = wm.split_once('=').map_or((wm.as_str(), None), |(m, a)| (m, Some(a)));
+    let (hmodel, hmac) = hm.split_once('=').map_or((hm.as_str(), None), |(m, a)| (m, Some(a)));
+    let mac_ok = match wmac {
+        Some(w) => hmac.is_some_and(|h| h.eq_ignore_ascii_case(w)),
+        None => true,
+    };
+    // Options the request may set; absent flags mean "0", other absent options mean unset.
+    let field = |m: &std::collections::BTreeMap<String, String>, k: &str| {
+        let default = if matches!(k, "firewall" | "link_down") { "0" } else { "" };
+        m.get(k).cloned().unwrap_or_else(|| default.to_string())
+    };
+    wmodel.eq_ignore_ascii_case(hmodel)
+        && mac_ok
+        && ["bridge", "tag", "firewall", "link_down", "rate", "queues", "mtu"]
+            .iter()
+            .all(|k| field(&wmap, k) == field(&hmap, k))
+}
+
+/// The value to write: a NIC the request gives no MAC keeps the MAC it has.
+fn with_kept_mac(want: &str, have: Option<&str>) -> String {
+    let (wm, _) = prop(want);
+    if wm.contains('=') {
+        return want.to_string();
+    }
+    match have.map(prop).and_then(|(hm, _)| hm.split_once('=').map(|(_, mac)| mac.to_string())) {
+        Some(mac) => format!("{wm}={mac}{}", &want[wm.len()..]),
+        None => want.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nic_comparison_is_by_field() {
+        let want = "virtio=02:00:0A:0B:0C:0D,bridge=vmbr0,tag=100,firewall=0";
+        assert!(config_matches("net0", want, Some("virtio=02:00:0a:0b:0c:0d,firewall=0,bridge=vmbr0,tag=100")));
+        assert!(config_matches("net0", want, Some("virtio=02:00:0A:0B:0C:0D,bridge=vmbr0,tag=100")));
+        assert!(!config_matches("net0", want, Some("virtio=BC:24:11:00:90:00,bridge=vmbr0")), "template MAC, no VLAN");
+        assert!(!config_matches("net0", want, Some("virtio=02:00:0A:0B:0C:0D,bridge=vmbr0")), "VLAN missing");
+        assert!(!config_matches(
+            "net0",
+            "virtio,bridge=vmbr0,firewall=0",
+            Some("virtio=BC:24:11:00:90:00,bridge=vmbr0,tag=5")
+        ));
+        assert!(!config_matches("net0", want, Some("virtio=02:00:0A:0B:0C:0D,bridge=vmbr0,tag=100,link_down=1")));
+        assert!(!config_matches("net0", want, None));
+        assert!(config_matches("cores", "2", Some("2")) && !config_matches("memory", "1024", Some("2048")));
+        assert_eq!(
+            with_kept_mac("virtio,bridge=vmbr0", Some("virtio=BC:24:11:00:90:00,bridge=vmbr1")),
+            "virtio=BC:24:11:00:90:00,bridge=vmbr0"
+        );
+        assert!(is_net_key("net12") && !is_net_key("net") && !is_net_key("netx"));
+    }
 
     #[test]
     fn markers_name_source_or_key() {

@@ -12,10 +12,10 @@
 
 use crate::client::{task_error, vm_path, ProxmoxDriver, PveTask};
 use crate::parse;
-use crate::pve_error::is_lock_message;
+use crate::pve_error::PveError;
 use crate::upid::Upid;
 use polyvisor_core::task::TaskToken;
-use polyvisor_core::{Error, ErrorKind, Result, TaskOutput, TaskStatus};
+use polyvisor_core::{Error, Result, TaskOutput, TaskStatus};
 
 fn ok() -> TaskStatus {
     TaskStatus::Completed(TaskOutput::default())
@@ -26,17 +26,39 @@ impl ProxmoxDriver {
         match t.kind.as_str() {
             "upid" | "snapcreate" => {
                 let op = t.str("op").unwrap_or("task");
-                match self.task_state(&Upid::parse(t.req_str("upid")?)?).await? {
+                let upid = Upid::parse(t.req_str("upid")?)?;
+                match self.task_state(&upid).await? {
                     PveTask::Running => Ok(TaskStatus::Running),
                     PveTask::Ok => Ok(ok()),
-                    PveTask::Failed(m) if self.native() && m.contains("if it's a template") => Ok(ok()),
+                    // Start is submitted without a status read: "already running" is success,
+                    // unless the guest is paused, which start means to resume.
+                    PveTask::Failed(PveError::AlreadyRunning(_)) if op == "start" => {
+                        let path = vm_path(&upid.node, t.req_str("vmid")?);
+                        let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                        let power = parse::map_power(
+                            &crate::lenient::str_field(&st, "status").unwrap_or_default(),
+                            crate::lenient::str_field(&st, "qmpstatus").as_deref(),
+                        );
+                        if power != polyvisor_core::PowerState::Suspended {
+                            return Ok(ok());
+                        }
+                        match self.api.post(&format!("{path}/status/resume"), &[]).await {
+                            Ok(_) | Err(PveError::Locked(_)) => Ok(TaskStatus::Running),
+                            Err(e) => Ok(TaskStatus::Failed(Error::from(e).context("Resume failed"))),
+                        }
+                    }
+                    PveTask::Failed(PveError::IsTemplate(_))
+                        if self.native() && t.str("name") == Some(crate::names::LINK_STORED) =>
+                    {
+                        Ok(ok())
+                    }
                     PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error(&format!("Proxmox {op} task failed"), &m))),
                 }
             }
             "snapdel" => match self.task_state(&Upid::parse(t.req_str("upid")?)?).await? {
                 PveTask::Running => Ok(TaskStatus::Running),
                 PveTask::Ok => Ok(ok()),
-                PveTask::Failed(m) if m.contains("does not exist") => Ok(ok()),
+                PveTask::Failed(PveError::SnapshotNotFound(_)) => Ok(ok()),
                 PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error("Snapshot delete failed", &m))),
             },
             "delete" => self.advance_delete(t).await,
@@ -53,7 +75,7 @@ impl ProxmoxDriver {
             match self.task_state(&Upid::parse(u)?).await? {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Ok => return Ok(ok()),
-                PveTask::Failed(m) if m.contains("does not exist") => return Ok(ok()),
+                PveTask::Failed(PveError::VmNotFound(_)) => return Ok(ok()),
                 PveTask::Failed(m) => {
                     return Ok(TaskStatus::Failed(task_error(&format!("Delete of guest [{vmid}] failed"), &m)))
                 }
@@ -63,8 +85,8 @@ impl ProxmoxDriver {
         let path = vm_path(node, vmid);
         let status = match self.api.get(&format!("{path}/status/current"), &[]).await {
             Ok(s) => s,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ok()),
-            Err(e) => return Err(e),
+            Err(PveError::VmNotFound(_)) => return Ok(ok()),
+            Err(e) => return Err(e.into()),
         };
         if crate::lenient::str_field(&status, "status").as_deref() == Some("running") {
             return Ok(TaskStatus::Running);
@@ -75,9 +97,9 @@ impl ProxmoxDriver {
                 self.forget(vmid);
                 Ok(TaskStatus::Running)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(ok()),
-            Err(e) if is_lock_message(e.message()) || e.message().contains("is running") => Ok(TaskStatus::Running),
-            Err(e) => Ok(TaskStatus::Failed(e.context(format!("Delete of guest [{vmid}] failed")))),
+            Err(PveError::VmNotFound(_)) => Ok(ok()),
+            Err(PveError::Locked(_) | PveError::IsRunning(_)) => Ok(TaskStatus::Running),
+            Err(e) => Ok(TaskStatus::Failed(Error::from(e).context(format!("Delete of guest [{vmid}] failed")))),
         }
     }
 
@@ -89,7 +111,7 @@ impl ProxmoxDriver {
             match self.task_state(&Upid::parse(u)?).await? {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Ok => {}
-                PveTask::Failed(m) if m.contains("does not exist") => {}
+                PveTask::Failed(PveError::SnapshotNotFound(_)) => {}
                 PveTask::Failed(m) => {
                     return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (delete)", &m)))
                 }
@@ -100,7 +122,7 @@ impl ProxmoxDriver {
         let created = list.iter().any(|s| s.name == name && s.created_unix.is_none_or(|c| c + 2 >= t.created));
         match self.last_task(node, vmid, "qmsnapshot", t.created).await? {
             Some(PveTask::Running) => return Ok(TaskStatus::Running),
-            Some(PveTask::Failed(m)) if !is_lock_message(&m) => {
+            Some(PveTask::Failed(m)) if !matches!(m, PveError::Locked(_)) => {
                 return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (create)", &m)))
             }
             Some(PveTask::Ok) if created => return Ok(ok()),
@@ -112,8 +134,8 @@ impl ProxmoxDriver {
         let vmstate = t.body.get("vmstate").and_then(serde_json::Value::as_bool).unwrap_or(false);
         match self.post_snapshot(vmid, node, name, vmstate, t.str("description")).await {
             Ok(_) => Ok(TaskStatus::Running),
-            Err(e) if is_lock_message(e.message()) => Ok(TaskStatus::Running),
-            Err(e) => Ok(TaskStatus::Failed(e.context("Replacing the snapshot failed (create)"))),
+            Err(PveError::Locked(_)) => Ok(TaskStatus::Running),
+            Err(e) => Ok(TaskStatus::Failed(Error::from(e).context("Replacing the snapshot failed (create)"))),
         }
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use common::FakePve;
 use polyvisor_core::task::wait;
 use polyvisor_core::*;
+use polyvisor_proxmox::pve_error::PveError;
 use polyvisor_proxmox::{open_driver, ProxmoxDriver};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -106,13 +107,21 @@ async fn ticket_auth_ca_file_relogin_and_bad_credentials() {
     assert!(!format!("{e:?}").contains("nope-SECRET"));
 
     // TLS: default verification rejects the self-signed cert; a wrong pin too; insecure works.
-    let s = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret"});
-    assert_eq!(driver(s.clone()).probe().await.unwrap_err().kind(), ErrorKind::Unavailable);
+    // Certificate failures are typed and never retried (old code: 3 attempts, ~460 ms),
+    // and the hint names the key of the front in use.
+    let s = json!({"host": pve.host_port(), "username": "root@pam", "token_name": "ci", "token_secret": common::TOKEN_SECRET});
+    let d = driver(s.clone());
+    let e = d.probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e:?}");
+    assert!(matches!(PveError::of(&e), Some(PveError::Tls { .. })), "{e:?}");
+    assert_eq!(d.round_trips(), 1, "TLS failures are not retried");
+    assert!(e.message().contains("'verify_tls'") && !e.message().contains("verify_tls_certificate"), "{e}");
+    let cs = json!({"url": pve.host_port(), "user": "root@pam", "token": "ci", "secret": "x"});
+    let e = driver(cs).list_guests().await.unwrap_err();
+    assert!(e.message().contains("'verify_tls_certificate'"), "CloudStack's key: {e}");
     let wrong = "00:".repeat(31) + "00";
-    assert_eq!(
-        driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err().kind(),
-        ErrorKind::Unavailable
-    );
+    let e = driver(with(s.clone(), json!({"fingerprint": wrong}))).probe().await.unwrap_err();
+    assert!(matches!(PveError::of(&e), Some(PveError::Tls { reason, .. }) if reason.contains("pinned")), "{e:?}");
     driver(with(s, json!({"verify_tls": "false"}))).probe().await.unwrap();
     // Unreachable host: Unavailable, bounded.
     let t0 = std::time::Instant::now();
@@ -189,21 +198,40 @@ async fn flag_templates_versions_clones_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_templates_and_linked_clones() {
-    let pve = FakePve::start();
+    let mut pve = FakePve::start();
     let d = driver(with(pve.token_settings(), json!({"template_mode": "native"})));
     assert_eq!(d.capabilities().templates, TemplateStrategy::Native);
     let id: GuestId = "101".into();
     finish(&d, &d.set_template(&id, true).await.unwrap()).await.unwrap();
     assert!(d.get_guest(&id).await.unwrap().is_template);
     finish(&d, &d.set_template(&id, true).await.unwrap()).await.unwrap();
-    // Link-clone design: snapshot ops on a native template are bookkeeping no-ops.
+    // Link-clone design: a native template stands for exactly one virtual snapshot, the RAS
+    // link label. Other names cannot exist on it, and a clone from one fails clearly
+    // (regression, issue 9: it used to clone the current state and succeed).
+    let label = SnapshotSpec { name: "RAS Template Snapshot".into(), include_memory: false, description: None };
+    finish(&d, &d.create_snapshot(&id, &label).await.unwrap()).await.unwrap();
+    assert!(d.snapshot_exists(&id, "RAS Template Snapshot").await.unwrap());
     let snap = SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None };
-    finish(&d, &d.create_snapshot(&id, &snap).await.unwrap()).await.unwrap();
-    assert!(d.snapshot_exists(&id, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    let r = match d.create_snapshot(&id, &snap).await {
+        Ok(t) => finish(&d, &t).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Conflict);
+    assert!(!d.snapshot_exists(&id, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    let n = pve.vms().len();
+    let bad = CloneSpec {
+        source: id.clone(),
+        name: "linked-0".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_99".into()),
+        mode: CloneMode::Linked,
+        start: false,
+    };
+    assert_eq!(d.clone_guest(&bad).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(pve.vms().len(), n, "nothing cloned");
     let cs = CloneSpec {
         source: id.clone(),
         name: "linked-1".into(),
-        snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+        snapshot: Some("RAS Template Snapshot".into()),
         mode: CloneMode::Linked,
         start: false,
     };

@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 use polyvisor_core::*;
+use polyvisor_http::testing::TlsFront;
 use polyvisor_proxmox::open_driver;
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
@@ -18,12 +19,19 @@ fn resources() -> ResponseTemplate {
     ok(json!([{"id":"qemu/100","type":"qemu","node":"pve1","vmid":100,"name":"web","status":"running","template":0}]))
 }
 
-async fn driver(server: &MockServer) -> polyvisor_proxmox::ProxmoxDriver {
-    let s = Settings::from_json(
-        &json!({"host": server.uri(), "username": "root@pam", "token_name": "ci", "token_secret": "S3CRET"}),
-    )
-    .unwrap();
-    open_driver(&s).unwrap()
+/// The driver only speaks https: wiremock sits behind a TLS front whose certificate is pinned.
+async fn driver(server: &MockServer) -> (polyvisor_proxmox::ProxmoxDriver, TlsFront) {
+    driver_with(server, json!({})).await
+}
+
+async fn driver_with(server: &MockServer, extra: serde_json::Value) -> (polyvisor_proxmox::ProxmoxDriver, TlsFront) {
+    let front = TlsFront::start(*server.address()).await.unwrap();
+    let mut s = json!({"host": front.url(), "username": "root@pam", "token_name": "ci", "token_secret": "S3CRET",
+                       "fingerprint": TlsFront::fingerprint()});
+    for (k, v) in extra.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    (open_driver(&Settings::from_json(&s).unwrap()).unwrap(), front)
 }
 
 #[tokio::test]
@@ -58,7 +66,7 @@ async fn get_is_resolve_plus_three_then_three() {
         .expect(2)
         .mount(&server)
         .await;
-    let d = driver(&server).await;
+    let (d, _front) = driver(&server).await;
     let g = d.get_guest(&"100".into()).await.unwrap();
     assert!(g.ipv4_addresses().is_empty(), "agent errors mean no IPs, not failure");
     assert_eq!(d.round_trips(), 4);
@@ -87,7 +95,7 @@ async fn stop_is_one_post_and_task_status_is_one_get() {
         .expect(1)
         .mount(&server)
         .await;
-    let d = driver(&server).await;
+    let (d, _front) = driver(&server).await;
     let t = d.power(&"100".into(), PowerAction::Stop).await.unwrap();
     assert_eq!(d.round_trips(), 2);
     assert!(matches!(d.task_status(&t).await.unwrap(), TaskStatus::Completed(_)));
@@ -115,7 +123,7 @@ async fn failed_task_carries_exit_status_and_gets_are_retried_on_5xx() {
         .respond_with(ok(json!({"status":"stopped","exitstatus":"VM 100 not running"})))
         .mount(&server)
         .await;
-    let d = driver(&server).await;
+    let (d, _front) = driver(&server).await;
     let t = d.power(&"100".into(), PowerAction::Reboot).await.unwrap();
     assert_eq!(d.round_trips(), 3, "503 retried once");
     match d.task_status(&t).await.unwrap() {
@@ -136,7 +144,7 @@ async fn old_pve_error_in_reason_phrase_only_and_no_write_retries() {
         .expect(1)
         .mount(&server)
         .await;
-    let d = driver(&server).await;
+    let (d, _front) = driver(&server).await;
     let e = d.power(&"100".into(), PowerAction::Reset).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Backend);
     assert_eq!(d.round_trips(), 2, "POSTs are never retried");
@@ -171,8 +179,7 @@ async fn ticket_login_csrf_and_relogin_on_401() {
         .expect(1)
         .mount(&server)
         .await;
-    let s = Settings::from_json(&json!({"host": server.uri(), "username": "root@pam", "password": "pw"})).unwrap();
-    let d = open_driver(&s).unwrap();
+    let (d, _front) = driver_with(&server, json!({"token_name": null, "token_secret": null, "password": "pw"})).await;
     // login, 401, login again, version.
     assert!(d.probe().await.unwrap().starts_with("Proxmox VE 8.2.4"));
     assert_eq!(d.round_trips(), 4);
@@ -200,12 +207,110 @@ async fn message_only_in_the_reason_phrase_is_read() {
             let _ = sock.write_all(resp.as_bytes()).await;
         }
     });
-    let s = Settings::from_json(
-        &json!({"host": format!("http://{addr}"), "username": "root@pam", "token_name": "ci", "token_secret": "x"}),
-    )
+    let front = TlsFront::start(addr).await.unwrap();
+    let s = Settings::from_json(&json!({"host": front.url(), "username": "root@pam", "token_name": "ci",
+                                        "token_secret": "x", "fingerprint": TlsFront::fingerprint()}))
     .unwrap();
     let d = open_driver(&s).unwrap();
     let e = d.get_guest(&"101".into()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e:?}");
     assert!(e.message().contains("101.conf' does not exist"), "{e:?}");
+}
+
+/// Issue 9 item 5 and lower findings: platform values are checked before any request.
+#[tokio::test]
+async fn invalid_platform_values_are_refused_before_any_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(ok(json!([
+            {"id":"qemu/9000","type":"qemu","node":"pve1","vmid":9000,"name":"tpl","status":"stopped","template":1},
+            {"id":"qemu/100","type":"qemu","node":"pve1","vmid":100,"name":"web","status":"running","template":0}
+        ])))
+        .mount(&server)
+        .await;
+    // The bridge setting that used to be pasted into net0.
+    let front = TlsFront::start(*server.address()).await.unwrap();
+    let s = json!({"host": front.url(), "username": "root@pam", "token_name": "ci", "token_secret": "S3CRET",
+                   "fingerprint": TlsFront::fingerprint(), "network_bridge": "vmbr0,link_down=1,rate=1"});
+    let e = open_driver(&Settings::from_json(&s).unwrap()).err().expect("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+
+    let (d, _front) = driver_with(&server, json!({"node": "pve1"})).await;
+    let spec = CreateSpec {
+        name: "i-2-9-VM".into(),
+        key: "i-2-9-VM".into(),
+        source: CreateSource::Template { id: "9000".into(), full: true },
+        cpus: Some(1),
+        memory_mb: Some(512),
+        disk_size_gb: None,
+        storage: None,
+        nics: vec![NicSpec { mac: None, vlan: None, network: Some("vmbr0,link_down=1".into()) }],
+    };
+    let bad_nets = [
+        NicSpec { mac: None, vlan: None, network: Some("vmbr0,link_down=1".into()) },
+        NicSpec { mac: None, vlan: Some(4095), network: None },
+        NicSpec { mac: Some("02:00:00:00:00:0g".into()), vlan: None, network: None },
+    ];
+    for nic in bad_nets {
+        let e = d.create_guest(&CreateSpec { nics: vec![nic.clone()], ..spec.clone() }).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{nic:?}: {e}");
+    }
+    let e = d.create_guest(&CreateSpec { storage: Some("local,size=1".into()), ..spec.clone() }).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let iso = CreateSource::Iso { path: "local:iso/x.iso,media=disk".into(), os_type: None };
+    let e = d.create_guest(&CreateSpec { source: iso, nics: vec![], ..spec.clone() }).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    // Non-canonical ids never reach guest 100.
+    for id in ["0100", "+100", " 100"] {
+        assert_eq!(d.get_guest(&id.into()).await.unwrap_err().kind(), ErrorKind::InvalidInput, "{id:?}");
+    }
+    // Snapshot names that used to be rewritten (and could collide) are refused.
+    let e = d.revert_snapshot(&"100".into(), "a/../../x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(d.round_trips(), 0, "nothing was sent");
+
+    // A native template has no snapshot 'RAS_TEMPLATE_VERSION_99': clone fails instead of
+    // cloning the current state (old behaviour); the virtual link label is the only name.
+    let cs = CloneSpec {
+        source: "9000".into(),
+        name: "c1".into(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_99".into()),
+        mode: CloneMode::Auto,
+        start: false,
+    };
+    let e = d.clone_guest(&cs).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("RAS_TEMPLATE_VERSION_99"), "{e}");
+}
+
+/// The platform's `node` is used without a listing; a VM that is not there is located once.
+#[tokio::test]
+async fn named_node_first_listing_only_when_the_vm_is_elsewhere() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve2/qemu/100/status/stop"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            json!({"data":null,"message":"Configuration file 'nodes/pve2/qemu-server/100.conf' does not exist\n"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api2/json/cluster/resources"))
+        .respond_with(resources())
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api2/json/nodes/pve1/qemu/100/status/stop"))
+        .respond_with(ok(json!(UPID)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let (d, _front) = driver_with(&server, json!({"node": "pve2"})).await;
+    d.power(&"100".into(), PowerAction::Stop).await.unwrap();
+    assert_eq!(d.round_trips(), 3, "guessed node, listing, right node");
+    d.power(&"100".into(), PowerAction::Stop).await.unwrap();
+    assert_eq!(d.round_trips(), 4, "now cached: one POST");
 }
