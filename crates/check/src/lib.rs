@@ -24,7 +24,7 @@ enum Protocol {
     /// Behave like the Parallels RAS Provider Agent / Test Kit.
     Ras(ras::Args),
     /// Behave like the CloudStack management server.
-    Cloudstack(cloudstack::Args),
+    Cloudstack(Box<cloudstack::Args>),
 }
 
 /// Report options shared by every harness.
@@ -45,7 +45,7 @@ pub struct ReportArgs {
 pub fn run(args: Args) -> ExitCode {
     let report = match args.protocol {
         Protocol::Ras(a) => ras::run(a),
-        Protocol::Cloudstack(a) => cloudstack::run(a),
+        Protocol::Cloudstack(a) => cloudstack::run(*a),
     };
     match report {
         Ok(passed) if passed => ExitCode::SUCCESS,

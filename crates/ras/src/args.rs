@@ -44,7 +44,7 @@ pub struct Args {
 pub enum Command {
     /// Print the RAS Console fields (Windows OpenSSH client), the pinned known_hosts line
     /// and the restricted authorized_keys line for running `polyvisor ras` on a Linux host.
-    InstallSsh(crate::install_ssh::InstallSshArgs),
+    InstallSsh(Box<crate::install_ssh::InstallSshArgs>),
 }
 
 #[cfg(test)]

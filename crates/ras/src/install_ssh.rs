@@ -93,9 +93,10 @@ pub struct InstallSshArgs {
     /// Absolute path of polyvisor on the Linux host.
     #[arg(long, value_name = "PATH", default_value = "/usr/local/bin/polyvisor")]
     pub polyvisor_path: String,
-    /// Log file on the Linux host (`--log-file` of the forced command).
+    /// Log file on the Linux host (the forced command's `--log-file`; named apart from
+    /// polyvisor's own global `--log-file`).
     #[arg(long, value_name = "PATH")]
-    pub log_file: Option<String>,
+    pub remote_log_file: Option<String>,
     /// Non-secret environment for the forced command (`KEY=VALUE`, repeatable), e.g.
     /// `POLYVISOR_SIM_DB=/var/lib/pvras/sim.db`. Keys that look secret are refused:
     /// secrets belong in Secure custom variables.
@@ -184,8 +185,8 @@ pub fn plan(a: &InstallSshArgs, driver_names: &[&str]) -> Result<Plan, String> {
     check_windows_path("--work-dir", &a.work_dir)?;
     check_windows_path("--ssh-exe", &a.ssh_exe)?;
     check_linux_path("--polyvisor-path", &a.polyvisor_path)?;
-    if let Some(l) = &a.log_file {
-        check_linux_path("--log-file", l)?;
+    if let Some(l) = &a.remote_log_file {
+        check_linux_path("--remote-log-file", l)?;
     }
     let env = a.env.iter().map(|kv| parse_env(kv)).collect::<Result<Vec<_>, _>>()?;
     if let Some(f) = &a.from {
@@ -241,7 +242,7 @@ pub fn plan(a: &InstallSshArgs, driver_names: &[&str]) -> Result<Plan, String> {
 
     let mut words: Vec<String> = env.iter().map(|(k, v)| format!("{k}={}", sh_quote(v))).collect();
     words.push(sh_quote(&a.polyvisor_path));
-    if let Some(l) = &a.log_file {
+    if let Some(l) = &a.remote_log_file {
         words.push("--log-file".into());
         words.push(sh_quote(l));
     }
@@ -628,7 +629,7 @@ mod tests {
             "2222",
             "--env",
             "POLYVISOR_SIM_DB=/var/lib/pv ras/it's \"db\".sqlite",
-            "--log-file",
+            "--remote-log-file",
             "/var/log/polyvisor/ras.log",
             "--polyvisor-path",
             "/opt/poly visor/polyvisor",
@@ -711,7 +712,7 @@ mod tests {
         assert!(err(&["--known-hosts", "/etc/ssh/known_hosts"]).contains("--known-hosts"));
         assert!(err(&["--work-dir", "C:\\a\"b"]).contains("--work-dir"));
         assert!(err(&["--polyvisor-path", "polyvisor"]).contains("--polyvisor-path"));
-        assert!(err(&["--log-file", "/var/log/a\nb"]).contains("--log-file"));
+        assert!(err(&["--remote-log-file", "/var/log/a\nb"]).contains("--remote-log-file"));
         assert!(err(&["--env", "POLYVISOR_X=a\nb"]).contains("control"));
         assert!(err(&["--env", "lower=x"]).contains("upper-case"));
         assert!(err(&["--env", "NOEQUALS"]).contains("KEY=VALUE"));
