@@ -309,8 +309,9 @@ fn render(a: &InstallSshArgs, p: &Plan) -> String {
     let _ = writeln!(o, "{}", p.known_hosts_line);
     let _ = writeln!(
         o,
-        "Its fingerprint is {}; compare it with `ssh-keygen -lf {DEFAULT_HOST_KEY_FILE}` on",
-        p.host_key_fingerprint
+        "Its fingerprint is {}; compare it with `ssh-keygen -lf {}` on",
+        p.host_key_fingerprint,
+        a.host_key_file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| DEFAULT_HOST_KEY_FILE.into())
     );
     let _ = writeln!(o, "the Linux host. Copy {}.pub to the Linux host.", a.key_file);
     let _ = writeln!(o);
@@ -462,9 +463,9 @@ fn check_ssh_path(flag: &str, p: &str) -> Result<(), String> {
 /// An absolute Windows path (`X:\…`) with no characters Windows forbids.
 fn check_windows_path(flag: &str, p: &str) -> Result<(), String> {
     let b = p.as_bytes();
+    // The first three bytes are ASCII when `drive` holds, so `p[2..]` is on a boundary.
     let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\';
-    let chars_ok = !p.chars().any(|c| c.is_control() || "\"<>|?*".contains(c)) && !p[2.min(p.len())..].contains(':');
-    if drive && chars_ok {
+    if drive && !p.chars().any(|c| c.is_control() || "\"<>|?*".contains(c)) && !p[2..].contains(':') {
         Ok(())
     } else {
         Err(format!(r"{flag} must be an absolute Windows path (X:\…) without quotes or <>|?*:"))
@@ -711,6 +712,8 @@ mod tests {
         assert!(err(&["--key-file", r"\\server\share\k"]).contains("--key-file"));
         assert!(err(&["--known-hosts", "/etc/ssh/known_hosts"]).contains("--known-hosts"));
         assert!(err(&["--work-dir", "C:\\a\"b"]).contains("--work-dir"));
+        assert!(err(&["--work-dir", "€x"]).contains("--work-dir"));
+        assert!(err(&["--ssh-exe", "C:\\a:b"]).contains("--ssh-exe"));
         assert!(err(&["--polyvisor-path", "polyvisor"]).contains("--polyvisor-path"));
         assert!(err(&["--remote-log-file", "/var/log/a\nb"]).contains("--remote-log-file"));
         assert!(err(&["--env", "POLYVISOR_X=a\nb"]).contains("control"));
