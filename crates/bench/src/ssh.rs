@@ -3,7 +3,10 @@
 //! (Debian `openssh-server`) on a loopback port with its own config, host key and the
 //! `authorized_keys` line `polyvisor ras install-ssh` prints, and the `ssh` client with the
 //! printed arguments. Each figure is paired with the same measurement without SSH in the
-//! same run. Needs root (sshd's privilege separation, login as root with a key).
+//! same run. Needs root: sshd's privilege separation, and the login is a dedicated system
+//! user `pvbench` (created when missing) whose shell is `/bin/sh`, as `install-ssh`
+//! recommends — root's own shell start-up files (e.g. a `pyenv init` in `.bashrc`) would
+//! otherwise dominate the figure.
 
 use crate::stats::median_p95_ms;
 use crate::Figure;
@@ -15,6 +18,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SSHD: &str = "/usr/sbin/sshd";
+const USER: &str = "pvbench";
 
 /// A provider process (direct or through ssh) with line I/O.
 struct Session {
@@ -89,12 +93,18 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize) -> Result<Vec<Fig
             return Err(format!("ssh-keygen failed: {st}"));
         }
     }
+    ensure_user()?;
+    // The forced command runs as USER: its database lives in a directory USER may write
+    // (separate from the direct run's, so neither process meets the other's WAL files).
+    let ssh_db_dir = dir.join("db");
+    std::fs::create_dir_all(&ssh_db_dir).map_err(|e| format!("{}: {e}", ssh_db_dir.display()))?;
+    world_writable(&ssh_db_dir)?;
     let db = dir.join("sim.db");
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))?;
-    let plan = install_ssh(&bin, &dir, &db, port)?;
+    let plan = install_ssh(&bin, &dir, &ssh_db_dir.join("sim.db"), port)?;
     let field = |k: &str| plan[k].as_str().map(String::from).ok_or(format!("install-ssh printed no {k}"));
     write(&dir.join("authorized_keys"), &format!("{}\n", field("authorized_keys_line")?))?;
     write(&dir.join("known_hosts"), &format!("{}\n", field("known_hosts_line")?))?;
@@ -103,7 +113,7 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize) -> Result<Vec<Fig
         &dir.join("sshd_config"),
         &format!(
             "ListenAddress 127.0.0.1:{port}\nHostKey {d}/host_ed25519\nPidFile none\nUsePAM no\nStrictModes no\n\
-             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              AuthorizedKeysFile {d}/authorized_keys\nMaxStartups 100:30:200\n"
         ),
     )?;
@@ -198,14 +208,43 @@ pub fn run(bin: &Path, dir: &Path, starts: usize, gets: usize) -> Result<Vec<Fig
     Ok(figures)
 }
 
+/// Creates the dedicated login user when missing: system account, shell `/bin/sh`, home
+/// `/`, password field `*` (no password login, but not "locked", which sshd without PAM
+/// would refuse even for keys).
+fn ensure_user() -> Result<(), String> {
+    let exists = Command::new("id").arg("-u").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if exists.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    let st = Command::new("useradd")
+        .args(["--system", "--no-create-home", "--home-dir", "/", "--shell", "/bin/sh", "--password", "*", USER])
+        .status()
+        .map_err(|e| format!("useradd: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("useradd {USER} failed ({st}); --ssh needs root"))
+    }
+}
+
+#[cfg(unix)]
+fn world_writable(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn world_writable(_dir: &Path) -> Result<(), String> {
+    Err("--ssh runs a Linux sshd; it is not available on this OS".into())
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn install_ssh(bin: &Path, dir: &Path, db: &Path, port: u16) -> Result<Value, String> {
-    let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
     let out = Command::new(bin)
-        .args(["ras", "install-ssh", "--json", "--user", &user, "--host", "127.0.0.1", "--driver", "sim"])
+        .args(["ras", "install-ssh", "--json", "--user", USER, "--host", "127.0.0.1", "--driver", "sim"])
         .args(["--template-method", "versioning", "--port", &port.to_string()])
         .arg("--polyvisor-path")
         .arg(bin)
