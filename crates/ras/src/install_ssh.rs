@@ -316,8 +316,7 @@ fn render(a: &InstallSshArgs, p: &Plan) -> String {
     let _ = writeln!(o, "the Linux host. Copy {}.pub to the Linux host.", a.key_file);
     let _ = writeln!(o);
     let _ = writeln!(o, "## 3. Linux host ({}), as root, once", a.host);
-    let _ =
-        writeln!(o, "useradd --create-home --shell /bin/sh {u}   # sshd runs the forced command with `$SHELL -c`");
+    let _ = writeln!(o, "useradd --create-home --shell /bin/sh {u}   # sshd runs the forced command with `$SHELL -c`");
     let _ = writeln!(o, "passwd -l {u}                               # no password: key login only");
     let _ = writeln!(o, "install -d -m 700 -o {u} -g {u} ~{u}/.ssh");
     let _ = writeln!(o, "install -m 600 -o {u} -g {u} /dev/null ~{u}/.ssh/authorized_keys");
