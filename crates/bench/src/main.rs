@@ -10,6 +10,7 @@ mod libvirt;
 mod proc_stats;
 mod proxmox;
 mod ras;
+mod ssh;
 mod stats;
 
 use clap::Parser;
@@ -52,6 +53,10 @@ struct Args {
     /// The directory of the libvirt `polyvisor` storage pool.
     #[arg(long, default_value = "/var/lib/polyvisor-pool")]
     pool_dir: PathBuf,
+    /// Also measure what SSH adds (a loopback `sshd` forcing `polyvisor ras` with the
+    /// `install-ssh` fields; needs root and `openssh-server`).
+    #[arg(long)]
+    ssh: bool,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -107,6 +112,9 @@ fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
     figures.extend(cloudstack::run(&args.bin, dir, args.actions)?);
     if let Some(launcher) = &args.fakepve_launcher {
         figures.extend(proxmox::run(&args.bin, dir, launcher, args.actions.min(30))?);
+    }
+    if args.ssh {
+        figures.extend(ssh::run(&args.bin, dir, args.starts, args.gets)?);
     }
     if let Some(tiny) = &args.libvirt_tiny {
         figures.extend(libvirt::run(&args.bin, dir, tiny, &args.shared, &args.pool_dir, args.actions.min(30))?);

@@ -272,6 +272,7 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
 
 /// Writes via a temporary file and rename, so a running management server never sees a
 /// half-written entry file.
+#[cfg(unix)]
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension("tmp-polyvisor");
@@ -281,7 +282,25 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Not Unix: the entry file is a `/bin/sh` script with Unix modes (0755 entry, 0640
+/// config) for a Linux CloudStack management server, so refuse before writing anything.
+#[cfg(not(unix))]
+fn write_atomic(path: &Path, _bytes: &[u8], _mode: u32) -> Result<(), String> {
+    Err(format!(
+        "cannot write {}: `polyvisor cloudstack install` writes a /bin/sh entry file with Unix file modes; \
+         run it on the (Linux) CloudStack management server",
+        path.display()
+    ))
+}
+
+/// Not Unix: there is no `cloud` user to give the files to.
+#[cfg(not(unix))]
+fn chown_to_cloud(_paths: &[&Path]) -> String {
+    "unchanged (not a Unix system)".into()
+}
+
 /// Gives the files to the `cloud` user (the management server's), when it exists and we may.
+#[cfg(unix)]
 fn chown_to_cloud(paths: &[&Path]) -> String {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let ids = passwd.lines().find_map(|l| {
@@ -418,6 +437,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn install_writes_entry_and_config() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

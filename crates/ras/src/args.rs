@@ -33,6 +33,18 @@ pub struct Args {
     /// Upper bound in seconds for any one request's driver work (default 20, 0.1..=300).
     #[arg(long, env = "POLYVISOR_RAS_REQUEST_TIMEOUT", value_name = "SECS")]
     pub request_timeout: Option<String>,
+    /// `install-ssh` prints the set-up for running over SSH; without a subcommand
+    /// `polyvisor ras` serves the protocol on stdio.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `polyvisor ras` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the RAS Console fields (Windows OpenSSH client), the pinned known_hosts line
+    /// and the restricted authorized_keys line for running `polyvisor ras` on a Linux host.
+    InstallSsh(Box<crate::install_ssh::InstallSshArgs>),
 }
 
 #[cfg(test)]

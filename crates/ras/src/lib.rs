@@ -14,6 +14,7 @@
 pub mod args;
 mod config;
 mod errors;
+pub mod install_ssh;
 mod methods;
 mod params;
 mod refuse;
@@ -35,6 +36,9 @@ use std::sync::Arc;
 /// Serves the RAS CPF protocol on stdin/stdout until EOF (exit 0); exit 1 only when the
 /// streams fail or the runtime cannot start.
 pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
+    if let Some(args::Command::InstallSsh(a)) = &args.command {
+        return install_ssh::run(a, &factory.driver_names());
+    }
     let config = config::Config::from_args(&args);
     if !config.problems.is_empty() {
         tracing::warn!(problems = ?config.problems, "invalid ras arguments; provider/connect will report them");

@@ -162,13 +162,20 @@ fn details(kv: &[(String, String)]) -> Details {
 
 /// Checks the entry file as CloudStack does before spawning ("File is not executable").
 fn check_executable(program: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
     let path = std::path::Path::new(program);
     if !path.is_absolute() && !program.contains('/') {
         return Ok(()); // resolved through PATH by the OS; CloudStack always has an absolute path
     }
     let meta = std::fs::metadata(path).map_err(|e| format!("extension file {program}: {e}"))?;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+    #[cfg(unix)]
+    let executable = {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    };
+    // Windows has no execute bit: whether a file runs depends on its extension.
+    #[cfg(not(unix))]
+    let executable = true;
+    if !meta.is_file() || !executable {
         return Err(format!("extension file {program}: File is not executable (CloudStack would not run it)"));
     }
     Ok(())
