@@ -49,10 +49,47 @@ impl Params {
         }
     }
 
+    /// A required guest or task id, exactly as sent: a string or an integer, at most
+    /// [`MAX_ID_LEN`] bytes, no surrounding whitespace and no control characters. Ids are
+    /// never trimmed or rewritten (`" 100"` is not guest `100`), and a refused id is never
+    /// echoed back.
+    pub(crate) fn req_id(&self, key: &str) -> Result<String, RpcError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Err(RpcError::missing(&format!("params.{key}"))),
+            Some(v) => id_value(v).map_err(|why| RpcError::invalid_field(&format!("params.{key}"), why)),
+        }
+    }
+
     /// The raw value.
     pub(crate) fn raw(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
     }
+}
+
+/// The longest guest or task id accepted (bytes). polyvisor's own task ids are far
+/// shorter; backend ids (VMIDs, UUIDs, resource paths) too.
+pub(crate) const MAX_ID_LEN: usize = 1024;
+
+/// One id value (see [`Params::req_id`]), or why it is refused.
+pub(crate) fn id_value(v: &Value) -> Result<String, &'static str> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        _ => return Err("expected a string"),
+    };
+    if s.is_empty() {
+        return Err("must not be empty");
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err("longer than 1024 bytes");
+    }
+    if s.trim() != s {
+        return Err("must not have surrounding whitespace");
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    Ok(s)
 }
 
 /// A string or integer as a trimmed string.
@@ -86,5 +123,23 @@ mod tests {
         assert!(!ps.req_bool("b").unwrap());
         assert_eq!(ps.req_bool("n").unwrap_err().code, -32602);
         assert_eq!(ps.opt_bool("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn ids_are_taken_exactly_and_refused_ids_are_not_echoed() {
+        let ps =
+            p(json!({"a": 101, "b": "vm-7", "c": " 100", "d": "100\n", "e": "x".repeat(1_000_000), "f": "", "g": 1.5}));
+        assert_eq!(ps.req_id("a").unwrap(), "101");
+        assert_eq!(ps.req_id("b").unwrap(), "vm-7");
+        assert_eq!(
+            ps.req_id("c").unwrap_err().message,
+            "Invalid field: params.c (must not have surrounding whitespace)"
+        );
+        assert_eq!(ps.req_id("d").unwrap_err().code, -32602);
+        let long = ps.req_id("e").unwrap_err();
+        assert_eq!(long.message, "Invalid field: params.e (longer than 1024 bytes)");
+        assert_eq!(ps.req_id("f").unwrap_err().code, -32602);
+        assert_eq!(ps.req_id("g").unwrap_err().code, -32602);
+        assert_eq!(ps.req_id("zz").unwrap_err().message, "Missing field: params.zz");
     }
 }

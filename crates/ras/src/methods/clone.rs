@@ -25,7 +25,7 @@ pub(super) fn plan(
 
 /// `{task_id, clone_id?}`.
 pub(super) async fn clone(s: &mut Session, p: &Params) -> Result<Value, RpcError> {
-    let id = p.req_str("id")?;
+    let id = p.req_id("id")?;
     let name = p.req_str("name")?;
     let snapshot = p.opt_str("snapshot")?;
     let link = p.opt_bool("is_link_clone")?;

@@ -27,7 +27,7 @@ fn parse(raw: &str) -> Option<Op> {
 
 /// Submits the action without waiting for the transition.
 pub(super) async fn control(s: &mut Session, p: &Params) -> Result<Value, RpcError> {
-    let id = p.req_str("id")?;
+    let id = p.req_id("id")?;
     let raw = p.req_str("control")?;
     let unsupported = || RpcError::params(format!("Unsupported guest control: {raw}"));
     let op = parse(&raw).ok_or_else(unsupported)?;

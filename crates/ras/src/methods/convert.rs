@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// Idempotent: converting to the current state is the driver's success.
 pub(super) async fn convert(s: &mut Session, p: &Params) -> Result<Value, RpcError> {
-    let id = p.req_str("id")?;
+    let id = p.req_id("id")?;
     let is_template = p.req_bool("is_template")?;
     let a = s.active_for(Need::Templates, "guests/convert").await?;
     let t = s

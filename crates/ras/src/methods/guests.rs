@@ -1,7 +1,7 @@
 //! `guests/list` and `guests/get` (single id or array form), and the guest wire object.
 
 use crate::errors::RpcError;
-use crate::params::{scalar_string, Params};
+use crate::params::Params;
 use crate::session::{Active, Session};
 use polyvisor_core::{net, Guest, GuestId, PowerState};
 use serde::Serialize;
@@ -108,9 +108,9 @@ pub(super) async fn get(s: &mut Session, p: &Params) -> Result<Value, RpcError> 
         Some(Value::Array(items)) => {
             let mut ids = Vec::with_capacity(items.len());
             for item in items {
-                match scalar_string(item).filter(|s| !s.is_empty()) {
-                    Some(id) => ids.push(id),
-                    None => return Err(RpcError::invalid_field("params.id", "array items must be non-empty strings")),
+                match crate::params::id_value(item) {
+                    Ok(id) => ids.push(id),
+                    Err(why) => return Err(RpcError::invalid_field("params.id", &format!("array item {why}"))),
                 }
             }
             if ids.is_empty() {
@@ -122,7 +122,7 @@ pub(super) async fn get(s: &mut Session, p: &Params) -> Result<Value, RpcError> 
     };
     let ids = match ids {
         Some(ids) => ids,
-        None => vec![p.req_str("id")?],
+        None => vec![p.req_id("id")?],
     };
     let a = s.active().await?;
     let provider = a.driver.display_name().to_string();

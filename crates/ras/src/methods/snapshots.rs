@@ -25,7 +25,7 @@ impl Req {
 }
 
 async fn begin(s: &mut Session, p: &Params, method: &str) -> Result<Req, RpcError> {
-    let id = p.req_str("id")?;
+    let id = p.req_id("id")?;
     let name = p.req_str("name")?;
     let active = s.active_for(Need::Snapshots, method).await?;
     Ok(Req { id, name, active })

@@ -16,7 +16,7 @@ fn output(o: &TaskOutput) -> Value {
 
 /// The task's state, resolved by any process (ids are self-describing).
 pub(super) async fn get(s: &mut Session, p: &Params) -> Result<Value, RpcError> {
-    let id = TaskId(p.req_str("id")?);
+    let id = TaskId(p.req_id("id")?);
     let a = s.active_for(Need::Templates, "tasks/get").await?;
     // Core's `Driver::task_status` decodes the id, answers already-completed ids
     // (`task::completed`, also issued by this front) without the backend and expires old ones.
