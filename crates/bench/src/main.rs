@@ -46,9 +46,6 @@ struct Args {
     /// the binary must be built with `--features libvirt`.
     #[arg(long)]
     libvirt_tiny: Option<PathBuf>,
-    /// The shared tools directory (tiny-guest domain template).
-    #[arg(long, default_value = "../shared")]
-    shared: PathBuf,
     /// The directory of the libvirt `polyvisor` storage pool.
     #[arg(long, default_value = "/var/lib/polyvisor-pool")]
     pool_dir: PathBuf,
@@ -109,7 +106,7 @@ fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
         figures.extend(proxmox::run(&args.bin, dir, launcher, args.actions.min(30))?);
     }
     if let Some(tiny) = &args.libvirt_tiny {
-        figures.extend(libvirt::run(&args.bin, dir, tiny, &args.shared, &args.pool_dir, args.actions.min(30))?);
+        figures.extend(libvirt::run(&args.bin, dir, tiny, &args.pool_dir, args.actions.min(30))?);
     }
     Ok(figures)
 }
