@@ -43,6 +43,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         ("uri", URI),
         ("pool", "polyvisor"),
         ("call_timeout_secs", "30"),
+        ("job_timeout_secs", "600"),
         ("shutdown_timeout_secs", "10"),
     ]);
     let d: Arc<dyn Driver> = polyvisor_libvirt::open(&s).unwrap();
@@ -51,7 +52,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     let tid = GuestId::new(define_template());
     for stale in ["pvtest-linked", "pvtest-full"] {
         if let Some(g) = d.list_guests().await.unwrap().into_iter().find(|g| g.name == stale) {
-            done(&*d, &d.delete_guest(&g.id).await.unwrap(), 30).await;
+            done(&*d, &d.delete_guest(&g.id).await.unwrap(), 180).await;
         }
     }
     let before = tiny::pool_volumes();
@@ -74,7 +75,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     // a retry adopts the same clone
     let again = d.clone_guest(&spec).await.unwrap();
     assert_eq!(again.new_guest, started.new_guest);
-    let out = done(&*d, &started.task, 120).await;
+    let out = done(&*d, &started.task, 600).await;
     eprintln!("measure: linked clone + boot to IPv4 {:?}", t0.elapsed());
     let cid = out.new_guest.unwrap();
     let g = d.get_guest(&cid).await.unwrap();
@@ -86,20 +87,20 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
 
     // graceful shutdown with bound
     let t0 = Instant::now();
-    done(&*d, &d.power(&cid, PowerAction::Shutdown).await.unwrap(), 30).await;
+    done(&*d, &d.power(&cid, PowerAction::Shutdown).await.unwrap(), 180).await;
     eprintln!("measure: shutdown task {:?}", t0.elapsed());
     assert_eq!(d.get_guest(&cid).await.unwrap().power, PowerState::PoweredOff);
 
     // internal snapshot on the stopped qcow2 overlay: create, revert, delete
     let t0 = Instant::now();
     let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: None };
-    done(&*d, &d.create_snapshot(&cid, &snap).await.unwrap(), 30).await;
+    done(&*d, &d.create_snapshot(&cid, &snap).await.unwrap(), 180).await;
     eprintln!("measure: snapshot create (stopped) {:?}", t0.elapsed());
     assert!(d.snapshot_exists(&cid, "s1").await.unwrap());
     let t0 = Instant::now();
-    done(&*d, &d.revert_snapshot(&cid, "s1").await.unwrap(), 30).await;
+    done(&*d, &d.revert_snapshot(&cid, "s1").await.unwrap(), 180).await;
     eprintln!("measure: snapshot revert {:?}", t0.elapsed());
-    done(&*d, &d.delete_snapshot(&cid, "s1").await.unwrap(), 30).await;
+    done(&*d, &d.delete_snapshot(&cid, "s1").await.unwrap(), 180).await;
     assert!(!d.snapshot_exists(&cid, "s1").await.unwrap());
 
     // the template cannot go while a linked clone uses it
@@ -115,7 +116,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         start: false,
     };
     let fs = d.clone_guest(&full).await.unwrap();
-    let fid = done(&*d, &fs.task, 60).await.new_guest.unwrap();
+    let fid = done(&*d, &fs.task, 300).await.new_guest.unwrap();
     eprintln!("measure: full clone {:?}", t0.elapsed());
     let mid = tiny::pool_volumes();
     assert!(
@@ -126,7 +127,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     // deletes leave no disks behind, and never the template's
     for id in [&cid, &fid] {
         let t0 = Instant::now();
-        done(&*d, &d.delete_guest(id).await.unwrap(), 30).await;
+        done(&*d, &d.delete_guest(id).await.unwrap(), 180).await;
         eprintln!("measure: delete {:?}", t0.elapsed());
     }
     assert_eq!(tiny::pool_volumes(), before, "pool volumes after deleting the clones");
@@ -151,13 +152,13 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         mode: CloneMode::Auto,
         start: false,
     };
-    let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 60).await.new_guest.unwrap();
+    let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 300).await.new_guest.unwrap();
     eprintln!("measure: linked clone from snapshot (incl. base export) {:?}", t0.elapsed());
     let vols = tiny::pool_volumes();
     assert!(vols.iter().any(|v| v.starts_with("pvbase-")), "{vols:?}");
-    done(&*d, &d.delete_guest(&sid).await.unwrap(), 30).await;
+    done(&*d, &d.delete_guest(&sid).await.unwrap(), 180).await;
     // deleting the template removes the base polyvisor made, never the disk it did not make
-    done(&*d, &d.delete_guest(&tid).await.unwrap(), 30).await;
+    done(&*d, &d.delete_guest(&tid).await.unwrap(), 180).await;
     let after: Vec<String> = tiny::pool_volumes();
     assert!(
         after.contains(&"pvtest-tmpl.qcow2".to_string()) && !after.iter().any(|v| v.starts_with("pvbase-")),
