@@ -33,6 +33,18 @@ fi
 command -v libvirtd >/dev/null || { echo "start-libvirt: libvirtd missing (apt-get install libvirt-daemon-system; see scripts/ci/apt-packages.txt)" >&2; exit 1; }
 
 mkdir -p /run/libvirt /var/log/libvirt/qemu
+# /dev/kvm as udev would set it (group kvm, 0660). Without udev the node stays root-only
+# (0600): libvirtd then finds its cached QEMU capabilities (probed with KVM) invalid for the
+# qemu user on every lookup and re-probes QEMU twice per call — seconds each on a loaded
+# host, holding the capabilities lock, so defines, starts, snapshots and even `virsh version`
+# queue behind it (issue 8 item 9; seen as qemu-system-x86_64 -machine none probes every few
+# seconds and the cache file in /var/cache/libvirt/qemu/capabilities rewritten).
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  if [ "$(stat -c '%G %a' /dev/kvm)" != "kvm 660" ]; then
+    log "setting /dev/kvm to group kvm, mode 0660 (as udev does)"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
+fi
 # A live daemon of that name (zombies do not count: a killed daemon whose parent never
 # reaps it still answers `kill -0`).
 running() { # running NAME
