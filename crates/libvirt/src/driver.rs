@@ -70,6 +70,19 @@ impl LibvirtDriver {
         Ok(nics)
     }
 
+    /// Waits (bounded by `job_timeout_secs`) while a clone job of this process makes `uuid`.
+    async fn wait_for_clone_job(&self, uuid: &str) {
+        let job = {
+            let g = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
+            g.values().find(|(_, u, _)| u == uuid).map(|(j, _, _)| j.clone())
+        };
+        let Some(job) = job else { return };
+        let deadline = std::time::Instant::now() + self.cfg.job_timeout;
+        while matches!(self.jobs.get(&job), Some(JobState::Running)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     fn remember_clone(&self, name: &str, job: &str, uuid: &str, started: &CloneStarted) {
         let mut g = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
         g.insert(name.to_string(), (job.to_string(), uuid.to_string(), started.clone()));
@@ -217,6 +230,9 @@ impl Driver for LibvirtDriver {
         if crate::names::validate_uuid(&id.0).is_err() {
             return Ok(Self::done("delete"));
         }
+        // A copy job of ours still making this guest would define it after the delete
+        // (CloudStack's cleanup of a timed-out create): let it finish first.
+        self.wait_for_clone_job(&id.0).await;
         let id = id.0.clone();
         call_own(&self.conn, &self.cfg, "delete", move |c, _| ops::delete(c, &id)).await?;
         Ok(Self::done("delete"))
