@@ -63,7 +63,7 @@ impl LibvirtDriver {
             let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
             crate::names::validate_network_name(&network)?;
             if n.vlan.is_some() && !self.cfg.vlans {
-                tracing::info!("VLAN tag ignored (setting 'vlans' is off)");
+                tracing::warn!("VLAN tag ignored (setting 'vlans' is off)");
             }
             nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan.filter(|_| self.cfg.vlans) });
         }
