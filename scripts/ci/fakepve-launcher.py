@@ -20,6 +20,9 @@ Then it reads JSON commands from stdin, one per line, and answers each with one 
     {"sent": true}            -> {"ok": [[method, path, [parameter names (query + body)]], ...]} (no values)
 
 It exits when stdin closes (the test process died or finished), so nothing is left running.
+
+With --serve-forever it ignores stdin and serves until SIGTERM/SIGINT (scripts/ci/start-proxmox.sh
+runs one like that, detached, on a fixed --port for the backend contract).
 """
 
 import argparse
@@ -27,6 +30,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import sys
 
 
@@ -82,7 +86,7 @@ def _record_sent(pve):
 async def _serve(args):
     from fakepve.certs import make_cert
     from fakepve.server import FakePve
-    pve = FakePve(user=args.user, password=args.password, host=args.host, port=0)
+    pve = FakePve(user=args.user, password=args.password, host=args.host, port=args.port)
     pve.time_scale = args.time_scale
     _record_sent(pve)
     with open(args.guests) as f:
@@ -111,6 +115,13 @@ async def _serve(args):
     print(json.dumps({'listening': pve.url, 'ca_file': certfile, 'fingerprint': fingerprint}), flush=True)
 
     loop = asyncio.get_running_loop()
+    if args.serve_forever:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await pve.stop()
+        return
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
@@ -134,6 +145,8 @@ def main():
     p.add_argument('--token', action='append', default=[], help="'user@realm!tokenid=secret' (repeatable)")
     p.add_argument('--time-scale', type=float, default=0.0)
     p.add_argument('--certdir', required=True)
+    p.add_argument('--port', type=int, default=0, help='TCP port (default: a free one)')
+    p.add_argument('--serve-forever', action='store_true', help='ignore stdin; serve until SIGTERM')
     args = p.parse_args()
     try:
         asyncio.run(_serve(args))

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Starts virtlogd + libvirtd without systemd (idempotent), builds the tiny TCG guest,
-# and defines the isolated network `tg-net` and the storage pool `polyvisor` used by the
-# libvirt driver's tests (crates/libvirt/tests, crates/cli/tests/libvirt_qemu.rs).
+# Starts virtlogd + libvirtd without systemd (idempotent), builds the tiny TCG guest
+# (testing/tiny-guest/build.sh), defines the isolated network `tg-net` and the storage pool
+# `polyvisor` used by the libvirt driver's tests (crates/libvirt/tests,
+# crates/cli/tests/libvirt_qemu.rs), defines the contract guests `pv-contract-source` (stopped
+# VM) and `pv-contract-tmpl` (Flag template), and writes /run/polyvisor-test/libvirt.json
+# (the backend contract, scripts/ci/README.md).
 #
 # Environment (all optional):
-#   POLYVISOR_TINY_DIR   artifacts dir (default /var/lib/polyvisor-tiny)
-#   POLYVISOR_POOL_DIR   pool directory (default /var/lib/polyvisor-pool)
+#   POLYVISOR_TINY_DIR      artifacts dir (default /var/lib/polyvisor-tiny)
+#   POLYVISOR_POOL_DIR      pool directory (default /var/lib/polyvisor-pool)
+#   POLYVISOR_TEST_RUN_DIR  where the contract file goes (default /run/polyvisor-test)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 top="$(cd "$here/../.." && pwd)"
-shared="${POLYVISOR_SHARED_DIR:-$top/../shared}"
+guest_dir="$top/testing/tiny-guest"
+run="${POLYVISOR_TEST_RUN_DIR:-/run/polyvisor-test}"
 tiny="${POLYVISOR_TINY_DIR:-/var/lib/polyvisor-tiny}"
 pooldir="${POLYVISOR_POOL_DIR:-/var/lib/polyvisor-pool}"
 uri=qemu:///system
@@ -28,6 +33,18 @@ fi
 command -v libvirtd >/dev/null || { echo "start-libvirt: libvirtd missing (apt-get install libvirt-daemon-system; see scripts/ci/apt-packages.txt)" >&2; exit 1; }
 
 mkdir -p /run/libvirt /var/log/libvirt/qemu
+# /dev/kvm as udev would set it (group kvm, 0660). Without udev the node stays root-only
+# (0600): libvirtd then finds its cached QEMU capabilities (probed with KVM) invalid for the
+# qemu user on every lookup and re-probes QEMU twice per call — seconds each on a loaded
+# host, holding the capabilities lock, so defines, starts, snapshots and even `virsh version`
+# queue behind it (issue 8 item 9; seen as qemu-system-x86_64 -machine none probes every few
+# seconds and the cache file in /var/cache/libvirt/qemu/capabilities rewritten).
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  if [ "$(stat -c '%G %a' /dev/kvm)" != "kvm 660" ]; then
+    log "setting /dev/kvm to group kvm, mode 0660 (as udev does)"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
+fi
 # A live daemon of that name (zombies do not count: a killed daemon whose parent never
 # reaps it still answers `kill -0`).
 running() { # running NAME
@@ -52,12 +69,12 @@ timeout 5 virsh -c "$uri" version >/dev/null || { echo "start-libvirt: libvirtd 
 
 if [ ! -f "$tiny/template.qcow2" ] || [ ! -f "$tiny/vmlinuz" ]; then
   log "building tiny guest into $tiny"
-  "$shared/tools/tiny-guest/build.sh" "$tiny"
+  bash "$guest_dir/build.sh" "$tiny"
 fi
 chmod 0755 "$tiny"
 
 if ! virsh -c "$uri" net-info tg-net >/dev/null 2>&1; then
-  virsh -c "$uri" net-define "$shared/tools/tiny-guest/network.xml" >/dev/null
+  virsh -c "$uri" net-define "$guest_dir/network.xml" >/dev/null
 fi
 # (capture first: `virsh … | grep -q` under pipefail fails when grep exits early)
 net_info="$(virsh -c "$uri" net-info tg-net)"
@@ -70,4 +87,43 @@ fi
 pool_info="$(virsh -c "$uri" pool-info polyvisor)"
 grep -q 'State:.*running' <<<"$pool_info" || virsh -c "$uri" pool-start polyvisor >/dev/null
 virsh -c "$uri" pool-refresh polyvisor >/dev/null || log "pool-refresh skipped (a volume job is running); the driver refreshes on use"
+# The contract guests: copies of the tiny disk in the pool (never the build's template.qcow2).
+define_guest() { # NAME -> prints its UUID; defines it when missing
+  local name="$1" disk="$pooldir/$1.qcow2" xml
+  if ! virsh -c "$uri" domuuid "$name" >/dev/null 2>&1; then
+    [ -f "$disk" ] || cp "$tiny/template.qcow2" "$disk"
+    xml="$(mktemp)"
+    sed -e "s|@NAME@|$name|g" -e "s|@MEM_MIB@|128|g" -e "s|@VMLINUZ@|$tiny/vmlinuz|g" \
+        -e "s|@INITRD@|$tiny/initrd.img|g" -e "s|@CMDLINE_EXTRA@|tg.hostname=$name|g" \
+        -e "s|@DISK@|$disk|g" -e "s|@NETWORK@|tg-net|g" \
+        -e "s|@SERIAL_LOG@|/var/log/libvirt/qemu/$name-serial.log|g" "$guest_dir/domain.xml.tmpl" > "$xml"
+    virsh -c "$uri" define "$xml" >/dev/null
+    rm -f "$xml"
+    virsh -c "$uri" pool-refresh polyvisor >/dev/null 2>&1 || true
+  fi
+  virsh -c "$uri" domuuid "$name" | tr -d '[:space:]'
+}
+source_uuid="$(define_guest pv-contract-source)"
+tmpl_uuid="$(define_guest pv-contract-tmpl)"
+ns=https://polyvisor.dev/xmlns/libvirt/1
+if ! virsh -c "$uri" metadata pv-contract-tmpl "$ns" 2>/dev/null | grep -q 'template="1"'; then
+  virsh -c "$uri" metadata pv-contract-tmpl "$ns" --key polyvisor --set '<meta template="1"/>' --config >/dev/null
+fi
+mkdir -p "$run"; chmod 0700 "$run"
+cat > "$run/libvirt.json.tmp" <<JSON
+{
+  "settings": {"driver": "libvirt", "uri": "$uri", "pool": "polyvisor", "network": "tg-net",
+               "domain_type": "qemu", "shutdown_timeout_secs": "10"},
+  "cloudstack": {
+    "extension": {"uri": "$uri", "pool": "polyvisor", "network": "tg-net", "domain_type": "qemu",
+                  "shutdown_timeout_secs": "10"},
+    "host": {},
+    "virtualmachine": {}
+  },
+  "source_guest": "$source_uuid",
+  "template_id": "$tmpl_uuid"
+}
+JSON
+mv -f "$run/libvirt.json.tmp" "$run/libvirt.json"
+log "contract: $run/libvirt.json (source $source_uuid, template $tmpl_uuid)"
 log "ready: $(virsh -c "$uri" version | grep -i 'running hypervisor' || true); tiny guest in $tiny; pool polyvisor at $pooldir"

@@ -6,6 +6,7 @@
 use crate::ras::Provider;
 use crate::stats::median_p95_ms;
 use crate::Figure;
+use polyvisor_test_support::tiny::TinyGuest;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -23,26 +24,10 @@ fn virsh(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Defines the stopped source domain from the tiny guest; returns its UUID.
-fn define_source(tiny: &Path, shared: &Path, pool_dir: &Path, dir: &Path) -> Result<String, String> {
+/// Defines the stopped source domain on a copy of the tiny guest disk; returns its UUID.
+fn define_source(tiny: &Path, pool_dir: &Path) -> Result<String, String> {
     remove_source();
-    let disk = pool_dir.join(format!("{SOURCE}.qcow2"));
-    std::fs::copy(tiny.join("template.qcow2"), &disk).map_err(|e| format!("copy tiny disk: {e}"))?;
-    let xml = std::fs::read_to_string(shared.join("tools/tiny-guest/domain.xml.tmpl"))
-        .map_err(|e| format!("tiny-guest domain.xml.tmpl: {e}"))?
-        .replace("@NAME@", SOURCE)
-        .replace("@MEM_MIB@", "128")
-        .replace("@VMLINUZ@", &tiny.join("vmlinuz").to_string_lossy())
-        .replace("@INITRD@", &tiny.join("initrd.img").to_string_lossy())
-        .replace("@CMDLINE_EXTRA@", "")
-        .replace("@DISK@", &disk.to_string_lossy())
-        .replace("@NETWORK@", "tg-net")
-        .replace("@SERIAL_LOG@", &format!("/var/log/libvirt/qemu/{SOURCE}-serial.log"));
-    let f = dir.join(format!("{SOURCE}.xml"));
-    std::fs::write(&f, xml).map_err(|e| e.to_string())?;
-    virsh(&["define", &f.to_string_lossy()])?;
-    let _ = virsh(&["pool-refresh", "polyvisor"]);
-    virsh(&["domuuid", SOURCE])
+    TinyGuest::new(tiny, pool_dir).define_copy(SOURCE)
 }
 
 fn remove_source() {
@@ -95,15 +80,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Runs the libvirt benchmarks; always removes what it created.
-pub fn run(
-    bin: &Path,
-    dir: &Path,
-    tiny: &Path,
-    shared: &Path,
-    pool_dir: &Path,
-    runs: usize,
-) -> Result<Vec<Figure>, String> {
-    let id = define_source(tiny, shared, pool_dir, dir)?;
+pub fn run(bin: &Path, dir: &Path, tiny: &Path, pool_dir: &Path, runs: usize) -> Result<Vec<Figure>, String> {
+    let id = define_source(tiny, pool_dir)?;
     let mut clones: Vec<String> = Vec::new();
     let out = measure(bin, dir, &id, runs, &mut clones);
     if let Ok(mut p) = spawn(bin, dir, &["--template-method", "versioning"]) {

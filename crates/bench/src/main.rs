@@ -47,9 +47,6 @@ struct Args {
     /// the binary must be built with `--features libvirt`.
     #[arg(long)]
     libvirt_tiny: Option<PathBuf>,
-    /// The shared tools directory (tiny-guest domain template).
-    #[arg(long, default_value = "../shared")]
-    shared: PathBuf,
     /// The directory of the libvirt `polyvisor` storage pool.
     #[arg(long, default_value = "/var/lib/polyvisor-pool")]
     pool_dir: PathBuf,
@@ -117,7 +114,7 @@ fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
         figures.extend(ssh::run(&args.bin, dir, args.starts, args.gets)?);
     }
     if let Some(tiny) = &args.libvirt_tiny {
-        figures.extend(libvirt::run(&args.bin, dir, tiny, &args.shared, &args.pool_dir, args.actions.min(30))?);
+        figures.extend(libvirt::run(&args.bin, dir, tiny, &args.pool_dir, args.actions.min(30))?);
     }
     Ok(figures)
 }

@@ -15,8 +15,11 @@ pub struct Config {
     pub pool: String,
     /// Network for NICs created without one (`network`).
     pub network: String,
-    /// Bound on one libvirt call (`call_timeout_secs`, default 20).
+    /// Bound on one short libvirt call (`call_timeout_secs`, default 20).
     pub call_timeout: Duration,
+    /// Bound on one long operation — clone, volume copy, snapshot create/revert, delete —
+    /// run on its own connection (`job_timeout_secs`, default 600).
+    pub job_timeout: Duration,
     /// Graceful shutdown bound before a hard stop (`shutdown_timeout_secs`, default 60).
     pub shutdown_timeout: Duration,
     /// Cap on "clone started and has an IPv4 address" (`ready_timeout_secs`, default 300).
@@ -56,6 +59,7 @@ impl Config {
             pool: s.str_any(&["pool", "storage_pool"]).unwrap_or_else(|| "default".to_string()),
             network: s.str("network").unwrap_or_else(|| "default".to_string()),
             call_timeout: secs("call_timeout_secs", 20)?,
+            job_timeout: secs("job_timeout_secs", 600)?,
             shutdown_timeout: secs("shutdown_timeout_secs", 60)?,
             ready_timeout: secs("ready_timeout_secs", 300)?,
             console_host: s.str("console_host"),
@@ -97,6 +101,7 @@ mod tests {
         let c = Config::from_settings_env(&Settings::new(), None).unwrap();
         assert_eq!(c.uri, DEFAULT_URI);
         assert_eq!(c.call_timeout, Duration::from_secs(20));
+        assert_eq!(c.job_timeout, Duration::from_secs(600));
         let c = Config::from_settings_env(&Settings::new(), Some("test:///default".into())).unwrap();
         assert_eq!(c.uri, "test:///default");
         assert!(c.is_test_driver());

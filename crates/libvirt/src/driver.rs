@@ -2,7 +2,7 @@
 //! [`crate::conn::call`], and task tokens whose state is read back from libvirt.
 
 use crate::config::Config;
-use crate::conn::call;
+use crate::conn::{call, call_own, spawn_own, JobState, Jobs};
 use crate::ops;
 use async_trait::async_trait;
 use polyvisor_core::task::{completed, now_unix, TaskToken};
@@ -12,21 +12,115 @@ use polyvisor_core::{
 };
 use serde_json::json;
 
-/// The libvirt driver (stateless: one connection per call).
+/// The libvirt driver. Its only in-memory state is caches: the shared connection for short
+/// calls and the outcomes of background jobs this process started (see [`Jobs`]).
 pub(crate) struct LibvirtDriver {
     cfg: Config,
     conn: crate::conn::Shared,
+    jobs: Jobs,
+    /// Clones this process is still making, by name: `(job, uuid, token)`, so an immediate
+    /// retry gets the same task instead of racing the first job.
+    cloning: std::sync::Mutex<std::collections::HashMap<String, (String, String, CloneStarted)>>,
+}
+
+/// A random id for a background job (carried in its task token).
+fn job_id() -> String {
+    crate::names::new_uuid()
 }
 
 impl LibvirtDriver {
     /// A driver for the given configuration (no I/O).
     pub(crate) fn new(cfg: Config) -> Self {
-        LibvirtDriver { cfg, conn: crate::conn::Shared::default() }
+        LibvirtDriver {
+            cfg,
+            conn: crate::conn::Shared::default(),
+            jobs: Jobs::default(),
+            cloning: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// A clone job for `name` this process started and that is still running.
+    fn running_clone(&self, name: &str) -> Option<CloneStarted> {
+        let mut g = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
+        let (job, _, started) = g.get(name)?.clone();
+        if matches!(self.jobs.get(&job), Some(JobState::Running)) {
+            return Some(started);
+        }
+        g.remove(name);
+        None
+    }
+
+    /// The request's NICs, validated (MACs canonical, network names safe for XML attributes).
+    fn new_nics(&self, spec: &CreateSpec) -> Result<Vec<crate::domxml::NewNic>> {
+        let mut nics = Vec::new();
+        for n in &spec.nics {
+            let mac = match &n.mac {
+                Some(m) => polyvisor_core::net::normalize_mac(m)
+                    .ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", m.escape_default())))?,
+                None => crate::names::new_mac(),
+            };
+            let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
+            crate::names::validate_network_name(&network)?;
+            if n.vlan.is_some() && !self.cfg.vlans {
+                tracing::warn!("VLAN tag ignored (setting 'vlans' is off)");
+            }
+            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan.filter(|_| self.cfg.vlans) });
+        }
+        Ok(nics)
+    }
+
+    /// Waits (bounded by `job_timeout_secs`) while a clone job of this process makes `uuid`.
+    async fn wait_for_clone_job(&self, uuid: &str) {
+        let job = {
+            let g = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
+            g.values().find(|(_, u, _)| u == uuid).map(|(j, _, _)| j.clone())
+        };
+        let Some(job) = job else { return };
+        let deadline = std::time::Instant::now() + self.cfg.job_timeout;
+        while matches!(self.jobs.get(&job), Some(JobState::Running)) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    fn remember_clone(&self, name: &str, job: &str, uuid: &str, started: &CloneStarted) {
+        let mut g = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
+        g.insert(name.to_string(), (job.to_string(), uuid.to_string(), started.clone()));
     }
 
     fn done(op: &str) -> TaskId {
         completed(op, &TaskOutput::default())
     }
+}
+
+/// Why an existing guest with the create's key does not match the request (`None`: it does).
+/// MACs the request left to us (random) are compared by count and network only.
+fn create_mismatch(g: &Guest, spec: &CreateSpec, nics: &[crate::domxml::NewNic]) -> Option<String> {
+    if let Some(c) = spec.cpus {
+        if g.cpus != Some(c) {
+            return Some(format!("cpus {:?} != {c}", g.cpus));
+        }
+    }
+    if let Some(m) = spec.memory_mb {
+        if g.memory_mb != Some(m) {
+            return Some(format!("memory {:?} MiB != {m} MiB", g.memory_mb));
+        }
+    }
+    if nics.is_empty() {
+        return None;
+    }
+    if g.nics.len() != nics.len() {
+        return Some(format!("{} NICs != {}", g.nics.len(), nics.len()));
+    }
+    for (i, (have, want)) in g.nics.iter().zip(&spec.nics).enumerate() {
+        let want_mac = want.mac.as_deref().and_then(polyvisor_core::net::normalize_mac);
+        if want_mac.is_some_and(|m| !have.mac.eq_ignore_ascii_case(&m)) {
+            return Some(format!("NIC {i} MAC differs"));
+        }
+        if have.network.as_deref() != Some(nics[i].network.as_str()) {
+            return Some(format!("NIC {i} network differs"));
+        }
+    }
+    None
 }
 
 #[async_trait]
@@ -125,8 +219,11 @@ impl Driver for LibvirtDriver {
         if crate::names::validate_uuid(&id.0).is_err() {
             return Ok(Self::done("delete"));
         }
+        // A copy job of ours still making this guest would define it after the delete
+        // (CloudStack's cleanup of a timed-out create): let it finish first.
+        self.wait_for_clone_job(&id.0).await;
         let id = id.0.clone();
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "delete", move |c, _| ops::delete(c, &id)).await?;
+        call_own(&self.conn, &self.cfg, "delete", move |c, _| ops::delete(c, &id)).await?;
         Ok(Self::done("delete"))
     }
 
@@ -158,23 +255,44 @@ impl Driver for LibvirtDriver {
         if let Some(s) = &snap {
             crate::names::validate_snapshot_name(s)?;
         }
+        if let Some(started) = self.running_clone(&spec.name) {
+            return Ok(started);
+        }
         let (source, name, mode) = (spec.source.0.clone(), spec.name.clone(), spec.mode);
         let linked_ok = self.capabilities().linked_clones;
-        let uuid = crate::names::new_uuid();
-        let new_id = call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone", move |c, cfg| {
-            let d = ops::lookup(c, &source)?;
+        let has_snap = snap.is_some();
+        // Quick checks in the request (missing source, name taken, a finished retry); the
+        // copy itself runs as a background job on its own connection.
+        let (src2, name2) = (source.clone(), name.clone());
+        let (existing, linked) = call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone", move |c, _| {
+            let d = ops::lookup(c, &src2)?;
             let (_, x) = ops::xml(&d, true)?;
             let linked = match mode {
                 CloneMode::Linked => true,
                 CloneMode::Full => false,
-                CloneMode::Auto => (x.meta.template || snap.is_some()) && linked_ok,
+                CloneMode::Auto => (x.meta.template || has_snap) && linked_ok,
             };
-            ops::clone(c, &cfg.pool, &source, &name, linked, &uuid, snap.as_deref(), &ops::CloneExtra::default())
+            Ok((ops::adoptable_clone(c, &name2, &src2)?, linked))
         })
         .await?;
-        let body = json!({"id": new_id, "start": spec.start, "started": false});
-        let task = TaskToken::new("lv-clone", body).with_max_age(self.cfg.ready_timeout.as_secs()).encode();
-        Ok(CloneStarted { task, new_guest: Some(GuestId::new(new_id)) })
+        let max_age = self.cfg.ready_timeout.as_secs().max(self.cfg.job_timeout.as_secs());
+        let token = |id: &str, job: Option<&str>| {
+            let body = json!({"id": id, "start": spec.start, "started": false, "job": job});
+            TaskToken::new("lv-clone", body).with_max_age(max_age).encode()
+        };
+        if let Some(id) = existing {
+            return Ok(CloneStarted { task: token(&id, None), new_guest: Some(GuestId::new(id)) });
+        }
+        let uuid = crate::names::new_uuid();
+        let job = job_id();
+        let started = CloneStarted { task: token(&uuid, Some(&job)), new_guest: Some(GuestId::new(uuid.clone())) };
+        self.remember_clone(&name, &job, &uuid, &started);
+        let uuid2 = uuid.clone();
+        spawn_own(&self.conn, &self.cfg, &self.jobs, job, move |c, cfg| {
+            ops::clone(c, &cfg.pool, &source, &name, linked, &uuid2, snap.as_deref(), &ops::CloneExtra::default())
+                .map(|_| ())
+        });
+        Ok(started)
     }
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
@@ -182,63 +300,89 @@ impl Driver for LibvirtDriver {
         if spec.key.trim().is_empty() {
             return Err(Error::invalid("create needs a platform key"));
         }
-        let started = |id: String, need_ip: bool, ready: u64| {
-            let task = TaskToken::new("lv-clone", json!({"id": id, "start": true, "need_ip": need_ip}))
-                .with_max_age(ready)
-                .encode();
+        let need_ip = matches!(spec.source, CreateSource::Template { .. });
+        let max_age = self.cfg.ready_timeout.as_secs().max(self.cfg.job_timeout.as_secs());
+        let started = |id: String, job: Option<&str>| {
+            let body = json!({"id": id, "start": true, "need_ip": need_ip, "job": job});
+            let task = TaskToken::new("lv-clone", body).with_max_age(max_age).encode();
             CloneStarted { task, new_guest: Some(GuestId::new(id)) }
         };
-        let ready = self.cfg.ready_timeout.as_secs();
-        if let Some(g) = self.find_by_key(&spec.key).await? {
-            return Ok(started(g.id.0, false, ready));
+        if let Some(running) = self.running_clone(&spec.name) {
+            return Ok(running);
         }
-        let mut nics = Vec::new();
-        for n in &spec.nics {
-            let mac = match &n.mac {
-                Some(m) => polyvisor_core::net::normalize_mac(m)
-                    .ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", m.escape_default())))?,
-                None => crate::names::new_mac(),
-            };
-            let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
-            if network.contains(['<', '>', '&', '\'', '"', '\0']) {
-                return Err(Error::invalid("invalid network name"));
+        let nics = self.new_nics(spec)?;
+        // Converge by key: a guest carrying this key that matches the request is finished
+        // (the task powers it on); one that differs (a half-made earlier attempt) is ours to
+        // delete, and creation starts over. Guests without our key are never touched.
+        if let Some(g) = self.find_owned(&spec.key, None).await? {
+            let full = self.get_guest(&g.id).await?;
+            match create_mismatch(&full, spec, &nics) {
+                None => return Ok(started(g.id.0, None)),
+                Some(why) => {
+                    tracing::warn!(guest = %g.id, why, "create: the guest with this key differs from the request; recreating");
+                    let id = g.id.0.clone();
+                    call_own(&self.conn, &self.cfg, "delete half-made guest", move |c, _| ops::delete(c, &id)).await?;
+                }
             }
-            if n.vlan.is_some() && !self.cfg.vlans {
-                tracing::info!("VLAN tag ignored (setting 'vlans' is off)");
-            }
-            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan.filter(|_| self.cfg.vlans) });
         }
         let uuid = crate::names::new_uuid();
         let spec2 = spec.clone();
-        let pool_override = spec.storage.clone();
-        let need_ip = matches!(spec.source, CreateSource::Template { .. });
-        let id = call(&self.conn, &self.cfg, self.cfg.call_timeout, "create", move |c, cfg| match &spec2.source {
+        match &spec.source {
             CreateSource::Template { id, full } => {
-                let extra = ops::CloneExtra {
-                    key: Some(spec2.key.clone()),
-                    vcpus: spec2.cpus,
-                    memory_mb: spec2.memory_mb,
-                    nics: (!nics.is_empty()).then_some(nics),
-                };
-                ops::clone(c, &cfg.pool, &id.0, &spec2.name, !full && !cfg.is_test_driver(), &uuid, None, &extra)
+                let (source, full) = (id.0.clone(), *full);
+                // the quick checks in the request; the copy runs as a background job
+                let (src2, name2) = (source.clone(), spec.name.clone());
+                call(&self.conn, &self.cfg, self.cfg.call_timeout, "create", move |c, _| {
+                    ops::lookup(c, &src2)?;
+                    match ops::adoptable_clone(c, &name2, &src2) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(_)) => Err(Error::already_exists(format!(
+                            "a guest named '{name2}' already exists without this create's key"
+                        ))),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+                let job = job_id();
+                let out = started(uuid.clone(), Some(&job));
+                self.remember_clone(&spec.name, &job, &uuid, &out);
+                spawn_own(&self.conn, &self.cfg, &self.jobs, job, move |c, cfg| {
+                    let extra = ops::CloneExtra {
+                        key: Some(spec2.key.clone()),
+                        vcpus: spec2.cpus,
+                        memory_mb: spec2.memory_mb,
+                        nics: (!nics.is_empty()).then_some(nics),
+                    };
+                    let linked = !full && !cfg.is_test_driver();
+                    ops::clone(c, &cfg.pool, &source, &spec2.name, linked, &uuid, None, &extra).map(|_| ())
+                });
+                Ok(out)
             }
-            CreateSource::Iso { path, os_type } => ops::create_from_iso(
-                c,
-                pool_override.as_deref().unwrap_or(&cfg.pool),
-                &spec2.name,
-                &uuid,
-                path,
-                spec2.disk_size_gb.unwrap_or(cfg.disk_size_gb),
-                spec2.cpus.unwrap_or(1),
-                spec2.memory_mb.unwrap_or(1024),
-                &nics,
-                &spec2.key,
-                os_type.clone(),
-                &cfg.domain_type,
-            ),
-        })
-        .await?;
-        Ok(started(id, need_ip, ready))
+            CreateSource::Iso { .. } => {
+                let pool_override = spec.storage.clone();
+                let id = call_own(&self.conn, &self.cfg, "create", move |c, cfg| {
+                    let CreateSource::Iso { path, os_type } = &spec2.source else {
+                        return Err(Error::internal("create source changed"));
+                    };
+                    ops::create_from_iso(
+                        c,
+                        pool_override.as_deref().unwrap_or(&cfg.pool),
+                        &spec2.name,
+                        &uuid,
+                        path,
+                        spec2.disk_size_gb.unwrap_or(cfg.disk_size_gb),
+                        spec2.cpus.unwrap_or(1),
+                        spec2.memory_mb.unwrap_or(1024),
+                        &nics,
+                        &spec2.key,
+                        os_type.clone(),
+                        &cfg.domain_type,
+                    )
+                })
+                .await?;
+                Ok(started(id, None))
+            }
+        }
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
@@ -259,17 +403,26 @@ impl Driver for LibvirtDriver {
 
     async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
         crate::names::validate_snapshot_name(&spec.name)?;
-        let (id, s) = (id.0.clone(), spec.clone());
+        crate::names::validate_uuid(&id.0)?;
+        let (gid, s) = (id.0.clone(), spec.clone());
+        // the guest must exist now; the snapshot itself (8-20 s on a busy host) is a job
+        let g2 = gid.clone();
         call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot create", move |c, _| {
-            ops::create_snapshot(&ops::lookup(c, &id)?, &s.name, s.include_memory, s.description.as_deref())
+            ops::lookup(c, &g2).map(|_| ())
         })
         .await?;
-        Ok(Self::done("snapshot"))
+        let job = job_id();
+        let body = json!({"id": gid, "name": s.name, "job": job, "since": now_unix()});
+        let task = TaskToken::new("lv-snap", body).with_max_age(self.cfg.job_timeout.as_secs()).encode();
+        spawn_own(&self.conn, &self.cfg, &self.jobs, job, move |c, _| {
+            ops::create_snapshot(&ops::lookup(c, &gid)?, &s.name, s.include_memory, s.description.as_deref())
+        });
+        Ok(task)
     }
 
     async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
         let (id, name) = (id.0.clone(), name.to_string());
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot revert", move |c, _| {
+        call_own(&self.conn, &self.cfg, "snapshot revert", move |c, _| {
             ops::revert_snapshot(&ops::lookup(c, &id)?, &id, &name)
         })
         .await?;
@@ -315,9 +468,20 @@ impl Driver for LibvirtDriver {
                 let start = tok.body.get("start").and_then(|v| v.as_bool()).unwrap_or(false);
                 let need_ip = tok.body.get("need_ip").and_then(|v| v.as_bool()).unwrap_or(true);
                 let out = TaskOutput { new_guest: Some(GuestId::new(gid.clone())) };
+                // The copy job: this process knows how it ended; another process (or this one
+                // after it ended) reads the domain from libvirt.
+                let job = tok.body.get("job").and_then(|v| v.as_str()).map(|j| self.jobs.get(j));
+                match &job {
+                    Some(Some(JobState::Running)) => return Ok(TaskStatus::Running),
+                    Some(Some(JobState::Failed(e))) => return Ok(TaskStatus::Failed(e.clone())),
+                    _ => {}
+                }
+                let other_process = matches!(job, Some(None));
                 call(&self.conn, &self.cfg, self.cfg.call_timeout, "clone status", move |c, cfg| {
                     let d = match ops::lookup(c, &gid) {
                         Ok(d) => d,
+                        // started by another process: defined when its copy finishes
+                        Err(e) if e.is_not_found() && other_process => return Ok(TaskStatus::Running),
                         Err(e) if e.is_not_found() => {
                             return Ok(TaskStatus::Failed(Error::not_found(format!("clone [{gid}]"))))
                         }
@@ -335,6 +499,26 @@ impl Driver for LibvirtDriver {
                         return Ok(TaskStatus::Running);
                     }
                     Ok(TaskStatus::Completed(out))
+                })
+                .await
+            }
+            "lv-snap" => {
+                let gid = tok.req_str("id")?.to_string();
+                let name = tok.req_str("name")?.to_string();
+                let since = tok.body.get("since").and_then(|v| v.as_u64()).unwrap_or(0);
+                match tok.body.get("job").and_then(|v| v.as_str()).map(|j| self.jobs.get(j)) {
+                    Some(Some(JobState::Running)) => return Ok(TaskStatus::Running),
+                    Some(Some(JobState::Failed(e))) => return Ok(TaskStatus::Failed(e)),
+                    Some(Some(JobState::Done)) => return Ok(TaskStatus::Completed(TaskOutput::default())),
+                    _ => {}
+                }
+                // started by another process: done once a snapshot of that name made since exists
+                call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot status", move |c, _| {
+                    let d = ops::lookup(c, &gid)?;
+                    let made = ops::snapshots(&d)?
+                        .into_iter()
+                        .any(|s| s.name == name && s.created_unix.unwrap_or(0) >= since.saturating_sub(1));
+                    Ok(if made { TaskStatus::Completed(TaskOutput::default()) } else { TaskStatus::Running })
                 })
                 .await
             }

@@ -33,13 +33,34 @@ pub fn validate_snapshot_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks that a guest id looks like a libvirt UUID (so no other text reaches libvirt).
-pub fn validate_uuid(id: &str) -> Result<()> {
-    let hex: Vec<u8> = id.bytes().filter(|b| *b != b'-').collect();
-    if id.len() <= 36 && hex.len() == 32 && hex.iter().all(u8::is_ascii_hexdigit) {
+/// Checks a libvirt network name from a platform: 1-64 characters of `[A-Za-z0-9._-]`.
+pub fn validate_network_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
         Ok(())
     } else {
-        Err(Error::not_found(format!("guest [{}]", id.escape_default())))
+        Err(Error::invalid(format!(
+            "invalid network name '{}'",
+            name.chars().take(80).collect::<String>().escape_default()
+        )))
+    }
+}
+
+/// Checks that a guest id is a UUID in libvirt's canonical form (lower-case hex,
+/// 8-4-4-4-12), so no other text reaches libvirt and no two spellings name one guest.
+pub fn validate_uuid(id: &str) -> Result<()> {
+    let b = id.as_bytes();
+    let ok = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!("guest [{}]", id.chars().take(40).collect::<String>().escape_default())))
     }
 }
 
@@ -109,6 +130,20 @@ mod tests {
         assert_eq!(a.as_bytes()[14], b'4');
         assert!(validate_uuid("1'; drop").is_err());
         assert!(validate_uuid("6695eb01-f6a4-8304-79aa-97f2502e193f").is_ok());
+        // only the canonical spelling (issue 9: "0100", "+100", " 100" resolved to one guest)
+        for other in [
+            "6695EB01-F6A4-8304-79AA-97F2502E193F",
+            "6695eb01f6a4830479aa97f2502e193f",
+            " 6695eb01-f6a4-8304-79aa-97f2502e193f",
+            "6695eb01-f6a4-8304-79aa-97f2502e193f ",
+            "6695eb0-1f6a4-8304-79aa-97f2502e193f",
+        ] {
+            assert!(validate_uuid(other).is_err(), "{other:?}");
+        }
+        validate_network_name("tg-net").unwrap();
+        for bad in ["", "a b", "net'x", "n<et", "a/b", &"n".repeat(65)] {
+            assert!(validate_network_name(bad).is_err(), "{bad:?}");
+        }
         let m = new_mac();
         assert!(m.starts_with("52:54:00:") && m.len() == 17, "{m}");
         assert!(polyvisor_core::net::normalize_mac(&m).is_some());

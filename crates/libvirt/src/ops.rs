@@ -380,6 +380,30 @@ pub(crate) fn create_from_iso(
     Ok(uuid.to_string())
 }
 
+/// The UUID of the domain named `name` when it is a clone of `source` (a retry of a clone
+/// that finished); `AlreadyExists` when another domain has the name; `None` when it is free.
+pub(crate) fn adoptable_clone(c: &Conn, name: &str, source: &str) -> Result<Option<String>> {
+    names::validate_name(name)?;
+    match Domain::lookup_by_name(c, name) {
+        Ok(existing) => {
+            let (_, ex) = xml(&existing, true)?;
+            if ex.meta.source.as_deref() == Some(source) {
+                Ok(Some(ex.uuid))
+            } else {
+                Err(Error::already_exists(format!("a guest named '{name}' already exists")))
+            }
+        }
+        Err(e) => {
+            let err = lv_err(e, "find guest by name", "");
+            if err.is_not_found() {
+                Ok(None)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
 /// Creates the clone's volumes (qcow2 overlays for linked, copies for full) and defines it.
 /// Returns the new domain's UUID. A domain that already has the name is adopted when it is
 /// a clone of the same source.
@@ -395,12 +419,8 @@ pub(crate) fn clone(
     extra: &CloneExtra,
 ) -> Result<String> {
     names::validate_name(name)?;
-    if let Ok(existing) = Domain::lookup_by_name(c, name) {
-        let (_, ex) = xml(&existing, true)?;
-        if ex.meta.source.as_deref() == Some(source) {
-            return Ok(ex.uuid);
-        }
-        return Err(Error::already_exists(format!("a guest named '{name}' already exists")));
+    if let Some(id) = adoptable_clone(c, name, source)? {
+        return Ok(id);
     }
     let src = lookup(c, source)?;
     let (src_text, sx) = xml(&src, true)?;

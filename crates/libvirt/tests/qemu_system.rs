@@ -5,6 +5,7 @@
 
 use polyvisor_core::task::wait;
 use polyvisor_core::{CloneMode, CloneSpec, Driver, GuestId, PowerAction, PowerState, Settings, SnapshotSpec, TaskId};
+use polyvisor_test_support::tiny::{self, TinyGuest};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,42 +23,12 @@ fn virsh(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-fn pool_volumes() -> Vec<String> {
-    virsh(&["pool-refresh", "polyvisor"]);
-    let mut v: Vec<String> = virsh(&["vol-list", "polyvisor"])
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Defines the template domain `pvtest-tmpl` on a copy of the tiny guest disk in the pool.
 fn define_template() -> String {
-    let tiny = std::env::var("POLYVISOR_TINY_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-tiny".into());
-    let shared = std::env::var("POLYVISOR_SHARED_DIR")
-        .unwrap_or_else(|_| format!("{}/../../../shared", env!("CARGO_MANIFEST_DIR")));
-    let pooldir = std::env::var("POLYVISOR_POOL_DIR").unwrap_or_else(|_| "/var/lib/polyvisor-pool".into());
-    assert!(std::path::Path::new(&format!("{tiny}/template.qcow2")).exists(), "tiny guest missing in {tiny}; {HINT}");
+    let tiny = TinyGuest::from_env();
+    tiny.require();
     if !virsh(&["list", "--all", "--name"]).lines().any(|l| l.trim() == "pvtest-tmpl") {
-        let disk = format!("{pooldir}/pvtest-tmpl.qcow2");
-        std::fs::copy(format!("{tiny}/template.qcow2"), &disk).expect("copy template disk");
-        let tmpl =
-            std::fs::read_to_string(format!("{shared}/tools/tiny-guest/domain.xml.tmpl")).expect("domain.xml.tmpl");
-        let xml = tmpl
-            .replace("@NAME@", "pvtest-tmpl")
-            .replace("@MEM_MIB@", "128")
-            .replace("@VMLINUZ@", &format!("{tiny}/vmlinuz"))
-            .replace("@INITRD@", &format!("{tiny}/initrd.img"))
-            .replace("@CMDLINE_EXTRA@", "")
-            .replace("@DISK@", &disk)
-            .replace("@NETWORK@", "tg-net")
-            .replace("@SERIAL_LOG@", "/var/log/libvirt/qemu/pvtest-tmpl-serial.log");
-        let f = std::env::temp_dir().join("pvtest-tmpl.xml");
-        std::fs::write(&f, xml).unwrap();
-        virsh(&["define", f.to_str().unwrap()]);
-        virsh(&["pool-refresh", "polyvisor"]);
+        tiny.define_copy("pvtest-tmpl").unwrap_or_else(|e| panic!("{e}"));
     }
     virsh(&["domuuid", "pvtest-tmpl"]).trim().to_string()
 }
@@ -72,6 +43,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         ("uri", URI),
         ("pool", "polyvisor"),
         ("call_timeout_secs", "30"),
+        ("job_timeout_secs", "600"),
         ("shutdown_timeout_secs", "10"),
     ]);
     let d: Arc<dyn Driver> = polyvisor_libvirt::open(&s).unwrap();
@@ -80,10 +52,10 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     let tid = GuestId::new(define_template());
     for stale in ["pvtest-linked", "pvtest-full"] {
         if let Some(g) = d.list_guests().await.unwrap().into_iter().find(|g| g.name == stale) {
-            done(&*d, &d.delete_guest(&g.id).await.unwrap(), 30).await;
+            done(&*d, &d.delete_guest(&g.id).await.unwrap(), 180).await;
         }
     }
-    let before = pool_volumes();
+    let before = tiny::pool_volumes();
     let t0 = Instant::now();
     done(&*d, &d.set_template(&tid, true).await.unwrap(), 10).await;
     eprintln!("measure: convert {:?}", t0.elapsed());
@@ -103,7 +75,7 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     // a retry adopts the same clone
     let again = d.clone_guest(&spec).await.unwrap();
     assert_eq!(again.new_guest, started.new_guest);
-    let out = done(&*d, &started.task, 120).await;
+    let out = done(&*d, &started.task, 600).await;
     eprintln!("measure: linked clone + boot to IPv4 {:?}", t0.elapsed());
     let cid = out.new_guest.unwrap();
     let g = d.get_guest(&cid).await.unwrap();
@@ -115,20 +87,20 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
 
     // graceful shutdown with bound
     let t0 = Instant::now();
-    done(&*d, &d.power(&cid, PowerAction::Shutdown).await.unwrap(), 30).await;
+    done(&*d, &d.power(&cid, PowerAction::Shutdown).await.unwrap(), 180).await;
     eprintln!("measure: shutdown task {:?}", t0.elapsed());
     assert_eq!(d.get_guest(&cid).await.unwrap().power, PowerState::PoweredOff);
 
     // internal snapshot on the stopped qcow2 overlay: create, revert, delete
     let t0 = Instant::now();
     let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: None };
-    done(&*d, &d.create_snapshot(&cid, &snap).await.unwrap(), 30).await;
+    done(&*d, &d.create_snapshot(&cid, &snap).await.unwrap(), 180).await;
     eprintln!("measure: snapshot create (stopped) {:?}", t0.elapsed());
     assert!(d.snapshot_exists(&cid, "s1").await.unwrap());
     let t0 = Instant::now();
-    done(&*d, &d.revert_snapshot(&cid, "s1").await.unwrap(), 30).await;
+    done(&*d, &d.revert_snapshot(&cid, "s1").await.unwrap(), 180).await;
     eprintln!("measure: snapshot revert {:?}", t0.elapsed());
-    done(&*d, &d.delete_snapshot(&cid, "s1").await.unwrap(), 30).await;
+    done(&*d, &d.delete_snapshot(&cid, "s1").await.unwrap(), 180).await;
     assert!(!d.snapshot_exists(&cid, "s1").await.unwrap());
 
     // the template cannot go while a linked clone uses it
@@ -144,9 +116,9 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         start: false,
     };
     let fs = d.clone_guest(&full).await.unwrap();
-    let fid = done(&*d, &fs.task, 60).await.new_guest.unwrap();
+    let fid = done(&*d, &fs.task, 300).await.new_guest.unwrap();
     eprintln!("measure: full clone {:?}", t0.elapsed());
-    let mid = pool_volumes();
+    let mid = tiny::pool_volumes();
     assert!(
         mid.contains(&"pvtest-linked.qcow2".to_string()) && mid.contains(&"pvtest-full.qcow2".to_string()),
         "{mid:?}"
@@ -155,10 +127,10 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     // deletes leave no disks behind, and never the template's
     for id in [&cid, &fid] {
         let t0 = Instant::now();
-        done(&*d, &d.delete_guest(id).await.unwrap(), 30).await;
+        done(&*d, &d.delete_guest(id).await.unwrap(), 180).await;
         eprintln!("measure: delete {:?}", t0.elapsed());
     }
-    assert_eq!(pool_volumes(), before, "pool volumes after deleting the clones");
+    assert_eq!(tiny::pool_volumes(), before, "pool volumes after deleting the clones");
 
     // clone from a template snapshot: exported once to a read-only base, overlay on it
     done(
@@ -180,19 +152,19 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
         mode: CloneMode::Auto,
         start: false,
     };
-    let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 60).await.new_guest.unwrap();
+    let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 300).await.new_guest.unwrap();
     eprintln!("measure: linked clone from snapshot (incl. base export) {:?}", t0.elapsed());
-    let vols = pool_volumes();
+    let vols = tiny::pool_volumes();
     assert!(vols.iter().any(|v| v.starts_with("pvbase-")), "{vols:?}");
-    done(&*d, &d.delete_guest(&sid).await.unwrap(), 30).await;
+    done(&*d, &d.delete_guest(&sid).await.unwrap(), 180).await;
     // deleting the template removes the base polyvisor made, never the disk it did not make
-    done(&*d, &d.delete_guest(&tid).await.unwrap(), 30).await;
-    let after: Vec<String> = pool_volumes();
+    done(&*d, &d.delete_guest(&tid).await.unwrap(), 180).await;
+    let after: Vec<String> = tiny::pool_volumes();
     assert!(
         after.contains(&"pvtest-tmpl.qcow2".to_string()) && !after.iter().any(|v| v.starts_with("pvbase-")),
         "{after:?}"
     );
-    let _ = std::fs::remove_file("/var/lib/polyvisor-pool/pvtest-tmpl.qcow2");
+    let _ = std::fs::remove_file(TinyGuest::from_env().pool_dir.join("pvtest-tmpl.qcow2"));
     tokio::time::sleep(Duration::from_millis(1)).await;
     let tid = GuestId::new(define_template());
     let t0 = Instant::now();

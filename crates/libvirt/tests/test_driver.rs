@@ -118,6 +118,8 @@ async fn test_driver_scenario() {
     assert_eq!(d.create_guest(&bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
     done(&*d, &d.delete_guest(&nid).await.unwrap()).await;
 
+    create_converges_by_key_and_never_touches_foreign_domains(&*d).await;
+
     // delete: idempotent, missing is success
     done(&*d, &d.delete_guest(&id).await.unwrap()).await;
     assert_eq!(d.get_guest(&id).await.unwrap_err().kind(), ErrorKind::NotFound);
@@ -132,4 +134,62 @@ async fn unreachable_daemon_is_unavailable_not_a_hang() {
     let e = d.list_guests().await.unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Timeout), "{e:?}");
     assert!(e.message().starts_with("cannot connect to libvirt"), "{}", e.message());
+}
+
+/// Issue 9 for libvirt: a retried create converges by key (a guest with the key that differs
+/// from the request — a half-made or stale attempt — is replaced, never reported as created),
+/// a domain without our key is never adopted or touched, and ids are accepted only in
+/// canonical form.
+/// (Called from `test_driver_scenario`: the test driver's state is per process.)
+async fn create_converges_by_key_and_never_touches_foreign_domains(d: &dyn Driver) {
+    let cs = polyvisor_core::CreateSpec {
+        name: "i-3-7-VM".into(),
+        key: "i-3-7-VM".into(),
+        source: polyvisor_core::CreateSource::Iso { path: "/iso/debian.iso".into(), os_type: None },
+        cpus: Some(1),
+        memory_mb: Some(256),
+        disk_size_gb: Some(1),
+        storage: Some("default-pool".into()),
+        nics: vec![polyvisor_core::NicSpec {
+            mac: Some("52:54:00:00:07:01".into()),
+            vlan: None,
+            network: Some("default".into()),
+        }],
+    };
+    let first = done(d, &d.create_guest(&cs).await.unwrap().task).await.new_guest.unwrap();
+    // the same request again: the finished guest is adopted
+    let again = d.create_guest(&cs).await.unwrap();
+    assert_eq!(again.new_guest.as_ref(), Some(&first));
+    // a retry whose request differs from what carries the key: replaced, field by field as asked
+    let mut changed = cs.clone();
+    changed.cpus = Some(2);
+    changed.memory_mb = Some(384);
+    let second = done(d, &d.create_guest(&changed).await.unwrap().task).await.new_guest.unwrap();
+    assert_ne!(second, first, "the stale guest was not reported as created");
+    assert_eq!(d.get_guest(&first).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let g = d.get_guest(&second).await.unwrap();
+    assert_eq!((g.key.as_deref(), g.cpus, g.memory_mb), (Some("i-3-7-VM"), Some(2), Some(384)));
+    assert_eq!(g.mac_addresses(), ["52:54:00:00:07:01"]);
+
+    // a domain without our key that has the requested name: refused, left alone
+    let mut foreign = cs.clone();
+    foreign.name = "test".into();
+    foreign.key = "i-3-8-VM".into();
+    assert_eq!(d.create_guest(&foreign).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
+    let t = d.get_guest(&GuestId::new(TEST_UUID)).await.unwrap();
+    assert_eq!(t.key, None);
+    assert!(d.find_owned("i-3-8-VM", Some(&GuestId::new(TEST_UUID))).await.unwrap().is_none());
+
+    // bad network names never reach the XML
+    let mut bad = cs.clone();
+    bad.key = "i-3-9-VM".into();
+    bad.name = "i-3-9-VM".into();
+    bad.nics[0].network = Some("net'/><x".into());
+    assert_eq!(d.create_guest(&bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    // only the canonical id spelling resolves
+    for other in [TEST_UUID.to_uppercase(), TEST_UUID.replace('-', ""), format!(" {TEST_UUID}")] {
+        assert_eq!(d.get_guest(&GuestId::new(other.clone())).await.unwrap_err().kind(), ErrorKind::NotFound, "{other}");
+    }
+    done(d, &d.delete_guest(&second).await.unwrap()).await;
 }

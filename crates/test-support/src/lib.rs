@@ -1,5 +1,15 @@
-//! Dev-only support shared by polyvisor's tests. Never a dependency of shipped code.
+//! Dev-only helpers shared by polyvisor's tests and the bench (never a dependency of a
+//! shipped crate): the one in-process fake driver the fronts' unit tests use, launching
+//! fakepve, the tiny libvirt guest and its domain definition, finding built binaries, temp
+//! dirs, and reading the backend contract files that `scripts/ci/start-<backend>.sh` write
+//! (see ARCHITECTURE.md, "Test backends").
 //!
-//! - [`fake`]: the one in-process fake driver (and factory) the fronts' unit tests use.
+//! Nothing here reads outside the repository except the contract directory
+//! (`/run/polyvisor-test`) and the tiny-guest build directory the start scripts fill.
 
+pub mod backend;
+pub mod bin;
 pub mod fake;
+pub mod fakepve;
+pub mod temp;
+pub mod tiny;

@@ -138,3 +138,61 @@ fn iso_domain_is_valid_and_escaped() {
     assert!(x.contains("a&apos;b.iso"));
     assert_eq!(d.graphics.unwrap().kind, "vnc");
 }
+
+/// Issue 9: values from platforms reach libvirt XML only escaped — names, keys, OS names,
+/// paths and networks with `<`, `&`, `"`, `'` and `]]>` round-trip as text and never add
+/// elements or attributes.
+#[test]
+fn hostile_values_are_escaped_everywhere() {
+    let evil = "a<b&c\"d'e]]>f</name><x/>";
+    let meta = Meta {
+        key: Some(evil.into()),
+        os: Some(evil.into()),
+        volumes: vec![format!("/p/{evil}.qcow2")],
+        ..Default::default()
+    };
+    let nic = NewNic { mac: "52:54:00:00:00:01".into(), network: evil.into(), vlan: Some(5) };
+    let iso = IsoDomain {
+        name: evil,
+        uuid: "11111111-2222-4333-8444-555555555555",
+        vcpus: 1,
+        memory_mb: 128,
+        disk: &format!("/p/{evil}.qcow2"),
+        iso: &format!("/iso/{evil}.iso"),
+        nics: std::slice::from_ref(&nic),
+        meta: &meta,
+        domain_type: evil,
+    }
+    .to_xml();
+    let doc = roxmltree::Document::parse(&iso).expect("well-formed");
+    assert_eq!(doc.descendants().filter(|n| n.has_tag_name("x")).count(), 0, "no injected element: {iso}");
+    let d = DomainXml::parse(&iso).unwrap();
+    assert_eq!(d.name, evil);
+    assert_eq!(d.meta.key.as_deref(), Some(evil));
+    assert_eq!(d.meta.os.as_deref(), Some(evil));
+    assert_eq!(d.meta.volumes, [format!("/p/{evil}.qcow2")]);
+    assert_eq!(d.ifaces[0].network.as_deref(), Some(evil));
+    assert_eq!(d.disks[0].path.as_deref(), Some(format!("/p/{evil}.qcow2").as_str()));
+    assert_eq!(doc.root_element().attribute("type"), Some(evil));
+
+    let edit = CloneEdit {
+        name: evil.into(),
+        uuid: "99999999-2222-4333-8444-555555555555".into(),
+        macs: vec!["52:54:00:00:00:02".into()],
+        disk_paths: vec![format!("/p/{evil}.qcow2")],
+        meta: meta.clone(),
+        vcpus: Some(2),
+        memory_mb: Some(256),
+        nics: Some(vec![nic]),
+    };
+    let x = clone_xml(SRC, &edit).unwrap();
+    let d = DomainXml::parse(&x).expect("clone XML is well-formed");
+    assert_eq!(d.name, evil);
+    assert_eq!(d.meta.key.as_deref(), Some(evil));
+    assert_eq!(d.disks[0].path.as_deref(), Some(format!("/p/{evil}.qcow2").as_str()));
+    assert_eq!(d.ifaces.len(), 1);
+    assert_eq!(d.ifaces[0].network.as_deref(), Some(evil));
+    assert!(!roxmltree::Document::parse(&x).unwrap().descendants().any(|n| n.has_tag_name("x")));
+    // the standalone metadata element libvirt stores
+    assert_eq!(crate::meta::Meta::parse(&meta.to_xml()), meta);
+}
