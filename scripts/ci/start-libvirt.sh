@@ -118,7 +118,8 @@ cat > "$run/libvirt.json.tmp" <<JSON
     "extension": {"uri": "$uri", "pool": "polyvisor", "network": "tg-net", "domain_type": "qemu",
                   "shutdown_timeout_secs": "10"},
     "host": {},
-    "virtualmachine": {}
+    "virtualmachine": {},
+    "untagged_networks": true
   },
   "source_guest": "$source_uuid",
   "template_id": "$tmpl_uuid"

@@ -112,6 +112,9 @@ fn check_cloudstack(b: &Backend) {
             cmd.arg(flag).arg(kv);
         }
     }
+    if b.cloudstack.untagged_networks {
+        cmd.arg("--untagged-networks");
+    }
     cmd.arg("--").arg(root.join(format!("{name}/{name}.sh"))).env("POLYVISOR_LOG_FILE", &log);
     let out = run_bounded(cmd, Duration::from_secs(1500), &format!("check cloudstack on {}", b.name));
     let stdout = String::from_utf8_lossy(&out.stdout);

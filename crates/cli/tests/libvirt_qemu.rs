@@ -151,6 +151,7 @@ fn cloudstack_wrapper_on_real_qemu() {
             "00000000-0000-4000-8000-000000000000",
             "--custom-actions",
             "auto",
+            "--untagged-networks",
             "--",
         ])
         .arg(root.join("pvlv/pvlv.sh"))

@@ -61,10 +61,14 @@ impl LibvirtDriver {
             };
             let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
             crate::names::validate_network_name(&network)?;
-            if n.vlan.is_some() && !self.cfg.vlans {
-                tracing::warn!("VLAN tag ignored (setting 'vlans' is off)");
+            if let Some(tag) = n.vlan.filter(|_| !self.cfg.vlans) {
+                // Never drop a tag silently: the guest would land on the untagged network.
+                return Err(Error::invalid(format!(
+                    "VLAN {tag} requested, but network '{network}' is used untagged (setting 'vlans' is off; \
+                     turn it on for networks whose portgroups or Open vSwitch bridges can tag)"
+                )));
             }
-            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan.filter(|_| self.cfg.vlans) });
+            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan });
         }
         Ok(nics)
     }

@@ -187,6 +187,17 @@ async fn create_converges_by_key_and_never_touches_foreign_domains(d: &dyn Drive
     bad.nics[0].network = Some("net'/><x".into());
     assert_eq!(d.create_guest(&bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
 
+    // a VLAN tag the network cannot carry is refused before anything exists (never dropped)
+    let mut tagged = cs.clone();
+    tagged.key = "i-3-10-VM".into();
+    tagged.name = "i-3-10-VM".into();
+    tagged.nics[0].vlan = Some(100);
+    let before = d.list_guests().await.unwrap().len();
+    let e = d.create_guest(&tagged).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(d.find_by_key("i-3-10-VM").await.unwrap().is_none());
+    assert_eq!(d.list_guests().await.unwrap().len(), before);
+
     // only the canonical id spelling resolves
     for other in [TEST_UUID.to_uppercase(), TEST_UUID.replace('-', ""), format!(" {TEST_UUID}")] {
         assert_eq!(d.get_guest(&GuestId::new(other.clone())).await.unwrap_err().kind(), ErrorKind::NotFound, "{other}");

@@ -4,7 +4,7 @@
 //!
 //! ```json
 //! {"settings": {"driver": "proxmox", "...": "provider/connect settings"},
-//!  "cloudstack": {"extension": {}, "host": {}, "virtualmachine": {}},
+//!  "cloudstack": {"extension": {}, "host": {}, "virtualmachine": {}, "untagged_networks": false},
 //!  "source_guest": "<stopped guest the RAS flows may use as template source>",
 //!  "template_id": "<CloudStack template id>"}
 //! ```
@@ -39,6 +39,10 @@ pub struct CloudStack {
     /// `externaldetails.virtualmachine`.
     #[serde(default)]
     pub virtualmachine: Map<String, Value>,
+    /// The backend's networks cannot tag VLANs: the harness sends `vlan://untagged` NICs
+    /// (`polyvisor check cloudstack --untagged-networks`).
+    #[serde(default)]
+    pub untagged_networks: bool,
 }
 
 /// One backend's contract file.

@@ -108,6 +108,11 @@ pub struct Args {
     /// RAM per VM in MiB (sent as `minRam`/`maxRam` bytes).
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     pub memory_mib: u64,
+    /// The backend's networks cannot tag VLANs (e.g. libvirt without `vlans`): every NIC the
+    /// harness sends is `vlan://untagged` (an untagged NIC, as CloudStack means it) instead of
+    /// a tagged `vlan://N`. A provider must refuse tagged NICs it cannot realise.
+    #[arg(long)]
+    pub untagged_networks: bool,
     /// `status` calls timed by the latency case.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub status_samples: usize,
@@ -192,6 +197,7 @@ pub fn run(args: Args) -> Result<bool, String> {
         template: details(&args.vm_detail),
         cpus: args.cpus.max(1),
         memory_mib: args.memory_mib.max(1),
+        untagged: args.untagged_networks,
     };
     if let Some(id) = &args.template_id {
         env.template.insert("template_type".into(), "template".into());

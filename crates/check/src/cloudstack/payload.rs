@@ -51,6 +51,8 @@ pub struct Env {
     pub cpus: u32,
     /// RAM per VM in MiB (sent as bytes).
     pub memory_mib: u64,
+    /// NICs are `vlan://untagged` (the backend's networks cannot tag).
+    pub untagged: bool,
 }
 
 fn caller() -> Value {
@@ -73,8 +75,8 @@ pub struct Vm {
     pub vnc_password: String,
     /// The NIC objects.
     pub nics: Vec<Value>,
-    /// VLAN of the default NIC.
-    pub vlan: u32,
+    /// VLAN of the default NIC: a tag `1234`, or `untagged`.
+    pub vlan: String,
 }
 
 /// Where in its life the VM is, which decides `state`, NICs and special details.
@@ -93,8 +95,10 @@ pub enum Phase {
 }
 
 impl Vm {
-    /// A new VM (not yet deployed: `deployvm=true`) with one NIC on VLAN `vlan`.
+    /// A new VM (not yet deployed: `deployvm=true`) with one NIC on VLAN `vlan` (untagged
+    /// when the environment's networks cannot tag).
     pub fn new(env: &Env, vlan: u32) -> Vm {
+        let vlan = if env.untagged { "untagged".to_string() } else { vlan.to_string() };
         let id = 100_000 + random_u64() % 800_000;
         let mut details = Details::new();
         details.insert("deployvm".into(), "true".into());
@@ -160,7 +164,7 @@ impl Vm {
             .filter_map(|(k, v)| k.strip_prefix("External:").map(|k| (k.to_string(), v.clone())))
             .collect();
         if with_vlan {
-            m.insert("cloudstack.vlan".into(), self.vlan.to_string().into());
+            m.insert("cloudstack.vlan".into(), self.vlan.clone().into());
         }
         m
     }
