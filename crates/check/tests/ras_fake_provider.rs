@@ -125,6 +125,16 @@ fn broken_provider_fails_with_reasons() {
 }
 
 #[test]
+fn a_provider_that_adopts_a_foreign_vm_by_name_fails() {
+    let (ok, report) = check(&[], &["--template-method", "basic", "--adopt-by-name"]);
+    assert!(!ok, "adopting vm-a by its name must fail the run");
+    let all = failures(&report).join("\n");
+    assert!(all.contains("adopted by its name"), "failures:\n{all}");
+    let (ok, report) = check(&[], &["--template-method", "basic"]);
+    assert!(ok, "the same provider without the defect passes: {:#?}", failures(&report));
+}
+
+#[test]
 fn noisy_stderr_is_drained_and_reported() {
     let (ok, report) = check(&[], &["--template-method", "none", "--stderr-kb", "2048"]);
     assert!(!ok, "2 MiB of stderr must fail the quiet-stderr rule");

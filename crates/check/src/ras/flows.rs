@@ -80,7 +80,65 @@ pub fn run(r: &mut Report, s: &mut Session, st: &mut State) {
     } else {
         r.record(G, "CreateHost", Outcome::Skip("an earlier flow failed".into()), Instant::now());
     }
+    foreign_name_clone(r, s, st, &caps, &id, ok);
     cleanup(r, s, st, &caps, source);
+}
+
+const FOREIGN_CASE: &str = "clone named like a foreign VM never adopts it";
+
+/// Ownership (issue "never act on a VM polyvisor does not own"): a clone whose name is
+/// that of a VM the harness did not create must make a new guest or be refused; answering
+/// with the existing VM's id (adopting it by name) fails, and that VM must still exist.
+fn foreign_name_clone(r: &mut Report, s: &mut Session, st: &mut State, caps: &Caps, tpl: &str, ready: bool) {
+    if !ready {
+        return r.record(G, FOREIGN_CASE, Outcome::Skip("an earlier flow failed".into()), Instant::now());
+    }
+    let foreign = match pick_foreign(s, st, tpl) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            let why = "no non-template guest that the harness did not create";
+            return r.record(G, FOREIGN_CASE, Outcome::Skip(why.into()), Instant::now());
+        }
+        Err(e) => return r.record(G, FOREIGN_CASE, Outcome::Fail(e), Instant::now()),
+    };
+    let (fid, fname) = foreign;
+    r.case(G, FOREIGN_CASE, || {
+        fresh(s)?;
+        let snapshot = caps.snapshot_name(2).unwrap_or_default();
+        // A refusal (error reply or failed task) is a correct answer.
+        if let Ok((_, out)) = s.run_async("guests/clone", json!({ "id": tpl, "name": fname, "snapshot": snapshot })) {
+            let clone = out.get("clone_id").and_then(Value::as_str).unwrap_or_default().to_string();
+            if clone == fid {
+                return Err(format!(
+                    "expected a new guest or a refusal for a clone named '{fname}', saw the existing VM {fid} \
+                     (a VM the provider does not own was adopted by its name)"
+                ));
+            }
+            if !clone.is_empty() {
+                st.cleanup.push(clone.clone());
+                st.hosts.push(clone);
+            }
+        }
+        let g = s.get(&fid).map_err(|e| format!("the foreign VM {fid} must still exist after the clone: {e}"))?;
+        if g.get("is_template").and_then(Value::as_bool) != Some(false) {
+            return Err(format!("the foreign VM {fid} changed: {}", short(&g)));
+        }
+        Ok(())
+    });
+}
+
+/// A non-template guest the harness did not create and that is not the flows' source.
+fn pick_foreign(s: &mut Session, st: &State, source: &str) -> Result<Option<(String, String)>, String> {
+    s.ensure()?;
+    let ids = s.list()?;
+    for id in ids.iter().filter(|i| *i != source && !st.cleanup.contains(i)).take(20) {
+        let g = s.get(id)?;
+        let name = g.get("name").and_then(Value::as_str).unwrap_or_default();
+        if g.get("is_template").and_then(Value::as_bool) == Some(false) && !name.is_empty() {
+            return Ok(Some((id.clone(), name.to_string())));
+        }
+    }
+    Ok(None)
 }
 
 fn r_fact(st: &mut State, clone: String) {
