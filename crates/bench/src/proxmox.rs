@@ -134,14 +134,18 @@ fn cloudstack_payload(pve: &FakePve, vm: &str, with_nics: bool) -> Value {
 /// API round trips per CloudStack action: (action, target, ceiling). The target is the
 /// CloudStack bash script's count (issue 8); the ceiling is what polyvisor is held to today
 /// (equal to the target where reached). The bench fails when a measured count exceeds its
-/// ceiling; `crates/proxmox/tests/action_round_trips.rs` guards the same table in `cargo test`.
+/// ceiling; `crates/proxmox/tests/action_round_trips.rs` guards the driver-level table in
+/// `cargo test`, where the VM's id hint is known. The bench runs the real front with the
+/// payload CloudStack sends for a VM created by polyvisor: `prepare` reported only the key
+/// (no VMID is allocated before `create`), so `start` and `delete` first locate the VM by
+/// its key (`/cluster/resources`) and are held to today's counts, above the target.
 pub const ROUND_TRIP_BUDGET: &[(&str, u64, u64)] = &[
     ("status", 1, 1),
-    ("start", 2, 2),
+    ("start", 2, 4),
     ("stop", 3, 3),
     ("reboot", 2, 2),
     ("getconsole", 2, 3),
-    ("delete", 3, 3),
+    ("delete", 3, 6),
     ("CreateSnapshot", 2, 3),
     ("DeleteSnapshot", 2, 2),
     ("ListSnapshots", 1, 2),
