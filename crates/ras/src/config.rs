@@ -313,18 +313,7 @@ impl Level {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn caps_full() -> Capabilities {
-        Capabilities {
-            suspend: true,
-            templates: TemplateStrategy::Flag,
-            linked_clones: true,
-            snapshots: true,
-            clone_from_snapshot: true,
-            task_poll_secs: 2,
-            ..Capabilities::default()
-        }
-    }
+    use polyvisor_test_support::fake::full_caps as caps_full;
 
     #[test]
     fn args_parse_leniently_and_clamp() {
