@@ -436,7 +436,7 @@ impl Driver for LibvirtDriver {
     async fn delete_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
         let (id, name) = (id.0.clone(), name.to_string());
         call(&self.conn, &self.cfg, self.cfg.call_timeout, "snapshot delete", move |c, _| match ops::lookup(c, &id) {
-            Ok(d) => ops::delete_snapshot(&d, &name),
+            Ok(d) => ops::delete_snapshot(c, &d, &name),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         })

@@ -224,6 +224,14 @@ pub(crate) fn delete(c: &Conn, id: &str) -> Result<()> {
             v.delete(0).map_err(|e| lv_err(e, "delete volume", ""))?;
         }
     }
+    // a clone from a snapshot: its source's base may now be unused (snapshot already gone)
+    if let (Some(source), Some(_)) = (&x.meta.source, &x.meta.snapshot) {
+        match lookup(c, source) {
+            Ok(src) => prune_bases(c, &src)?,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
@@ -300,12 +308,89 @@ pub(crate) fn revert_snapshot(d: &Domain, id: &str, name: &str) -> Result<()> {
     s.revert(virt::sys::VIR_DOMAIN_SNAPSHOT_REVERT_FORCE).map_err(|e| lv_err(e, "revert snapshot", ""))
 }
 
-/// Deletes a snapshot (missing is fine).
-pub(crate) fn delete_snapshot(d: &Domain, name: &str) -> Result<()> {
+/// Deletes a snapshot (missing is fine), then the bases exported from it that no clone
+/// uses any more.
+pub(crate) fn delete_snapshot(c: &Conn, d: &Domain, name: &str) -> Result<()> {
     if let Some(s) = snapshot(d, name)? {
         s.delete(0).map_err(|e| lv_err(e, "delete snapshot", ""))?;
     }
-    Ok(())
+    prune_bases(c, d)
+}
+
+/// Deletes the read-only bases `src` exported for clones from its snapshots (recorded in
+/// its metadata) once nothing needs them: their snapshot (name and creation time) is gone
+/// and no domain's disk is an overlay on them. A base still in use stays until its last
+/// clone is deleted (`delete` calls this for the clone's source).
+pub(crate) fn prune_bases(c: &Conn, src: &Domain) -> Result<()> {
+    let (_, sx) = xml(src, true)?;
+    if sx.meta.bases.is_empty() {
+        return Ok(());
+    }
+    let file = |p: &str| std::path::Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned());
+    let mut live = std::collections::HashSet::new();
+    for s in snapshots(src)? {
+        let version = s.created_unix.unwrap_or(0).to_string();
+        for i in 0..sx.disks.len() {
+            live.insert(names::snapshot_base_name(&sx.uuid, i, &s.name, &version));
+        }
+    }
+    let used = backing_paths(c)?;
+    let (keep, drop): (Vec<String>, Vec<String>) =
+        sx.meta.bases.iter().cloned().partition(|b| used.contains(b) || file(b).is_some_and(|f| live.contains(&f)));
+    if drop.is_empty() {
+        return Ok(());
+    }
+    for path in &drop {
+        if let Some(v) = vol_by_path(c, path)? {
+            v.delete(0).map_err(|e| lv_err(e, "delete snapshot base volume", ""))?;
+        }
+    }
+    let mut m = sx.meta.clone();
+    m.bases = keep;
+    set_meta(src, &m)
+}
+
+/// Every backing file something on this connection is an overlay on: every volume of every
+/// active pool (also overlays whose clone is not defined yet), and domain disks outside every
+/// pool (read with `qemu-img info`).
+fn backing_paths(c: &Conn) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    let mut in_pools = std::collections::HashSet::new();
+    let pools = c
+        .list_all_storage_pools(virt::sys::VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+        .map_err(|e| lv_err(e, "list storage pools", ""))?;
+    for p in pools {
+        let _ = p.refresh(0);
+        for v in p.list_all_volumes(0).map_err(|e| lv_err(e, "list volumes", ""))? {
+            if let Ok(path) = v.get_path() {
+                in_pools.insert(path);
+            }
+            let vx = v.get_xml_desc(0).map_err(|e| lv_err(e, "read volume XML", ""))?;
+            let Ok(doc) = roxmltree::Document::parse(&vx) else { continue };
+            let backing = doc
+                .descendants()
+                .find(|n| n.has_tag_name("backingStore"))
+                .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
+                .and_then(|p| p.text());
+            out.extend(backing.map(|t| t.trim().to_string()));
+        }
+    }
+    for d in c.list_all_domains(0).map_err(|e| lv_err(e, "list domains", ""))? {
+        let Ok((_, x)) = xml(&d, true) else { continue };
+        for path in x.disks.iter().filter(|k| k.volume.is_none()).filter_map(|k| k.path.as_ref()) {
+            if !in_pools.contains(path) {
+                out.extend(qemu_img_backing(path));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The backing file of an image outside every pool, as `qemu-img info` reports it.
+fn qemu_img_backing(path: &str) -> Option<String> {
+    let out = std::process::Command::new("qemu-img").args(["info", "-U", "--output=json", path]).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get("full-backing-filename").or_else(|| v.get("backing-filename")).and_then(|b| b.as_str()).map(str::to_string)
 }
 
 /// Overrides for a clone made by `create_guest`.

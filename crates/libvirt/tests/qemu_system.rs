@@ -159,7 +159,31 @@ async fn real_qemu_clones_boot_snapshots_revert_deletes_clean_up() {
     let ours = format!("pvbase-{}-", tid.as_str().get(..8).unwrap_or(tid.as_str()));
     let vols = tiny::pool_volumes();
     assert!(vols.iter().any(|v| v.starts_with(&ours)), "{vols:?}");
+    // the version is dropped while a clone is still on its base: the base stays...
+    done(&*d, &d.delete_snapshot(&tid, "RAS_TEMPLATE_VERSION_1").await.unwrap(), 30).await;
+    let vols = tiny::pool_volumes();
+    assert!(vols.iter().any(|v| v.starts_with(&ours)), "base removed under its clone: {vols:?}");
+    // ...until its last clone goes (RAS versioning used to leak one base per run)
     done(&*d, &d.delete_guest(&sid).await.unwrap(), 180).await;
+    let vols = tiny::pool_volumes();
+    assert!(!vols.iter().any(|v| v.starts_with(&ours)), "unused base of a deleted snapshot kept: {vols:?}");
+    // a base of a snapshot that still exists outlives its clones (the next clone reuses it)
+    done(
+        &*d,
+        &d.create_snapshot(
+            &tid,
+            &SnapshotSpec { name: "RAS_TEMPLATE_VERSION_2".into(), include_memory: false, description: None },
+        )
+        .await
+        .unwrap(),
+        30,
+    )
+    .await;
+    let from_snap = CloneSpec { snapshot: Some("RAS_TEMPLATE_VERSION_2".into()), ..from_snap };
+    let sid = done(&*d, &d.clone_guest(&from_snap).await.unwrap().task, 300).await.new_guest.unwrap();
+    done(&*d, &d.delete_guest(&sid).await.unwrap(), 180).await;
+    let vols = tiny::pool_volumes();
+    assert!(vols.iter().any(|v| v.starts_with(&ours)), "base of a live snapshot removed: {vols:?}");
     // deleting the template removes the base polyvisor made, never the disk it did not make
     done(&*d, &d.delete_guest(&tid).await.unwrap(), 180).await;
     let after: Vec<String> = tiny::pool_volumes();
