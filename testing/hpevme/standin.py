@@ -171,11 +171,12 @@ class State:
                 "status": "running",
                 "percent": 0,
                 "startDate": now_iso(),
-                "endDate": None,
                 "dateCreated": now_iso(),
                 "lastUpdated": now_iso(),
             }
         )
+        p.pop("endDate", None)  # not nullable in the description: absent while running
+        p.pop("duration", None)
         self.processes[pid] = p
         return p
 
@@ -248,7 +249,7 @@ class Handler(BaseHTTPRequestHandler):
                 status = 404 if template is None else 400
                 return self.send_json(status, {"success": False, "msg": "stand-in: " + "; ".join(problems)})
             for f in st.faults:
-                if f["count"] > 0 and f["method"] == method and f["path"] in path:
+                if f["count"] > 0 and f["method"] == method and f["path"] == path:
                     f["count"] -= 1
                     if f["status"] == "hang":
                         break
