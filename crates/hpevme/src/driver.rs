@@ -463,6 +463,13 @@ impl Driver for HpeVme {
             if spec.memory_mb.is_some_and(|m| !(64..=4 * 1024 * 1024).contains(&m)) {
                 return Err(Error::invalid("memory must be between 64 MiB and 4 TiB"));
             }
+            if spec.nics.iter().any(|n| n.vlan.is_some() || n.network.is_some()) {
+                // The Morpheus API takes neither a VLAN nor a MAC per NIC on clone: the guest
+                // keeps the template's NICs. Refused before anything exists.
+                return Err(Error::invalid(
+                    "HPE VM Essentials cannot place NICs on requested VLANs or networks: the guest keeps its template's NICs",
+                ));
+            }
             let src = model::instance_id(id)?;
             self.start_clone(src, &spec.name, true, Some(spec)).await
         })
