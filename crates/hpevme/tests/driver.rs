@@ -114,7 +114,9 @@ async fn the_driver_against_the_stand_in() {
     let tpl = s.id("template_id");
     let spec =
         CloneSpec { source: gid(&tpl), name: "cl-1".into(), snapshot: None, mode: CloneMode::Full, start: false };
+    let n0 = d.round_trips();
     let started = d.clone_guest(&spec).await.unwrap();
+    assert_eq!(d.round_trips() - n0, 3, "clone = source + same-name listing + clone");
     let out = wait(&d, &started.task).await.unwrap();
     let clone = out.new_guest.unwrap();
     let g = d.get_guest(&clone).await.unwrap();
