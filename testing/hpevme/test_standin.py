@@ -23,8 +23,49 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import spec as spec_mod  # noqa: E402
 
-import morpheus  # noqa: E402  (HPE's SDK, PyPI morpheus-python-sdk)
+
+
+def _lazy_sdk():
+    """HPE's SDK, PyPI morpheus-python-sdk, with its package `__init__`s replaced by lazy
+    ones: they eagerly import all 2,794 generated models and every API (~25 s of CPU) where the scenario
+    needs a few dozen. The same modules and classes are loaded, on first use (the API client
+    looks models up with `getattr(morpheus.models, name)`, which the lazy module answers)."""
+    import importlib
+    import importlib.util
+    import re
+    import types
+
+    root = os.path.dirname(importlib.util.find_spec("morpheus").origin)
+
+    def lazy(name, init):
+        mod = types.ModuleType(name)
+        mod.__path__ = [os.path.dirname(init)]
+        with open(init, encoding="utf-8") as f:
+            where = dict((cls, m) for m, cls in re.findall(r"^from ([\w.]+) import (\w+)", f.read(), re.M))
+
+        def __getattr__(attr):
+            if attr in where:
+                value = getattr(importlib.import_module(where[attr]), attr)
+            elif importlib.util.find_spec("%s.%s" % (name, attr)) is not None:
+                value = importlib.import_module("%s.%s" % (name, attr))
+            else:
+                raise AttributeError(attr)
+            setattr(mod, attr, value)
+            return value
+
+        mod.__getattr__ = __getattr__
+        sys.modules[name] = mod
+        return mod
+
+    pkg = lazy("morpheus", os.path.join(root, "__init__.py"))
+    pkg.models = lazy("morpheus.models", os.path.join(root, "models", "__init__.py"))
+    pkg.api = lazy("morpheus.api", os.path.join(root, "api", "__init__.py"))
+    return importlib.import_module("morpheus")
+
+
+morpheus = _lazy_sdk()
 from morpheus.api.instances_api import InstancesApi  # noqa: E402
+import morpheus.exceptions  # noqa: E402
 
 
 class StandIn:
