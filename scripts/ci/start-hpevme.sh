@@ -50,7 +50,8 @@ start_prism() {
   fi
   rm -rf "$state/spec"; mkdir -p "$state/spec"
   tar -xzf "$repo/testing/hpevme/morpheus-openapi-8.0.7.tar.gz" -C "$state/spec"
-  (cd "$state/spec" && setsid nohup "$repo/testing/hpevme/node_modules/.bin/prism" mock \
+  (cd "$state/spec" || exit 1
+   setsid nohup "$repo/testing/hpevme/node_modules/.bin/prism" mock \
       -h "${prism_addr%:*}" -p "${prism_addr##*:}" openapi.yaml >"$state/prism.log" 2>&1 </dev/null &
    echo $! > "$state/prism.pid")
   log "Prism mock starting on http://$prism_addr (log $state/prism.log)"
