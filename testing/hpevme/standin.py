@@ -1,0 +1,524 @@
+#!/usr/bin/env python3
+"""A project-owned, stateful stand-in of the HPE VM Essentials (Morpheus) API endpoints the
+polyvisor `hpevme` driver uses. It earns trust in its own tests (test_standin.py): every
+request it handles and every JSON response it sends is validated against the official
+OpenAPI description (spec.py); objects are shaped from the description's own examples; HPE's
+`morpheus-python-sdk` drives a scenario through it.
+
+A request the description rejects (unknown path, undeclared query parameter, missing
+required field, wrong type) is answered 400 `{"msg": "stand-in: ..."}` and recorded; a
+response that does not match is recorded too. Both lists are served at
+`GET /__standin/violations` (the `/__standin/` paths are this stand-in's own test controls,
+outside the Morpheus API).
+
+Power transitions, clones, snapshots and removals take `--delay` seconds (default 0.6), like
+the asynchronous work of a real appliance; clones boot (Morpheus starts a clone).
+
+Usage: standin.py --host 127.0.9.4 --port 8443 --certdir DIR --token T --username U
+       --password P [--delay S] [--no-tls]; prints one JSON line when ready.
+"""
+
+import argparse
+import copy
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import spec as spec_mod  # noqa: E402
+
+TERMINAL = {"running", "stopped", "suspended", "failed"}
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class State:
+    def __init__(self, spec, delay, token, username, password):
+        self.spec = spec
+        self.delay = delay
+        self.lock = threading.RLock()
+        self.instances = {}
+        self.snapshots = {}  # id -> snapshot dict (+ "_instance")
+        self.processes = {}
+        self.pending = []  # (due, fn)
+        self.next_id = 1000
+        self.static_token = token
+        self.username, self.password = username, password
+        self.grant_tokens = {}  # access token -> refresh token
+        self.violations = []
+        self.faults = []  # {"method","path","status","count","retry_after"}
+        self.requests = []  # (method, path) log
+        self.instance_example = spec.example("instance.json")["instance"]
+        self.snapshot_example = spec.example("instanceSnapshots.json")["snapshots"][0]
+        self.process_example = spec.example("process.json")["process"]
+        self.group = {"id": 1, "name": "polyvisor-ci"}
+
+    def new_id(self):
+        self.next_id += 1
+        return self.next_id
+
+    def later(self, fn, delay=None):
+        self.pending.append((time.monotonic() + (self.delay if delay is None else delay), fn))
+
+    def tick(self):
+        """Runs every transition that is due (called on each request and by a timer)."""
+        with self.lock:
+            now = time.monotonic()
+            due = [p for p in self.pending if p[0] <= now]
+            self.pending = [p for p in self.pending if p[0] > now]
+            for _, fn in sorted(due, key=lambda p: p[0]):
+                fn()
+
+    # ---- objects shaped from the description's examples ----
+    def make_instance(self, name, status, cores=2, memory_mb=2048, tags=None, mac=None, ip=None):
+        iid = self.new_id()
+        i = copy.deepcopy(self.instance_example)
+        mac = mac or "00:50:56:%02x:%02x:%02x" % ((iid >> 16) & 255, (iid >> 8) & 255, iid & 255)
+        ip = ip or "192.0.2.%d" % (iid % 200 + 20)
+        i.update(
+            {
+                "id": iid,
+                "uuid": "00000000-0000-4000-8000-%012d" % iid,
+                "name": name,
+                "displayName": name,
+                "description": None,
+                "status": status,
+                "tags": [{"id": self.new_id(), "name": t["name"], "value": t.get("value")} for t in (tags or [])],
+                "labels": [],
+                "maxCores": cores,
+                "maxMemory": memory_mb * 1024 * 1024,
+                "containers": [iid + 500000],
+                "servers": [iid + 200000],
+                "hostName": name,
+                "dateCreated": now_iso(),
+                "lastUpdated": now_iso(),
+                "statusDate": now_iso(),
+                "locked": False,
+                "isBusy": False,
+                "group": {"id": self.group["id"], "name": self.group["name"]},
+            }
+        )
+        i["interfaces"][0]["ipAddress"] = None
+        cd = i["containerDetails"][0]
+        cd["id"] = iid + 500000
+        cd["name"] = "%s_%d" % (name, cd["id"])
+        cd["server"]["id"] = iid + 200000
+        cd["server"]["name"] = name
+        nic = cd["server"]["interfaces"][0]
+        nic["macAddress"] = mac
+        nic["_ip"] = ip
+        self.instances[iid] = i
+        self.show_ip(i)
+        return i
+
+    def show_ip(self, i):
+        """A running guest reports its IPv4 address (the agent's view); others none."""
+        cd = i["containerDetails"][0]
+        nic = cd["server"]["interfaces"][0]
+        ip = nic.get("_ip") if i["status"] == "running" else None
+        nic["ipAddress"] = ip
+        i["interfaces"][0]["ipAddress"] = ip
+        cd["ip"] = ip or "0.0.0.0"
+        cd["internalIp"] = ip or "0.0.0.0"
+
+    def set_status(self, i, status):
+        i["status"] = status
+        i["statusDate"] = now_iso()
+        i["lastUpdated"] = now_iso()
+        i["isBusy"] = status not in TERMINAL
+        self.show_ip(i)
+
+    def public(self, i):
+        out = copy.deepcopy(i)
+        for nic in out["containerDetails"][0]["server"]["interfaces"]:
+            nic.pop("_ip", None)
+        return out
+
+    def transition(self, i, via, to):
+        self.set_status(i, via)
+        iid = i["id"]
+
+        def done():
+            if iid in self.instances and self.instances[iid]["status"] == via:
+                self.set_status(self.instances[iid], to)
+
+        self.later(done)
+
+    def new_process(self, kind, instance, name):
+        pid = self.new_id()
+        p = copy.deepcopy(self.process_example)
+        p.update(
+            {
+                "id": pid,
+                "uniqueId": "00000000-0000-4000-9000-%012d" % pid,
+                "processType": {"code": kind, "name": kind},
+                "displayName": name,
+                "instanceId": instance["id"],
+                "containerId": instance["containers"][0],
+                "serverId": instance["servers"][0],
+                "containerName": instance["containerDetails"][0]["name"],
+                "status": "running",
+                "percent": 0,
+                "startDate": now_iso(),
+                "dateCreated": now_iso(),
+                "lastUpdated": now_iso(),
+            }
+        )
+        p.pop("endDate", None)  # not nullable in the description: absent while running
+        p.pop("duration", None)
+        self.processes[pid] = p
+        return p
+
+    def finish_process(self, p, status="complete"):
+        p.update({"status": status, "percent": 100, "endDate": now_iso(), "lastUpdated": now_iso()})
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "polyvisor-hpevme-standin"
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("STANDIN_LOG"):
+            sys.stderr.write("standin: " + fmt % args + "\n")
+
+    @property
+    def st(self):
+        return self.server.state
+
+    def send_json(self, status, body, template=None, method=None, headers=None):
+        if template:
+            for p in spec_mod.check_response(self.st.spec, template, method, status, body):
+                self.st.violations.append({"kind": "response", "op": "%s %s" % (method, template), "problem": p})
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
+    def handle_any(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip() or None
+        st = self.st
+        st.tick()
+        if path.startswith("/__standin/"):
+            return self.control(method, path, raw)
+        body = None
+        if raw:
+            try:
+                if ctype == "application/x-www-form-urlencoded":
+                    body = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+                else:
+                    body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                return self.send_json(400, {"success": False, "msg": "stand-in: body is not valid JSON"})
+        with st.lock:
+            st.requests.append((method, path))
+            template, problems = spec_mod.check_request(st.spec, method, path, query, body, ctype)
+            if problems:
+                st.violations.append({"kind": "request", "op": "%s %s" % (method, path), "problem": problems})
+                status = 404 if template is None else 400
+                return self.send_json(status, {"success": False, "msg": "stand-in: " + "; ".join(problems)})
+            for f in st.faults:
+                if f["count"] > 0 and f["method"] == method and f["path"] == path:
+                    f["count"] -= 1
+                    if f["status"] == "hang":
+                        break
+                    hdrs = {"Retry-After": str(f["retry_after"])} if f.get("retry_after") is not None else {}
+                    msg = {409: "Instance is busy", 429: "Too Many Requests - slow down"}.get(f["status"], "fault")
+                    return self.send_json(f["status"], {"success": False, "msg": msg}, template, method, hdrs)
+            else:
+                f = None
+        if f is not None and f["status"] == "hang":
+            time.sleep(3600)
+            return
+        if template != "/oauth/token" and not self.authorized():
+            return self.send_json(401, {"error": "invalid_token", "error_description": "Invalid access token"})
+        with st.lock:
+            try:
+                status, out = self.route(method, template, path, query, body)
+            except KeyError:
+                status, out = 404, {"success": False, "msg": "Specified Resource Not Found"}
+        self.send_json(status, out, template, method)
+
+    def authorized(self):
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer "):
+            return False
+        tok = auth[len("Bearer ") :]
+        return tok == self.st.static_token or tok in self.st.grant_tokens
+
+    def control(self, method, path, raw):
+        st = self.st
+        with st.lock:
+            if path == "/__standin/violations":
+                return self.send_json(200, {"violations": st.violations})
+            if path == "/__standin/requests":
+                return self.send_json(200, {"requests": st.requests})
+            if path == "/__standin/reset-log" and method == "POST":
+                st.violations.clear()
+                st.requests.clear()
+                return self.send_json(200, {"ok": True})
+            if path == "/__standin/expire-tokens" and method == "POST":
+                st.grant_tokens.clear()
+                return self.send_json(200, {"ok": True})
+            if path == "/__standin/fault" and method == "POST":
+                f = json.loads(raw)
+                f.setdefault("count", 1)
+                st.faults.append(f)
+                return self.send_json(200, {"ok": True})
+            if path == "/__standin/instances" and method == "POST":
+                f = json.loads(raw)
+                i = st.make_instance(f["name"], f.get("status", "stopped"), tags=f.get("tags"))
+                return self.send_json(200, {"id": i["id"]})
+        return self.send_json(404, {"msg": "unknown control"})
+
+    # ---- the Morpheus endpoints ----
+    def route(self, method, template, path, query, body):
+        st = self.st
+        ok = {"success": True}
+        iid = None
+        parts = path.split("/")
+        if template.startswith("/api/instances/{id}"):
+            iid = int(parts[3])
+        inst = st.instances[iid] if iid is not None else None
+        key = (method, template)
+        if key == ("POST", "/oauth/token"):
+            grant = query["grant_type"][0]
+            if grant == "password":
+                if (body or {}).get("username") != st.username or (body or {}).get("password") != st.password:
+                    return 400, {"error": "invalid_grant", "error_description": "Bad credentials"}
+            elif (body or {}).get("refresh_token") not in st.grant_tokens.values():
+                return 400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}
+            tok, ref = secrets.token_hex(16), secrets.token_hex(16)
+            st.grant_tokens[tok] = ref
+            return 200, {"access_token": tok, "refresh_token": ref, "expires_in": 3600, "token_type": "bearer",
+                         "scope": "write"}
+        if key == ("GET", "/api/groups"):
+            groups = [st.group] if query.get("name", [st.group["name"]])[0] == st.group["name"] else []
+            full = []
+            for g in groups:
+                full.append({"id": g["id"], "name": g["name"], "code": None, "location": None, "accountId": 1,
+                             "visibility": "private", "active": True, "zones": [], "stats": {}, "serverCount": 0,
+                             "labels": [], "dateCreated": now_iso(), "lastUpdated": now_iso()})
+            return 200, {"groups": full, "meta": {"offset": 0, "max": 25, "size": len(full), "total": len(full)}}
+        if key == ("GET", "/api/instances"):
+            items = sorted(st.instances.values(), key=lambda i: i["id"])
+            if "name" in query:
+                items = [i for i in items if i["name"] == query["name"][0]]
+            offset = int(query.get("offset", ["0"])[0])
+            mx = int(query.get("max", ["25"])[0])
+            page = items[offset : offset + mx] if mx >= 0 else items[offset:]
+            return 200, {"instances": [st.public(i) for i in page],
+                         "meta": {"offset": offset, "max": mx, "size": len(page), "total": len(items)}}
+        if key == ("GET", "/api/instances/{id}"):
+            return 200, {"instance": st.public(inst)}
+        if key == ("PUT", "/api/instances/{id}"):
+            upd = (body or {}).get("instance") or {}
+            if "name" in upd:
+                inst["name"] = inst["displayName"] = upd["name"]
+            if "labels" in upd:
+                inst["labels"] = list(upd["labels"])
+            if "tags" in upd:
+                inst["tags"] = [{"id": st.new_id(), "name": t["name"], "value": t.get("value")} for t in upd["tags"]]
+            for t in upd.get("removeTags") or []:
+                inst["tags"] = [x for x in inst["tags"] if not (x["name"] == t["name"] and
+                                                                (t.get("value") is None or x["value"] == t["value"]))]
+            for t in upd.get("addTags") or []:
+                inst["tags"] = [x for x in inst["tags"] if x["name"] != t["name"]]
+                inst["tags"].append({"id": st.new_id(), "name": t["name"], "value": t.get("value")})
+            inst["lastUpdated"] = now_iso()
+            return 200, {"success": True, "instance": st.public(inst)}
+        if key == ("DELETE", "/api/instances/{id}"):
+            if inst["status"] in ("removing", "pendingRemoval"):
+                return 200, ok
+            st.set_status(inst, "removing")
+
+            def gone():
+                st.instances.pop(iid, None)
+                for sid in [s for s, v in st.snapshots.items() if v["_instance"] == iid]:
+                    st.snapshots.pop(sid)
+
+            st.later(gone)
+            return 200, ok
+        if method == "PUT" and template in ("/api/instances/{id}/start", "/api/instances/{id}/stop",
+                                             "/api/instances/{id}/restart", "/api/instances/{id}/suspend"):
+            action = template.rsplit("/", 1)[1]
+            s = inst["status"]
+            if s not in TERMINAL:
+                return 409, {"success": False, "msg": "Instance is busy (%s)" % s}
+            if action == "start" and s in ("stopped", "suspended", "failed"):
+                st.transition(inst, "starting", "running")
+            elif action == "stop" and s in ("running", "suspended"):
+                st.transition(inst, "stopping", "stopped")
+            elif action == "restart" and s == "running":
+                st.transition(inst, "restarting", "running")
+            elif action == "suspend" and s == "running":
+                st.transition(inst, "suspending", "suspended")
+            elif action in ("restart", "suspend"):
+                return 400, {"success": False, "msg": "Instance is not running"}
+            return 200, {"success": True, "results": {}}
+        if key == ("PUT", "/api/instances/{id}/resize"):
+            o = (body or {}).get("servicePlanOptions") or {}
+            if "maxCores" in o:
+                inst["maxCores"] = o["maxCores"]
+            if "maxMemory" in o:
+                m = o["maxMemory"]
+                inst["maxMemory"] = m * 1024 * 1024 if m < 1048576 else m
+            return 200, {"success": True, "instance": st.public(inst)}
+        if key == ("PUT", "/api/instances/{id}/clone"):
+            b = body or {}
+            name = b.get("name") or inst["name"] + "-clone"
+            tags = b["tags"] if "tags" in b else [{"name": t["name"], "value": t["value"]} for t in inst["tags"]]
+            c = st.make_instance(name, "provisioning", inst["maxCores"], inst["maxMemory"] // (1024 * 1024), tags)
+            cid = c["id"]
+
+            def booted():
+                if cid in st.instances:
+                    st.set_status(st.instances[cid], "running")
+
+            st.later(booted, st.delay * 2)
+            return 200, ok
+        if key == ("PUT", "/api/instances/{id}/snapshot"):
+            req = (body or {}).get("snapshot") or {}
+            p = st.new_process("snapshot", inst, req.get("name") or inst["name"])
+            sid = st.new_id()
+            snap = copy.deepcopy(st.snapshot_example)
+            snap.update({"id": sid, "name": req.get("name") or "%s.%d" % (inst["name"], int(time.time())),
+                         "description": req.get("description"), "externalId": "snapshot-%d" % sid,
+                         "status": "creating", "snapshotCreated": now_iso(), "dateCreated": now_iso(),
+                         "memorySnapshot": bool(req.get("memorySnapshot")), "_instance": iid,
+                         "currentlyActive": False})
+            st.snapshots[sid] = snap
+
+            def made():
+                snap["status"] = "complete"
+                st.finish_process(p)
+
+            st.later(made)
+            return 200, {"success": True, "processIds": [p["id"]]}
+        if key == ("GET", "/api/instances/{id}/snapshots"):
+            snaps = sorted((s for s in st.snapshots.values() if s["_instance"] == iid), key=lambda s: s["id"])
+            return 200, {"snapshots": [{k: v for k, v in s.items() if k != "_instance"} for s in snaps]}
+        if key == ("PUT", "/api/instances/{id}/revert-snapshot/{snapshotId}"):
+            sid = int(float(parts[5]))
+            if sid not in st.snapshots or st.snapshots[sid]["_instance"] != iid:
+                raise KeyError(sid)
+            for s in st.snapshots.values():
+                if s["_instance"] == iid:
+                    s["currentlyActive"] = s["id"] == sid
+            return 200, ok
+        if key == ("DELETE", "/api/snapshots/{id}"):
+            sid = int(parts[3])
+            st.snapshots.pop(sid)
+            return 200, ok
+        if key == ("GET", "/api/processes/{id}"):
+            return 200, {"process": st.processes[int(parts[3])]}
+        if key == ("GET", "/api/instances/{id}/history"):
+            procs = [p for p in st.processes.values() if p["instanceId"] == iid]
+            return 200, {"processes": procs, "meta": {"offset": 0, "max": 25, "size": len(procs), "total": len(procs)}}
+        return 501, {"success": False, "msg": "stand-in: %s %s is not implemented" % (method, template)}
+
+
+def make_cert(certdir, host):
+    """A throw-away CA and a server certificate it signs (rustls refuses a CA certificate
+    as the server's own). Returns (ca file, leaf cert, leaf key, leaf SHA-256 fingerprint)."""
+    os.makedirs(certdir, exist_ok=True)
+    ca, ca_key = os.path.join(certdir, "ca.crt"), os.path.join(certdir, "ca.key")
+    crt, key = os.path.join(certdir, "standin.crt"), os.path.join(certdir, "standin.key")
+    if not all(os.path.exists(p) for p in (ca, crt, key)):
+        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)  # noqa: E731
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+            "/CN=polyvisor hpevme test CA", "-keyout", ca_key, "-out", ca)
+        csr = os.path.join(certdir, "standin.csr")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % host, "-keyout", key, "-out", csr)
+        ext = os.path.join(certdir, "ext.cnf")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth\nsubjectAltName=IP:%s,DNS:localhost\n" % host)
+        run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "3650",
+            "-extfile", ext, "-out", crt)
+    der = ssl.PEM_cert_to_DER_cert(open(crt).read())
+    fp = ":".join("%02X" % b for b in hashlib.sha256(der).digest())
+    return ca, crt, key, fp
+
+
+def seed(st):
+    """The contract's guests: a stopped source VM (RAS), a polyvisor template (CloudStack
+    template_id) and a running foreign VM polyvisor must never touch."""
+    src = st.make_instance("base-vm", "stopped", 1, 1024)
+    tpl = st.make_instance("tpl-ubuntu", "stopped", 2, 2048, tags=[{"name": "polyvisor_template", "value": "true"}])
+    foreign = st.make_instance("web-01", "running", 2, 4096, tags=[{"name": "application", "value": None}])
+    return src, tpl, foreign
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--certdir")
+    ap.add_argument("--no-tls", action="store_true")
+    ap.add_argument("--token", default=secrets.token_hex(16))
+    ap.add_argument("--username", default="polyvisor")
+    ap.add_argument("--password", default=secrets.token_hex(12))
+    ap.add_argument("--delay", type=float, default=0.6)
+    a = ap.parse_args()
+    spec = spec_mod.load()
+    st = State(spec, a.delay, a.token, a.username, a.password)
+    src, tpl, foreign = seed(st)
+    srv = ThreadingHTTPServer((a.host, a.port), Handler)
+    srv.daemon_threads = True
+    srv.state = st
+    ready = {"source_guest": str(src["id"]), "template_id": str(tpl["id"]), "foreign_guest": str(foreign["id"]),
+             "spec_version": spec.version}
+    scheme = "http"
+    if not a.no_tls:
+        ca, crt, key, fp = make_cert(a.certdir or os.path.join(os.getcwd(), "pki"), a.host)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+        ready.update({"ca_file": ca, "fingerprint": fp})
+        scheme = "https"
+    ready["listening"] = "%s://%s:%d" % (scheme, a.host, srv.server_address[1])
+
+    def ticker():
+        while True:
+            time.sleep(0.1)
+            st.tick()
+
+    threading.Thread(target=ticker, daemon=True).start()
+    print(json.dumps(ready), flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
