@@ -245,6 +245,7 @@ def make_vm(name, body):
 PATH_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)"
     r"(?:/(?P<name>[^/]+)(?:/(?P<action>[^/]+))?)?$", re.I)
+LISTALL_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/virtualMachines$", re.I)
 OP_RE = re.compile(r"^/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/operations/(?P<op>[^/]+)$", re.I)
 
 
@@ -346,6 +347,9 @@ class Handler(BaseHTTPRequestHandler):
                 m = OP_RE.match(path)
                 if m and method == "GET":
                     return self.operation(m.group("op"), "monitor" in q)
+                m = LISTALL_RE.match(path)
+                if m and method == "GET":
+                    return self.list_all(m.group("sub"), q)
                 m = PATH_RE.match(path)
                 if not m:
                     return self.send(404, arm_error("InvalidResourceType", "The resource type could not be found."))
@@ -397,6 +401,25 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["tokens"].clear()
                 return self.send(200, {})
         return self.send(404, arm_error("NotFound", "no such control"))
+
+    def list_all(self, sub, q):
+        """VirtualMachines_ListAll; `statusOnly=true` gives the instance views (how a client
+        reads every VM's power state in one call)."""
+        if sub != CONF["subscription_id"]:
+            return self.send(404, arm_error("SubscriptionNotFound", "The subscription could not be found."))
+        if q.get("api-version") != VERSIONS["microsoft.compute/virtualmachines"]:
+            return self.send(400, arm_error("InvalidApiVersionParameter", "unsupported api-version"))
+        status_only = q.get("statusOnly", "").lower() == "true"
+        items = []
+        for r in sorted(STATE["res"].values(), key=lambda r: r["name"].lower()):
+            if r["type"].lower() != "microsoft.compute/virtualmachines":
+                continue
+            v = vm_view(r, status_only)
+            if status_only:
+                v = {"id": v["id"], "name": v["name"], "type": v["type"], "location": v["location"],
+                     "properties": {"instanceView": v["properties"]["instanceView"]}}
+            items.append(v)
+        return self.send(200, {"value": items})
 
     def operation(self, op_id, monitor):
         op = STATE["ops"].get(op_id)
@@ -465,7 +488,9 @@ class Handler(BaseHTTPRequestHandler):
                     d["properties"]["diskState"] = "Attached"
                     d["managedBy"] = r["id"]
         op = new_op(typ, done)
-        return self.send(201, public(r), op_headers(self.base(), typ, op), raw)
+        # Per the specs: Disks/Snapshots_CreateOrUpdate answer 200/202, VMs and NICs 200/201.
+        status = 202 if typ in ("microsoft.compute/disks", "microsoft.compute/snapshots") else 201
+        return self.send(status, public(r), op_headers(self.base(), typ, op), raw)
 
     def patch(self, typ, name, cur, body, raw):
         if cur is None:

@@ -78,9 +78,34 @@ impl Azure {
         self.vm(name, view).await?.ok_or_else(|| Error::not_found(format!("guest [{name}]")))
     }
 
+    /// The group's VMs (model: tags, disks, NICs) with their instance views merged in.
+    /// `VirtualMachines_List` takes `$expand=instanceView` only together with a `$filter`,
+    /// so the power states come from one `ListAll?statusOnly=true` (subscription-wide),
+    /// fetched concurrently: two calls whatever the number of VMs.
     async fn list_vms(&self) -> Result<Vec<Value>, AzError> {
-        let p = format!("{}/providers/{VM}?api-version={}&$expand=instanceView", self.cfg().group_path(), api::VM);
-        self.arm.list(&p, "virtual machines").await
+        let model_path = format!("{}/providers/{VM}?api-version={}", self.cfg().group_path(), api::VM);
+        let status_path = format!(
+            "/subscriptions/{}/providers/{VM}?api-version={}&statusOnly=true",
+            self.cfg().subscription_id,
+            api::VM
+        );
+        let (vms, statuses) =
+            tokio::join!(self.arm.list(&model_path, "virtual machines"), self.arm.list(&status_path, "VM statuses"));
+        let mut vms = vms?;
+        let statuses = statuses?;
+        let view_of = |id: &str| {
+            statuses
+                .iter()
+                .find(|s| s.get("id").and_then(Value::as_str).is_some_and(|x| x.eq_ignore_ascii_case(id)))
+                .and_then(|s| s.pointer("/properties/instanceView").cloned())
+        };
+        for vm in &mut vms {
+            let id = vm.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let (Some(view), Some(props)) = (view_of(&id), vm.get_mut("properties").and_then(Value::as_object_mut)) {
+                props.insert("instanceView".into(), view);
+            }
+        }
+        Ok(vms)
     }
 
     async fn post_vm(&self, name: &str, action: &str) -> Result<Option<Lro>, AzError> {
