@@ -10,7 +10,6 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
 use reqwest::Method;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Pinned api-versions per resource type (see README).
@@ -58,7 +57,7 @@ pub struct Arm {
     cfg: Config,
     arm: CredentialedClient,
     login: CredentialedClient,
-    token: Mutex<Option<Token>>,
+    token: tokio::sync::Mutex<Option<Token>>,
     total: AtomicU64,
     token_requests: AtomicU64,
 }
@@ -89,7 +88,7 @@ impl Arm {
             cfg,
             arm,
             login,
-            token: Mutex::new(None),
+            token: tokio::sync::Mutex::new(None),
             total: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
         })
@@ -114,15 +113,15 @@ impl Arm {
         AzError::Transport(classify(e))
     }
 
-    async fn bearer(&self, force: bool) -> Result<SecretString, AzError> {
-        if !force {
-            if let Some(t) = self
-                .token
-                .lock()
-                .ok()
-                .and_then(|g| g.as_ref().filter(|t| Instant::now() < t.renew_at).map(|t| t.value.clone()))
-            {
-                return Ok(t);
+    /// The cached token, or a new one. `stale` is a token ARM just refused: it is replaced
+    /// unless another request already did. One sign-in at a time (the lock is held across
+    /// the token request), so concurrent calls never sign in twice.
+    async fn bearer(&self, stale: Option<&SecretString>) -> Result<SecretString, AzError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref() {
+            let refused = stale.is_some_and(|s| s.expose_secret() == t.value.expose_secret());
+            if !refused && Instant::now() < t.renew_at {
+                return Ok(t.value.clone());
             }
         }
         let url = self.login.url(&format!("/{}/oauth2/v2.0/token", urlencoding::encode(&self.cfg.tenant_id)));
@@ -151,17 +150,8 @@ impl Arm {
         let life = Duration::from_secs(expires);
         let renew_at = Instant::now() + life.saturating_sub(TOKEN_MARGIN).max(life / 2);
         let value = SecretString::from(value.to_string());
-        if let Ok(mut g) = self.token.lock() {
-            *g = Some(Token { value: value.clone(), renew_at });
-        }
+        *guard = Some(Token { value: value.clone(), renew_at });
         Ok(value)
-    }
-
-    /// Drops the cached token (the next call signs in again).
-    pub fn forget_token(&self) {
-        if let Ok(mut g) = self.token.lock() {
-            *g = None;
-        }
     }
 
     /// One ARM request to `path_or_url` (a path below the endpoint, or an operation URL
@@ -182,9 +172,9 @@ impl Arm {
             return Err(AzError::Protocol("an operation URL outside the configured resource manager endpoint".into()));
         };
         let mut waited = Duration::ZERO;
-        let mut refreshed = false;
+        let mut refused: Option<SecretString> = None;
         loop {
-            let token = self.bearer(false).await?;
+            let token = self.bearer(refused.as_ref()).await?;
             let mut req = self
                 .arm
                 .http()
@@ -208,11 +198,7 @@ impl Arm {
                         .filter(|l| self.owns_url(&l.url));
                     return Ok(Answer { status, body: parsed, lro });
                 }
-                401 if !refreshed => {
-                    refreshed = true;
-                    self.forget_token();
-                    self.bearer(true).await?;
-                }
+                401 if refused.is_none() => refused = Some(token),
                 429 => {
                     let secs = retry_after(&headers).unwrap_or(5);
                     let wait = Duration::from_secs(secs.max(1));
