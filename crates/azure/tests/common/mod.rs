@@ -138,6 +138,11 @@ impl StandIn {
         }
     }
 
+    /// The stand-in's own config file (ids and the client secret).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("config.json")
+    }
+
     pub fn settings(&self) -> Settings {
         Settings::from_json(&json!({
             "tenant_id": "tenant-1", "client_id": "client-1", "client_secret": SECRET,
