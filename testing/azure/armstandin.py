@@ -5,12 +5,13 @@ plus the Microsoft Entra ID token endpoint (so `authority_host` can point at it)
 Project-owned test backend (not Azure): Microsoft.Compute virtualMachines (+ start, powerOff,
 deallocate, restart, instance view), disks, snapshots, Microsoft.Network networkInterfaces,
 long-running operations (`Azure-AsyncOperation` + `Location` + `Retry-After`), 429 throttling
-and never-ending operations on demand. Response shapes follow the examples of the official
-REST specs kept in `specs/`; `tests/` proves them with `oav validate-traffic` and Microsoft's
-Python SDK.
+and never-ending operations on demand. Status codes and shapes follow the official REST specs
+(Azure/azure-rest-api-specs: ComputeRP 2024-07-01 virtualMachine.json, DiskRP 2024-03-02
+snapshot.json/disk.json, Network 2024-05-01); `tests/sdk_scenario.py` proves them with
+Microsoft's Python SDK (see testing/azure/README.md for what is not proven).
 
 Run: armstandin.py --host 127.0.9.5 --port 8443 --cert c.pem --key k.pem --config conf.json
-[--record DIR]. The first stdout line is a JSON readiness record.
+(--port 0: any free port). The first stdout line is a JSON readiness record.
 
 Test controls (no auth, loopback only): POST /_standin/faults {"throttle": N, "retry_after": S,
 "hang_ops": bool, "token_ttl": S, "op_delay": S}; GET /_standin/stats.
@@ -18,7 +19,6 @@ Test controls (no auth, loopback only): POST /_standin/faults {"throttle": N, "r
 
 import argparse
 import json
-import os
 import re
 import ssl
 import sys
@@ -31,7 +31,6 @@ from urllib.parse import parse_qs, urlsplit
 LOCK = threading.RLock()
 STATE = {"res": {}, "ops": {}, "tokens": {}, "nic_seq": 3, "faults": {}, "stats": {"token_requests": 0, "arm_requests": 0}}
 CONF = {}
-RECORD = {"dir": None, "n": 0}
 
 VERSIONS = {
     "microsoft.compute/virtualmachines": "2024-07-01",
@@ -278,26 +277,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if data:
             self.wfile.write(data)
-        self.record(status, body, hdrs, req_body)
-
-    def record(self, status, body, hdrs, req_body):
-        d = RECORD["dir"]
-        if not d or self.path.startswith("/_standin") or "/oauth2/" in self.path or "openid-configuration" in self.path:
-            return
-        with LOCK:
-            RECORD["n"] += 1
-            n = RECORD["n"]
-        try:
-            rb = json.loads(req_body) if req_body else None
-        except ValueError:
-            rb = None
-        entry = {
-            "liveRequest": {"headers": {"content-type": "application/json"} if rb is not None else {}, "method": self.command,
-                            "url": "https://management.azure.com" + self.path, "body": rb},
-            "liveResponse": {"statusCode": str(status), "headers": {k: v for k, v in hdrs.items()}, "body": body},
-        }
-        with open(os.path.join(d, "%05d.json" % n), "w") as f:
-            json.dump(entry, f, indent=1)
 
     # -- dispatch
     def do_GET(self):
@@ -619,12 +598,8 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--record")
     a = ap.parse_args()
     CONF.update(json.load(open(a.config)))
-    if a.record:
-        os.makedirs(a.record, exist_ok=True)
-        RECORD["dir"] = a.record
     subnet = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/virtualNetworks/vnet1/subnets/default" % (
         CONF["subscription_id"], CONF["resource_group"])
     seed(CONF.get("guests", []), subnet)
