@@ -8,7 +8,8 @@
 # self-signed certificate made here (openssl); its CA file goes into the contract. Certificate,
 # config, log and pid live in /run/polyvisor-test/azure/. Started with setsid + nohup (stop it:
 # kill "$(cat /run/polyvisor-test/azure/standin.pid)"). Guests: pv-src (deallocated VM, RAS
-# source_guest), pv-tpl (flagged template, CloudStack template_id), web-01 (running, foreign).
+# source_guest), pv-tpl (flagged template), web-01 (running, foreign); gallery image version
+# pvgallery/pv-image/1.0.0 (specialized; the CloudStack template_id).
 #
 # Environment (optional): POLYVISOR_TEST_RUN_DIR (default /run/polyvisor-test), POLYVISOR_AZURE_ADDR.
 set -euo pipefail
@@ -84,7 +85,9 @@ print(json.dumps({"subscription_id": sub, "tenant_id": tenant, "client_id": clie
                   "resource_group": "polyvisor-ci", "location": "westeurope",
                   "guests": [{"name": "pv-src", "power": "deallocated"},
                              {"name": "pv-tpl", "power": "deallocated", "tags": {"polyvisor-template": "true"}},
-                             {"name": "web-01", "power": "running"}]}))
+                             {"name": "web-01", "power": "running"}],
+                  "galleries": [{"gallery": "pvgallery", "image": "pv-image", "osState": "Specialized",
+                                 "versions": ["1.0.0"]}]}))
 PY
 )
 : > "$state/standin.out"
@@ -117,11 +120,14 @@ settings = {"driver": "azure", "tenant_id": conf["tenant_id"], "client_id": conf
 print(json.dumps({
     "settings": settings,
     "cloudstack": {"extension": {"ca_file": ca, "authority_host": url, "resource_manager_endpoint": url},
-                   "host": {k: settings[k] for k in ("tenant_id", "client_id", "client_secret", "subscription_id",
-                                                     "resource_group", "location")},
+                   "host": dict({k: settings[k] for k in ("tenant_id", "client_id", "client_secret", "subscription_id",
+                                                          "resource_group", "location")}, subnet_id=ready["subnet"]),
                    "virtualmachine": {}, "untagged_networks": True},
     "source_guest": "pv-src",
-    "template_id": "pv-tpl",
+    # CloudStack creates from an Azure Compute Gallery image version (a flagged template VM,
+    # e.g. "pv-tpl", works too).
+    "template_id": "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/galleries/pvgallery/images/pv-image/versions/1.0.0"
+                   % (conf["subscription_id"], conf["resource_group"]),
 }, indent=2))
 PY
 )

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 LOCK = threading.RLock()
-STATE = {"res": {}, "ops": {}, "tokens": {}, "nic_seq": 3, "faults": {}, "stats": {"token_requests": 0, "arm_requests": 0}}
+STATE = {"res": {}, "gallery": {}, "ops": {}, "tokens": {}, "nic_seq": 3, "faults": {}, "stats": {"token_requests": 0, "arm_requests": 0}}
 CONF = {}
 
 VERSIONS = {
@@ -148,7 +148,15 @@ def make_disk(name, body, create_type="microsoft.compute/disks"):
         return None, (400, arm_error("InvalidParameter", "creationData.createOption must be Copy, Empty or FromImage"))
     size = props.get("diskSizeGB")
     os_type = props.get("osType")
-    if cd.get("createOption") == "Copy":
+    if cd.get("createOption") == "FromImage":
+        ref = (cd.get("galleryImageReference") or {}).get("id", "")
+        ver = STATE["gallery"].get(key(ref))
+        if ver is None:
+            return None, (404, arm_error("NotFound", "The gallery image version %s was not found." % ref))
+        img = STATE["gallery"][key(ref.rsplit("/versions/", 1)[0])]
+        size = max(size or 0, ver["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"])
+        os_type = os_type or img["properties"]["osType"]
+    elif cd.get("createOption") == "Copy":
         src = find_id(cd.get("sourceResourceId", ""))
         if src is None or src["type"].lower() not in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
             return None, (404, arm_error("NotFound", "Source resource not found: the copy source does not exist."))
@@ -244,6 +252,7 @@ def make_vm(name, body):
 PATH_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)"
     r"(?:/(?P<name>[^/]+)(?:/(?P<action>[^/]+))?)?$", re.I)
+GALLERY_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+/images/[^/]+(/versions/[^/]+)?$", re.I)
 LISTALL_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/virtualMachines$", re.I)
 OP_RE = re.compile(r"^/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/operations/(?P<op>[^/]+)$", re.I)
 
@@ -329,6 +338,9 @@ class Handler(BaseHTTPRequestHandler):
                 m = LISTALL_RE.match(path)
                 if m and method == "GET":
                     return self.list_all(m.group("sub"), q)
+                m = GALLERY_RE.match(path)
+                if m:
+                    return self.gallery(method, path, q)
                 m = PATH_RE.match(path)
                 if not m:
                     return self.send(404, arm_error("InvalidResourceType", "The resource type could not be found."))
@@ -380,6 +392,17 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["tokens"].clear()
                 return self.send(200, {})
         return self.send(404, arm_error("NotFound", "no such control"))
+
+    def gallery(self, method, path, q):
+        """Gallery image definitions and versions (GalleryRP 2023-07-03), read-only, seeded."""
+        if method != "GET":
+            return self.send(405, arm_error("MethodNotAllowed", "the stand-in serves gallery images read-only"))
+        if q.get("api-version") != "2023-07-03":
+            return self.send(400, arm_error("InvalidApiVersionParameter", "unsupported api-version for galleries"))
+        r = STATE["gallery"].get(key(path))
+        if r is None:
+            return self.send(404, arm_error("ResourceNotFound", "The gallery resource was not found."))
+        return self.send(200, r)
 
     def list_all(self, sub, q):
         """VirtualMachines_ListAll; `statusOnly=true` gives the instance views (how a client
@@ -591,6 +614,25 @@ def seed(guests, subnet):
         STATE["res"][key(vm["id"])] = vm
 
 
+def seed_gallery(g):
+    base = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/galleries/%s" % (
+        CONF["subscription_id"], CONF["resource_group"], g["gallery"])
+    img_id = "%s/images/%s" % (base, g["image"])
+    STATE["gallery"][key(img_id)] = {
+        "id": img_id, "name": g["image"], "type": "Microsoft.Compute/galleries/images", "location": CONF["location"],
+        "properties": {"osType": g.get("osType", "Linux"), "osState": g.get("osState", "Specialized"),
+                       "identifier": {"publisher": "polyvisor", "offer": "ci", "sku": g["image"]},
+                       "hyperVGeneration": "V2", "provisioningState": "Succeeded"}}
+    for v in g.get("versions", ["1.0.0"]):
+        vid = "%s/versions/%s" % (img_id, v)
+        STATE["gallery"][key(vid)] = {
+            "id": vid, "name": v, "type": "Microsoft.Compute/galleries/images/versions", "location": CONF["location"],
+            "properties": {"publishingProfile": {"targetRegions": [{"name": CONF["location"], "regionalReplicaCount": 1}],
+                                                 "replicaCount": 1, "publishedDate": now_iso()},
+                           "storageProfile": {"osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadWrite"}},
+                           "provisioningState": "Succeeded"}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.9.5")
@@ -603,6 +645,8 @@ def main():
     subnet = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/virtualNetworks/vnet1/subnets/default" % (
         CONF["subscription_id"], CONF["resource_group"])
     seed(CONF.get("guests", []), subnet)
+    for g in CONF.get("galleries", []):
+        seed_gallery(g)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(a.cert, a.key)
     srv = TlsServer((a.host, a.port), Handler)

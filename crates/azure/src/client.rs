@@ -20,6 +20,8 @@ pub mod api {
     pub const DISK: &str = "2024-03-02";
     /// Microsoft.Network networkInterfaces.
     pub const NIC: &str = "2024-05-01";
+    /// Microsoft.Compute galleries/images/versions (GalleryRP).
+    pub const GALLERY: &str = "2023-07-03";
 }
 
 /// A 429 is retried in-call only while the total wait stays under this.

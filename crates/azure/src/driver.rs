@@ -250,7 +250,12 @@ impl Azure {
         let disk_path = self.arm.path(DISK, &disk_name, api::DISK);
         match self.arm.get_opt(&disk_path, "disk").await? {
             None => {
-                let mut props = json!({"creationData": {"createOption": "Copy", "sourceResourceId": s("src")}});
+                let creation = if b.get("from_image").and_then(Value::as_bool) == Some(true) {
+                    json!({"createOption": "FromImage", "galleryImageReference": {"id": s("src")}})
+                } else {
+                    json!({"createOption": "Copy", "sourceResourceId": s("src")})
+                };
+                let mut props = json!({"creationData": creation});
                 if let Some(os) = b.get("os_type").and_then(Value::as_str) {
                     props["osType"] = json!(os);
                 }
@@ -336,6 +341,63 @@ impl Azure {
             return Err(e);
         }
         Ok(CloneStarted { task: token.encode(), new_guest: Some(GuestId::new(name)) })
+    }
+
+    fn size_for(&self, spec: &CreateSpec) -> String {
+        match (spec.cpus, spec.memory_mb) {
+            (Some(c), Some(m)) => {
+                model::size_for(c, m).map(str::to_string).unwrap_or_else(|| self.cfg().vm_size.clone())
+            }
+            _ => self.cfg().vm_size.clone(),
+        }
+    }
+
+    fn nic_subnets(spec: &CreateSpec, default_subnet: &str) -> Result<Vec<String>> {
+        let mut subnets = Vec::new();
+        for n in &spec.nics {
+            if n.vlan.is_some() {
+                return Err(Error::invalid("Azure virtual networks carry no VLAN tags: use untagged networks"));
+            }
+            subnets.push(match &n.network {
+                Some(s) if model::valid_resource_id(s) && s.contains("/subnets/") => s.clone(),
+                _ => default_subnet.to_string(),
+            });
+        }
+        if subnets.is_empty() {
+            subnets.push(default_subnet.to_string());
+        }
+        Ok(subnets)
+    }
+
+    /// Create from an Azure Compute Gallery image version (a *specialized* image: its OS
+    /// disk is made `FromImage` and attached, like a clone; generalized images would need
+    /// OS provisioning, which polyvisor does not do).
+    async fn create_from_gallery(&self, spec: &CreateSpec, version: &str, image: &str) -> Result<CloneStarted> {
+        let v = self
+            .arm
+            .get_opt(&Self::by_id(version, api::GALLERY), "gallery image version")
+            .await?
+            .ok_or_else(|| Error::not_found(format!("gallery image version {version}")))?;
+        if model::provisioning(&v) != "Succeeded" {
+            return Err(Error::conflict("the gallery image version is not ready (provisioningState)"));
+        }
+        let def = self.arm.get(&Self::by_id(image, api::GALLERY), "gallery image").await?;
+        let os_state = def.pointer("/properties/osState").and_then(Value::as_str).unwrap_or_default();
+        if !os_state.eq_ignore_ascii_case("Specialized") {
+            return Err(Error::unsupported("generalized gallery images (polyvisor attaches specialized images only)"));
+        }
+        let os_type = def.pointer("/properties/osType").and_then(Value::as_str).map(str::to_string);
+        let subnet = self
+            .cfg()
+            .subnet_id
+            .clone()
+            .ok_or_else(|| Error::invalid("setting 'subnet_id' is required to create from a gallery image"))?;
+        let subnets = Self::nic_subnets(spec, &subnet)?;
+        self.start_clone(json!({"vm": spec.name, "src": version, "from_image": true, "os_type": os_type,
+                                "subnets": subnets, "size": self.size_for(spec), "start": true,
+                                "source": image.rsplit('/').next().unwrap_or_default(), "key": spec.key,
+                                "disk_gb": spec.disk_size_gb}))
+            .await
     }
 
     // ---- snapshots ------------------------------------------------------------------
@@ -605,33 +667,17 @@ impl Driver for Azure {
                 return Err(Error::already_exists(format!("a VM named '{}' exists and is not ours", spec.name)));
             }
         }
+        if let Some(image) = model::gallery_image_of_version(id.as_str()) {
+            return self.create_from_gallery(spec, id.as_str(), &image).await;
+        }
         let source = model::vm_name(id)?;
         let tpl = self.vm_required(&source, false).await?;
         let src =
             model::os_disk_id(&tpl).ok_or_else(|| Error::unsupported("a template VM without a managed OS disk"))?;
-        let size = match (spec.cpus, spec.memory_mb) {
-            (Some(c), Some(m)) => match model::size_for(c, m) {
-                Some(s) => s.to_string(),
-                None => self.cfg().vm_size.clone(),
-            },
-            _ => self.cfg().vm_size.clone(),
-        };
         let default_subnet = self.subnet_of(&tpl).await?;
-        let mut subnets = Vec::new();
-        for n in &spec.nics {
-            if n.vlan.is_some() {
-                return Err(Error::invalid("Azure virtual networks carry no VLAN tags: use untagged networks"));
-            }
-            subnets.push(match &n.network {
-                Some(s) if model::valid_resource_id(s) && s.contains("/subnets/") => s.clone(),
-                _ => default_subnet.clone(),
-            });
-        }
-        if subnets.is_empty() {
-            subnets.push(default_subnet);
-        }
+        let subnets = Self::nic_subnets(spec, &default_subnet)?;
         self.start_clone(json!({"vm": spec.name, "src": src, "os_type": model::os_type(&tpl), "subnets": subnets,
-                                "size": size, "start": true, "source": source, "key": spec.key,
+                                "size": self.size_for(spec), "start": true, "source": source, "key": spec.key,
                                 "disk_gb": spec.disk_size_gb}))
             .await
     }

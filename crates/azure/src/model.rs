@@ -158,6 +158,26 @@ pub fn valid_resource_id(id: &str) -> bool {
         && id.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-()".contains(c))
 }
 
+/// Whether `id` is an Azure Compute Gallery image version
+/// (`/subscriptions/…/providers/Microsoft.Compute/galleries/G/images/I/versions/V`);
+/// returns the image definition's id.
+pub fn gallery_image_of_version(id: &str) -> Option<String> {
+    if !valid_resource_id(id) {
+        return None;
+    }
+    let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
+    let ok = parts.len() == 12
+        && parts[0].eq_ignore_ascii_case("subscriptions")
+        && parts[2].eq_ignore_ascii_case("resourceGroups")
+        && parts[4].eq_ignore_ascii_case("providers")
+        && parts[5].eq_ignore_ascii_case("Microsoft.Compute")
+        && parts[6].eq_ignore_ascii_case("galleries")
+        && parts[8].eq_ignore_ascii_case("images")
+        && parts[10].eq_ignore_ascii_case("versions")
+        && parts.iter().all(|p| !p.is_empty());
+    ok.then(|| format!("/{}", parts[..10].join("/")))
+}
+
 /// A NIC resource → core NIC.
 pub fn nic(v: &Value) -> Nic {
     let mac = v.pointer("/properties/macAddress").and_then(Value::as_str).and_then(normalize_mac).unwrap_or_default();
@@ -246,6 +266,13 @@ mod tests {
         assert_ne!(h, snapshot_resource("vm1", "a b/d"));
         assert!(valid_resource_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/disks/d1"));
         assert!(!valid_resource_id("/subscriptions/../x") && !valid_resource_id("https://evil/x"));
+        let v = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g1/images/img/versions/1.0.0";
+        assert_eq!(
+            gallery_image_of_version(v).as_deref(),
+            Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g1/images/img")
+        );
+        assert_eq!(gallery_image_of_version("pv-tpl"), None);
+        assert_eq!(gallery_image_of_version(&v.replace("versions", "x")), None);
     }
 
     #[test]

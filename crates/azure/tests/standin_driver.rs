@@ -315,3 +315,37 @@ async fn arm_calls_per_method() {
     d.find_owned("k", None).await.unwrap();
     row("find_owned (no hint)", a.round_trips() - n, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_from_a_gallery_image_version() {
+    let s = StandIn::start();
+    let before = s.resources().await;
+    let d = s.driver_with(json!({"subnet_id": s.subnet}));
+    let spec = |tpl: String, name: &str| CreateSpec {
+        name: name.into(),
+        key: format!("key-{name}"),
+        source: CreateSource::Template { id: GuestId::new(tpl), full: true },
+        cpus: None,
+        memory_mb: None,
+        disk_size_gb: None,
+        storage: None,
+        nics: vec![],
+    };
+    let st = d.create_guest(&spec(s.gallery_version("img-spec"), "from-img")).await.unwrap();
+    assert_eq!(wait(&d, &st.task).await.unwrap().new_guest, Some(g("from-img")));
+    let x = d.get_guest(&g("from-img")).await.unwrap();
+    assert_eq!(
+        (x.power, x.key.as_deref(), x.os.as_deref()),
+        (PowerState::PoweredOn, Some("key-from-img"), Some("linux"))
+    );
+    // generalized images need OS provisioning: refused up front, nothing made
+    let e = d.create_guest(&spec(s.gallery_version("img-gen"), "gen")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let e = d.create_guest(&spec(s.gallery_version("nope"), "nope")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    // without a subnet setting there is no source VM to take one from
+    let e = s.driver().create_guest(&spec(s.gallery_version("img-spec"), "x2")).await.unwrap_err();
+    assert!(e.kind() == ErrorKind::InvalidInput && e.message().contains("'subnet_id'"), "{e}");
+    wait(&d, &d.delete_guest(&g("from-img")).await.unwrap()).await.unwrap();
+    assert_eq!(s.resources().await, before);
+}

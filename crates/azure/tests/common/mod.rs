@@ -96,7 +96,9 @@ impl StandIn {
             "op_delay": 0.2,
             "guests": [{"name": "pv-src", "power": "deallocated"},
                        {"name": "pv-tpl", "power": "deallocated", "tags": {"polyvisor-template": "true"}},
-                       {"name": "web-01", "power": "running"}]});
+                       {"name": "web-01", "power": "running"}],
+            "galleries": [{"gallery": "g1", "image": "img-spec", "osState": "Specialized", "versions": ["1.0.0"]},
+                          {"gallery": "g1", "image": "img-gen", "osState": "Generalized", "versions": ["1.0.0"]}]});
         std::fs::write(d.join("config.json"), conf.to_string()).unwrap();
         let script = bin::repo_path("testing/azure/armstandin.py");
         let mut child = Command::new("python3")
@@ -141,6 +143,13 @@ impl StandIn {
     /// The stand-in's own config file (ids and the client secret).
     pub fn config_path(&self) -> std::path::PathBuf {
         self._dir.path().join("config.json")
+    }
+
+    /// A gallery image version id of the seeded gallery `g1`.
+    pub fn gallery_version(&self, image: &str) -> String {
+        format!(
+            "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-test/providers/Microsoft.Compute/galleries/g1/images/{image}/versions/1.0.0"
+        )
     }
 
     pub fn settings(&self) -> Settings {
