@@ -784,7 +784,8 @@ impl Driver for Azure {
             "delete" => self.step_delete(b).await,
             "gone" => {
                 let path = b.get("path").and_then(Value::as_str).ok_or_else(|| token.unknown())?;
-                if !path.starts_with(&self.cfg().group_path()) {
+                let plain = path.split('?').next().unwrap_or_default();
+                if !path.starts_with(&self.cfg().group_path()) || !model::valid_resource_id(plain) {
                     return Err(token.unknown());
                 }
                 Ok(match self.arm.get_opt(path, "resource").await? {
