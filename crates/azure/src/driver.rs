@@ -108,16 +108,6 @@ impl Azure {
         Ok(vms)
     }
 
-    async fn post_vm(&self, name: &str, action: &str) -> Result<Option<Lro>, AzError> {
-        let p = format!(
-            "{}/providers/{VM}/{}/{action}?api-version={}",
-            self.cfg().group_path(),
-            urlencoding::encode(name),
-            api::VM
-        );
-        Ok(self.arm.call(Method::POST, &p, None, &format!("guest [{name}]")).await?.lro)
-    }
-
     fn stop_action(&self, graceful: bool) -> &'static str {
         match (self.cfg().stop_mode, graceful) {
             (StopMode::Deallocate, _) => "deallocate",
@@ -126,7 +116,7 @@ impl Azure {
         }
     }
 
-    async fn post_vm_q(&self, name: &str, action: &str) -> Result<Option<Lro>, AzError> {
+    async fn post_vm(&self, name: &str, action: &str) -> Result<Option<Lro>, AzError> {
         // `action` may carry its own query (`powerOff?skipShutdown=true`).
         let (verb, q) = action.split_once('?').map(|(a, q)| (a, format!("&{q}"))).unwrap_or((action, String::new()));
         let p = format!(
@@ -237,7 +227,7 @@ impl Azure {
                     TaskStatus::Running
                 }
                 (false, PowerState::PoweredOn) => {
-                    self.post_vm_q(&name, self.stop_action(false)).await?;
+                    self.post_vm(&name, self.stop_action(false)).await?;
                     TaskStatus::Running
                 }
                 _ => TaskStatus::Running,
@@ -580,7 +570,7 @@ impl Driver for Azure {
             PowerAction::Reset | PowerAction::Reboot => "restart",
             PowerAction::Suspend | PowerAction::Resume => return Err(Error::unsupported("suspend/resume")),
         };
-        let lro = self.post_vm_q(&name, verb).await?;
+        let lro = self.post_vm(&name, verb).await?;
         Ok(Self::op_task("power", &name, lro))
     }
 
@@ -756,8 +746,10 @@ impl Driver for Azure {
     async fn delete_snapshot(&self, id: &GuestId, snap: &str) -> Result<TaskId> {
         let name = model::vm_name(id)?;
         let Some(s) = self.owned_snapshot(&name, snap).await? else { return Ok(done("snapshot_delete")) };
-        let path = self.arm.path(SNAP, &model::snapshot_resource(&name, snap), api::DISK);
-        let _ = s;
+        let Some(path) = s.get("id").and_then(Value::as_str).filter(|id| model::valid_resource_id(id)) else {
+            return Err(Error::backend("the snapshot has no usable id"));
+        };
+        let path = format!("{path}?api-version={}", api::DISK);
         match self.arm.call(Method::DELETE, &path, None, "snapshot").await {
             Ok(_) => Ok(TaskToken::new("gone", json!({"path": path, "what": format!("snapshot '{snap}'")})).encode()),
             Err(e) if e.is_not_found() => Ok(done("snapshot_delete")),
@@ -785,7 +777,9 @@ impl Driver for Azure {
             "gone" => {
                 let path = b.get("path").and_then(Value::as_str).ok_or_else(|| token.unknown())?;
                 let plain = path.split('?').next().unwrap_or_default();
-                if !path.starts_with(&self.cfg().group_path()) || !model::valid_resource_id(plain) {
+                // ARM ids do not keep one casing (`resourcegroups`): compare case-insensitively.
+                let ours = path.to_ascii_lowercase().starts_with(&self.cfg().group_path().to_ascii_lowercase());
+                if !ours || !model::valid_resource_id(plain) {
                     return Err(token.unknown());
                 }
                 Ok(match self.arm.get_opt(path, "resource").await? {
