@@ -1,7 +1,8 @@
 //! The stand-in earns trust from Microsoft's own Python SDK: `testing/azure/tests/sdk_scenario.py`
 //! (azure-identity + azure-mgmt-compute + azure-mgmt-network, pinned in
-//! `testing/azure/requirements.txt`) signs in, copies a disk, creates a NIC and a VM, deallocates,
-//! starts, powers off, snapshots and deletes, with the SDK's own long-running-operation pollers.
+//! `testing/azure/requirements.txt`) signs in, copies a disk, makes an OS disk from a gallery
+//! image version, creates a NIC and a VM, deallocates, starts, powers off, snapshots and
+//! deletes, with the SDK's own long-running-operation pollers.
 //! A missing SDK fails with the install command; nothing is skipped.
 
 mod common;
@@ -31,6 +32,7 @@ fn microsoft_python_sdk_drives_the_stand_in_through_a_vm_lifecycle() {
         .arg(&s.url)
         .arg(&s.ca)
         .arg(s.config_path())
+        .args(["g1", "img-spec"])
         .output()
         .expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -2,10 +2,13 @@
 """Microsoft's own Python SDK (azure-identity, azure-mgmt-compute, azure-mgmt-network) drives
 the ARM stand-in through a VM lifecycle, with the SDK's long-running-operation pollers doing
 the waiting (Azure-AsyncOperation / Location / Retry-After): sign in with a client secret,
-copy a disk, create a NIC and a VM on them, deallocate, start, snapshot, delete everything.
+copy a disk, read a gallery image version and make an OS disk from it, create a NIC and a VM
+on them, deallocate, start, power off, snapshot, delete everything.
 Request bodies are REST-shaped (as in the spec examples). Any shape the SDK cannot deserialize, any LRO it cannot follow, fails the run (exit 1).
 
-Usage: sdk_scenario.py URL CA_FILE CONFIG_JSON   (the stand-in's own config: ids and secret)
+Usage: sdk_scenario.py URL CA_FILE CONFIG_JSON GALLERY IMAGE
+(CONFIG_JSON: the stand-in's own config with ids and secret; GALLERY/IMAGE: a seeded
+specialized image with version 1.0.0)
 """
 
 import json
@@ -15,8 +18,8 @@ import time
 
 
 def main():
-    url, ca, conf_path = sys.argv[1:4]
-    conf = json.load(open(conf_path))
+    url, ca, conf_path, gallery, image = sys.argv[1:6]
+    conf = dict(json.load(open(conf_path)), gallery=gallery, image=image)
     os.environ["REQUESTS_CA_BUNDLE"] = ca  # requests (azure-core's transport, MSAL) trusts the stand-in CA
     from azure.identity import ClientSecretCredential
     from azure.mgmt.compute import ComputeManagementClient
@@ -41,11 +44,23 @@ def main():
     statuses = {v.name: [s.code for s in v.instance_view.statuses] for v in compute.virtual_machines.list_all(status_only="true", **VM)}
     assert "PowerState/running" in statuses["web-01"], statuses
 
-    disk = disks.disks.begin_create_or_update(rg, "sdk-osdisk", {
+    # A copy of an existing OS disk ...
+    copy = disks.disks.begin_create_or_update(rg, "sdk-copy", {
         "location": loc, "sku": {"name": "StandardSSD_LRS"},
         "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": src.storage_profile.os_disk.managed_disk.id}},
     }, **DISK).result()
-    assert disk.provisioning_state == "Succeeded" and disk.disk_size_gb == 30, disk
+    assert copy.provisioning_state == "Succeeded" and copy.disk_size_gb == 30, copy
+    # ... and the VM's OS disk from an Azure Compute Gallery image version.
+    GAL = {"api_version": "2023-07-03"}
+    image = compute.gallery_images.get(rg, conf["gallery"], conf["image"], **GAL)
+    assert image.os_state == "Specialized" and image.os_type == "Linux", image
+    version = compute.gallery_image_versions.get(rg, conf["gallery"], conf["image"], "1.0.0", **GAL)
+    assert version.provisioning_state == "Succeeded", version
+    disk = disks.disks.begin_create_or_update(rg, "sdk-osdisk", {
+        "location": loc, "sku": {"name": "StandardSSD_LRS"},
+        "properties": {"creationData": {"createOption": "FromImage", "galleryImageReference": {"id": version.id}}},
+    }, **DISK).result()
+    assert disk.provisioning_state == "Succeeded" and disk.os_type == "Linux", disk
     subnet = network.network_interfaces.get(rg, "pv-src-nic", **NIC).ip_configurations[0].subnet.id
     nic = network.network_interfaces.begin_create_or_update(rg, "sdk-nic", {
         "location": loc, "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}]},
@@ -91,6 +106,7 @@ def main():
     disks.snapshots.begin_delete(rg, "sdk-snap", **DISK).result()
     network.network_interfaces.begin_delete(rg, "sdk-nic", **NIC).result()
     disks.disks.begin_delete(rg, "sdk-osdisk", **DISK).result()
+    disks.disks.begin_delete(rg, "sdk-copy", **DISK).result()
     left = [v.name for v in compute.virtual_machines.list(rg, **VM)]
     assert "sdk-vm" not in left, left
     print(json.dumps({"ok": True, "seconds": round(time.time() - t0, 2)}))
