@@ -21,6 +21,7 @@ static PROXMOX: Mutex<()> = Mutex::new(());
 #[cfg(feature = "libvirt")]
 static LIBVIRT: Mutex<()> = Mutex::new(());
 static HPEVME: Mutex<()> = Mutex::new(());
+static AZURE: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
@@ -173,4 +174,16 @@ fn hpevme_backend_passes_check_ras() {
 fn hpevme_backend_passes_check_cloudstack() {
     let _one = HPEVME.lock().unwrap_or_else(|p| p.into_inner());
     check_cloudstack(&load("hpevme"));
+}
+
+#[test]
+fn azure_backend_passes_check_ras() {
+    let _one = AZURE.lock().unwrap_or_else(|p| p.into_inner());
+    check_ras(&load("azure"));
+}
+
+#[test]
+fn azure_backend_passes_check_cloudstack() {
+    let _one = AZURE.lock().unwrap_or_else(|p| p.into_inner());
+    check_cloudstack(&load("azure"));
 }

@@ -86,6 +86,13 @@ pub static DRIVERS: &[DriverEntry] = &[
         feature: None,
         backend: Some(Backend { capabilities: polyvisor_hpevme::capabilities, open: polyvisor_hpevme::open }),
     },
+    DriverEntry {
+        name: "azure",
+        aliases: &["arm", "azure-arm"],
+        summary: "Azure virtual machines over Azure Resource Manager",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_azure::capabilities, open: polyvisor_azure::open }),
+    },
 ];
 
 impl DriverEntry {
@@ -256,7 +263,7 @@ mod tests {
     async fn unknown_drivers_are_invalid_and_list_the_table() {
         let e = Registry.open(&with(&[("driver", "vm\u{1b}ware")]), &OpenOptions::default()).await.err().unwrap();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme)");
+        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure)");
         let e = Registry.capabilities(&with(&[("platform", "xen")]), &OpenOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         for d in DRIVERS {
