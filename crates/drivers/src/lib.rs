@@ -79,6 +79,13 @@ pub static DRIVERS: &[DriverEntry] = &[
         #[cfg(not(feature = "libvirt"))]
         backend: None,
     },
+    DriverEntry {
+        name: "xcpng",
+        aliases: &["xenserver", "xcp-ng"],
+        summary: "XCP-ng / XenServer over XAPI JSON-RPC",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_xcpng::capabilities, open: polyvisor_xcpng::open }),
+    },
 ];
 
 impl DriverEntry {
