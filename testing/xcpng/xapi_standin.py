@@ -16,7 +16,7 @@ built from the schema's field list, so every returned record carries every field
 Protocol-level exceptions, as on a real host: `system.listMethods` (XML-RPC introspection,
 used by npm xen-api) and `Async.<class>.<message>` for the non-implicit messages.
 
-Usage: xapi_standin.py --host 127.0.9.2 --port 8443 --certdir DIR --password PW
+Usage: XAPI_STANDIN_PASSWORD=PW xapi_standin.py --host 127.0.9.2 --port 8443 --certdir DIR
        [--slave-host 127.0.9.12] [--task-delay 0.3] [--stall-host ADDR --stall-port P]
 Prints one JSON line `{"listening": url, "fingerprint": ..., "ca_file": ...}` when ready.
 Test hooks (not XAPI, plain HTTP paths on the same listener): `POST /debug/expire-sessions`.
@@ -736,12 +736,15 @@ def main():
     ap.add_argument("--host", default="127.0.9.2")
     ap.add_argument("--port", type=int, default=8443)
     ap.add_argument("--certdir", required=True)
-    ap.add_argument("--password", required=True)
+    ap.add_argument("--password", default=os.environ.get("XAPI_STANDIN_PASSWORD"),
+                    help="root password (default: $XAPI_STANDIN_PASSWORD, kept off the command line)")
     ap.add_argument("--task-delay", type=float, default=0.3)
     ap.add_argument("--slave-host", help="also listen here (same port) as a pool member answering HOST_IS_SLAVE")
     ap.add_argument("--stall-host", help="also listen here (same port): accept and never answer")
     ap.add_argument("--schema")
     a = ap.parse_args()
+    if not a.password:
+        ap.error("--password or XAPI_STANDIN_PASSWORD is required")
     hosts = [a.host] + [h for h in (a.slave_host, a.stall_host) if h]
     crt, key, fp = make_cert(a.certdir, hosts)
     xapi = Xapi(load_schema(a.schema), a.password, a.task_delay, a.host)

@@ -256,7 +256,7 @@ mod tests {
     async fn unknown_drivers_are_invalid_and_list_the_table() {
         let e = Registry.open(&with(&[("driver", "vm\u{1b}ware")]), &OpenOptions::default()).await.err().unwrap();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt)");
+        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, xcpng)");
         let e = Registry.capabilities(&with(&[("platform", "xen")]), &OpenOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         for d in DRIVERS {

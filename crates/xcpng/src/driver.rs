@@ -24,6 +24,18 @@ pub const CLONE_OF: &str = "polyvisor_clone_of";
 
 const NULL: &str = "OpaqueRef:NULL";
 
+/// The name a guest being created carries until its key is on it: the key travels on the
+/// backend object from the first request, so a retry after a lost connection finds it.
+fn create_marker(key: &str) -> String {
+    format!("polyvisor-create:{key}")
+}
+
+/// Whether `v` is the guest created for `key` (keyed, or still under its creation marker).
+fn created_for(v: &Value, key: &str) -> bool {
+    !rec::b(v, "is_a_snapshot")
+        && (rec::map(v, "other_config", KEY) == Some(key) || rec::s(v, "name_label") == create_marker(key))
+}
+
 /// The XCP-ng / XenServer driver.
 pub struct XcpNg {
     rpc: Rpc,
@@ -559,9 +571,7 @@ impl XcpNg {
                         result_ref(&res).ok_or_else(|| Error::backend("XAPI create task finished without a VM"))?;
                     // A concurrent retry may have keyed another clone first: keep that one.
                     let all = self.all_vms().await?;
-                    let other = all.iter().any(|(r, v)| {
-                        *r != new_ref && !rec::b(v, "is_a_snapshot") && rec::map(v, "other_config", KEY) == Some(key)
-                    });
+                    let other = all.iter().any(|(r, v)| *r != new_ref && created_for(v, key));
                     if other {
                         if let Some(v) = all.get(&new_ref) {
                             self.destroy_with_disks(&new_ref, v).await?;
@@ -576,9 +586,7 @@ impl XcpNg {
             }
         }
         let all = self.all_vms().await?;
-        let Some((vm, _)) =
-            all.iter().find(|(_, v)| !rec::b(v, "is_a_snapshot") && rec::map(v, "other_config", KEY) == Some(key))
-        else {
+        let Some((vm, _)) = all.iter().find(|(_, v)| created_for(v, key)) else {
             return Ok(TaskStatus::Failed(Error::backend("the guest being created disappeared")));
         };
         match self.finish_create(vm, &token.body).await? {
@@ -770,10 +778,7 @@ impl XcpNg {
         });
         let tpl_uuid = uuid_of(tpl)?.to_string();
         let all = self.all_vms().await?;
-        if let Some((_, v)) = all
-            .iter()
-            .find(|(_, v)| !rec::b(v, "is_a_snapshot") && rec::map(v, "other_config", KEY) == Some(spec.key.as_str()))
-        {
+        if let Some((_, v)) = all.iter().find(|(_, v)| created_for(v, &spec.key)) {
             // A retry: finish what the first request started.
             return Ok(CloneStarted {
                 task: TaskToken::new("create", body).encode(),
@@ -791,9 +796,9 @@ impl XcpNg {
         };
         let task = if *full || self.cfg().full_by_default {
             let sr = self.sr_ref(spec.storage.as_deref()).await?;
-            self.async_vm("copy", vec![json!(src_ref), json!(spec.name), json!(sr)]).await?
+            self.async_vm("copy", vec![json!(src_ref), json!(create_marker(&spec.key)), json!(sr)]).await?
         } else {
-            self.async_vm("clone", vec![json!(src_ref), json!(spec.name)]).await?
+            self.async_vm("clone", vec![json!(src_ref), json!(create_marker(&spec.key))]).await?
         };
         body["task"] = json!(task);
         Ok(CloneStarted { task: TaskToken::new("create", body).encode(), new_guest: None })
