@@ -145,6 +145,8 @@ class Xapi:
         self.pool = self.new("pool", name_label="polyvisor-pool", master=self.host)
         self.sr = self.new("SR", name_label="Local storage", type="ext", content_type="user",
                            physical_size=500 << 30, other_config={})
+        self.fast_sr = self.new("SR", name_label="Fast storage", type="lvm", content_type="user",
+                                physical_size=200 << 30)
         self.iso_sr = self.new("SR", name_label="ISO library", type="iso", content_type="iso")
         self.net = self.new("network", name_label="Pool-wide network associated with eth0", bridge="xenbr0",
                             MTU=1500)
@@ -748,12 +750,13 @@ def main():
     hosts = [a.host] + [h for h in (a.slave_host, a.stall_host) if h]
     crt, key, fp = make_cert(a.certdir, hosts)
     xapi = Xapi(load_schema(a.schema), a.password, a.task_delay, a.host)
-    serve(a.host, a.port, make_handler(xapi), crt, key)
+    srv = serve(a.host, a.port, make_handler(xapi), crt, key)
+    port = srv.server_address[1]  # --port 0: a free port, shared by the extra listeners
     if a.slave_host:
-        serve(a.slave_host, a.port, make_handler(xapi, slave_of=a.host), crt, key)
+        serve(a.slave_host, port, make_handler(xapi, slave_of=a.host), crt, key)
     if a.stall_host:
-        serve(a.stall_host, a.port, make_handler(xapi, stall=True), crt, key)
-    info = {"listening": f"https://{a.host}:{a.port}", "fingerprint": fp, "ca_file": crt,
+        serve(a.stall_host, port, make_handler(xapi, stall=True), crt, key)
+    info = {"listening": f"https://{a.host}:{port}", "fingerprint": fp, "ca_file": crt,
             "vms": {r["name_label"]: r["uuid"] for r in xapi.objs["VM"].values()}}
     print(json.dumps(info), flush=True)
     try:
