@@ -12,7 +12,7 @@ pub mod error;
 
 use config::TemplateMode;
 pub use driver::XcpNg;
-use polyvisor_core::{Capabilities, Driver, OpenOptions, Result, Settings, TemplatePreference};
+use polyvisor_core::{Capabilities, Driver, OpenOptions, Result, Settings};
 use std::sync::Arc;
 
 /// Builds the driver from settings and a front's typed options (no backend I/O).
@@ -25,16 +25,14 @@ pub fn capabilities(settings: &Settings, opts: &OpenOptions) -> Result<Capabilit
     Ok(template_mode(settings, opts)?.capabilities())
 }
 
-/// The template mode: the `template_mode` setting when set (it wins), else the front's
-/// preference (RAS's link-clone level asks for native templates), else `flag`.
+/// The template mode: the `template_mode` setting (`flag` default, `native` opt-in). The
+/// front's preference does not switch to native templates: RAS's link-clone level creates its
+/// `RAS Template Snapshot` before the convert (the front answers that label from the template
+/// flag on native-template drivers), and XAPI refuses `VM.snapshot` on templates, so flag
+/// templates (ordinary VMs with fast clones from their snapshots) serve every RAS level.
 pub fn template_mode(settings: &Settings, opts: &OpenOptions) -> Result<TemplateMode> {
-    if settings.has("template_mode") {
-        return TemplateMode::from_settings(settings);
-    }
-    Ok(match opts.templates {
-        TemplatePreference::Native => TemplateMode::Native,
-        TemplatePreference::Flag | TemplatePreference::DriverDefault => TemplateMode::Flag,
-    })
+    let _ = opts.templates;
+    TemplateMode::from_settings(settings)
 }
 
 /// Like [`open`], returning the concrete driver (call counters in tests, `logout`).
@@ -49,17 +47,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_front_preference_applies_unless_the_operator_chose() {
+    fn flag_templates_unless_the_operator_chose_native() {
+        use polyvisor_core::TemplatePreference;
         let s = Settings::from_pairs([("host", "xcp.invalid"), ("username", "root"), ("password", "x")]);
         let native = OpenOptions::with_templates(TemplatePreference::Native);
-        let flag = OpenOptions::with_templates(TemplatePreference::Flag);
-        assert_eq!(template_mode(&s, &native).unwrap(), TemplateMode::Native);
-        assert_eq!(template_mode(&s, &flag).unwrap(), TemplateMode::Flag);
+        assert_eq!(template_mode(&s, &native).unwrap(), TemplateMode::Flag);
         assert_eq!(template_mode(&s, &OpenOptions::default()).unwrap(), TemplateMode::Flag);
-        let set = Settings::from_pairs([("template_mode", "flag")]);
-        assert_eq!(template_mode(&set, &native).unwrap(), TemplateMode::Flag);
+        let set = Settings::from_pairs([("template_mode", "native")]);
+        assert_eq!(template_mode(&set, &OpenOptions::default()).unwrap(), TemplateMode::Native);
         assert_eq!(capabilities(&s, &native).unwrap(), open(&s, &native).unwrap().capabilities());
-        assert!(!capabilities(&s, &native).unwrap().clone_from_snapshot);
-        assert!(capabilities(&s, &flag).unwrap().clone_from_snapshot);
+        assert!(capabilities(&s, &native).unwrap().clone_from_snapshot);
+        let mut n = s.clone();
+        n.set("template_mode", "native");
+        assert!(!capabilities(&n, &native).unwrap().clone_from_snapshot);
     }
 }

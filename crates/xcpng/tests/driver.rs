@@ -9,7 +9,7 @@ use common::{StandIn, MASTER, SLAVE, STALL};
 use polyvisor_core::task::wait;
 use polyvisor_core::{
     CloneMode, CloneSpec, CreateSource, CreateSpec, Driver, ErrorKind, GuestId, NicSpec, OpenOptions, PowerAction,
-    PowerState, SnapshotSpec, TaskId, TemplatePreference,
+    PowerState, SnapshotSpec, TaskId,
 };
 use polyvisor_xcpng::{open_driver_with, XcpNg};
 use serde_json::{json, Value};
@@ -164,7 +164,7 @@ async fn template_flag_in_both_modes() {
     assert_eq!(rec["is_a_template"], false, "flag mode keeps an ordinary VM");
     done(&flag, &flag.set_template(&id, false).await.unwrap()).await;
     let native =
-        open_driver_with(&s.settings(MASTER, &[]), &OpenOptions::with_templates(TemplatePreference::Native)).unwrap();
+        open_driver_with(&s.settings(MASTER, &[("template_mode", "native")]), &OpenOptions::default()).unwrap();
     done(&native, &native.set_template(&id, true).await.unwrap()).await;
     assert_eq!(s.raw("VM.get_is_a_template", vec![raw.clone()]).await, true);
     done(&native, &native.set_template(&id, true).await.unwrap()).await; // idempotent
