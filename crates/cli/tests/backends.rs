@@ -22,6 +22,7 @@ static PROXMOX: Mutex<()> = Mutex::new(());
 static LIBVIRT: Mutex<()> = Mutex::new(());
 static HPEVME: Mutex<()> = Mutex::new(());
 static AZURE: Mutex<()> = Mutex::new(());
+static XCPNG: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
@@ -186,4 +187,16 @@ fn azure_backend_passes_check_ras() {
 fn azure_backend_passes_check_cloudstack() {
     let _one = AZURE.lock().unwrap_or_else(|p| p.into_inner());
     check_cloudstack(&load("azure"));
+}
+
+#[test]
+fn xcpng_backend_passes_check_ras() {
+    let _one = XCPNG.lock().unwrap_or_else(|p| p.into_inner());
+    check_ras(&load("xcpng"));
+}
+
+#[test]
+fn xcpng_backend_passes_check_cloudstack() {
+    let _one = XCPNG.lock().unwrap_or_else(|p| p.into_inner());
+    check_cloudstack(&load("xcpng"));
 }

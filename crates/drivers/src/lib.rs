@@ -92,6 +92,11 @@ pub static DRIVERS: &[DriverEntry] = &[
         summary: "Azure virtual machines over Azure Resource Manager",
         feature: None,
         backend: Some(Backend { capabilities: polyvisor_azure::capabilities, open: polyvisor_azure::open }),
+        name: "xcpng",
+        aliases: &["xenserver", "xcp-ng"],
+        summary: "XCP-ng / XenServer over XAPI JSON-RPC",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_xcpng::capabilities, open: polyvisor_xcpng::open }),
     },
 ];
 
@@ -263,7 +268,7 @@ mod tests {
     async fn unknown_drivers_are_invalid_and_list_the_table() {
         let e = Registry.open(&with(&[("driver", "vm\u{1b}ware")]), &OpenOptions::default()).await.err().unwrap();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure)");
+        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng)");
         let e = Registry.capabilities(&with(&[("platform", "xen")]), &OpenOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         for d in DRIVERS {
