@@ -92,6 +92,8 @@ pub static DRIVERS: &[DriverEntry] = &[
         summary: "Azure virtual machines over Azure Resource Manager",
         feature: None,
         backend: Some(Backend { capabilities: polyvisor_azure::capabilities, open: polyvisor_azure::open }),
+    },
+    DriverEntry {
         name: "xcpng",
         aliases: &["xenserver", "xcp-ng"],
         summary: "XCP-ng / XenServer over XAPI JSON-RPC",
