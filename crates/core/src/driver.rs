@@ -345,6 +345,26 @@ mod tests {
         assert_eq!(d.calls(), 2);
     }
 
+    #[tokio::test]
+    async fn id_hints_default_to_none_and_create_guest_at_is_create_guest() {
+        let d = Hooked::default();
+        assert_eq!(d.id_hint_detail(), None);
+        assert_eq!(d.allocate_id_hint().await.unwrap(), None);
+        let spec = CreateSpec {
+            name: "vm".into(),
+            key: "k".into(),
+            source: crate::spec::CreateSource::Template { id: "1".into(), full: false },
+            cpus: None,
+            memory_mb: None,
+            disk_size_gb: None,
+            storage: None,
+            nics: vec![],
+        };
+        // Hooked has no create_guest: the hinted variant reaches the same default.
+        let e = d.create_guest_at(&spec, Some(&GuestId::new("7"))).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
     #[test]
     fn open_options_default_to_no_template_preference() {
         assert_eq!(OpenOptions::default().templates, TemplatePreference::DriverDefault);
