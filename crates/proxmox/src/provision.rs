@@ -20,6 +20,8 @@ pub(crate) fn has_marker(description: &str, marker: &str) -> bool {
 }
 
 const CLONE_ATTEMPTS: usize = 5;
+/// Seconds after which a provision poll that finds the VM still locked also reads its task.
+const LOCKED_TASK_CHECK_SECS: u64 = 30;
 const MARK: &str = "polyvisor:";
 
 pub(crate) fn marker(src: &str, key: Option<&str>) -> String {
@@ -292,7 +294,11 @@ impl ProxmoxDriver {
             Err(e) => return Err(e.into()),
         };
         let locked = cfg.as_ref().is_some_and(|c| crate::lenient::str_field(c, "lock").is_some_and(|l| !l.is_empty()));
-        if let Some(u) = t.str("upid").filter(|_| cfg.is_none() || locked) {
+        // Locked = the clone/create still runs (PVE removes the VM when it fails, so a failure
+        // shows as absent): one read per poll. Only a lock that outlasts
+        // LOCKED_TASK_CHECK_SECS also reads the task, in case a failure left the lock behind.
+        let lock_is_old = polyvisor_core::task::now_unix() >= t.created.saturating_add(LOCKED_TASK_CHECK_SECS);
+        if let Some(u) = t.str("upid").filter(|_| cfg.is_none() || (locked && lock_is_old)) {
             match self.task_state(&Upid::parse(u)?).await? {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Failed(msg) => {
