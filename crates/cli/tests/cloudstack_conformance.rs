@@ -5,6 +5,7 @@
 //! raw invocation contract of the installed wrapper (one JSON document, silent stderr,
 //! fast refusal of Java command names, timeout honoured).
 
+use polyvisor_test_support::fakepve::{FakePve, TOKEN_SECRET};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -328,61 +329,21 @@ fn import_existing_vms_adopts_a_sim_guest_only_when_asked() {
     assert_eq!(build.1, "powered_off");
 }
 
-/// A running fakepve (PyPI `fakepve`, via `scripts/ci/fakepve-launcher.py`); it exits when
-/// its stdin closes, i.e. when this value is dropped.
-struct FakePve {
-    child: std::process::Child,
-    url: String,
-    ca_file: String,
-}
-
-impl Drop for FakePve {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_fakepve(dir: &Path) -> FakePve {
-    use std::io::BufRead;
-    let guests = dir.join("guests.json");
-    std::fs::write(
-        &guests,
-        r#"{"guests":[{"vmid":9000,"name":"tpl-debian","template":true,"config":{"cores":2,"memory":2048,"scsi0":"local-lvm:vm-9000-disk-0,size=8G","net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0"}},{"vmid":100,"name":"web01","status":"running","config":{"cores":1,"memory":512,"net0":"virtio=BC:24:11:00:01:00,bridge=vmbr0"}}]}"#,
-    )
-    .unwrap();
-    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/fakepve-launcher.py");
-    let mut child = Command::new("python3")
-        .arg(&launcher)
-        .arg("--guests")
-        .arg(&guests)
-        .args(["--host", "127.0.0.1", "--token", "root@pam!ci=S3CRET-pve", "--certdir"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 missing (install step: scripts/ci/apt-packages.txt)");
-    let mut line = String::new();
-    let stdout = child.stdout.take().unwrap();
-    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-        panic!("fakepve did not start (install step: pip install -r scripts/ci/requirements.txt); got {line:?}")
-    });
-    let ca = ready["ca_file"].as_str().unwrap().to_string();
-    let ca_file = if Path::new(&ca).is_absolute() {
-        ca
-    } else {
-        dir.join(Path::new(&ca).file_name().unwrap()).display().to_string()
-    };
-    FakePve { child, url: ready["listening"].as_str().unwrap().to_string(), ca_file }
+/// A fakepve through the shared launcher (`polyvisor_test_support::fakepve`; it exits when
+/// dropped): a native template 9000 and a running VM 100 `web01` polyvisor did not create.
+fn start_fakepve() -> FakePve {
+    FakePve::start_with(serde_json::json!({"guests": [
+        {"vmid": 9000, "name": "tpl-debian", "template": true,
+         "config": {"cores": 2, "memory": 2048, "scsi0": "local-lvm:vm-9000-disk-0,size=8G", "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0"}},
+        {"vmid": 100, "name": "web01", "status": "running",
+         "config": {"cores": 1, "memory": 512, "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0"}}
+    ]}))
 }
 
 #[test]
 fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
     let dir = temp_dir("pve");
-    let pve = start_fakepve(&dir);
+    let pve = start_fakepve();
     let root = dir.join("extensions");
     let mut cmd = Command::new(BIN);
     cmd.args(["cloudstack", "install", "--name", "pve", "--driver", "proxmox", "--root"])
@@ -394,6 +355,7 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
     assert!(out.status.success());
     let entry = root.join("pve/pve.sh");
     let url = format!("url={}", pve.url);
+    let secret = format!("secret={TOKEN_SECRET}");
     let (out, report) = run_check(
         &dir,
         &[
@@ -410,7 +372,7 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
             "--host-detail",
             "token=ci",
             "--host-detail",
-            "secret=S3CRET-pve",
+            &secret,
             "--host-detail",
             "node=pve1",
             "--custom-actions",
@@ -440,7 +402,7 @@ fn installed_wrapper_on_proxmox_fakepve_passes_the_harness() {
             .is_some_and(|a| a.iter().any(|c| c["group"] == "safety" && c["name"] == case && c["outcome"] == "pass"));
         assert!(pass, "safety/{case} passed on Proxmox:\n{stdout}");
     }
-    assert!(!stdout.contains("S3CRET-pve"), "secret in the report");
+    assert!(!stdout.contains(TOKEN_SECRET), "secret in the report");
     let log = std::fs::read_to_string(dir.join("polyvisor.log")).unwrap_or_default();
-    assert!(!log.contains("S3CRET-pve"), "secret in our log");
+    assert!(!log.contains(TOKEN_SECRET), "secret in our log");
 }

@@ -4,45 +4,14 @@
 //! level the Proxmox driver advertises, with both auth paths and TLS modes.
 //! Fails (never skips) when fakepve is not installed.
 
+use polyvisor_test_support::fakepve::{FakePve, TOKEN_SECRET as SECRET};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polyvisor");
-const SECRET: &str = "tok-5EC2E7-9c3e";
-
-struct FakePve {
-    child: Child,
-    url: String,
-    ca_file: String,
-    fingerprint: String,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for FakePve {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl FakePve {
-    fn host_port(&self) -> String {
-        self.url.trim_start_matches("https://").to_string()
-    }
-    /// Sends one launcher command and returns its `ok` answer.
-    fn cmd(&mut self, c: Value) -> Value {
-        let stdin = self.child.stdin.as_mut().expect("launcher stdin");
-        writeln!(stdin, "{c}").expect("write launcher command");
-        let line = self.lines.recv_timeout(Duration::from_secs(20)).expect("launcher answer");
-        let v: Value = serde_json::from_str(&line).expect("launcher answer is JSON");
-        assert!(v.get("error").is_none(), "launcher command {c} failed: {v}");
-        v["ok"].clone()
-    }
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pv-pve-e2e-{}-{tag}", std::process::id()));
@@ -51,45 +20,17 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-fn start_fakepve(dir: &Path, host: &str) -> FakePve {
-    let guests = dir.join("guests.json");
-    let g = json!({"guests": [
+/// The shared launcher (`polyvisor_test_support::fakepve`: own loopback address, free
+/// port, certificate in a temp dir) with this suite's guests: a flag-template source 9000
+/// and a running VM 100 polyvisor did not create.
+fn start_fakepve() -> FakePve {
+    FakePve::start_with(json!({"guests": [
         {"vmid": 9000, "name": "tpl-debian", "status": "stopped",
          "config": {"cores": "2", "memory": "2048", "scsi0": "local-lvm:vm-9000-disk-0,size=8G", "net0": "virtio=BC:24:11:00:90:00,bridge=vmbr0", "ostype": "l26", "agent": "1"}},
         {"vmid": 100, "name": "web-01", "status": "running",
          "config": {"scsi0": "local-lvm:vm-100-disk-0,size=8G", "net0": "virtio=BC:24:11:00:01:00,bridge=vmbr0", "ostype": "l26", "agent": "1"},
          "agent": {"interfaces": [{"name": "eth0", "hardware-address": "bc:24:11:00:01:00", "ip-addresses": [{"ip-address": "192.0.2.50", "ip-address-type": "ipv4", "prefix": 24}]}]}}
-    ]});
-    std::fs::write(&guests, g.to_string()).expect("guests file");
-    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ci/fakepve-launcher.py");
-    let mut child = Command::new("python3")
-        .arg(&launcher)
-        .arg("--guests")
-        .arg(&guests)
-        .args(["--host", host, "--token"])
-        .arg(format!("root@pam!ci={SECRET}"))
-        .arg("--certdir")
-        .arg(dir.join("pki"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 is required to run fakepve (scripts/ci/apt-packages.txt)");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining: the launcher answers every command on stdout.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-        let _ = child.kill();
-        panic!("fakepve did not start: install it with `python3 -m pip install -r scripts/ci/requirements.txt` (fakepve[crypto]); got {line:?}")
-    });
-    let s = |k: &str| ready[k].as_str().expect("launcher field").to_string();
-    FakePve { url: s("listening"), ca_file: s("ca_file"), fingerprint: s("fingerprint"), child, lines: rx }
+    ]}))
 }
 
 fn run(dir: &Path, settings: &Value, ras_flags: &[&str]) -> (Output, Value) {
@@ -144,7 +85,7 @@ fn assert_pass(tag: &str, out: &Output, report: &Value, dir: &Path) {
 #[test]
 fn ras_versioning_with_ticket_auth_and_ca_file() {
     let dir = temp_dir("versioning");
-    let pve = start_fakepve(&dir, "127.0.3.2");
+    let pve = start_fakepve();
     let settings = json!({"host": pve.host_port(), "username": "root@pam", "password": "secret", "ca_file": pve.ca_file, "ip_wait_timeout": "1"});
     let (out, report) = run(&dir, &settings, &["--template-method", "versioning"]);
     assert_pass("versioning", &out, &report, &dir);
@@ -157,7 +98,7 @@ fn ras_versioning_with_ticket_auth_and_ca_file() {
 #[test]
 fn ras_basic_with_token_and_fingerprint() {
     let dir = temp_dir("basic");
-    let pve = start_fakepve(&dir, "127.0.3.3");
+    let pve = start_fakepve();
     let settings = json!({"host": pve.host_port(), "username": "root@pam", "token_name": "ci", "token_secret": SECRET,
                           "fingerprint": pve.fingerprint, "ip_wait_timeout": "1"});
     let (out, report) = run(&dir, &settings, &["--template-method", "basic"]);
@@ -167,7 +108,7 @@ fn ras_basic_with_token_and_fingerprint() {
 #[test]
 fn ras_versioning_survives_expired_tickets_and_slow_tasks() {
     let dir = temp_dir("faults");
-    let mut pve = start_fakepve(&dir, "127.0.3.4");
+    let mut pve = start_fakepve();
     // Tasks take real time (0.02 s per PVE second) and tickets expire after 3 s, so the run
     // crosses several re-logins and running → stopped task transitions.
     pve.cmd(json!({"set": "time_scale", "value": 0.02}));
@@ -183,7 +124,7 @@ fn ras_versioning_survives_expired_tickets_and_slow_tasks() {
 #[test]
 fn cloudstack_wrapper_on_fakepve_passes_the_harness() {
     let dir = temp_dir("cloudstack");
-    let mut pve = start_fakepve(&dir, "127.0.3.5");
+    let mut pve = start_fakepve();
     pve.cmd(json!({"vm": 9000, "set": "template", "value": true}));
     let root = dir.join("extensions");
     let log = dir.join("polyvisor.log");
@@ -280,7 +221,7 @@ fn ras_session(dir: &Path, flags: &[&str], lines: &[String]) -> Vec<Value> {
 #[test]
 fn ras_link_clone_level_selects_native_templates_through_typed_options() {
     let dir = temp_dir("typed-options");
-    let mut pve = start_fakepve(&dir, "127.0.3.6");
+    let mut pve = start_fakepve();
     pve.cmd(json!({"vm": 9000, "set": "template", "value": true}));
     let connect = |extra: Value| {
         let mut s =

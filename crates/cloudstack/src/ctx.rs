@@ -78,14 +78,17 @@ impl Ctx {
         self.wait_for(task, self.remaining()).await
     }
 
-    /// The backend id CloudStack kept for us (`polyvisor_vm_id`, which our `prepare`
-    /// reports, or the built-in's `proxmox_vmid`): only a lookup hint, never proof of
-    /// ownership.
+    /// The backend id CloudStack kept for us: under the driver's own detail
+    /// ([`Driver::id_hint_detail`], which our `prepare` reports for drivers that allocate
+    /// ids up front, e.g. the built-in Proxmox extension's), else `polyvisor_vm_id`. Read
+    /// from `externaldetails` (an `External:` detail) or the VM's details map. Only a
+    /// lookup hint, never proof of ownership.
     pub fn hint(&self) -> Option<GuestId> {
-        self.settings
-            .str(VM_ID_DETAIL)
-            .or_else(|| self.payload.vm_detail(VM_ID_DETAIL))
-            .or_else(|| self.payload.vm_detail("proxmox_vmid"))
+        let driver_detail = self.driver.id_hint_detail();
+        let read = |detail: &str| self.settings.str(detail).or_else(|| self.payload.vm_detail(detail));
+        driver_detail
+            .and_then(read)
+            .or_else(|| read(VM_ID_DETAIL))
             .filter(|id| id.len() <= MAX_ID_CHARS)
             .map(GuestId::new)
     }
@@ -152,18 +155,20 @@ impl Ctx {
     /// For `prepare`/`create` of a guest named `name`: the guest we own (after the opt-in
     /// import, as [`Ctx::resolve_for_action`]), else `None` when `name` is free. A guest
     /// named `name` that we do not own (no key, or another VM's key) is an `AlreadyExists`
-    /// error naming it: `create` never takes over a foreign VM. One listing when the
-    /// remembered id does not already answer.
+    /// error naming it: `create` never takes over a foreign VM. One listing (it shows every
+    /// guest with its key, the remembered id's included); the driver's own lookup
+    /// ([`Driver::find_owned`], which also knows half-made guests) only when a guest of
+    /// that name shows no key.
     pub async fn resolve_for_create(&self, name: &str) -> Result<Option<GuestSummary>> {
         let key = self.internal_name()?;
-        if let Some(hint) = self.hint() {
-            if let Some(g) = self.driver.find_owned(&key, Some(&hint)).await? {
-                return Ok(Some(g));
-            }
-        }
         let all = self.driver.list_guests().await?;
         if let Some(g) = all.iter().find(|g| g.key.as_deref() == Some(key.as_str()) && !g.is_template) {
             return Ok(Some(g.clone()));
+        }
+        if all.iter().any(|g| g.name == name && g.key.is_none()) {
+            if let Some(g) = self.driver.find_owned(&key, self.hint().as_ref()).await? {
+                return Ok(Some(g));
+            }
         }
         if self.import_enabled()? {
             if let Some(g) = self.resolve_for_action().await? {

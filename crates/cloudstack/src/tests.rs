@@ -527,3 +527,87 @@ fn huge_ids_are_not_echoed_whole() {
     assert!(msg.starts_with("template_id must be") && msg.len() < 400, "{}", msg.len());
     assert!(r.fake.vms().is_empty());
 }
+
+/// A fake that allocates ids up front like Proxmox, under the built-in's `proxmox_vmid`.
+fn with_id_hints() -> Run {
+    let r = Run::new();
+    r.fake.state().id_hint_detail = Some("proxmox_vmid");
+    r
+}
+
+/// The create payload without the fixture's `proxmox_vmid` (a VM no prepare ran for yet).
+fn unprepared(p: &Value) -> Value {
+    let mut p = p.clone();
+    p["cloudstack.vm.details"]["details"].as_object_mut().unwrap().remove("proxmox_vmid");
+    p
+}
+
+/// What the management server keeps of a prepare patch: its details in the VM's details.
+fn prepared(p: &Value, patch: &Value) -> Value {
+    let mut p = p.clone();
+    for (k, v) in patch["details"].as_object().unwrap() {
+        p["cloudstack.vm.details"]["details"][k] = v.clone();
+    }
+    p
+}
+
+#[test]
+fn prepare_allocates_the_drivers_id_and_create_uses_it() {
+    let r = with_id_hints();
+    let create = unprepared(&fixture_json("spec_9_create.json"));
+    let calls = r.fake.calls.load(Ordering::SeqCst);
+    let (patch, ok) = r.call("prepare", &create, "60");
+    assert!(ok, "{patch}");
+    // The built-in's detail (unprefixed, as proxmox.sh answers), one backend call.
+    let id = patch["details"]["proxmox_vmid"].as_str().expect("an id").to_string();
+    assert_eq!(patch, json!({"details": {"proxmox_vmid": id}}));
+    assert!(!r.fake.state().guests.contains_key(&id), "a free id");
+    assert_eq!(r.fake.calls.load(Ordering::SeqCst) - calls, 1, "prepare = one allocation");
+    let create = prepared(&create, &patch);
+    assert!(r.call("create", &create, "60").1);
+    assert_eq!(r.fake.state().last_create_hint.as_ref().map(|h| h.as_str()), Some(id.as_str()));
+    let g = r.fake.state().guests.get(&id).cloned().expect("created at the allocated id");
+    assert_eq!((g.key.as_deref(), g.power), (Some("i-2-45-VM"), PowerState::PoweredOn));
+    // Later actions carry the id; a re-sent prepare reports the guest already there.
+    let (again, _) = r.call("prepare", &create, "60");
+    assert_eq!(again, json!({"details": {"proxmox_vmid": id}}));
+    let mut status = fixture_json("spec_9_status.json");
+    status["cloudstack.vm.details"]["details"]["proxmox_vmid"] = json!(id);
+    assert_eq!(r.call("status", &status, "5").0["power_state"], "poweron");
+    // Without prepare (it is optional) create still works, located by key.
+    let r2 = with_id_hints();
+    assert!(r2.call("create", &unprepared(&fixture_json("spec_9_create.json")), "60").1);
+    assert_eq!(r2.fake.vms().iter().filter(|g| g.key.as_deref() == Some("i-2-45-VM")).count(), 1);
+}
+
+#[test]
+fn an_id_hint_at_a_foreign_guest_is_never_acted_on() {
+    let r = with_id_hints();
+    r.fake.insert(guest("103", "web01", None, PowerState::PoweredOn, false));
+    // The fixtures carry proxmox_vmid 103: the foreign guest.
+    let status = fixture_json("spec_9_status.json");
+    assert_eq!(r.call("status", &status, "5").0["power_state"], "poweroff");
+    assert!(r.call("stop", &fixture_json("spec_9_stop.json"), "5").1);
+    assert!(r.call("delete", &fixture_json("spec_9_stop.json"), "5").1);
+    assert!(!r.call("start", &status, "5").1);
+    assert_eq!(foreign(&r).power, PowerState::PoweredOn);
+    assert!(r.fake.state().deleted.is_empty() && r.fake.state().power.is_empty());
+    // prepare does not report the foreign guest's id: it allocates another one.
+    let create = fixture_json("spec_9_create.json");
+    let (patch, ok) = r.call("prepare", &create, "60");
+    assert!(ok, "{patch}");
+    assert_ne!(patch["details"]["proxmox_vmid"], json!("103"));
+    // create refuses the foreign guest of that name before making anything (it is not adopted).
+    let (v, ok) = r.call("create", &prepared(&create, &patch), "60");
+    assert!(!ok, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("a VM named web01 already exists"), "{v}");
+    assert!(r.fake.state().last_create.is_none());
+    assert_eq!(foreign(&r).key, None);
+    // With another vm_name it is created at the allocated id, the foreign guest untouched.
+    let mut other = prepared(&create, &patch);
+    other["externaldetails"]["virtualmachine"]["vm_name"] = json!("web02");
+    assert!(r.call("create", &other, "60").1);
+    let id = patch["details"]["proxmox_vmid"].as_str().unwrap().to_string();
+    assert_eq!(r.fake.state().guests.get(&id).and_then(|g| g.key.clone()).as_deref(), Some("i-2-45-VM"));
+    assert_eq!((foreign(&r).key, foreign(&r).power), (None, PowerState::PoweredOn));
+}

@@ -107,6 +107,33 @@ pub trait Driver: Send + Sync {
         Err(Error::unsupported("create"))
     }
 
+    /// The platform detail under which this driver wants the backend id of a guest it is
+    /// about to create remembered (e.g. Proxmox `proxmox_vmid`, as CloudStack's built-in
+    /// extension names it), when it allocates ids up front ([`Driver::allocate_id_hint`]).
+    /// Fronts store the value under this name and hand it back as the `hint` of
+    /// [`Driver::find_owned`] and [`Driver::create_guest_at`]; they never interpret it.
+    /// Default: `None` (the driver allocates no ids up front). No I/O.
+    fn id_hint_detail(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// A backend id for a guest about to be created (CloudStack `prepare`), not reserved:
+    /// only a hint that [`Driver::create_guest_at`] tries first. It never proves ownership
+    /// (the key does), and a create whose hinted id got taken meanwhile uses another id.
+    /// Default: `None`. Drivers that override it also override [`Driver::id_hint_detail`].
+    async fn allocate_id_hint(&self) -> Result<Option<GuestId>> {
+        Ok(None)
+    }
+
+    /// [`Driver::create_guest`] with the id hint an earlier [`Driver::allocate_id_hint`]
+    /// gave (the guest is created there when that id is still free; a guest already
+    /// carrying the key is converged wherever it is). Same contract as `create_guest`.
+    /// Default: ignores the hint.
+    async fn create_guest_at(&self, spec: &CreateSpec, hint: Option<&GuestId>) -> Result<CloneStarted> {
+        let _ = hint;
+        self.create_guest(spec).await
+    }
+
     /// Snapshots of a guest (oldest first). Idempotent.
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
         let _ = id;
@@ -316,6 +343,26 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::UnknownTask);
         assert_eq!(e.message(), format!("Unknown task id: {other}"));
         assert_eq!(d.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn id_hints_default_to_none_and_create_guest_at_is_create_guest() {
+        let d = Hooked::default();
+        assert_eq!(d.id_hint_detail(), None);
+        assert_eq!(d.allocate_id_hint().await.unwrap(), None);
+        let spec = CreateSpec {
+            name: "vm".into(),
+            key: "k".into(),
+            source: crate::spec::CreateSource::Template { id: "1".into(), full: false },
+            cpus: None,
+            memory_mb: None,
+            disk_size_gb: None,
+            storage: None,
+            nics: vec![],
+        };
+        // Hooked has no create_guest: the hinted variant reaches the same default.
+        let e = d.create_guest_at(&spec, Some(&GuestId::new("7"))).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub struct ProxmoxDriver {
     /// and act on it right away); only used within [`OBSERVED_FRESH`], and the start task
     /// copes with a state that changed in between.
     observed: Mutex<HashMap<String, (polyvisor_core::PowerState, std::time::Instant)>>,
+    /// The last `cluster/resources` listing of this process and when it was read; a
+    /// create that follows the front's listing moments later uses it once instead of
+    /// listing again (within [`OBSERVED_FRESH`]; the clone/create POST and the converging
+    /// task cope with anything that changed in between).
+    listing: Mutex<Option<(Vec<Resource>, std::time::Instant)>>,
 }
 
 /// How long an observed power state may stand in for a status read.
@@ -40,6 +45,7 @@ impl ProxmoxDriver {
             api: Api::new(cfg)?,
             nodes: Mutex::new(HashMap::new()),
             observed: Mutex::new(HashMap::new()),
+            listing: Mutex::new(None),
         })
     }
 
@@ -61,6 +67,23 @@ impl ProxmoxDriver {
             c.extend(list.iter().map(|r| (r.vmid.clone(), r.node.clone())));
         }
         Ok(list)
+    }
+
+    /// Keeps a listing the caller (a front's check before a create) just read.
+    pub(crate) fn keep_listing(&self, list: &[Resource]) {
+        if let Ok(mut l) = self.listing.lock() {
+            *l = Some((list.to_vec(), std::time::Instant::now()));
+        }
+    }
+
+    /// The listing `list_guests` read within [`OBSERVED_FRESH`] (taken: used once), else a
+    /// fresh one.
+    pub(crate) async fn recent_resources(&self) -> Result<Vec<Resource>> {
+        let recent = self.listing.lock().ok().and_then(|mut l| l.take());
+        match recent {
+            Some((list, at)) if at.elapsed() < OBSERVED_FRESH => Ok(list),
+            _ => self.resources().await,
+        }
     }
 
     fn cached_node(&self, vmid: &str) -> Option<String> {
@@ -140,19 +163,39 @@ impl ProxmoxDriver {
 
     /// Most recent task of a type for a VM since `since` (node task list, newest first).
     pub(crate) async fn last_task(&self, node: &str, vmid: &str, kind: &str, since: u64) -> Result<Option<PveTask>> {
+        Ok(self.recent_tasks(node, vmid, since).await?.newest(kind))
+    }
+
+    /// A VM's tasks on a node since `since` (one read of the node task list).
+    pub(crate) async fn recent_tasks(&self, node: &str, vmid: &str, since: u64) -> Result<RecentTasks> {
         let v = self
             .api
             .get(&format!("/nodes/{}/tasks", enc(node)), &[("vmid", vmid.to_string()), ("limit", "20".into())])
             .await?;
-        let found = v.as_array().into_iter().flatten().find(|t| {
+        Ok(RecentTasks { list: v, since, slack: 2 })
+    }
+}
+
+/// A VM's node task list (newest first) as read once, filtered client-side.
+pub(crate) struct RecentTasks {
+    list: Value,
+    since: u64,
+    /// Seconds of clock slack allowed (2 when `since` is our clock, 0 when it is PVE's).
+    pub(crate) slack: u64,
+}
+
+impl RecentTasks {
+    /// The newest task of type `kind` started since `since` (minus the slack).
+    pub(crate) fn newest(&self, kind: &str) -> Option<PveTask> {
+        let found = self.list.as_array().into_iter().flatten().find(|t| {
             t.get("type").and_then(Value::as_str) == Some(kind)
-                && crate::lenient::u64_field(t, "starttime").is_some_and(|s| s + 2 >= since)
-        });
-        Ok(found.map(|t| match t.get("status").and_then(Value::as_str) {
+                && crate::lenient::u64_field(t, "starttime").is_some_and(|s| s + self.slack >= self.since)
+        })?;
+        Some(match found.get("status").and_then(Value::as_str) {
             None | Some("running") | Some("") => PveTask::Running,
             Some(s) if is_ok_exit(s) => PveTask::Ok,
             Some(s) => PveTask::Failed(pve_error::from_task_exit(s)),
-        }))
+        })
     }
 }
 

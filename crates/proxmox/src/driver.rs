@@ -30,6 +30,10 @@ async fn counted<T>(op: &'static str, fut: impl std::future::Future<Output = Res
     out
 }
 
+/// The VM detail under which the platform keeps the VMID (`allocate_id_hint`), named as
+/// CloudStack's built-in Proxmox extension names it.
+pub const ID_HINT_DETAIL: &str = "proxmox_vmid";
+
 /// How long a delete waits in-call for the hard stop before handing over to its task.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
@@ -58,7 +62,9 @@ impl Driver for ProxmoxDriver {
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         counted("list", async {
-            Ok(self.resources().await?.iter().filter(|r| !r.is_placeholder()).map(|r| r.summary()).collect())
+            let list = self.resources().await?;
+            self.keep_listing(&list);
+            Ok(list.iter().filter(|r| !r.is_placeholder()).map(|r| r.summary()).collect())
         })
         .await
     }
@@ -165,7 +171,22 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
-        counted("create", self.start_create(spec)).await
+        counted("create", self.start_create(spec, None)).await
+    }
+
+    /// CloudStack's built-in extension keeps the VMID under this VM detail.
+    fn id_hint_detail(&self) -> Option<&'static str> {
+        Some(ID_HINT_DETAIL)
+    }
+
+    /// `GET /cluster/nextid` (one round trip; not a reservation: the create retries with a
+    /// new id when this one got taken).
+    async fn allocate_id_hint(&self) -> Result<Option<GuestId>> {
+        counted("allocate_id_hint", async { Ok(Some(GuestId::new(self.next_id().await?))) }).await
+    }
+
+    async fn create_guest_at(&self, spec: &CreateSpec, hint: Option<&GuestId>) -> Result<CloneStarted> {
+        counted("create", self.start_create(spec, hint)).await
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
@@ -300,13 +321,20 @@ impl Driver for ProxmoxDriver {
                     .get("ticket")
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::backend("vncproxy answer has no ticket"))?;
-                let host = match self.api.get(&format!("/nodes/{}/network", enc(&node)), &[]).await {
-                    Ok(net) => node_address(&net),
-                    Err(_) => None,
-                }
-                .unwrap_or_else(|| {
-                    self.cfg().display_host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default()
-                });
+                let configured =
+                    || self.cfg().display_host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+                // The guest is on the node the platform names, which is the host it gave us
+                // (CloudStack: one host = one node at `url`): its address is known. Else the
+                // node's own address from its network configuration.
+                let host = if self.cfg().node.as_deref() == Some(node.as_str()) {
+                    configured()
+                } else {
+                    match self.api.get(&format!("/nodes/{}/network", enc(&node)), &[]).await {
+                        Ok(net) => node_address(&net),
+                        Err(_) => None,
+                    }
+                    .unwrap_or_else(configured)
+                };
                 Ok(Console::Vnc { host, port, password: Some(SecretString::from(ticket.to_string())), one_time: true })
             }),
         )
@@ -516,21 +544,25 @@ impl ProxmoxDriver {
         }
     }
 
+    /// The POST alone: PVE checks the name inside the task, so an existing snapshot of that
+    /// name shows as the task failing with "already used"; the task then replaces it (see
+    /// `tasks.rs`, `snapcreate`), carrying what a re-create needs.
     async fn start_snapshot(&self, vmid: &str, node: &str, name: &str, spec: &SnapshotSpec) -> Result<TaskId> {
-        let path = vm_path(node, vmid);
-        let list = parse::snapshots(&self.api.get(&format!("{path}/snapshot"), &[]).await?);
-        let body = json!({"vmid": vmid, "node": node, "name": name, "vmstate": spec.include_memory, "description": spec.description});
-        if list.iter().any(|s| s.name == name) {
-            let upid = upid_of(&self.api.delete(&format!("{path}/snapshot/{}", enc(name)), &[]).await?)?;
-            let mut body = body;
-            body["del_upid"] = json!(upid.map(|u| u.raw));
-            return Ok(TaskToken::new("snapreplace", body).encode());
-        }
         match self.post_snapshot(vmid, node, name, spec.include_memory, spec.description.as_deref()).await {
-            Ok(Some(u)) => {
-                Ok(TaskToken::new("snapcreate", json!({"vmid": vmid, "upid": u.raw, "name": name})).encode())
-            }
+            Ok(Some(u)) => Ok(TaskToken::new(
+                "snapcreate",
+                json!({"vmid": vmid, "node": node, "upid": u.raw, "name": name,
+                       "vmstate": spec.include_memory, "description": spec.description}),
+            )
+            .encode()),
             Ok(None) => Ok(done("snapshot")),
+            // Real PVE refuses synchronously in some versions: replace through the task.
+            Err(PveError::AlreadyExists(_)) => Ok(TaskToken::new(
+                "snapreplace",
+                json!({"vmid": vmid, "node": node, "name": name, "vmstate": spec.include_memory,
+                       "description": spec.description}),
+            )
+            .encode()),
             // The virtual link label of a native template "exists" already; real names cannot.
             Err(PveError::IsTemplate(_)) if self.native() && name == names::LINK_STORED => Ok(done("snapshot")),
             Err(e) => Err(e.into()),

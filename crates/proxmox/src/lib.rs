@@ -21,6 +21,7 @@ pub mod validate;
 
 pub use client::ProxmoxDriver;
 use config::TemplateMode;
+pub use driver::ID_HINT_DETAIL;
 use polyvisor_core::{Capabilities, Driver, OpenOptions, Result, Settings, TemplatePreference};
 use std::sync::Arc;
 

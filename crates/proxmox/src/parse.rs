@@ -215,6 +215,16 @@ pub fn snapshots(data: &Value) -> Vec<Snapshot> {
     out
 }
 
+/// The `snapstate` of snapshot `name` in a snapshot list (`prepare` while it is being
+/// taken, `delete` while it is being removed); `None` when it is complete or absent.
+pub fn snapshot_state(data: &Value, name: &str) -> Option<String> {
+    data.as_array()?
+        .iter()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|s| str_field(s, "snapstate"))
+        .filter(|st| !st.is_empty())
+}
+
 /// Whether the `current` pseudo-entry says the VM is running.
 pub fn snapshot_list_running(data: &Value) -> bool {
     data.as_array()

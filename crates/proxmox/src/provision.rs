@@ -20,6 +20,8 @@ pub(crate) fn has_marker(description: &str, marker: &str) -> bool {
 }
 
 const CLONE_ATTEMPTS: usize = 5;
+/// Seconds after which a provision poll that finds the VM still locked also reads its task.
+const LOCKED_TASK_CHECK_SECS: u64 = 30;
 const MARK: &str = "polyvisor:";
 
 pub(crate) fn marker(src: &str, key: Option<&str>) -> String {
@@ -88,24 +90,29 @@ impl ProxmoxDriver {
             p.push(("pool", pool.clone()));
         }
         let (newid, upid) =
-            self.submit_with_new_id(&format!("{}/clone", vm_path(&source.node, &src)), "newid", p).await?;
+            self.submit_with_new_id(&format!("{}/clone", vm_path(&source.node, &src)), "newid", p, None).await?;
         self.remember(&newid, &source.node);
         let body = json!({"id": newid, "node": source.node, "upid": upid.raw, "start": spec.start, "ip": true});
         Ok(CloneStarted { task: TaskToken::new("provision", body).encode(), new_guest: Some(GuestId::new(newid)) })
     }
 
-    /// `GET /cluster/nextid` then the POST; a collision fetches a new id and retries.
+    /// The POST at `first` (an id hint believed free), else at `GET /cluster/nextid`; a
+    /// collision (the id got taken meanwhile: nextid does not reserve) fetches a new id
+    /// and retries.
     async fn submit_with_new_id(
         &self,
         path: &str,
         id_param: &'static str,
         params: Vec<(&'static str, String)>,
+        first: Option<String>,
     ) -> Result<(String, Upid), PveError> {
         let mut last = None;
+        let mut first = first;
         for attempt in 0..CLONE_ATTEMPTS {
-            let id = crate::lenient::u64_of(Some(&self.api.get("/cluster/nextid", &[]).await?))
-                .ok_or_else(|| PveError::BadAnswer("cluster/nextid gave no VMID".into()))?
-                .to_string();
+            let id = match first.take() {
+                Some(id) => id,
+                None => self.next_id().await?,
+            };
             let mut p = params.clone();
             p.push((id_param, id.clone()));
             match self.api.post(path, &p).await {
@@ -123,7 +130,16 @@ impl ProxmoxDriver {
         Err(last.unwrap_or_else(|| PveError::BadAnswer("no free VMID".into())))
     }
 
-    pub(crate) async fn start_create(&self, spec: &CreateSpec) -> Result<CloneStarted> {
+    /// `GET /cluster/nextid`: the lowest free VMID (in the datacenter's `next-id` range).
+    pub(crate) async fn next_id(&self) -> Result<String, PveError> {
+        Ok(crate::lenient::u64_of(Some(&self.api.get("/cluster/nextid", &[]).await?))
+            .ok_or_else(|| PveError::BadAnswer("cluster/nextid gave no VMID".into()))?
+            .to_string())
+    }
+
+    /// `hint`: a VMID allocated earlier (`allocate_id_hint`), tried first when the listing
+    /// shows it free; never trusted for ownership (the key decides).
+    pub(crate) async fn start_create(&self, spec: &CreateSpec, hint: Option<&GuestId>) -> Result<CloneStarted> {
         if spec.key.trim().is_empty() {
             return Err(Error::invalid("create needs a platform key"));
         }
@@ -173,7 +189,9 @@ impl ProxmoxDriver {
                 crate::validate::os_type(o, "OS type")?;
             }
         }
-        let list = self.resources().await?;
+        // The listing the front read moments ago in this process (its ownership and name
+        // checks), else a fresh one.
+        let list = self.recent_resources().await?;
         // Idempotent per key: the tag (once configured) or our description marker (from the
         // very first request on). A half-made VM is finished by the convergent task.
         if let Some(r) = self.owner_of_key(&list, &spec.key, Some(&name)).await? {
@@ -187,6 +205,11 @@ impl ProxmoxDriver {
             return Ok(self.provision_task(&r.vmid, &r.node, None, &spec.key, fix_json));
         }
         let desc = marker("", Some(&spec.key));
+        // The hinted VMID, when canonical and not in use (the POST still fails on a
+        // collision, then a new id is fetched).
+        let first = hint
+            .and_then(|h| vmid_of(h).ok())
+            .filter(|h| !list.iter().any(|r| &r.vmid == h) && h.parse::<u64>().is_ok_and(|n| n >= 100));
 
         let (id, node, upid) = match &spec.source {
             CreateSource::Template { id, full } => {
@@ -205,7 +228,7 @@ impl ProxmoxDriver {
                     p.push(("pool", pool.clone()));
                 }
                 let (id, upid) =
-                    self.submit_with_new_id(&format!("{}/clone", vm_path(&t.node, &src)), "newid", p).await?;
+                    self.submit_with_new_id(&format!("{}/clone", vm_path(&t.node, &src)), "newid", p, first).await?;
                 (id, t.node.clone(), upid)
             }
             CreateSource::Iso { path, os_type } => {
@@ -241,7 +264,8 @@ impl ProxmoxDriver {
                 if let Some(pool) = &self.cfg().pool {
                     p.push(("pool", pool.clone()));
                 }
-                let (id, upid) = self.submit_with_new_id(&format!("/nodes/{}/qemu", enc(&node)), "vmid", p).await?;
+                let (id, upid) =
+                    self.submit_with_new_id(&format!("/nodes/{}/qemu", enc(&node)), "vmid", p, first).await?;
                 (id, node, upid)
             }
         };
@@ -270,7 +294,11 @@ impl ProxmoxDriver {
             Err(e) => return Err(e.into()),
         };
         let locked = cfg.as_ref().is_some_and(|c| crate::lenient::str_field(c, "lock").is_some_and(|l| !l.is_empty()));
-        if let Some(u) = t.str("upid").filter(|_| cfg.is_none() || locked) {
+        // Locked = the clone/create still runs (PVE removes the VM when it fails, so a failure
+        // shows as absent): one read per poll. Only a lock that outlasts
+        // LOCKED_TASK_CHECK_SECS also reads the task, in case a failure left the lock behind.
+        let lock_is_old = polyvisor_core::task::now_unix() >= t.created.saturating_add(LOCKED_TASK_CHECK_SECS);
+        if let Some(u) = t.str("upid").filter(|_| cfg.is_none() || (locked && lock_is_old)) {
             match self.task_state(&Upid::parse(u)?).await? {
                 PveTask::Running => return Ok(TaskStatus::Running),
                 PveTask::Failed(msg) => {
@@ -329,11 +357,19 @@ impl ProxmoxDriver {
             p.push(("delete".into(), deletes.join(",")));
         }
         let mut stopped_now = false;
+        // This task made the VM (its clone/create UPID is in the token): PVE made it stopped
+        // and only this task starts it, after configuring it in the same poll, so it cannot
+        // be running with a config that differs; no status read. A VM this task adopted (a
+        // retried create) may be running: read its status first.
+        let made_here = t.str("upid").is_some();
         if !p.is_empty() {
             // Changes to a running VM would only be pending: stop it first (it is ours and
             // not yet handed over), then configure on the next poll.
-            let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
-            if crate::lenient::str_field(&st, "status").as_deref() == Some("running") {
+            let running = !made_here && {
+                let st = self.api.get(&format!("{path}/status/current"), &[]).await?;
+                crate::lenient::str_field(&st, "status").as_deref() == Some("running")
+            };
+            if running {
                 tracing::info!(vmid = %id, "half-made guest is running with a config that differs; stopping it");
                 return match self.api.post(&format!("{path}/status/stop"), &[]).await {
                     Ok(_) | Err(PveError::Locked(_) | PveError::NotRunning(_)) => Ok(TaskStatus::Running),

@@ -5,9 +5,9 @@
 //! |---|---|---|
 //! | `upid` | `upid`, `vmid` | the PVE task stopped with `OK` |
 //! | `delete` | `vmid`, `node`, `upid`? | the VM is gone (stops it / re-issues the DELETE as needed) |
-//! | `snapcreate` | `upid` | the PVE task is OK |
+//! | `snapcreate` | `upid`, `vmid`, `node`, `name`, `vmstate`, `description` | the PVE task is OK; failed with "already used": replaced as `snapreplace` |
 //! | `snapdel` | `upid` | the PVE task is OK or says the snapshot does not exist |
-//! | `snapreplace` | `vmid`, `node`, `name`, `vmstate`, `description`, `del_upid` | delete done, create issued (once, discovered from the list) and done |
+//! | `snapreplace` | `vmid`, `node`, `name`, `vmstate`, `description`, `del_upid`? | old one deleted (once: a `qmdelsnapshot` task since the request), created again, done |
 //! | `provision` | see `provision.rs` | clone/create done, configured, started, ready |
 
 use crate::client::{task_error, vm_path, ProxmoxDriver, PveTask};
@@ -52,6 +52,11 @@ impl ProxmoxDriver {
                     {
                         Ok(ok())
                     }
+                    // The POST went out without a list read: a snapshot of that name exists,
+                    // so this create replaces it (delete, then create again).
+                    PveTask::Failed(PveError::AlreadyExists(_)) if t.kind == "snapcreate" => {
+                        self.advance_snapreplace(t, &upid.node).await
+                    }
                     PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error(&format!("Proxmox {op} task failed"), &m))),
                 }
             }
@@ -62,7 +67,7 @@ impl ProxmoxDriver {
                 PveTask::Failed(m) => Ok(TaskStatus::Failed(task_error("Snapshot delete failed", &m))),
             },
             "delete" => self.advance_delete(t).await,
-            "snapreplace" => self.advance_snapreplace(t).await,
+            "snapreplace" => self.advance_snapreplace(t, t.req_str("node")?).await,
             "provision" => self.advance_provision(t).await,
             _ => Err(Error::unknown_task(format!("{} (not a Proxmox task)", t.kind))),
         }
@@ -103,9 +108,12 @@ impl ProxmoxDriver {
         }
     }
 
-    async fn advance_snapreplace(&self, t: &TaskToken) -> Result<TaskStatus> {
+    /// Replaces snapshot `name`: the old one is deleted once (a `qmdelsnapshot` task of this
+    /// VM since the request means it was), then it is created again; all of it discovered
+    /// from the node's task list and the snapshot list, so any process can advance it and a
+    /// clock skew between PVE and us can never make it delete the new snapshot.
+    async fn advance_snapreplace(&self, t: &TaskToken, node: &str) -> Result<TaskStatus> {
         let vmid = t.req_str("vmid")?;
-        let node = t.req_str("node")?;
         let name = t.req_str("name")?;
         if let Some(u) = t.str("del_upid") {
             match self.task_state(&Upid::parse(u)?).await? {
@@ -117,19 +125,39 @@ impl ProxmoxDriver {
                 }
             }
         }
-        let list = parse::snapshots(&self.api.get(&format!("{}/snapshot", vm_path(node, vmid)), &[]).await?);
-        // Discovery: our create ran iff a snapshot of that name is newer than the token.
-        let created = list.iter().any(|s| s.name == name && s.created_unix.is_none_or(|c| c + 2 >= t.created));
-        match self.last_task(node, vmid, "qmsnapshot", t.created).await? {
-            Some(PveTask::Running) => return Ok(TaskStatus::Running),
-            Some(PveTask::Failed(m)) if !matches!(m, PveError::Locked(_)) => {
-                return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (create)", &m)))
+        let path = vm_path(node, vmid);
+        // Since the refused create (or our delete) started, on PVE's clock when known.
+        let anchor = ["upid", "del_upid"].iter().find_map(|k| Upid::parse(t.str(k)?).ok()?.starttime());
+        let mut recent = self.recent_tasks(node, vmid, anchor.unwrap_or(t.created)).await?;
+        if anchor.is_some() {
+            recent.slack = 0;
+        }
+        let deleted = recent.newest("qmdelsnapshot");
+        let data = self.api.get(&format!("{path}/snapshot"), &[]).await?;
+        let exists = parse::snapshots(&data).iter().any(|s| s.name == name);
+        match deleted {
+            None if t.str("del_upid").is_none() && exists => {
+                return match self.api.delete(&format!("{path}/snapshot/{}", crate::upid::enc(name)), &[]).await {
+                    Ok(_) | Err(PveError::Locked(_) | PveError::SnapshotNotFound(_)) => Ok(TaskStatus::Running),
+                    Err(e) => Ok(TaskStatus::Failed(Error::from(e).context("Replacing the snapshot failed (delete)"))),
+                };
             }
-            Some(PveTask::Ok) if created => return Ok(ok()),
+            Some(PveTask::Running) => return Ok(TaskStatus::Running),
+            Some(PveTask::Failed(m)) if !matches!(m, PveError::SnapshotNotFound(_) | PveError::Locked(_)) => {
+                return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (delete)", &m)))
+            }
             _ => {}
         }
-        if created {
-            return Ok(ok());
+        match recent.newest("qmsnapshot") {
+            Some(PveTask::Running) => return Ok(TaskStatus::Running),
+            Some(PveTask::Failed(m)) if !matches!(m, PveError::Locked(_) | PveError::AlreadyExists(_)) => {
+                return Ok(TaskStatus::Failed(task_error("Replacing the snapshot failed (create)", &m)))
+            }
+            _ => {}
+        }
+        if exists {
+            // Deleted since the request, so this one is the new snapshot.
+            return Ok(if parse::snapshot_state(&data, name).is_some() { TaskStatus::Running } else { ok() });
         }
         let vmstate = t.body.get("vmstate").and_then(serde_json::Value::as_bool).unwrap_or(false);
         match self.post_snapshot(vmid, node, name, vmstate, t.str("description")).await {

@@ -22,6 +22,11 @@ impl Upid {
         Ok(Upid { raw: raw.to_string(), node: fields[1].to_string() })
     }
 
+    /// The task's start time (Unix seconds, PVE's clock), from the hex `starttime` field.
+    pub fn starttime(&self) -> Option<u64> {
+        u64::from_str_radix(self.raw.split(':').nth(4)?, 16).ok()
+    }
+
     /// `/nodes/{node}/tasks/{urlencoded upid}/status`.
     pub fn status_path(&self) -> String {
         format!("/nodes/{}/tasks/{}/status", enc(&self.node), urlencoding::encode(&self.raw))

@@ -466,3 +466,65 @@ async fn started_clone_completes_only_once_it_reports_an_ipv4() {
     assert!(d.round_trips() - before <= 6, "one ready poll: task + config + status/config/agent");
     assert_eq!(d.get_guest(&id).await.unwrap().ipv4_addresses(), ["192.0.2.10"]);
 }
+
+/// The VMID `prepare` allocated is only a hint: a VM there that does not carry our key is
+/// never found, adopted or touched, and a create whose VMID got taken in the meantime
+/// (nextid does not reserve) converges at another VMID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vmid_hint_never_proves_ownership_and_survives_the_nextid_race() {
+    let mut pve = FakePve::start();
+    let settings = with(pve.token_settings(), json!({"node": "pve1"}));
+    let d = driver(settings.clone());
+    let spec = |key: &str| CreateSpec {
+        name: key.to_lowercase(),
+        key: key.into(),
+        source: CreateSource::Template { id: "9000".into(), full: false },
+        cpus: Some(1),
+        memory_mb: Some(512),
+        disk_size_gb: None,
+        storage: None,
+        nics: vec![],
+    };
+    // A hint at a foreign VM (100: running, no key): not ours, and create goes elsewhere.
+    let foreign: GuestId = "100".into();
+    assert!(d.find_owned("i-3-1-VM", Some(&foreign)).await.unwrap().is_none());
+    let started = d.create_guest_at(&spec("i-3-1-VM"), Some(&foreign)).await.unwrap();
+    let id = finish(&d, &started.task).await.unwrap().new_guest.unwrap();
+    assert_ne!(id, foreign);
+    let g = d.get_guest(&foreign).await.unwrap();
+    assert_eq!((g.key, g.power, g.name.as_str()), (None, PowerState::PoweredOn, "web-01"));
+    assert_eq!(d.find_owned("i-3-1-VM", Some(&foreign)).await.unwrap().map(|g| g.id), Some(id.clone()));
+
+    // The race: prepare allocates a VMID, the front lists (the create reuses that listing),
+    // and another process takes the VMID before the create's POST.
+    let hint = driver(settings.clone()).allocate_id_hint().await.unwrap().expect("a VMID");
+    let d = driver(settings.clone());
+    assert!(d.list_guests().await.unwrap().iter().all(|g| g.id != hint));
+    let other = driver(settings.clone());
+    let cs = CloneSpec {
+        source: "9000".into(),
+        name: "intruder".into(),
+        snapshot: None,
+        mode: CloneMode::Full,
+        start: false,
+    };
+    let theirs = other.clone_guest(&cs).await.unwrap();
+    assert_eq!(theirs.new_guest.as_ref(), Some(&hint), "the other process took the hinted VMID");
+    finish(&other, &theirs.task).await.unwrap();
+    let started = d.create_guest_at(&spec("i-3-2-VM"), Some(&hint)).await.unwrap();
+    let id = finish(&d, &started.task).await.unwrap().new_guest.unwrap();
+    assert_ne!(id, hint, "created at a new VMID");
+    let mine = d.get_guest(&id).await.unwrap();
+    assert_eq!((mine.key.as_deref(), mine.power), (Some("i-3-2-VM"), PowerState::PoweredOn));
+    let intruder = d.get_guest(&hint).await.unwrap();
+    assert_eq!((intruder.key, intruder.name.as_str()), (None, "intruder"), "the other VM untouched");
+    assert!(d.find_owned("i-3-2-VM", Some(&hint)).await.unwrap().is_some_and(|g| g.id == id));
+    let vms = pve.vms();
+    assert_eq!(vms.iter().filter(|v| v["name"] == "i-3-2-vm").count(), 1, "no duplicate: {vms:?}");
+    // The create's POST at the hinted VMID collided, then one at a fresh nextid: 4 clone
+    // POSTs in all (first create, the intruder, the collision, the retry).
+    let sent = pve.cmd(json!({"sent": true}));
+    let clones =
+        sent.as_array().unwrap().iter().filter(|r| r[0] == "POST" && r[1].as_str().unwrap().ends_with("/clone"));
+    assert_eq!(clones.count(), 4);
+}

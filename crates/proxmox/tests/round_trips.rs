@@ -314,3 +314,63 @@ async fn named_node_first_listing_only_when_the_vm_is_elsewhere() {
     d.power(&"100".into(), PowerAction::Stop).await.unwrap();
     assert_eq!(d.round_trips(), 4, "now cached: one POST");
 }
+
+/// Issue 8 item 8, pinned exactly: a create at prepare's VMID makes no nextid call, a poll
+/// that finds the new VM still locked by its clone costs one read (no task read), a
+/// snapshot is one POST (no list read), and a console on the configured node one POST (no
+/// node network read).
+#[tokio::test]
+async fn create_at_the_hint_locked_polls_snapshot_and_console_without_extra_reads() {
+    const CLONE: &str = "UPID:pve1:000003E9:00001B59:6B0F36F2:qmclone:9000:root@pam!ci:";
+    const SNAP: &str = "UPID:pve1:000003EA:00001B5A:6B0F36F3:qmsnapshot:100:root@pam!ci:";
+    let server = MockServer::start().await;
+    let expect = |m: &str, p: &str, answer: ResponseTemplate, n: u64| {
+        Mock::given(method(m)).and(path(format!("/api2/json{p}"))).respond_with(answer).expect(n)
+    };
+    let listing = ok(json!([
+        {"id":"qemu/100","type":"qemu","node":"pve1","vmid":100,"name":"web","status":"running","template":0},
+        {"id":"qemu/9000","type":"qemu","node":"pve1","vmid":9000,"name":"tpl","status":"stopped","template":1}
+    ]));
+    expect("GET", "/cluster/resources", listing, 1).mount(&server).await;
+    expect("GET", "/cluster/nextid", ok(json!("104")), 0).mount(&server).await;
+    expect("POST", "/nodes/pve1/qemu/9000/clone", ok(json!(CLONE)), 1).mount(&server).await;
+    expect("GET", "/nodes/pve1/qemu/104/config", ok(json!({"lock": "clone", "name": "vm-1"})), 2).mount(&server).await;
+    let clone_status = format!("/nodes/pve1/tasks/{}/status", urlencoding::encode(CLONE));
+    expect("GET", &clone_status, ok(json!({"status": "running"})), 0).mount(&server).await;
+    expect("GET", "/nodes/pve1/qemu/100/snapshot", ok(json!([])), 0).mount(&server).await;
+    expect("POST", "/nodes/pve1/qemu/100/snapshot", ok(json!(SNAP)), 1).mount(&server).await;
+    let vnc = ok(json!({"port": "5901", "ticket": "PVEVNC:t", "user": "root@pam", "upid": SNAP}));
+    expect("POST", "/nodes/pve1/qemu/100/vncproxy", vnc, 1).mount(&server).await;
+    expect("GET", "/nodes/pve1/network", ok(json!([])), 0).mount(&server).await;
+    let (d, front) = driver_with(&server, json!({"node": "pve1"})).await;
+
+    let spec = CreateSpec {
+        name: "vm-1".into(),
+        key: "i-2-1-VM".into(),
+        source: CreateSource::Template { id: "9000".into(), full: false },
+        cpus: Some(1),
+        memory_mb: None,
+        disk_size_gb: None,
+        storage: None,
+        nics: vec![],
+    };
+    let started = d.create_guest_at(&spec, Some(&"104".into())).await.unwrap();
+    assert_eq!(started.new_guest, Some("104".into()));
+    assert_eq!(d.round_trips(), 2, "listing + clone POST at the hinted VMID");
+    for _ in 0..2 {
+        assert!(matches!(d.task_status(&started.task).await.unwrap(), TaskStatus::Running));
+    }
+    assert_eq!(d.round_trips(), 4, "one config read per poll while locked");
+
+    let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: None };
+    d.create_snapshot(&"100".into(), &snap).await.unwrap();
+    assert_eq!(d.round_trips(), 5);
+    match d.console(&"100".into()).await.unwrap() {
+        Console::Vnc { host, port, .. } => {
+            assert_eq!(port, 5901);
+            assert_eq!(host, "127.0.0.1", "the configured host ({})", front.url());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.round_trips(), 6);
+}

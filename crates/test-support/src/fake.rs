@@ -51,6 +51,11 @@ pub struct State {
     pub fail_create: bool,
     /// Make every task the fake issues from now on never finish.
     pub hang_tasks: bool,
+    /// Allocate ids up front like Proxmox (`Driver::id_hint_detail` answers this detail,
+    /// `allocate_id_hint` the next free id, `create_guest_at` creates there when free).
+    pub id_hint_detail: Option<&'static str>,
+    /// The hint of the last `create_guest_at`.
+    pub last_create_hint: Option<GuestId>,
 }
 
 /// The fake driver.
@@ -211,6 +216,38 @@ impl Driver for Fake {
             return Err(Error::unauthorized("authentication failed (401)"));
         }
         Ok("Fake hypervisor 1.0".into())
+    }
+    fn id_hint_detail(&self) -> Option<&'static str> {
+        self.state.lock().ok().and_then(|s| s.id_hint_detail)
+    }
+    async fn allocate_id_hint(&self) -> Result<Option<GuestId>> {
+        self.tick();
+        let st = self.state();
+        if st.id_hint_detail.is_none() {
+            return Ok(None);
+        }
+        // Like PVE's nextid: the lowest free id above the last one handed out, not reserved.
+        let mut n = st.next + 1;
+        while st.guests.contains_key(&n.to_string()) {
+            n += 1;
+        }
+        Ok(Some(GuestId::new(n.to_string())))
+    }
+    async fn create_guest_at(&self, spec: &CreateSpec, hint: Option<&GuestId>) -> Result<CloneStarted> {
+        {
+            let mut st = self.state();
+            st.last_create_hint = hint.cloned();
+            let free = hint.filter(|h| st.id_hint_detail.is_some() && !st.guests.contains_key(h.as_str()));
+            let keyed = st.guests.values().any(|g| g.key.as_deref() == Some(spec.key.as_str()));
+            if let (Some(h), false) = (free, keyed) {
+                match h.as_str().parse::<u32>() {
+                    // create_guest takes `next + 1`: make that the hinted id (ids only grow).
+                    Ok(n) if n > st.next => st.next = n - 1,
+                    _ => {}
+                }
+            }
+        }
+        self.create_guest(spec).await
     }
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         self.tick();

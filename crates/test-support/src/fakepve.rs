@@ -57,15 +57,20 @@ impl FakePve {
 
     /// Starts one with the given `{"guests": [...]}`.
     pub fn start_with(guests: Value) -> FakePve {
+        Self::start_with_launcher(&crate::bin::repo_path("scripts/ci/fakepve-launcher.py"), guests)
+    }
+
+    /// Starts one with the given guests through the launcher at `launcher` (the bench takes
+    /// its path from the command line).
+    pub fn start_with_launcher(launcher: &std::path::Path, guests: Value) -> FakePve {
         let dir = tempfile::tempdir().expect("tempdir");
         let gfile = dir.path().join("guests.json");
         std::fs::write(&gfile, guests.to_string()).expect("write guests");
         let n = SEQ.fetch_add(1, Ordering::Relaxed) + std::process::id() % 200;
         let host = format!("127.0.{}.{}", 40 + n / 250, n % 250 + 2);
-        let launcher = crate::bin::repo_path("scripts/ci/fakepve-launcher.py");
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         let mut child = Command::new(&python)
-            .arg(&launcher)
+            .arg(launcher)
             .arg("--guests")
             .arg(&gfile)
             .arg("--host")

@@ -55,9 +55,12 @@ pub async fn run(ctx: &Ctx, action: Custom) -> Result<Reply> {
         Custom::RestoreSnapshot => {
             let task = ctx.driver.revert_snapshot(&id, &name).await?;
             ctx.wait(&task).await?;
-            // A rollback may leave the guest stopped; the built-in starts it again.
-            let guest = ctx.driver.get_guest(&id).await?;
-            if !guest.power.is_on() {
+            // A rollback may leave the guest stopped; the built-in starts it again. The power
+            // state from the owned lookup at its id (one read where the driver can), and
+            // only a guest still ours is started.
+            let key = ctx.internal_name()?;
+            let stopped = ctx.driver.find_owned(&key, Some(&id)).await?.is_some_and(|g| !g.power.is_on());
+            if stopped {
                 let task = ctx.driver.power(&id, PowerAction::Start).await?;
                 ctx.wait(&task).await?;
             }

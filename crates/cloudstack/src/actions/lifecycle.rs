@@ -7,17 +7,37 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// `prepare`: validates what `create` will need and returns a details patch. When the
-/// backend guest we own already exists (a retried first start) its id is reported as
-/// `External:polyvisor_vm_id`; otherwise the key we will store is reported. A foreign
-/// guest of the requested name is refused here already.
+/// `prepare`: validates what `create` will need and returns a details patch.
+///
+/// - A driver that allocates ids up front ([`polyvisor_core::Driver::id_hint_detail`], e.g.
+///   Proxmox `proxmox_vmid`, as CloudStack's built-in extension): the id of the guest we
+///   already own at the id CloudStack kept (a re-sent prepare), else a newly allocated id
+///   (one backend call), reported under the driver's detail. Nothing is looked up by name
+///   here: `create` lists, refuses a foreign guest of the requested name and converges a
+///   guest carrying our key before anything is made (prepare is optional anyway).
+/// - Otherwise (or with `import_existing_vms`): the owned guest's id as
+///   `External:polyvisor_vm_id` (a retried first start) or the key we will store; a
+///   foreign guest of the requested name is refused here already.
 pub async fn prepare(ctx: &Ctx) -> Result<Reply> {
     let key = ctx.internal_name()?;
     require_create(ctx)?;
     let spec = create_spec(ctx, &key)?;
-    let detail = match ctx.resolve_for_create(&spec.name).await? {
-        Some(g) => json!({ format!("External:{VM_ID_DETAIL}"): g.id.as_str() }),
-        None => json!({ "External:polyvisor_key": key }),
+    let hint_detail = ctx.driver.id_hint_detail();
+    let existing = match (hint_detail, ctx.import_enabled()?) {
+        (Some(_), false) => match ctx.hint() {
+            Some(h) => ctx.driver.find_owned(&key, Some(&h)).await?,
+            None => None,
+        },
+        _ => ctx.resolve_for_create(&spec.name).await?,
+    };
+    let detail = match (existing, hint_detail) {
+        (Some(g), Some(d)) => json!({ d: g.id.as_str() }),
+        (Some(g), None) => json!({ format!("External:{VM_ID_DETAIL}"): g.id.as_str() }),
+        (None, Some(d)) => match ctx.driver.allocate_id_hint().await? {
+            Some(id) => json!({ d: id.as_str() }),
+            None => json!({ "External:polyvisor_key": key }),
+        },
+        (None, None) => json!({ "External:polyvisor_key": key }),
     };
     Ok(Reply::patch(json!({ "details": detail })))
 }
@@ -96,7 +116,8 @@ pub async fn create(ctx: &Ctx) -> Result<Reply> {
     let own_deadline = Instant::now() + budget;
     let made: std::sync::Mutex<Option<GuestId>> = std::sync::Mutex::new(existing.map(|g| g.id));
     let outcome = tokio::time::timeout(budget, async {
-        let started = ctx.driver.create_guest(&spec).await?;
+        // The id `prepare` allocated (a hint: the driver creates there when it is still free).
+        let started = ctx.driver.create_guest_at(&spec, ctx.hint().as_ref()).await?;
         if let (Some(id), Ok(mut m)) = (started.new_guest, made.lock()) {
             *m = Some(id);
         }
