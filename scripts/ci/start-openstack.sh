@@ -12,7 +12,9 @@
 #
 # Contract: user `demo` (member of project `demo`) by password, plus an application credential
 # of that user (`application_credential` in the file, for the driver's app-credential test);
-# source_guest = the stopped server `pv-ci-source`; template_id = the public raw image `tiny`.
+# source_guest = the stopped server `pv-ci-source`; template_id = the public raw image `tiny`;
+# `pv-ci-foreign` is a running server polyvisor did not create (ownership checks); NICs go to
+# `pv-net`, a network of the Neutron stand-in (testing/openstack/neutron-standin.py).
 #
 # Environment (optional): POLYVISOR_TEST_RUN_DIR (default /run/polyvisor-test).
 set -euo pipefail
@@ -122,9 +124,13 @@ while time.time() < deadline:
     time.sleep(2)
 else:
     raise SystemExit("the source server did not reach SHUTOFF within 300 s")
+# A server polyvisor did not create (no metadata): the ownership checks must leave it alone.
+if not any(x["name"] == "pv-ci-foreign" for x in s.get("/servers?name=%5Epv-ci-foreign%24", endpoint_filter=nova, headers=hdr).json()["servers"]):
+    s.post("/servers", endpoint_filter=nova, headers=hdr, json={"server": {"name": "pv-ci-foreign",
+           "imageRef": image, "flavorRef": flavor, "networks": "none"}})
 settings = {"driver": "openstack", "auth_url": auth_url, "username": "demo", "password": pw,
             "project_name": "demo", "user_domain_name": "Default", "project_domain_name": "Default",
-            "region_name": "RegionOne", "interface": "public", "allow_insecure_http": "true"}
+            "region_name": "RegionOne", "interface": "public", "allow_insecure_http": "true", "network": "pv-net"}
 print(json.dumps({
     "settings": settings,
     "cloudstack": {"extension": {k: v for k, v in settings.items() if k != "driver"}, "host": {},

@@ -190,6 +190,9 @@ log_file = keystone.log
 connection = ${DBURL[keystone]}
 [token]
 provider = fernet
+[identity]
+# lab speed: bcrypt cost 4 instead of 12 (every CloudStack action is a fresh process that logs in)
+password_hash_rounds = 4
 [oslo_policy]
 policy_dirs = /etc/keystone/policy.d
 EOF
@@ -267,52 +270,10 @@ chmod 600 $CONF/adminrc $CONF/demorc
 # lists ports for security groups, start/reboot refresh the network info cache and delete
 # deallocates networking, all via Neutron list_ports. A ~40-line stub answering empty lists suffices.
 check_port neutron-stub 9696
-cat > /usr/local/bin/osmini-neutron-stub <<'EOF'
-#!/usr/bin/python3
-"""Read-only stand-in for the Neutron v2.0 API so Nova can run servers booted with
-"networks": "none". Every collection GET answers an empty list; everything else 404."""
-import json, re, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 9696
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def _send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self):
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path in ("", "/"):
-            return self._send(200, {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [
-                {"rel": "self", "href": "http://127.0.0.1:%d/v2.0/" % PORT}]}]})
-        if path == "/v2.0":
-            return self._send(200, {"resources": []})
-        q = re.match(r"^/v2\.0/quotas/([^/]+?)(/details)?(?:\.json)?$", path)
-        if q:   # 'openstack quota show' asks Neutron for network quotas
-            lim = {"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
-                   "security_group": 10, "security_group_rule": 100, "rbac_policy": 10, "subnetpool": -1}
-            if q.group(2):
-                lim = {k: {"limit": v, "used": 0, "reserved": 0} for k, v in lim.items()}
-            return self._send(200, {"quota": lim})
-        m = re.match(r"^/v2\.0/([a-z0-9_-]+)(?:\.json)?$", path)
-        if m:
-            return self._send(200, {m.group(1).replace("-", "_"): []})
-        return self._send(404, {"NeutronError": {"type": "NotFound", "message": "not found", "detail": ""}})
-    def _unsupported(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        if n:
-            self.rfile.read(n)
-        self._send(404, {"NeutronError": {"type": "NotFound", "message": "osmini neutron stub: read-only", "detail": ""}})
-    do_POST = do_PUT = do_DELETE = _unsupported
-    def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
-ThreadingHTTPServer(("127.0.0.1", PORT), H).serve_forever()
-EOF
-chmod 755 /usr/local/bin/osmini-neutron-stub
-start neutron-stub nobody / /usr/local/bin/osmini-neutron-stub 9696
+# a stateful stand-in (networks, subnets, ports) so that servers can have NICs with given MACs
+install -m 755 "$(dirname "$0")/neutron-standin.py" /usr/local/bin/osmini-neutron-stub
+install -d -o nobody -g nogroup "$STATE/neutron"
+start neutron-stub nobody / /usr/local/bin/osmini-neutron-stub 9696 "$STATE/neutron/state.json"
 
 # --------------------------------------------------------------------------- glance
 check_port glance-api 9292
