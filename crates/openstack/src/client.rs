@@ -160,10 +160,12 @@ impl Client {
             });
         }
         let token = token.ok_or_else(|| OsError::BadAnswer("Keystone answered without X-Subject-Token".into()))?;
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|_| OsError::BadAnswer("Keystone token answer is not JSON".into()))?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|_| OsError::BadAnswer("Keystone token answer is not JSON".into()))?;
         let catalog = v["token"]["catalog"].as_array().cloned().unwrap_or_default();
-        let endpoint = |ty: &str| -> Option<String> { pick_endpoint(&catalog, ty, &self.cfg.interface, self.cfg.region.as_deref()) };
+        let endpoint = |ty: &str| -> Option<String> {
+            pick_endpoint(&catalog, ty, &self.cfg.interface, self.cfg.region.as_deref())
+        };
         let client = |ty: &str, url: String| {
             CredentialedClient::new(
                 &format!("OpenStack {ty}"),
@@ -245,7 +247,13 @@ impl Client {
 
     /// One API call: authenticated (once more on a 401), GETs retried on transient
     /// failures. Non-2xx answers are classified errors.
-    pub async fn call(&self, svc: Service, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, OsError> {
+    pub async fn call(
+        &self,
+        svc: Service,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, OsError> {
         let mut reauthed = false;
         let mut attempt = 0;
         loop {
@@ -345,7 +353,8 @@ pub fn pick_endpoint(catalog: &[Value], ty: &str, interface: &str, region: Optio
     catalog.iter().filter(|s| s["type"].as_str() == Some(ty)).find_map(|s| {
         s["endpoints"].as_array()?.iter().find_map(|e| {
             let itf_ok = e["interface"].as_str() == Some(interface);
-            let region_ok = region.is_none_or(|r| e["region"].as_str() == Some(r) || e["region_id"].as_str() == Some(r));
+            let region_ok =
+                region.is_none_or(|r| e["region"].as_str() == Some(r) || e["region_id"].as_str() == Some(r));
             (itf_ok && region_ok).then(|| e["url"].as_str().map(|u| u.trim_end_matches('/').to_string())).flatten()
         })
     })

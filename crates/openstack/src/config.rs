@@ -243,7 +243,9 @@ impl Config {
             Auth::Password { username, password, user_domain, project } => {
                 let scope = match project {
                     ProjectScope::Id(id) => json!({"project": {"id": id}}),
-                    ProjectScope::Name { name, domain } => json!({"project": {"name": name, "domain": {"name": domain}}}),
+                    ProjectScope::Name { name, domain } => {
+                        json!({"project": {"name": name, "domain": {"name": domain}}})
+                    }
                 };
                 json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
                     "name": username, "domain": {"name": user_domain}, "password": password.expose_secret()}}},
@@ -328,7 +330,13 @@ mod tests {
         .unwrap();
         assert!(e.message().contains("interface"));
         let e = cfg(
-            &[("auth_url", "https://k"), ("username", "u"), ("password", "p"), ("project_id", "x"), ("microversion", "2.1")],
+            &[
+                ("auth_url", "https://k"),
+                ("username", "u"),
+                ("password", "p"),
+                ("project_id", "x"),
+                ("microversion", "2.1"),
+            ],
             &[],
         )
         .err()
@@ -340,13 +348,29 @@ mod tests {
 
     #[test]
     fn clouds_yaml_tls_keys_map_onto_the_shared_ones() {
-        let c =
-            cfg(&[("auth_url", "https://k"), ("username", "u"), ("password", "p"), ("project_id", "x"), ("verify", "false")], &[])
-                .unwrap();
+        let c = cfg(
+            &[
+                ("auth_url", "https://k"),
+                ("username", "u"),
+                ("password", "p"),
+                ("project_id", "x"),
+                ("verify", "false"),
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.http.tls, polyvisor_http::TlsMode::Insecure);
-        let c =
-            cfg(&[("auth_url", "https://k"), ("username", "u"), ("password", "p"), ("project_id", "x"), ("cacert", "/ca.pem")], &[])
-                .unwrap();
+        let c = cfg(
+            &[
+                ("auth_url", "https://k"),
+                ("username", "u"),
+                ("password", "p"),
+                ("project_id", "x"),
+                ("cacert", "/ca.pem"),
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.http.tls, polyvisor_http::TlsMode::CaFile("/ca.pem".into()));
         assert_eq!(c.interface, "public");
         assert_eq!(parse_microversion("2.93"), Some((2, 93)));

@@ -10,7 +10,7 @@ use crate::map::{self, *};
 use async_trait::async_trait;
 use polyvisor_core::task::{self, TaskOutput, TaskStatus, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneStarted, CloneSpec, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
+    Capabilities, CloneSpec, CloneStarted, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
     GuestSummary, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId,
 };
 use serde_json::{json, Value};
@@ -134,7 +134,10 @@ impl OpenStackDriver {
     async fn snapshot_images(&self, id: &str) -> Result<Vec<Value>, OsError> {
         let v = self
             .api
-            .get(Service::Image, &format!("/images?{IMG_SNAPSHOT_OF}={}&sort_key=created_at&sort_dir=asc&limit=1000", enc(id)))
+            .get(
+                Service::Image,
+                &format!("/images?{IMG_SNAPSHOT_OF}={}&sort_key=created_at&sort_dir=asc&limit=1000", enc(id)),
+            )
             .await?;
         Ok(v["images"]
             .as_array()
@@ -153,7 +156,10 @@ impl OpenStackDriver {
     async fn create_image(&self, id: &str, name: &str, props: Value) -> Result<String, OsError> {
         let body = json!({"createImage": {"name": name, "metadata": props}});
         let v = self.api.post(Service::Compute, &format!("/servers/{id}/action"), &body).await?;
-        v["image_id"].as_str().map(str::to_string).ok_or_else(|| OsError::BadAnswer("createImage answered without image_id".into()))
+        v["image_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| OsError::BadAnswer("createImage answered without image_id".into()))
     }
 
     /// The flavor id for a clone/create: the `flavor` setting (name or id), else the
@@ -169,7 +175,8 @@ impl OpenStackDriver {
                 .map(str::to_string)
         };
         if let Some(want) = self.cfg().flavor.as_deref() {
-            return find(want).ok_or_else(|| OsError::NotFound(format!("flavor '{}' (setting 'flavor') not found", clip(want))));
+            return find(want)
+                .ok_or_else(|| OsError::NotFound(format!("flavor '{}' (setting 'flavor') not found", clip(want))));
         }
         if let Some(id) = by_name.and_then(find) {
             return Ok(id);
@@ -179,7 +186,9 @@ impl OpenStackDriver {
         flavors
             .iter()
             .filter(|f| f["vcpus"].as_u64().unwrap_or(0) >= need_cpu && f["ram"].as_u64().unwrap_or(0) >= need_ram)
-            .min_by_key(|f| (f["vcpus"].as_u64().unwrap_or(0), f["ram"].as_u64().unwrap_or(0), f["disk"].as_u64().unwrap_or(0)))
+            .min_by_key(|f| {
+                (f["vcpus"].as_u64().unwrap_or(0), f["ram"].as_u64().unwrap_or(0), f["disk"].as_u64().unwrap_or(0))
+            })
             .and_then(|f| f["id"].as_str())
             .map(str::to_string)
             .ok_or_else(|| {
@@ -352,7 +361,9 @@ impl Driver for OpenStackDriver {
                     send(json!({"unpause": null})).await.map_err(fail)?;
                     Ok(self.power_token(sid, "ACTIVE", None))
                 }
-                "SHUTOFF" => Err(Error::conflict(format!("guest [{sid}] is not suspended (SHUTOFF); start it instead"))),
+                "SHUTOFF" => {
+                    Err(Error::conflict(format!("guest [{sid}] is not suspended (SHUTOFF); start it instead")))
+                }
                 _ => Ok(self.power_token(sid, "ACTIVE", None)),
             },
             PowerAction::Stop | PowerAction::Shutdown => match status {
@@ -522,7 +533,9 @@ impl Driver for OpenStackDriver {
                     Ok(p) => p,
                     Err(e) => {
                         self.cleanup_ports(&ports).await;
-                        return Err(Error::from(e).context(format!("Failed to create a port for guest '{}'", spec.name)));
+                        return Err(
+                            Error::from(e).context(format!("Failed to create a port for guest '{}'", spec.name))
+                        );
                     }
                 };
                 let pid = p["port"]["id"].as_str().unwrap_or_default().to_string();

@@ -202,7 +202,11 @@ mod tests {
         let e = from_response("compute", 409, b);
         assert_eq!(e, OsError::Conflict("Cannot 'stop' instance 1 while it is in task_state powering-on".into()));
         assert_eq!(Error::from(e.clone()).kind(), ErrorKind::Conflict);
-        let nf = from_response("compute", 404, br#"{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}"#);
+        let nf = from_response(
+            "compute",
+            404,
+            br#"{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}"#,
+        );
         assert_eq!(nf.kind(), ErrorKind::NotFound);
         let over = from_response("compute", 403, br#"{"overLimit": {"code": 403, "message": "Quota exceeded"}}"#);
         assert!(matches!(over, OsError::OverLimit(_)));

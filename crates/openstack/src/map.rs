@@ -37,8 +37,11 @@ pub fn power_of(status: &str, task_state: Option<&str>) -> PowerState {
         (_, Some("powering-on")) | (_, Some("resuming")) | (_, Some("unpausing")) => PowerState::PoweringOn,
         (_, Some("suspending")) | (_, Some("pausing")) => PowerState::Suspending,
         ("ACTIVE", _) => PowerState::PoweredOn,
-        ("BUILD" | "REBUILD" | "REBOOT" | "HARD_REBOOT" | "PASSWORD" | "MIGRATING" | "RESIZE" | "VERIFY_RESIZE"
-        | "REVERT_RESIZE" | "RESCUE", _) => PowerState::PoweringOn,
+        (
+            "BUILD" | "REBUILD" | "REBOOT" | "HARD_REBOOT" | "PASSWORD" | "MIGRATING" | "RESIZE" | "VERIFY_RESIZE"
+            | "REVERT_RESIZE" | "RESCUE",
+            _,
+        ) => PowerState::PoweringOn,
         ("SUSPENDED" | "PAUSED", _) => PowerState::Suspended,
         // SHUTOFF, SHELVED(_OFFLOADED), ERROR, DELETED, SOFT_DELETED, UNKNOWN
         _ => PowerState::PoweredOff,
@@ -153,7 +156,9 @@ mod tests {
     #[test]
     fn only_canonical_uuids() {
         assert!(is_uuid("0b7f4bc4-0a39-4f5e-9b8e-2f1b5b2b7a11"));
-        for bad in ["0B7F4BC4-0A39-4F5E-9B8E-2F1B5B2B7A11", "x", "", "0b7f4bc4-0a39-4f5e-9b8e-2f1b5b2b7a1", "../servers"] {
+        for bad in
+            ["0B7F4BC4-0A39-4F5E-9B8E-2F1B5B2B7A11", "x", "", "0b7f4bc4-0a39-4f5e-9b8e-2f1b5b2b7a1", "../servers"]
+        {
             assert!(!is_uuid(bad), "{bad}");
         }
     }
