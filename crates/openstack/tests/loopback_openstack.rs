@@ -17,11 +17,10 @@ use polyvisor_openstack::{open_driver, OpenStackDriver};
 use polyvisor_test_support::backend::Backend;
 use serde_json::Value;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// One flow at a time (they share the cloud's single fake compute host).
-static ONE: Mutex<()> = Mutex::new(());
+static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn contract() -> (Backend, Value) {
     let b = Backend::load("openstack").unwrap_or_else(|e| panic!("{e}"));
@@ -71,7 +70,7 @@ fn ids(list: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_and_application_credential_auth() {
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE.lock().await;
     let (b, raw) = contract();
     let d = driver(&b);
     let probe = d.probe().await.expect("probe by password");
@@ -106,7 +105,7 @@ async fn password_and_application_credential_auth() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nova_404_and_409_map_to_clear_kinds() {
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE.lock().await;
     let (b, _) = contract();
     let d = driver(&b);
     let missing = GuestId::new("00000000-0000-4000-8000-000000000000");
@@ -133,7 +132,7 @@ async fn nova_404_and_409_map_to_clear_kinds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn power_template_snapshot_clone_and_delete_leave_nothing_behind() {
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE.lock().await;
     let (b, _) = contract();
     let d = driver(&b);
     let servers_before = ids(&official(&b, &["server", "list"]));
