@@ -313,3 +313,57 @@ async fn an_expired_token_is_replaced_once_on_a_401() {
     d.list_guests().await.unwrap();
     assert_eq!(d.client().authentications(), 2, "the new token is kept");
 }
+
+/// The Neutron stand-in earns trust from the official client: `openstack port create` with a
+/// MAC on `pv-net`, `port show`, `port list --network`, `network show`, `port delete` (python3-
+/// openstackclient/openstacksdk parse every answer), the MAC conflict answered as Neutron does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_neutron_stand_in_satisfies_the_official_client() {
+    let _one = ONE.lock().await;
+    let (b, _) = contract();
+    let name = format!("pvt-port-{}", std::process::id());
+    let mac = format!("fa:16:3e:77:{:02x}:{:02x}", std::process::id() % 256, (std::process::id() / 256) % 256);
+    let created = official_obj(&b, &["port", "create", "--network", "pv-net", "--mac-address", &mac, &name]);
+    assert_eq!(created["mac_address"], mac.as_str());
+    assert_eq!(created["name"], name.as_str());
+    let id = created["id"].as_str().expect("id").to_string();
+    let fixed = created["fixed_ips"].to_string();
+    assert!(fixed.contains("10.99.0."), "an address of pv-subnet: {fixed}");
+    assert_eq!(official_obj(&b, &["port", "show", &id])["id"], id.as_str());
+    let listed = official(&b, &["port", "list", "--network", "pv-net"]);
+    assert!(ids(&listed).contains(&id));
+    assert_eq!(official_obj(&b, &["network", "show", "pv-net"])["name"], "pv-net");
+    // Same MAC again: refused (409 MacAddressInUse), as Neutron does.
+    let again = openstack_cmd(&b, &["port", "create", "--network", "pv-net", "--mac-address", &mac, "dup"]);
+    assert!(!again.status.success(), "a duplicate MAC is refused");
+    let del = openstack_cmd(&b, &["port", "delete", &id]);
+    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
+    assert!(!ids(&official(&b, &["port", "list"])).contains(&id));
+}
+
+fn openstack_cmd(b: &Backend, args: &[&str]) -> std::process::Output {
+    let s = &b.settings;
+    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    Command::new("/usr/bin/openstack")
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("OS_AUTH_URL", get("auth_url"))
+        .env("OS_USERNAME", get("username"))
+        .env("OS_PASSWORD", get("password"))
+        .env("OS_PROJECT_NAME", get("project_name"))
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_REGION_NAME", get("region_name"))
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .output()
+        .expect("python3-openstackclient (/usr/bin/openstack)")
+}
+
+fn official_obj(b: &Backend, args: &[&str]) -> Value {
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["-f", "json"]);
+    let out = openstack_cmd(b, &a);
+    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
