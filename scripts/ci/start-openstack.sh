@@ -51,6 +51,8 @@ req = urllib.request.Request("http://127.0.0.1:8774/v2.1/servers/" + c["source_g
                              headers={"X-Auth-Token": tok})
 with urllib.request.urlopen(req, timeout=10) as r:
     assert json.load(r)["server"]["status"] in ("SHUTOFF", "ACTIVE")
+with urllib.request.urlopen("http://127.0.0.1:9696/v2.0/networks?name=pv-net", timeout=10) as r:
+    assert json.load(r)["networks"], "the Neutron stand-in has no pv-net (an old read-only stub?)"
 for name in ("nova-compute", "nova-conductor", "nova-scheduler", "glance-api"):
     pid = int(open("/run/osmini/%s.pid" % name).read())
     open("/proc/%d/stat" % pid).read()
@@ -62,6 +64,10 @@ if healthy; then
   exit 0
 fi
 rm -f "$contract"
+# An older read-only Neutron stub (no networks) is replaced by the stateful stand-in.
+if [ -f /run/osmini/neutron-stub.pid ] && ! curl -sf --max-time 5 "http://127.0.0.1:9696/v2.0/networks?name=pv-net" | grep -q pv-net; then
+  kill -TERM -- "-$(cat /run/osmini/neutron-stub.pid)" 2>/dev/null || true; rm -f /run/osmini/neutron-stub.pid
+fi
 
 t0=$(date +%s)
 OSMINI_PASSWORD="$PW" bash "$repo/testing/openstack/openstack-up.sh" > /var/log/osmini-up.log 2>&1 || {
