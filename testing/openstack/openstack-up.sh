@@ -452,7 +452,16 @@ if ! alive nova-api || ! alive nova-conductor; then
   ( cd /var/lib/nova
     "${NM[@]}" api_db sync
     "${NM[@]}" cell_v2 map_cell0 --database_connection "${DBURL[nova_cell0]}"
-    "${NM[@]}" cell_v2 list_cells 2>/dev/null | grep -q ' cell1 ' || "${NM[@]}" cell_v2 create_cell --name cell1
+    cells=$("${NM[@]}" cell_v2 list_cells 2>/dev/null)
+    echo "$cells" | grep -q ' cell0 ' || die "nova-manage cell_v2 list_cells failed"
+    echo "$cells" | grep -q ' cell1 ' || "${NM[@]}" cell_v2 create_cell --name cell1
+    # the cell mappings keep the DB/RabbitMQ URLs (with the password): refresh them every run
+    "${NM[@]}" cell_v2 update_cell --cell_uuid 00000000-0000-0000-0000-000000000000 \
+      --database_connection "${DBURL[nova_cell0]}" --transport-url none:///
+    for c1 in $("${NM[@]}" cell_v2 list_cells 2>/dev/null | awk -F'|' '$2 ~ / cell1 /{gsub(/ /,"",$3); print $3}'); do
+      "${NM[@]}" cell_v2 update_cell --cell_uuid "$c1" --database_connection "${DBURL[nova]}" \
+        --transport-url "rabbit://openstack:$PW@127.0.0.1:5672/"
+    done
     "${NM[@]}" db sync ) >> "$LOGD/nova-manage.out" 2>&1 || { tail -20 "$LOGD/nova-manage.out"; die "nova-manage failed"; }
   wal /var/lib/nova/nova_api.sqlite /var/lib/nova/nova.sqlite /var/lib/nova/nova_cell0.sqlite
   log "nova databases synced"
