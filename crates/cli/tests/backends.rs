@@ -23,6 +23,7 @@ static LIBVIRT: Mutex<()> = Mutex::new(());
 static HPEVME: Mutex<()> = Mutex::new(());
 static AZURE: Mutex<()> = Mutex::new(());
 static XCPNG: Mutex<()> = Mutex::new(());
+static OPENSTACK: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
@@ -199,4 +200,16 @@ fn xcpng_backend_passes_check_ras() {
 fn xcpng_backend_passes_check_cloudstack() {
     let _one = XCPNG.lock().unwrap_or_else(|p| p.into_inner());
     check_cloudstack(&load("xcpng"));
+}
+
+#[test]
+fn openstack_backend_passes_check_ras() {
+    let _one = OPENSTACK.lock().unwrap_or_else(|p| p.into_inner());
+    check_ras(&load("openstack"));
+}
+
+#[test]
+fn openstack_backend_passes_check_cloudstack() {
+    let _one = OPENSTACK.lock().unwrap_or_else(|p| p.into_inner());
+    check_cloudstack(&load("openstack"));
 }

@@ -100,6 +100,23 @@ pub static DRIVERS: &[DriverEntry] = &[
         feature: None,
         backend: Some(Backend { capabilities: polyvisor_xcpng::capabilities, open: polyvisor_xcpng::open }),
     },
+    DriverEntry {
+        name: "openstack",
+        aliases: &["nova"],
+        summary: "OpenStack (Keystone v3, Nova, Glance, Neutron) over its REST APIs",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_openstack::capabilities, open: polyvisor_openstack::open }),
+    },
+    DriverEntry {
+        name: "virtuozzo",
+        aliases: &["vhi"],
+        summary: "Virtuozzo Hybrid Infrastructure: the openstack driver with VHI defaults",
+        feature: None,
+        backend: Some(Backend {
+            capabilities: polyvisor_openstack::capabilities,
+            open: polyvisor_openstack::open_virtuozzo,
+        }),
+    },
 ];
 
 impl DriverEntry {
@@ -270,7 +287,10 @@ mod tests {
     async fn unknown_drivers_are_invalid_and_list_the_table() {
         let e = Registry.open(&with(&[("driver", "vm\u{1b}ware")]), &OpenOptions::default()).await.err().unwrap();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert_eq!(e.message(), "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng)");
+        assert_eq!(
+            e.message(),
+            "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng, openstack, virtuozzo)"
+        );
         let e = Registry.capabilities(&with(&[("platform", "xen")]), &OpenOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         for d in DRIVERS {

@@ -1,0 +1,771 @@
+//! The [`Driver`] over Nova, Glance and Neutron. No local state: templates, keys, clone
+//! provenance and created ports live in server metadata, snapshots are Glance images
+//! carrying image properties, and task progress is in self-describing tokens read
+//! against live server/image state.
+
+use crate::client::{Client, Service};
+use crate::config::{Config, Profile};
+use crate::error::OsError;
+use crate::map::{self, *};
+use async_trait::async_trait;
+use polyvisor_core::task::{self, TaskOutput, TaskStatus, TaskToken};
+use polyvisor_core::{
+    Capabilities, CloneSpec, CloneStarted, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
+    GuestSummary, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId,
+};
+use serde_json::{json, Value};
+
+/// The OpenStack driver.
+pub struct OpenStackDriver {
+    pub(crate) api: Client,
+}
+
+fn enc(s: &str) -> String {
+    urlencoding::encode(s).into_owned()
+}
+
+/// A fresh random-enough nonce for a clone/create task (time + process + counter).
+fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:x}{:x}", t, std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A server id as Nova knows it; anything else is not found without a request.
+fn server_id(id: &GuestId) -> Result<&str> {
+    if is_uuid(id.as_str()) {
+        Ok(id.as_str())
+    } else {
+        Err(Error::not_found(format!("guest [{}]", clip(id.as_str()))))
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Server names: Nova allows up to 255 characters; we keep to a portable set.
+fn valid_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "guest name '{}' is invalid: use 1-63 letters, digits, '-', '_' or '.'",
+            clip(name)
+        )))
+    }
+}
+
+fn fault_of(server: &Value) -> String {
+    server["fault"]["message"].as_str().unwrap_or("the server went to ERROR").chars().take(300).collect()
+}
+
+impl OpenStackDriver {
+    /// A driver for this config (no I/O).
+    pub fn new(cfg: Config) -> Result<OpenStackDriver> {
+        Ok(OpenStackDriver { api: Client::new(cfg)? })
+    }
+
+    /// HTTP round trips so far.
+    pub fn round_trips(&self) -> u64 {
+        self.api.round_trips()
+    }
+
+    /// The client (tests: token handling).
+    pub fn client(&self) -> &Client {
+        &self.api
+    }
+
+    fn cfg(&self) -> &Config {
+        self.api.config()
+    }
+
+    async fn server(&self, id: &str) -> Result<Value, OsError> {
+        let v = self.api.get(Service::Compute, &format!("/servers/{id}")).await?;
+        Ok(v["server"].clone())
+    }
+
+    /// The server, or `None` when Nova says it does not exist.
+    async fn server_opt(&self, id: &str) -> Result<Option<Value>, OsError> {
+        match self.server(id).await {
+            Ok(s) => Ok(Some(s)),
+            Err(OsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn action(&self, id: &str, body: Value) -> Result<(), OsError> {
+        self.api.post(Service::Compute, &format!("/servers/{id}/action"), &body).await.map(drop)
+    }
+
+    /// Every server of the project (paginated).
+    async fn servers(&self, query: &str) -> Result<Vec<Value>, OsError> {
+        let mut out: Vec<Value> = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut path = format!("/servers/detail?limit=1000{query}");
+            if let Some(m) = &marker {
+                path.push_str(&format!("&marker={}", enc(m)));
+            }
+            let v = self.api.get(Service::Compute, &path).await?;
+            let page = v["servers"].as_array().cloned().unwrap_or_default();
+            let n = page.len();
+            marker = page.last().and_then(|s| s["id"].as_str()).map(str::to_string);
+            out.extend(page);
+            if n < 1000 || marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Servers named exactly `name` (Nova's `name` filter is a regular expression).
+    async fn servers_named(&self, name: &str) -> Result<Vec<Value>, OsError> {
+        let re = format!("^{}$", regex::escape(name));
+        let list = self.servers(&format!("&name={}", enc(&re))).await?;
+        Ok(list.into_iter().filter(|s| s["name"].as_str() == Some(name)).collect())
+    }
+
+    /// Snapshot images of a server (oldest first).
+    async fn snapshot_images(&self, id: &str) -> Result<Vec<Value>, OsError> {
+        let v = self
+            .api
+            .get(
+                Service::Image,
+                &format!("/images?{IMG_SNAPSHOT_OF}={}&sort_key=created_at&sort_dir=asc&limit=1000", enc(id)),
+            )
+            .await?;
+        Ok(v["images"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i[IMG_SNAPSHOT_OF].as_str() == Some(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn snapshot_image(&self, id: &str, name: &str) -> Result<Option<Value>, OsError> {
+        Ok(self.snapshot_images(id).await?.into_iter().rev().find(|i| i[IMG_SNAPSHOT_NAME].as_str() == Some(name)))
+    }
+
+    /// `createImage` → the new image id (2.45+: in the body).
+    async fn create_image(&self, id: &str, name: &str, props: Value) -> Result<String, OsError> {
+        let body = json!({"createImage": {"name": name, "metadata": props}});
+        let v = self.api.post(Service::Compute, &format!("/servers/{id}/action"), &body).await?;
+        v["image_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| OsError::BadAnswer("createImage answered without image_id".into()))
+    }
+
+    /// The flavor id for a clone/create: the `flavor` setting (name or id), else the
+    /// source's flavor by name, else the smallest flavor with at least `cpus`/`ram`.
+    async fn pick_flavor(&self, by_name: Option<&str>, cpus: Option<u32>, ram: Option<u64>) -> Result<String, OsError> {
+        let v = self.api.get(Service::Compute, "/flavors/detail?limit=1000").await?;
+        let flavors = v["flavors"].as_array().cloned().unwrap_or_default();
+        let find = |want: &str| {
+            flavors
+                .iter()
+                .find(|f| f["id"].as_str() == Some(want) || f["name"].as_str() == Some(want))
+                .and_then(|f| f["id"].as_str())
+                .map(str::to_string)
+        };
+        if let Some(want) = self.cfg().flavor.as_deref() {
+            return find(want)
+                .ok_or_else(|| OsError::NotFound(format!("flavor '{}' (setting 'flavor') not found", clip(want))));
+        }
+        if let Some(id) = by_name.and_then(find) {
+            return Ok(id);
+        }
+        let need_cpu = u64::from(cpus.unwrap_or(1));
+        let need_ram = ram.unwrap_or(0);
+        flavors
+            .iter()
+            .filter(|f| f["vcpus"].as_u64().unwrap_or(0) >= need_cpu && f["ram"].as_u64().unwrap_or(0) >= need_ram)
+            .min_by_key(|f| {
+                (f["vcpus"].as_u64().unwrap_or(0), f["ram"].as_u64().unwrap_or(0), f["disk"].as_u64().unwrap_or(0))
+            })
+            .and_then(|f| f["id"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                OsError::NotFound(format!("no flavor with at least {need_cpu} vCPUs and {need_ram} MiB (set 'flavor')"))
+            })
+    }
+
+    /// The `networks` member of a server create: the `network` setting's id, else none.
+    async fn networks(&self) -> Result<Value, OsError> {
+        match self.cfg().network.clone() {
+            None => Ok(json!("none")),
+            Some(n) => Ok(json!([{"uuid": self.network_id(&n).await?}])),
+        }
+    }
+
+    async fn network_id(&self, n: &str) -> Result<String, OsError> {
+        if is_uuid(n) {
+            return Ok(n.to_string());
+        }
+        let v = self.api.get(Service::Network, &format!("/networks?name={}", enc(n))).await?;
+        v["networks"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|x| x["id"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| OsError::NotFound(format!("network '{}' (setting 'network') not found", clip(n))))
+    }
+
+    fn power_token(&self, id: &str, want: &str, then: Option<&str>) -> TaskId {
+        TaskToken::new("os-power", json!({"id": id, "want": want, "then": then}))
+            .with_max_age(self.cfg().task_timeout.as_secs())
+            .encode()
+    }
+
+    fn done(op: &str) -> TaskId {
+        task::completed(op, &TaskOutput::default())
+    }
+
+    /// The server named `name` that a clone of `source` made (ownership: our metadata).
+    async fn earlier_clone(&self, source: &str, name: &str) -> Result<Option<Value>, OsError> {
+        Ok(self.servers_named(name).await?.into_iter().find(|s| {
+            meta(s, META_OWNED) == Some("1") && meta(s, META_CLONE_OF) == Some(source) && meta(s, META_NONCE).is_some()
+        }))
+    }
+
+    fn boot_token(&self, body: Value) -> TaskId {
+        TaskToken::new("os-boot", body).with_max_age(self.cfg().task_timeout.as_secs()).encode()
+    }
+
+    /// One step of a boot task (clone or create): find the server by nonce; boot it when the
+    /// image is ready; finish when it is ACTIVE (then drop a temporary image).
+    async fn advance_boot(&self, t: &TaskToken) -> Result<TaskStatus> {
+        let nonce = t.req_str("nonce")?;
+        let name = t.req_str("name")?;
+        let image = t.req_str("image")?;
+        let found = self
+            .servers_named(name)
+            .await?
+            .into_iter()
+            .find(|s| meta(s, META_NONCE) == Some(nonce) && meta(s, META_OWNED) == Some("1"));
+        if let Some(s) = found {
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            let (status, task_state) = status_of(&s);
+            return Ok(match (status, task_state) {
+                ("ERROR", _) => {
+                    TaskStatus::Failed(Error::backend(format!("server [{id}] failed to build: {}", fault_of(&s))))
+                }
+                ("ACTIVE", None) => {
+                    if t.body["tmp_image"].as_bool() == Some(true) {
+                        self.api.delete(Service::Image, &format!("/images/{image}")).await?;
+                    }
+                    TaskStatus::Completed(TaskOutput { new_guest: Some(GuestId::new(id)) })
+                }
+                ("SHUTOFF", None) => {
+                    // A create must end powered on (someone stopped it meanwhile).
+                    self.action(&id, json!({"os-start": null})).await.or_else(ignore_conflict)?;
+                    TaskStatus::Running
+                }
+                _ => TaskStatus::Running,
+            });
+        }
+        let img = match self.api.get(Service::Image, &format!("/images/{image}")).await {
+            Ok(i) => i,
+            Err(OsError::NotFound(_)) => {
+                return Ok(TaskStatus::Failed(Error::not_found(format!("image [{}]", clip(image)))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match img["status"].as_str() {
+            Some("active") => {}
+            Some("queued" | "saving" | "uploading" | "importing") => return Ok(TaskStatus::Running),
+            other => {
+                return Ok(TaskStatus::Failed(Error::backend(format!(
+                    "image [{image}] is {} and cannot be booted",
+                    other.unwrap_or("in an unknown state")
+                ))))
+            }
+        }
+        let mut server = t.body["server"].clone();
+        server["imageRef"] = json!(image);
+        let v = self.api.post(Service::Compute, "/servers", &json!({ "server": server })).await?;
+        let id = v["server"]["id"].as_str().map(GuestId::new);
+        tracing::debug!(target: "polyvisor_openstack", ?id, "server booted");
+        Ok(TaskStatus::Running)
+    }
+}
+
+fn ignore_conflict(e: OsError) -> Result<(), OsError> {
+    match e {
+        OsError::Conflict(_) => Ok(()),
+        e => Err(e),
+    }
+}
+
+#[async_trait]
+impl Driver for OpenStackDriver {
+    fn display_name(&self) -> &str {
+        self.cfg().profile.display()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Config::capabilities()
+    }
+
+    async fn probe(&self) -> Result<String> {
+        let mv = self.api.microversion().await?;
+        self.api.get(Service::Compute, "/servers?limit=1").await?;
+        let what = match self.cfg().profile {
+            Profile::OpenStack => "OpenStack",
+            Profile::Virtuozzo => "Virtuozzo Hybrid Infrastructure",
+        };
+        Ok(format!("{what} compute API {mv}"))
+    }
+
+    async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
+        Ok(self.servers("").await?.iter().map(|s| guest_of(s).summary()).collect())
+    }
+
+    async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
+        let sid = server_id(id)?;
+        match self.server(sid).await {
+            Ok(s) => Ok(guest_of(&s)),
+            Err(OsError::NotFound(_)) => Err(Error::not_found(format!("guest [{sid}]"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
+        let sid = server_id(id)?;
+        let s = self.server_opt(sid).await?.ok_or_else(|| Error::not_found(format!("guest [{sid}]")))?;
+        let (status, task_state) = status_of(&s);
+        if map::meta(&s, META_TEMPLATE) == Some("1") && matches!(action, PowerAction::Start | PowerAction::Resume) {
+            return Err(Error::conflict(format!("guest [{sid}] is a template; convert it to a VM first")));
+        }
+        let fail = |e: OsError| Error::from(e).context(format!("Failed to {action} guest [{sid}]"));
+        let steady = task_state.is_none();
+        let send = |body: Value| async move { self.action(sid, body).await };
+        match action {
+            PowerAction::Start | PowerAction::Resume => match status {
+                "ACTIVE" if steady => Ok(Self::done("power")),
+                "SHUTOFF" if action == PowerAction::Start => {
+                    send(json!({"os-start": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "ACTIVE", None))
+                }
+                "SUSPENDED" => {
+                    send(json!({"resume": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "ACTIVE", None))
+                }
+                "PAUSED" => {
+                    send(json!({"unpause": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "ACTIVE", None))
+                }
+                "SHUTOFF" => {
+                    Err(Error::conflict(format!("guest [{sid}] is not suspended (SHUTOFF); start it instead")))
+                }
+                _ => Ok(self.power_token(sid, "ACTIVE", None)),
+            },
+            PowerAction::Stop | PowerAction::Shutdown => match status {
+                "SHUTOFF" if steady => Ok(Self::done("power")),
+                "SUSPENDED" => {
+                    // Nova stops only ACTIVE/ERROR servers: resume, then stop.
+                    send(json!({"resume": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "SHUTOFF", Some("os-stop")))
+                }
+                "PAUSED" => {
+                    send(json!({"unpause": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "SHUTOFF", Some("os-stop")))
+                }
+                _ if task_state == Some("powering-off") => Ok(self.power_token(sid, "SHUTOFF", None)),
+                _ => {
+                    send(json!({"os-stop": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "SHUTOFF", None))
+                }
+            },
+            PowerAction::Reboot | PowerAction::Reset => {
+                if status == "SHUTOFF" && action == PowerAction::Reboot {
+                    send(json!({"os-start": null})).await.map_err(fail)?;
+                } else {
+                    let kind = if action == PowerAction::Reset { "HARD" } else { "SOFT" };
+                    send(json!({"reboot": {"type": kind}})).await.map_err(fail)?;
+                }
+                Ok(self.power_token(sid, "ACTIVE", None))
+            }
+            PowerAction::Suspend => match status {
+                "SUSPENDED" if steady => Ok(Self::done("power")),
+                "ACTIVE" => {
+                    send(json!({"suspend": null})).await.map_err(fail)?;
+                    Ok(self.power_token(sid, "SUSPENDED", None))
+                }
+                other => Err(Error::conflict(format!("guest [{sid}] cannot be suspended while {other}"))),
+            },
+        }
+    }
+
+    async fn delete_guest(&self, id: &GuestId) -> Result<TaskId> {
+        let Ok(sid) = server_id(id) else { return Ok(Self::done("delete")) };
+        let Some(s) = self.server_opt(sid).await? else { return Ok(Self::done("delete")) };
+        let ports: Vec<String> =
+            meta(&s, META_PORTS).unwrap_or_default().split(',').filter(|p| is_uuid(p)).map(str::to_string).collect();
+        // The snapshot images polyvisor made of this server go with it.
+        for img in self.snapshot_images(sid).await? {
+            if let Some(iid) = img["id"].as_str() {
+                self.api.delete(Service::Image, &format!("/images/{iid}")).await?;
+            }
+        }
+        self.api
+            .delete(Service::Compute, &format!("/servers/{sid}"))
+            .await
+            .map_err(|e| Error::from(e).context(format!("Failed to delete guest [{sid}]")))?;
+        Ok(TaskToken::new("os-delete", json!({"id": sid, "ports": ports}))
+            .with_max_age(self.cfg().task_timeout.as_secs())
+            .encode())
+    }
+
+    async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
+        let sid = server_id(id)?;
+        let path = format!("/servers/{sid}/metadata/{META_TEMPLATE}");
+        if is_template {
+            return match self.api.put(Service::Compute, &path, &json!({"meta": {META_TEMPLATE: "1"}})).await {
+                Ok(_) => Ok(Self::done("convert")),
+                Err(OsError::NotFound(_)) => Err(Error::not_found(format!("guest [{sid}]"))),
+                Err(e) => Err(Error::from(e).context(format!("Failed to convert guest [{sid}]"))),
+            };
+        }
+        // Removing the flag: Nova answers 404 both for a missing key (already a VM: fine)
+        // and for a missing server.
+        if !self.api.delete(Service::Compute, &path).await? && self.server_opt(sid).await?.is_none() {
+            return Err(Error::not_found(format!("guest [{sid}]")));
+        }
+        Ok(Self::done("convert"))
+    }
+
+    async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
+        let src = server_id(&spec.source)?;
+        valid_name(&spec.name)?;
+        if let Some(s) = self.earlier_clone(src, &spec.name).await? {
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            let nonce = meta(&s, META_NONCE).unwrap_or_default();
+            let image = s["image"]["id"].as_str().unwrap_or_default();
+            let body = json!({"nonce": nonce, "name": spec.name, "image": image, "tmp_image": false});
+            return Ok(CloneStarted { task: self.boot_token(body), new_guest: Some(GuestId::new(id)) });
+        }
+        let source = self.server_opt(src).await?.ok_or_else(|| Error::not_found(format!("guest [{src}]")))?;
+        let n = nonce();
+        let (image, tmp) = match spec.snapshot.as_deref().filter(|s| !s.is_empty()) {
+            Some(snap) => {
+                let img = self
+                    .snapshot_image(src, snap)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("snapshot '{}' of guest [{src}]", clip(snap))))?;
+                (img["id"].as_str().unwrap_or_default().to_string(), false)
+            }
+            None => {
+                // "Current state": a fresh image of the source, deleted once the clone booted.
+                let img = self
+                    .create_image(src, &format!("pv-clonebase-{n}"), json!({IMG_CLONE_BASE: n}))
+                    .await
+                    .map_err(|e| Error::from(e).context(format!("Failed to clone guest [{src}]")))?;
+                (img, true)
+            }
+        };
+        let flavor = self
+            .pick_flavor(
+                source["flavor"]["original_name"].as_str(),
+                source["flavor"]["vcpus"].as_u64().map(|v| v as u32),
+                source["flavor"]["ram"].as_u64(),
+            )
+            .await?;
+        let server = json!({
+            "name": spec.name, "flavorRef": flavor, "networks": self.networks().await?,
+            "metadata": {META_OWNED: "1", META_CLONE_OF: src, META_NONCE: n},
+        });
+        let body = json!({"nonce": n, "name": spec.name, "image": image, "tmp_image": tmp, "server": server});
+        Ok(CloneStarted { task: self.boot_token(body), new_guest: None })
+    }
+
+    async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
+        valid_name(&spec.name)?;
+        if spec.key.is_empty() || spec.key.len() > 255 {
+            return Err(Error::invalid("the platform key must be 1-255 characters"));
+        }
+        // A retry finds the server by its key (ownership: the key, never the name).
+        if let Some(s) = self.servers("").await?.into_iter().find(|s| meta(s, META_KEY) == Some(spec.key.as_str())) {
+            let id = s["id"].as_str().unwrap_or_default().to_string();
+            let nonce = meta(&s, META_NONCE).unwrap_or_default();
+            let image = s["image"]["id"].as_str().unwrap_or_default();
+            let body = json!({"nonce": nonce, "name": s["name"], "image": image, "tmp_image": false});
+            return Ok(CloneStarted { task: self.boot_token(body), new_guest: Some(GuestId::new(id)) });
+        }
+        let image = match &spec.source {
+            CreateSource::Template { id, .. } => id.as_str().to_string(),
+            CreateSource::Iso { .. } => return Err(Error::unsupported("creating a guest from an ISO")),
+        };
+        if !is_uuid(&image) {
+            return Err(Error::not_found(format!("template image [{}]", clip(&image))));
+        }
+        if !spec.nics.is_empty() && self.cfg().network.is_none() {
+            return Err(Error::invalid(
+                "the guest asks for NICs but setting 'network' (the Neutron network for them) is not set",
+            ));
+        }
+        let n = nonce();
+        let mut ports: Vec<String> = Vec::new();
+        let networks = if spec.nics.is_empty() {
+            self.networks().await?
+        } else {
+            let net = self.network_id(self.cfg().network.as_deref().unwrap_or_default()).await?;
+            let mut list = Vec::new();
+            for (i, nic) in spec.nics.iter().enumerate() {
+                if nic.vlan.is_some() {
+                    self.cleanup_ports(&ports).await;
+                    return Err(Error::invalid(
+                        "VLAN-tagged NICs are not supported: Neutron decides segmentation per network; \
+                         map the CloudStack network to an untagged one and set 'network'",
+                    ));
+                }
+                let mut port = json!({"network_id": net, "name": format!("pv-{n}-{i}")});
+                if let Some(mac) = &nic.mac {
+                    port["mac_address"] = json!(mac.to_ascii_lowercase());
+                }
+                let p = match self.api.post(Service::Network, "/ports", &json!({ "port": port })).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.cleanup_ports(&ports).await;
+                        return Err(
+                            Error::from(e).context(format!("Failed to create a port for guest '{}'", spec.name))
+                        );
+                    }
+                };
+                let pid = p["port"]["id"].as_str().unwrap_or_default().to_string();
+                list.push(json!({"port": pid}));
+                ports.push(pid);
+            }
+            Value::Array(list)
+        };
+        let flavor = match self.pick_flavor(None, spec.cpus, spec.memory_mb).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.cleanup_ports(&ports).await;
+                return Err(e.into());
+            }
+        };
+        let server = json!({
+            "name": spec.name, "flavorRef": flavor, "networks": networks,
+            "metadata": {META_OWNED: "1", META_KEY: spec.key, META_NONCE: n, META_PORTS: ports.join(",")},
+        });
+        let body = json!({"nonce": n, "name": spec.name, "image": image, "tmp_image": false, "server": server});
+        let task = self.boot_token(body);
+        // Boot right away when the image is ready (the task does it otherwise).
+        if let Ok(TaskStatus::Failed(e)) = self.task_status(&task).await {
+            self.cleanup_ports(&ports).await;
+            return Err(e);
+        }
+        Ok(CloneStarted { task, new_guest: None })
+    }
+
+    async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
+        let sid = server_id(id)?;
+        if self.server_opt(sid).await?.is_none() {
+            return Err(Error::not_found(format!("guest [{sid}]")));
+        }
+        Ok(self
+            .snapshot_images(sid)
+            .await?
+            .iter()
+            .filter_map(|i| {
+                Some(Snapshot {
+                    name: i[IMG_SNAPSHOT_NAME].as_str()?.to_string(),
+                    description: None,
+                    created_unix: None,
+                    parent: None,
+                    includes_memory: false,
+                })
+            })
+            .collect())
+    }
+
+    async fn snapshot_exists(&self, id: &GuestId, name: &str) -> Result<bool> {
+        let sid = server_id(id)?;
+        Ok(self.snapshot_image(sid, name).await?.is_some())
+    }
+
+    async fn create_snapshot(&self, id: &GuestId, spec: &SnapshotSpec) -> Result<TaskId> {
+        let sid = server_id(id)?;
+        if spec.name.is_empty() || spec.name.len() > 200 {
+            return Err(Error::invalid("snapshot names must be 1-200 characters"));
+        }
+        if spec.include_memory {
+            return Err(Error::unsupported("snapshots with memory"));
+        }
+        if let Some(old) = self.snapshot_image(sid, &spec.name).await? {
+            if let Some(iid) = old["id"].as_str() {
+                self.api.delete(Service::Image, &format!("/images/{iid}")).await?;
+            }
+        }
+        let image = self
+            .create_image(
+                sid,
+                &format!("pv-snap-{}-{}", &sid[..8], spec.name),
+                json!({IMG_SNAPSHOT_OF: sid, IMG_SNAPSHOT_NAME: spec.name}),
+            )
+            .await
+            .map_err(|e| Error::from(e).context(format!("Snapshot of guest [{sid}] failed")))?;
+        Ok(TaskToken::new("os-snap", json!({"id": sid, "image": image}))
+            .with_max_age(self.cfg().task_timeout.as_secs())
+            .encode())
+    }
+
+    async fn revert_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
+        let sid = server_id(id)?;
+        let s = self.server_opt(sid).await?.ok_or_else(|| Error::not_found(format!("guest [{sid}]")))?;
+        let img = self
+            .snapshot_image(sid, name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("snapshot '{}' of guest [{sid}]", clip(name))))?;
+        let iid = img["id"].as_str().unwrap_or_default().to_string();
+        let want = if status_of(&s).0 == "SHUTOFF" { "SHUTOFF" } else { "ACTIVE" };
+        // Nova has no in-place revert: rebuild from the snapshot image (metadata is kept).
+        self.action(sid, json!({"rebuild": {"imageRef": iid}}))
+            .await
+            .map_err(|e| Error::from(e).context(format!("Revert of guest [{sid}] failed")))?;
+        Ok(TaskToken::new("os-rebuild", json!({"id": sid, "image": iid, "want": want}))
+            .with_max_age(self.cfg().task_timeout.as_secs())
+            .encode())
+    }
+
+    async fn delete_snapshot(&self, id: &GuestId, name: &str) -> Result<TaskId> {
+        let sid = server_id(id)?;
+        while let Some(img) = self.snapshot_image(sid, name).await? {
+            let iid = img["id"].as_str().unwrap_or_default();
+            if !self.api.delete(Service::Image, &format!("/images/{iid}")).await? {
+                break;
+            }
+        }
+        Ok(Self::done("snapshot-delete"))
+    }
+
+    async fn advance_task(&self, t: &TaskToken) -> Result<TaskStatus> {
+        match t.kind.as_str() {
+            "os-power" => {
+                let id = t.req_str("id")?;
+                let want = t.req_str("want")?;
+                let Some(s) = self.server_opt(id).await? else {
+                    return Ok(TaskStatus::Failed(Error::not_found(format!("guest [{id}]"))));
+                };
+                let (status, task_state) = status_of(&s);
+                if status == want && task_state.is_none() {
+                    return Ok(TaskStatus::Completed(TaskOutput::default()));
+                }
+                if status == "ERROR" {
+                    return Ok(TaskStatus::Failed(Error::backend(format!("guest [{id}]: {}", fault_of(&s)))));
+                }
+                if let Some(then) = t.str("then") {
+                    if status == "ACTIVE" && task_state.is_none() {
+                        self.action(id, json!({ then: null })).await.or_else(ignore_conflict)?;
+                    }
+                }
+                Ok(TaskStatus::Running)
+            }
+            "os-delete" => {
+                let id = t.req_str("id")?;
+                if let Some(s) = self.server_opt(id).await? {
+                    // A delete that Nova dropped (ERROR without task): send it again.
+                    if status_of(&s).1.is_none() && status_of(&s).0 != "DELETED" {
+                        self.api.delete(Service::Compute, &format!("/servers/{id}")).await.or_else(|e| match e {
+                            OsError::Conflict(_) => Ok(true),
+                            e => Err(e),
+                        })?;
+                    }
+                    return Ok(TaskStatus::Running);
+                }
+                for p in t.body["ports"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    self.api.delete(Service::Network, &format!("/ports/{p}")).await?;
+                }
+                Ok(TaskStatus::Completed(TaskOutput::default()))
+            }
+            "os-snap" => {
+                let id = t.req_str("id")?;
+                let image = t.req_str("image")?;
+                let img = match self.api.get(Service::Image, &format!("/images/{image}")).await {
+                    Ok(i) => i,
+                    Err(OsError::NotFound(_)) => {
+                        return Ok(TaskStatus::Failed(Error::backend(format!("snapshot image [{image}] vanished"))))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match img["status"].as_str() {
+                    Some("active") => {}
+                    Some("killed" | "deleted" | "pending_delete" | "deactivated") => {
+                        return Ok(TaskStatus::Failed(Error::backend(format!("snapshot image [{image}] failed"))))
+                    }
+                    _ => return Ok(TaskStatus::Running),
+                }
+                // Done when the server has left its image_* task state too.
+                match self.server_opt(id).await? {
+                    Some(s) if status_of(&s).1.is_some() => Ok(TaskStatus::Running),
+                    _ => Ok(TaskStatus::Completed(TaskOutput::default())),
+                }
+            }
+            "os-rebuild" => {
+                let id = t.req_str("id")?;
+                let want = t.req_str("want")?;
+                let image = t.req_str("image")?;
+                let Some(s) = self.server_opt(id).await? else {
+                    return Ok(TaskStatus::Failed(Error::not_found(format!("guest [{id}]"))));
+                };
+                let (status, task_state) = status_of(&s);
+                if status == "ERROR" {
+                    return Ok(TaskStatus::Failed(Error::backend(format!("guest [{id}]: {}", fault_of(&s)))));
+                }
+                if status == want && task_state.is_none() && s["image"]["id"].as_str() == Some(image) {
+                    return Ok(TaskStatus::Completed(TaskOutput::default()));
+                }
+                Ok(TaskStatus::Running)
+            }
+            "os-boot" => self.advance_boot(t).await,
+            _ => Err(t.unknown()),
+        }
+    }
+
+    async fn console(&self, id: &GuestId) -> Result<Console> {
+        let sid = server_id(id)?;
+        let body = json!({"remote_console": {"protocol": "vnc", "type": "novnc"}});
+        let v = self
+            .api
+            .post(Service::Compute, &format!("/servers/{sid}/remote-consoles"), &body)
+            .await
+            .map_err(|e| Error::from(e).context(format!("Console of guest [{sid}] failed")))?;
+        let url = v["remote_console"]["url"]
+            .as_str()
+            .ok_or_else(|| Error::backend("Nova answered remote-consoles without a URL"))?;
+        Ok(Console::Url { url: SecretString::from(url.to_string()) })
+    }
+}
+
+impl OpenStackDriver {
+    /// Best-effort removal of ports made for a create that then failed.
+    async fn cleanup_ports(&self, ports: &[String]) {
+        for p in ports {
+            if let Err(e) = self.api.delete(Service::Network, &format!("/ports/{p}")).await {
+                tracing::warn!(target: "polyvisor_openstack", port = %p, error = %e, "could not remove a port after a failed create");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_are_checked_before_any_request() {
+        assert!(valid_name("h-1.web_2").is_ok());
+        for bad in ["", "-x", "a b", "x/../y", &"a".repeat(64)] {
+            assert!(valid_name(bad).is_err(), "{bad}");
+        }
+        assert!(server_id(&GuestId::new("../../servers")).unwrap_err().is_not_found());
+        assert_ne!(nonce(), nonce());
+    }
+}

@@ -1,0 +1,369 @@
+//! Driver-level tests against the real loopback OpenStack started by
+//! `scripts/ci/start-openstack.sh` (contract `/run/polyvisor-test/openstack.json`): auth by
+//! password and by application credential, re-authentication on a 401 (against a Keystone/Nova
+//! mock: the real Nova caches token validations for minutes), Nova
+//! 404/409 mapped to clear kinds, power cycle, template flag, snapshot image, clone from a
+//! version, delete leaving no server/image/port behind, the foreign server untouched, and the
+//! official client (`openstack server list` / `image list`) agreeing with the driver.
+//! A missing contract fails (naming the script); nothing is skipped.
+
+use polyvisor_core::task::{wait, TaskId};
+use polyvisor_core::{
+    CloneMode, CloneSpec, Driver, ErrorKind, GuestId, PowerAction, PowerState, Settings, SnapshotSpec,
+};
+use polyvisor_openstack::client::Service;
+use polyvisor_openstack::error::OsError;
+use polyvisor_openstack::{open_driver, OpenStackDriver};
+use polyvisor_test_support::backend::Backend;
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+/// One flow at a time (they share the cloud's single fake compute host).
+static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn contract() -> (Backend, Value) {
+    let b = Backend::load("openstack").unwrap_or_else(|e| panic!("{e}"));
+    let raw: Value = serde_json::from_str(
+        &std::fs::read_to_string(polyvisor_test_support::backend::run_dir().join("openstack.json")).unwrap(),
+    )
+    .unwrap();
+    (b, raw)
+}
+
+fn driver(b: &Backend) -> OpenStackDriver {
+    open_driver(&Settings::from_json(&Value::Object(b.settings.clone())).unwrap()).unwrap()
+}
+
+async fn done(d: &OpenStackDriver, t: &TaskId) -> polyvisor_core::TaskOutput {
+    wait(d, t, Duration::from_secs(300), Duration::from_millis(500)).await.expect("task")
+}
+
+/// The official client's view (`openstack ... -f json`) with the contract's demo credentials.
+fn official(b: &Backend, args: &[&str]) -> Vec<Value> {
+    let s = &b.settings;
+    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let out = Command::new("/usr/bin/openstack")
+        .args(args)
+        .args(["-f", "json"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("OS_AUTH_URL", get("auth_url"))
+        .env("OS_USERNAME", get("username"))
+        .env("OS_PASSWORD", get("password"))
+        .env("OS_PROJECT_NAME", get("project_name"))
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_REGION_NAME", get("region_name"))
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .output()
+        .expect("python3-openstackclient (/usr/bin/openstack) is installed by start-openstack.sh");
+    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn ids(list: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().filter_map(|x| x["ID"].as_str().map(str::to_string)).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_and_application_credential_auth() {
+    let _one = ONE.lock().await;
+    let (b, raw) = contract();
+    let d = driver(&b);
+    let probe = d.probe().await.expect("probe by password");
+    assert!(probe.contains("compute API 2."), "{probe}");
+    assert_eq!(d.client().microversion().await.unwrap(), "2.93", "highest offered, capped at the tested one");
+
+    // Application credential (no username/password/project in the settings at all).
+    let mut s = b.settings.clone();
+    for k in ["username", "password", "project_name", "user_domain_name", "project_domain_name"] {
+        s.remove(k);
+    }
+    for (k, v) in raw["application_credential"].as_object().expect("contract has an application_credential") {
+        s.insert(k.clone(), v.clone());
+    }
+    let ac = open_driver(&Settings::from_json(&Value::Object(s)).unwrap()).unwrap();
+    let by_ac = ac.list_guests().await.expect("list by application credential");
+    let by_pw = d.list_guests().await.unwrap();
+    assert_eq!(by_ac.len(), by_pw.len(), "same project, same servers");
+
+    // One token per process: later calls reuse it.
+    let auths = d.client().authentications();
+    d.list_guests().await.unwrap();
+    assert_eq!(d.client().authentications(), auths);
+
+    // Wrong password: Unauthorized, the password never in the message.
+    let mut bad = b.settings.clone();
+    bad.insert("password".into(), Value::String("wrong-pass-123".into()));
+    let e = open_driver(&Settings::from_json(&Value::Object(bad)).unwrap()).unwrap().probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(!e.message().contains("wrong-pass-123"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nova_404_and_409_map_to_clear_kinds() {
+    let _one = ONE.lock().await;
+    let (b, _) = contract();
+    let d = driver(&b);
+    let missing = GuestId::new("00000000-0000-4000-8000-000000000000");
+    let e = d.get_guest(&missing).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("00000000-0000-4000-8000-000000000000"));
+    let e = d.power(&missing, PowerAction::Start).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    // A delete of a missing guest is an already-completed task.
+    done(&d, &d.delete_guest(&missing).await.unwrap()).await;
+    // 409 straight from Nova: os-start on a running server.
+    let foreign = d.list_guests().await.unwrap().into_iter().find(|g| g.name == "pv-ci-foreign").expect("foreign");
+    assert_eq!(foreign.power, PowerState::PoweredOn);
+    let r = d
+        .client()
+        .post(Service::Compute, &format!("/servers/{}/action", foreign.id), &serde_json::json!({"os-start": null}))
+        .await
+        .unwrap_err();
+    assert!(matches!(r, OsError::Conflict(_)), "{r:?}");
+    let core: polyvisor_core::Error = r.into();
+    assert_eq!(core.kind(), ErrorKind::Conflict);
+    assert!(core.source_as::<OsError>().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn power_template_snapshot_clone_and_delete_leave_nothing_behind() {
+    let _one = ONE.lock().await;
+    let (b, _) = contract();
+    let d = driver(&b);
+    let servers_before = ids(&official(&b, &["server", "list"]));
+    let images_before = ids(&official(&b, &["image", "list"]));
+    let foreign = d.list_guests().await.unwrap().into_iter().find(|g| g.name == "pv-ci-foreign").unwrap();
+    let foreign_before = d.get_guest(&foreign.id).await.unwrap();
+
+    // A scratch VM: clone of the contract's source (current state → a temporary image).
+    let src = GuestId::new(b.source_guest.clone());
+    let name = format!("pvt-{}", std::process::id());
+    let spec =
+        CloneSpec { source: src.clone(), name: name.clone(), snapshot: None, mode: CloneMode::Auto, start: false };
+    let rt0 = d.round_trips();
+    let started = d.clone_guest(&spec).await.unwrap();
+    let vm = done(&d, &started.task).await.new_guest.expect("clone id");
+    eprintln!("clone (current state): {} round trips", d.round_trips() - rt0);
+    let g = d.get_guest(&vm).await.unwrap();
+    assert_eq!((g.name.as_str(), g.power, g.is_template), (name.as_str(), PowerState::PoweredOn, false));
+    assert_eq!(g.nics.len(), 1, "one NIC on the 'network' setting's network");
+    assert!(!g.nics[0].mac.is_empty() && !g.ipv4_addresses().is_empty(), "{:?}", g.nics);
+    // The official client sees the new server.
+    assert!(ids(&official(&b, &["server", "list"])).contains(&vm.0));
+
+    // Power cycle.
+    for (a, want) in [
+        (PowerAction::Stop, PowerState::PoweredOff),
+        (PowerAction::Start, PowerState::PoweredOn),
+        (PowerAction::Reboot, PowerState::PoweredOn),
+        (PowerAction::Reset, PowerState::PoweredOn),
+        (PowerAction::Suspend, PowerState::Suspended),
+        (PowerAction::Resume, PowerState::PoweredOn),
+        (PowerAction::Stop, PowerState::PoweredOff),
+        (PowerAction::Stop, PowerState::PoweredOff),
+    ] {
+        let rt = d.round_trips();
+        done(&d, &d.power(&vm, a).await.unwrap()).await;
+        assert_eq!(d.get_guest(&vm).await.unwrap().power, want, "{a}");
+        eprintln!("power {a}: {} round trips incl. polls", d.round_trips() - rt);
+    }
+    let listed = official(&b, &["server", "list"]);
+    let row = listed.iter().find(|r| r["ID"].as_str() == Some(vm.as_str())).expect("listed by the official client");
+    assert_eq!(row["Status"], "SHUTOFF", "the official client agrees on the power state");
+
+    // Template flag lives in server metadata; another driver instance (process) sees it.
+    done(&d, &d.set_template(&vm, true).await.unwrap()).await;
+    assert!(driver(&b).get_guest(&vm).await.unwrap().is_template);
+
+    // Snapshot image; clone from that version.
+    let snap = SnapshotSpec { name: "RAS_TEMPLATE_VERSION_1".into(), include_memory: false, description: None };
+    done(&d, &d.create_snapshot(&vm, &snap).await.unwrap()).await;
+    assert!(d.snapshot_exists(&vm, "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    let imgs = official(&b, &["image", "list"]);
+    assert_eq!(ids(&imgs).len(), images_before.len() + 1, "the official client sees the snapshot image");
+    let host_name = format!("{name}-h");
+    let spec = CloneSpec {
+        source: vm.clone(),
+        name: host_name.clone(),
+        snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+        mode: CloneMode::Full,
+        start: false,
+    };
+    let host = done(&d, &d.clone_guest(&spec).await.unwrap().task).await.new_guest.unwrap();
+    let hg = d.get_guest(&host).await.unwrap();
+    assert_eq!((hg.name.as_str(), hg.is_template), (host_name.as_str(), false));
+    // A retry of the same clone adopts it instead of booting another.
+    let again = d.clone_guest(&spec).await.unwrap();
+    assert_eq!(again.new_guest.as_ref(), Some(&host));
+
+    // Delete both: servers, the snapshot image and the ports go; the foreign server stays.
+    for id in [&host, &vm] {
+        done(&d, &d.delete_guest(id).await.unwrap()).await;
+        assert!(d.get_guest(id).await.unwrap_err().is_not_found());
+    }
+    let ports = d.client().get(Service::Network, "/ports").await.unwrap();
+    for p in ports["ports"].as_array().unwrap() {
+        assert!(
+            p["device_id"].as_str() != Some(vm.as_str()) && p["device_id"].as_str() != Some(host.as_str()),
+            "port left behind: {p}"
+        );
+    }
+    assert_eq!(ids(&official(&b, &["server", "list"])), servers_before, "official client: no server left");
+    assert_eq!(ids(&official(&b, &["image", "list"])), images_before, "official client: no image left");
+    let after = d.get_guest(&foreign.id).await.unwrap();
+    assert_eq!((after.power, after.is_template, after.key), (foreign_before.power, false, None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nova_that_stops_answering_is_bounded() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // Nova: a TCP listener that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nova = format!("http://{}/v2.1", silent.local_addr().unwrap());
+    let _hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    // Keystone: answers with a catalog naming that Nova.
+    let ks = MockServer::start().await;
+    let catalog = serde_json::json!({"token": {"expires_at": "2099-01-01T00:00:00Z", "catalog": [
+        {"type": "compute", "endpoints": [{"interface": "public", "region_id": "R", "url": nova}]},
+        {"type": "image", "endpoints": [{"interface": "public", "region_id": "R", "url": "http://127.0.0.1:9/"}]}]}});
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(ResponseTemplate::new(201).insert_header("X-Subject-Token", "tok").set_body_json(catalog))
+        .mount(&ks)
+        .await;
+    let s = Settings::from_pairs([
+        ("auth_url", format!("{}/v3", ks.uri())),
+        ("username", "u".into()),
+        ("password", "p".into()),
+        ("project_name", "x".into()),
+        ("allow_insecure_http", "true".into()),
+        ("request_timeout", "2".into()),
+    ]);
+    let d = open_driver(&s).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = d.list_guests().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "bounded: {:?}", t0.elapsed());
+    assert!(e.message().contains("compute"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_is_replaced_once_on_a_401() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let srv = MockServer::start().await;
+    let nova = format!("{}/compute/v2.1", srv.uri());
+    let catalog = serde_json::json!({"token": {"catalog": [
+        {"type": "compute", "endpoints": [{"interface": "public", "region_id": "R", "url": nova}]},
+        {"type": "image", "endpoints": [{"interface": "public", "region_id": "R", "url": srv.uri()}]}]}});
+    // The first token is "expired" by the time it is used; the second works.
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(ResponseTemplate::new(201).insert_header("X-Subject-Token", "old").set_body_json(&catalog))
+        .up_to_n_times(1)
+        .mount(&srv)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/auth/tokens"))
+        .respond_with(ResponseTemplate::new(201).insert_header("X-Subject-Token", "new").set_body_json(&catalog))
+        .mount(&srv)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"version": {"version": "2.93"}})))
+        .mount(&srv)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1/servers/detail"))
+        .and(header("X-Auth-Token", "old"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(serde_json::json!({"error": {"code": 401, "message": "expired"}})),
+        )
+        .mount(&srv)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/compute/v2.1/servers/detail"))
+        .and(header("X-Auth-Token", "new"))
+        .and(header("OpenStack-API-Version", "compute 2.93"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"servers": []})))
+        .mount(&srv)
+        .await;
+    let s = Settings::from_pairs([
+        ("auth_url", format!("{}/v3", srv.uri())),
+        ("application_credential_id", "id".into()),
+        ("application_credential_secret", "s3cret-app".into()),
+        ("allow_insecure_http", "true".into()),
+    ]);
+    let d = open_driver(&s).unwrap();
+    assert!(d.list_guests().await.unwrap().is_empty());
+    assert_eq!(d.client().authentications(), 2, "one re-authentication after the 401");
+    // Token, version, 401, token, version, list.
+    assert_eq!(d.round_trips(), 6);
+    d.list_guests().await.unwrap();
+    assert_eq!(d.client().authentications(), 2, "the new token is kept");
+}
+
+/// The Neutron stand-in earns trust from the official client: `openstack port create` with a
+/// MAC on `pv-net`, `port show`, `port list --network`, `network show`, `port delete` (python3-
+/// openstackclient/openstacksdk parse every answer), the MAC conflict answered as Neutron does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_neutron_stand_in_satisfies_the_official_client() {
+    let _one = ONE.lock().await;
+    let (b, _) = contract();
+    let name = format!("pvt-port-{}", std::process::id());
+    let mac = format!("fa:16:3e:77:{:02x}:{:02x}", std::process::id() % 256, (std::process::id() / 256) % 256);
+    let created = official_obj(&b, &["port", "create", "--network", "pv-net", "--mac-address", &mac, &name]);
+    assert_eq!(created["mac_address"], mac.as_str());
+    assert_eq!(created["name"], name.as_str());
+    let id = created["id"].as_str().expect("id").to_string();
+    let fixed = created["fixed_ips"].to_string();
+    assert!(fixed.contains("10.99.0."), "an address of pv-subnet: {fixed}");
+    assert_eq!(official_obj(&b, &["port", "show", &id])["id"], id.as_str());
+    let listed = official(&b, &["port", "list", "--network", "pv-net"]);
+    assert!(ids(&listed).contains(&id));
+    assert_eq!(official_obj(&b, &["network", "show", "pv-net"])["name"], "pv-net");
+    // Same MAC again: refused (409 MacAddressInUse), as Neutron does.
+    let again = openstack_cmd(&b, &["port", "create", "--network", "pv-net", "--mac-address", &mac, "dup"]);
+    assert!(!again.status.success(), "a duplicate MAC is refused");
+    let del = openstack_cmd(&b, &["port", "delete", &id]);
+    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
+    assert!(!ids(&official(&b, &["port", "list"])).contains(&id));
+}
+
+fn openstack_cmd(b: &Backend, args: &[&str]) -> std::process::Output {
+    let s = &b.settings;
+    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    Command::new("/usr/bin/openstack")
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("OS_AUTH_URL", get("auth_url"))
+        .env("OS_USERNAME", get("username"))
+        .env("OS_PASSWORD", get("password"))
+        .env("OS_PROJECT_NAME", get("project_name"))
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_REGION_NAME", get("region_name"))
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .output()
+        .expect("python3-openstackclient (/usr/bin/openstack)")
+}
+
+fn official_obj(b: &Backend, args: &[&str]) -> Value {
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["-f", "json"]);
+    let out = openstack_cmd(b, &a);
+    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
