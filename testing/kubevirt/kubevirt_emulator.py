@@ -603,9 +603,11 @@ class KubeVirtEmulator(kmock.KubernetesEmulator):
                    "spec": copy.deepcopy(source["spec"])}
             for i, iface in enumerate(new["spec"]["template"].get("spec", {}).get("domain", {})
                                       .get("devices", {}).get("interfaces") or []):
-                if "macAddress" in iface:
-                    iface["macAddress"] = (spec.get("newMacAddresses") or {}).get(iface.get("name")) or \
-                        mac_for(c["metadata"]["uid"], i)
+                wanted = (spec.get("newMacAddresses") or {}).get(iface.get("name"))
+                if wanted:
+                    iface["macAddress"] = wanted
+                elif "macAddress" in iface:  # a fixed MAC is never copied to the clone
+                    iface["macAddress"] = mac_for(c["metadata"]["uid"], i)
             try:
                 new = jsonpatch.apply_patch(new, [json.loads(p) for p in spec.get("patches") or []])
             except Exception as e:

@@ -79,6 +79,13 @@ pub static DRIVERS: &[DriverEntry] = &[
         #[cfg(not(feature = "libvirt"))]
         backend: None,
     },
+    DriverEntry {
+        name: "kubevirt",
+        aliases: &["openshift", "openshift-virtualization"],
+        summary: "KubeVirt / OpenShift Virtualization over the Kubernetes API",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_kubevirt::capabilities, open: polyvisor_kubevirt::open }),
+    },
 ];
 
 impl DriverEntry {
