@@ -82,7 +82,9 @@ tmp="$contract.tmp"
 (umask 077; "$python" - "$ready" "$token" "$state/violations.jsonl" > "$tmp" <<'PY'
 import json, sys
 ready, token, violations = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-conn = {"server": ready["listening"], "token": token, "ca_file": ready["ca_file"], "namespace": "polyvisor"}
+# generous per-call bounds: the stand-in is one Python process on a busy 2-core machine
+conn = {"server": ready["listening"], "token": token, "ca_file": ready["ca_file"], "namespace": "polyvisor",
+        "connect_timeout": "10", "request_timeout": "30"}
 print(json.dumps({
     "settings": dict(conn, driver="kubevirt"),
     "cloudstack": {"extension": {"ca_file": ready["ca_file"]}, "host": conn, "virtualmachine": {},

@@ -399,7 +399,7 @@ class KubeVirtEmulator(kmock.KubernetesEmulator):
                     await self.reconcile()
             except Exception as e:  # a controller bug must be visible, not kill the loop
                 print(f"reconcile failed: {e!r}", file=sys.stderr, flush=True)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
 
     async def reconcile(self) -> None:
         await self._reconcile_vms()

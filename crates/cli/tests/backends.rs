@@ -20,6 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_polyvisor");
 static PROXMOX: Mutex<()> = Mutex::new(());
 #[cfg(feature = "libvirt")]
 static LIBVIRT: Mutex<()> = Mutex::new(());
+static KUBEVIRT: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
@@ -160,4 +161,16 @@ fn libvirt_backend_passes_check_ras() {
 fn libvirt_backend_passes_check_cloudstack() {
     let _one = LIBVIRT.lock().unwrap_or_else(|p| p.into_inner());
     check_cloudstack(&load("libvirt"));
+}
+
+#[test]
+fn kubevirt_backend_passes_check_ras() {
+    let _one = KUBEVIRT.lock().unwrap_or_else(|p| p.into_inner());
+    check_ras(&load("kubevirt"));
+}
+
+#[test]
+fn kubevirt_backend_passes_check_cloudstack() {
+    let _one = KUBEVIRT.lock().unwrap_or_else(|p| p.into_inner());
+    check_cloudstack(&load("kubevirt"));
 }

@@ -609,10 +609,37 @@ impl Driver for KubeVirt {
         Ok(out)
     }
 
+    /// One LIST of the VMs (no VMIs: the VM's `printableStatus` carries the power state).
+    async fn find_by_key(&self, key: &str) -> Result<Option<GuestSummary>> {
+        let vms = self.kube.list::<VirtualMachine>(None).await?;
+        Ok(vms
+            .iter()
+            .find(|vm| annotation(&vm.metadata, KEY_ANNOTATION).as_deref() == Some(key))
+            .map(|vm| Self::to_summary(vm, None)))
+    }
+
+    /// One GET at the hint (ownership by the key annotation alone), else one LIST.
+    async fn find_owned(&self, key: &str, hint: Option<&GuestId>) -> Result<Option<GuestSummary>> {
+        if let Some(id) = hint.filter(|h| names::is_dns_label(h.as_str())) {
+            if let Some(vm) = self.kube.get::<VirtualMachine>(id.as_str()).await? {
+                if annotation(&vm.metadata, KEY_ANNOTATION).as_deref() == Some(key) && !is_template(&vm.metadata) {
+                    return Ok(Some(Self::to_summary(&vm, None)));
+                }
+            }
+        }
+        Ok(self.find_by_key(key).await?.filter(|g| !g.is_template))
+    }
+
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
         let vm = self.vm(id).await?;
         let vmi = self.vmi(id.as_str()).await?;
-        Ok(Self::to_guest(&vm, vmi.as_ref()))
+        let mut g = Self::to_guest(&vm, vmi.as_ref());
+        // The VMI is the live truth; `printableStatus` lags it by a controller round
+        // (e.g. right after a restart): "Running" without a running VMI is still booting.
+        if g.power == PowerState::PoweredOn && !vmi.as_ref().is_some_and(|i| vmi_phase(i) == Some("Running")) {
+            g.power = PowerState::PoweringOn;
+        }
+        Ok(g)
     }
 
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
@@ -890,6 +917,45 @@ mod tests {
         assert_eq!(quantity_mib("2G"), Some(1907));
         assert_eq!(quantity_mib("1073741824"), Some(1024));
         assert_eq!(quantity_mib("1Xi"), None);
+    }
+
+    fn vm(printable: Option<&str>) -> VirtualMachine {
+        let mut vm = VirtualMachine::new("a", VirtualMachineSpec::default());
+        vm.status = printable.map(|p| VirtualMachineStatus { printable_status: Some(p.into()), ..Default::default() });
+        vm
+    }
+
+    fn vmi(phase: &str, paused: bool) -> VirtualMachineInstance {
+        let mut i = VirtualMachineInstance::new("a", VirtualMachineInstanceSpec::default());
+        let conditions = if paused {
+            vec![Condition { type_: "Paused".into(), status: "True".into(), ..Default::default() }]
+        } else {
+            vec![]
+        };
+        i.status = Some(VmiStatus { phase: Some(phase.into()), conditions, ..Default::default() });
+        i
+    }
+
+    #[test]
+    fn printable_status_maps_to_the_six_states() {
+        let cases = [
+            (Some("Running"), None, PowerState::PoweredOn),
+            (Some("Running"), Some(vmi("Running", true)), PowerState::Suspended),
+            (Some("Paused"), None, PowerState::Suspended),
+            (Some("Starting"), None, PowerState::PoweringOn),
+            (Some("Provisioning"), None, PowerState::PoweringOn),
+            (Some("Stopping"), None, PowerState::PoweringOff),
+            (Some("Terminating"), None, PowerState::PoweringOff),
+            (Some("Stopped"), None, PowerState::PoweredOff),
+            (Some("CrashLoopBackOff"), None, PowerState::PoweredOff),
+            (None, None, PowerState::PoweredOff),
+            (None, Some(vmi("Scheduling", false)), PowerState::PoweringOn),
+        ];
+        for (p, i, want) in cases {
+            assert_eq!(power_state(&vm(p), i.as_ref()).0, want, "{p:?}");
+        }
+        assert_eq!(error_state(&vm(Some("ErrorUnschedulable"))).as_deref(), Some("ErrorUnschedulable"));
+        assert!(error_state(&vm(Some("Running"))).is_none());
     }
 
     #[test]
