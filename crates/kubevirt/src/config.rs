@@ -139,11 +139,11 @@ impl Config {
                     http,
                 })
             }
-            Source::Kubeconfig { path, context } => self.from_kubeconfig(path.as_ref(), context.as_deref()),
+            Source::Kubeconfig { path, context } => self.connect_kubeconfig(path.as_ref(), context.as_deref()),
         }
     }
 
-    fn from_kubeconfig(&self, path: Option<&PathBuf>, context: Option<&str>) -> Result<Connection> {
+    fn connect_kubeconfig(&self, path: Option<&PathBuf>, context: Option<&str>) -> Result<Connection> {
         use kube::config::Kubeconfig;
         let key = if path.is_some() { "kubeconfig" } else { "KUBECONFIG" };
         let kc = match path {

@@ -282,17 +282,8 @@ impl KubeVirt {
     }
 
     /// Starts a clone or create: the `VirtualMachineClone`, then (task) power-on and IP.
-    async fn start_clone(
-        &self,
-        source: &str,
-        snapshot: Option<&str>,
-        display: &str,
-        start: bool,
-        key: Option<&str>,
-        cpus: Option<u32>,
-        memory_mb: Option<u64>,
-        macs: &[Option<String>],
-    ) -> Result<CloneStarted> {
+    async fn start_clone(&self, source: &str, snapshot: Option<&str>, want: &NewGuest<'_>) -> Result<CloneStarted> {
+        let NewGuest { display, start, key, cpus, memory_mb, macs } = *want;
         let target = names::vm_object_name(display)
             .ok_or_else(|| Error::invalid(format!("guest name '{display}' has no character Kubernetes allows")))?;
         let clone_obj = clone_object_name(&target);
@@ -448,6 +439,17 @@ impl KubeVirt {
             }
         }
     }
+}
+
+/// What a clone or create asks for the new guest.
+#[derive(Clone, Copy)]
+struct NewGuest<'a> {
+    display: &'a str,
+    start: bool,
+    key: Option<&'a str>,
+    cpus: Option<u32>,
+    memory_mb: Option<u64>,
+    macs: &'a [Option<String>],
 }
 
 /// `/` → `~1`, `~` → `~0` (JSON pointer, RFC 6901).
@@ -636,7 +638,7 @@ impl Driver for KubeVirt {
         let mut g = Self::to_guest(&vm, vmi.as_ref());
         // The VMI is the live truth; `printableStatus` lags it by a controller round
         // (e.g. right after a restart): "Running" without a running VMI is still booting.
-        if g.power == PowerState::PoweredOn && !vmi.as_ref().is_some_and(|i| vmi_phase(i) == Some("Running")) {
+        if g.power == PowerState::PoweredOn && vmi.as_ref().is_none_or(|i| vmi_phase(i) != Some("Running")) {
             g.power = PowerState::PoweringOn;
         }
         Ok(g)
@@ -748,7 +750,9 @@ impl Driver for KubeVirt {
 
     async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
         let snapshot = spec.snapshot.as_deref().filter(|s| !s.is_empty());
-        self.start_clone(spec.source.as_str(), snapshot, &spec.name, spec.start, None, None, None, &[]).await
+        let want =
+            NewGuest { display: &spec.name, start: spec.start, key: None, cpus: None, memory_mb: None, macs: &[] };
+        self.start_clone(spec.source.as_str(), snapshot, &want).await
     }
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
@@ -773,8 +777,15 @@ impl Driver for KubeVirt {
             return Ok(CloneStarted { task: t.encode(), new_guest: Some(g.id) });
         }
         let macs: Vec<Option<String>> = spec.nics.iter().map(|n| n.mac.clone()).collect();
-        self.start_clone(template.as_str(), None, &spec.name, true, Some(&spec.key), spec.cpus, spec.memory_mb, &macs)
-            .await
+        let want = NewGuest {
+            display: &spec.name,
+            start: true,
+            key: Some(&spec.key),
+            cpus: spec.cpus,
+            memory_mb: spec.memory_mb,
+            macs: &macs,
+        };
+        self.start_clone(template.as_str(), None, &want).await
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {

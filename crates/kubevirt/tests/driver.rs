@@ -9,11 +9,10 @@ use polyvisor_core::{
 };
 use polyvisor_kubevirt::{open_driver, KubeVirt};
 use polyvisor_test_support::backend::Backend;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// One test at a time: they share the stand-in's namespace.
-static ONE: Mutex<()> = Mutex::new(());
+static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn backend() -> Backend {
     Backend::load("kubevirt").unwrap_or_else(|e| panic!("{e}"))
@@ -68,7 +67,7 @@ async fn clone_of(d: &KubeVirt, src: &str, name: &str, snapshot: Option<&str>, s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cycle_with_round_trips() {
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE.lock().await;
     let b = backend();
     let before = violations();
     let d = driver(&b);
@@ -132,7 +131,7 @@ async fn power_cycle_with_round_trips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_flag_snapshot_restore_clone_and_delete_leaves_nothing() {
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE.lock().await;
     let b = backend();
     let before = violations();
     let d = driver(&b);
@@ -219,7 +218,7 @@ fn raw_list(b: &Backend, gv: &str, plural: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_by_key_is_idempotent_and_owned() {
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = ONE.lock().await;
     let b = backend();
     let before = violations();
     let d = driver(&b);
