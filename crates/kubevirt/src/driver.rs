@@ -638,8 +638,13 @@ impl Driver for KubeVirt {
         let mut g = Self::to_guest(&vm, vmi.as_ref());
         // The VMI is the live truth; `printableStatus` lags it by a controller round
         // (e.g. right after a restart): "Running" without a running VMI is still booting.
-        if g.power == PowerState::PoweredOn && vmi.as_ref().is_none_or(|i| vmi_phase(i) != Some("Running")) {
-            g.power = PowerState::PoweringOn;
+        // Likewise "Paused" right after an unpause: the VMI's own Paused condition decides.
+        if matches!(g.power, PowerState::PoweredOn | PowerState::Suspended) {
+            g.power = match vmi.as_ref() {
+                Some(i) if vmi_phase(i) == Some("Running") && vmi_paused(i) => PowerState::Suspended,
+                Some(i) if vmi_phase(i) == Some("Running") => PowerState::PoweredOn,
+                _ => PowerState::PoweringOn,
+            };
         }
         Ok(g)
     }
