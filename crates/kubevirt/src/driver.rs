@@ -302,11 +302,9 @@ impl KubeVirt {
             }
         }
         if let Some(existing) = self.kube.get::<VirtualMachine>(&target).await? {
-            let same_key = key.is_some() && annotation(&existing.metadata, KEY_ANNOTATION).as_deref() == key;
-            let same_clone = key.is_none()
-                && annotation(&existing.metadata, CLONED_FROM_ANNOTATION).as_deref() == Some(source)
-                && annotation(&existing.metadata, KEY_ANNOTATION).is_none();
-            if same_key || same_clone {
+            // Only a key proves ownership: a finished VM of that name (even one polyvisor once
+            // cloned from the same source) is never adopted by name.
+            if key.is_some() && annotation(&existing.metadata, KEY_ANNOTATION).as_deref() == key {
                 return Ok(started(&target));
             }
             return Err(Error::already_exists(format!("a guest named '{display}' already exists")));

@@ -168,6 +168,15 @@ async fn template_flag_snapshot_restore_clone_and_delete_leaves_nothing() {
     let g = d.get_guest(&kid).await.unwrap();
     assert!(!g.is_template && g.key.is_none() && g.power == PowerState::PoweredOn, "{g:?}");
     assert!(!g.ipv4_addresses().is_empty());
+    // A finished clone is never adopted by name (only a key proves ownership).
+    let again = CloneSpec {
+        source: id.clone(),
+        name: child.clone(),
+        snapshot: Some("Version 1".into()),
+        mode: CloneMode::Full,
+        start: true,
+    };
+    assert_eq!(d.clone_guest(&again).await.unwrap_err().kind(), ErrorKind::AlreadyExists);
     // A clone to an existing name is refused (409 AlreadyExists), the existing VM untouched.
     let spec =
         CloneSpec { source: id.clone(), name: "web-01".into(), snapshot: None, mode: CloneMode::Full, start: false };
