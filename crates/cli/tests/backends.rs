@@ -24,6 +24,7 @@ static HPEVME: Mutex<()> = Mutex::new(());
 static AZURE: Mutex<()> = Mutex::new(());
 static XCPNG: Mutex<()> = Mutex::new(());
 static OPENSTACK: Mutex<()> = Mutex::new(());
+static KUBEVIRT: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
@@ -212,4 +213,16 @@ fn openstack_backend_passes_check_ras() {
 fn openstack_backend_passes_check_cloudstack() {
     let _one = OPENSTACK.lock().unwrap_or_else(|p| p.into_inner());
     check_cloudstack(&load("openstack"));
+}
+
+#[test]
+fn kubevirt_backend_passes_check_ras() {
+    let _one = KUBEVIRT.lock().unwrap_or_else(|p| p.into_inner());
+    check_ras(&load("kubevirt"));
+}
+
+#[test]
+fn kubevirt_backend_passes_check_cloudstack() {
+    let _one = KUBEVIRT.lock().unwrap_or_else(|p| p.into_inner());
+    check_cloudstack(&load("kubevirt"));
 }

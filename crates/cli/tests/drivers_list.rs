@@ -12,7 +12,11 @@ fn drivers_lists_every_table_row() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let names: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["sim", "proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "virtuozzo"], "{text}");
+    assert_eq!(
+        names,
+        ["sim", "proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "virtuozzo", "kubevirt"],
+        "{text}"
+    );
     let line = |n: &str| text.lines().find(|l| l.starts_with(n)).unwrap().to_string();
     assert!(line("proxmox").contains("aliases=pve,proxmox-ve") && line("proxmox").contains("create consoles=vnc"));
     assert!(line("sim").contains("templates=flag"), "{text}");

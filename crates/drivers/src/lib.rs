@@ -117,6 +117,13 @@ pub static DRIVERS: &[DriverEntry] = &[
             open: polyvisor_openstack::open_virtuozzo,
         }),
     },
+    DriverEntry {
+        name: "kubevirt",
+        aliases: &["openshift", "openshift-virtualization"],
+        summary: "KubeVirt / OpenShift Virtualization over the Kubernetes API",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_kubevirt::capabilities, open: polyvisor_kubevirt::open }),
+    },
 ];
 
 impl DriverEntry {
@@ -289,7 +296,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert_eq!(
             e.message(),
-            "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng, openstack, virtuozzo)"
+            "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng, openstack, virtuozzo, kubevirt)"
         );
         let e = Registry.capabilities(&with(&[("platform", "xen")]), &OpenOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);

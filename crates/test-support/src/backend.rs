@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 
 /// The backends the repository provides a start script for, in the order tests run them.
-pub const ALL: &[&str] = &["proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack"];
+pub const ALL: &[&str] = &["proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "kubevirt"];
 
 /// Directory of the contract files: `POLYVISOR_TEST_RUN_DIR`, else `/run/polyvisor-test`.
 pub fn run_dir() -> PathBuf {
@@ -135,13 +135,14 @@ impl Backend {
     }
 
     /// Every secret-looking value in the contract (settings and CloudStack details whose key
-    /// names a secret, password or token secret), to assert none leaks into output.
+    /// names a secret, password or token secret, or is `token`: a bearer token such as
+    /// KubeVirt's), to assert none leaks into output.
     pub fn secrets(&self) -> Vec<String> {
         let maps = [&self.settings, &self.cloudstack.extension, &self.cloudstack.host, &self.cloudstack.virtualmachine];
         let mut out: Vec<String> = maps
             .iter()
             .flat_map(|m| m.iter())
-            .filter(|(k, _)| k.contains("secret") || k.contains("password"))
+            .filter(|(k, _)| k.contains("secret") || k.contains("password") || k.as_str() == "token")
             .filter_map(|(_, v)| v.as_str().map(str::to_string))
             .filter(|v| v.len() >= 6)
             .collect();
