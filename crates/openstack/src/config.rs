@@ -132,6 +132,15 @@ impl Config {
     /// From settings, filled by `env` (tests pass a map).
     pub fn from_settings_env(s: &Settings, profile: Profile, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
         let mut s = s.clone();
+        // `cloud=NAME` (or `OS_CLOUD`): the clouds.yaml entry fills what settings leave out
+        let cloud = s.str("cloud").or_else(|| env("OS_CLOUD").filter(|v| !v.trim().is_empty()));
+        if let Some(name) = cloud {
+            for (key, value) in crate::clouds::load(&name, &crate::clouds::search_paths(&env))? {
+                if !s.has(&key) {
+                    s.set(key, value);
+                }
+            }
+        }
         for (key, var) in ENV_KEYS {
             if !s.has(key) {
                 if let Some(v) = env(var).filter(|v| !v.trim().is_empty()) {
@@ -280,6 +289,38 @@ mod tests {
         Config::from_settings_env(&Settings::from_pairs(pairs.iter().copied()), Profile::OpenStack, |k| {
             env.get(k).cloned()
         })
+    }
+
+    #[test]
+    fn cloud_entry_fills_under_settings_and_over_env() {
+        let dir = std::env::temp_dir().join(format!("pv-os-cloud-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("clouds.yaml");
+        std::fs::write(
+            &file,
+            "clouds:\n  lab:\n    auth:\n      auth_url: https://keystone.lab:5000\n      username: from-file\n      \
+             password: pw-file\n      project_name: vdi\n      project_domain_name: Corp\n    region_name: R2\n",
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let c = cfg(
+            &[("cloud", "lab"), ("username", "from-settings")],
+            &[("OS_CLIENT_CONFIG_FILE", path.as_str()), ("OS_REGION_NAME", "from-env"), ("OS_INTERFACE", "admin")],
+        )
+        .unwrap();
+        let body = c.auth_body();
+        assert_eq!(body["auth"]["identity"]["password"]["user"]["name"], "from-settings");
+        assert_eq!(body["auth"]["identity"]["password"]["user"]["password"], "pw-file");
+        assert_eq!(body["auth"]["scope"]["project"]["domain"]["name"], "Corp");
+        assert_eq!(c.auth_url, "https://keystone.lab:5000/v3");
+        assert_eq!(c.region.as_deref(), Some("R2"), "the cloud entry wins over OS_* variables");
+        assert_eq!(c.interface, "admin", "OS_* fills what neither settings nor the entry set");
+        // OS_CLOUD selects the entry when the setting is absent; a missing cloud is a clear error
+        let c = cfg(&[], &[("OS_CLIENT_CONFIG_FILE", path.as_str()), ("OS_CLOUD", "lab")]).unwrap();
+        assert_eq!(c.auth_body()["auth"]["identity"]["password"]["user"]["name"], "from-file");
+        let e = cfg(&[("cloud", "prod")], &[("OS_CLIENT_CONFIG_FILE", path.as_str())]).err().unwrap();
+        assert!(e.message().contains("cloud 'prod' is not defined"), "{}", e.message());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! operations and their task tokens) with [`map`] (server JSON → core model).
 
 pub mod client;
+pub mod clouds;
 pub mod config;
 mod driver;
 pub mod error;
