@@ -172,6 +172,18 @@ impl KubeVirt {
             "paused" => paused,
             _ => return Err(t.unknown()),
         };
+        // `printableStatus` lags the VMI by a controller round, and listings and `find_owned`
+        // read only the VM: finish when the VM says the same, so a `status` right after a
+        // resume never reports the old state (the VMI is the first truth, the VM the second).
+        let agrees = vm.status.as_ref().and_then(|s| s.printable_status.as_ref()).is_none() || {
+            let seen = power_state(&vm, None).0;
+            match want {
+                "on" => seen == PowerState::PoweredOn,
+                "off" => seen == PowerState::PoweredOff,
+                _ => seen == PowerState::Suspended,
+            }
+        };
+        let done = done && agrees;
         Ok(if done { TaskStatus::Completed(TaskOutput::default()) } else { TaskStatus::Running })
     }
 
