@@ -11,6 +11,13 @@ response that does not match is recorded too. Both lists are served at
 `GET /__standin/violations` (the `/__standin/` paths are this stand-in's own test controls,
 outside the Morpheus API).
 
+The provisioning catalog (cloud `vme-cluster` = 5, instance types `HPE VM`/`mvm` = 50 with
+layouts 60 and 61 and `Ubuntu` = 51 with layout 62, service plans 70-72 of 1/2/4 CPUs, virtual
+images `ubuntu-22.04` = 80 and the ISO `debian-12-netinst.iso` = 81) is built from the
+description's examples; `POST /api/instances` refuses what a real appliance would (unknown
+cloud, group, type, a layout of another type, a plan not offered, an unknown image, a taken
+name) and provisions (`provisioning`, then `running`).
+
 Power transitions, clones, snapshots and removals take `--delay` seconds (default 0.6), like
 the asynchronous work of a real appliance; clones boot (Morpheus starts a clone).
 
@@ -63,6 +70,46 @@ class State:
         self.snapshot_example = spec.example("instanceSnapshots.json")["snapshots"][0]
         self.process_example = spec.example("process.json")["process"]
         self.group = {"id": 1, "name": "polyvisor-ci"}
+        self.catalog_from_examples()
+
+    def catalog_from_examples(self):
+        """The provisioning catalog (clouds, instance types, their layouts, service plans,
+        virtual images), each object a copy of the description's own example with HVM values."""
+        sp = self.spec
+        zone = sp.example("zones.json")["zones"][0]
+        zone.update({"id": 5, "uuid": "00000000-0000-4000-a000-000000000005", "name": "vme-cluster", "code": "vmecl",
+                     "zoneType": {"id": 43, "code": "mvm", "name": "HPE VM"}, "zoneTypeId": 43})
+        self.zones = {5: zone}
+        itype = sp.example("instanceTypesProvisioning.json")["instanceTypes"][0]
+        itype.update({"id": 50, "name": "HPE VM", "code": "mvm", "description": "HPE VM Essentials VM",
+                      "provisionTypeCode": "mvm",
+                      "instanceTypeLayouts": [{"id": 60, "name": "Single HPE VM", "provisionTypeCode": "mvm"},
+                                              {"id": 61, "name": "HPE VM from ISO", "provisionTypeCode": "mvm"}]})
+        other = sp.example("instanceTypesProvisioning.json")["instanceTypes"][0]
+        other.update({"id": 51, "name": "Ubuntu", "code": "ubuntu", "instanceTypeLayouts": [
+            {"id": 62, "name": "Ubuntu on HPE VM", "provisionTypeCode": "mvm"}]})
+        self.instance_types = {50: itype, 51: other}
+        self.layouts = {}
+        for lid, tid, name, code in [(60, 50, "Single HPE VM", "mvm-1.0-single"), (61, 50, "HPE VM from ISO", "mvm-iso"),
+                                     (62, 51, "Ubuntu on HPE VM", "mvm-ubuntu-22.04-single")]:
+            lay = sp.example("instanceTypeLayouts.json")["instanceTypeLayouts"][0]
+            t = self.instance_types[tid]
+            lay.update({"id": lid, "name": name, "code": code,
+                        "instanceType": {"id": tid, "name": t["name"], "code": t["code"]},
+                        "provisionType": {"id": 43, "code": "mvm", "name": "HPE VM"}})
+            self.layouts[lid] = lay
+        self.plans = {}
+        for pid, cores, mem_mb in [(70, 1, 1024), (71, 2, 4096), (72, 4, 8192)]:
+            plan = sp.example("instancesServicePlans.json")["plans"][0]
+            plan.update({"id": pid, "value": pid, "code": "mvm-%dcpu-%dgb" % (cores, mem_mb // 1024),
+                         "name": "%d CPU, %dGB Memory" % (cores, mem_mb // 1024), "maxCpu": cores, "maxCores": cores,
+                         "maxMemory": mem_mb * 1024 * 1024})
+            self.plans[pid] = plan
+        self.images = {}
+        for vid, name, itype_code in [(80, "ubuntu-22.04", "qcow2"), (81, "debian-12-netinst.iso", "iso")]:
+            img = sp.example("virtualImages.json")["virtualImages"][0]
+            img.update({"id": vid, "name": name, "imageType": itype_code})
+            self.images[vid] = img
 
     def new_id(self):
         self.next_id += 1
@@ -81,7 +128,7 @@ class State:
                 fn()
 
     # ---- objects shaped from the description's examples ----
-    def make_instance(self, name, status, cores=2, memory_mb=2048, tags=None, mac=None, ip=None):
+    def make_instance(self, name, status, cores=2, memory_mb=2048, tags=None, mac=None, ip=None, catalog=None):
         iid = self.new_id()
         i = copy.deepcopy(self.instance_example)
         mac = mac or "00:50:56:%02x:%02x:%02x" % ((iid >> 16) & 255, (iid >> 8) & 255, iid & 255)
@@ -109,6 +156,8 @@ class State:
                 "group": {"id": self.group["id"], "name": self.group["name"]},
             }
         )
+        if catalog:
+            i.update(catalog)
         i["interfaces"][0]["ipAddress"] = None
         cd = i["containerDetails"][0]
         cd["id"] = iid + 500000
@@ -143,6 +192,7 @@ class State:
         out = copy.deepcopy(i)
         for nic in out["containerDetails"][0]["server"]["interfaces"]:
             nic.pop("_ip", None)
+        out.pop("_provisioned", None)
         return out
 
     def transition(self, i, via, to):
@@ -296,6 +346,9 @@ class Handler(BaseHTTPRequestHandler):
                 f.setdefault("count", 1)
                 st.faults.append(f)
                 return self.send_json(200, {"ok": True})
+            if path.startswith("/__standin/provisioned/") and method == "GET":
+                i = st.instances.get(int(path.rsplit("/", 1)[1]))
+                return self.send_json(200, {"provisioned": (i or {}).get("_provisioned")})
             if path == "/__standin/instances" and method == "POST":
                 f = json.loads(raw)
                 i = st.make_instance(f["name"], f.get("status", "stopped"), tags=f.get("tags"))
@@ -331,6 +384,40 @@ class Handler(BaseHTTPRequestHandler):
                              "visibility": "private", "active": True, "zones": [], "stats": {}, "serverCount": 0,
                              "labels": [], "dateCreated": now_iso(), "lastUpdated": now_iso()})
             return 200, {"groups": full, "meta": {"offset": 0, "max": 25, "size": len(full), "total": len(full)}}
+        if key == ("GET", "/api/zones"):
+            items = [z for z in st.zones.values() if "name" not in query or z["name"] == query["name"][0]]
+            return 200, {"zones": items, "meta": {"offset": 0, "max": 25, "size": len(items), "total": len(items)}}
+        if key == ("GET", "/api/zones/{id}"):
+            return 200, {"zone": st.zones[int(parts[3])]}
+        if key == ("GET", "/api/instance-types"):
+            items = [t for t in st.instance_types.values()
+                     if all(f not in query or t[f] == query[f][0] for f in ("name", "code"))]
+            return 200, {"instanceTypes": items,
+                         "meta": {"offset": 0, "max": 25, "size": len(items), "total": len(items)}}
+        if key == ("GET", "/api/instance-types/{id}"):
+            return 200, {"instanceType": st.instance_types[int(parts[3])]}
+        if key == ("GET", "/api/library/instance-types/{instanceTypeId}/layouts"):
+            tid = int(parts[4])
+            st.instance_types[tid]  # noqa: B018 (404 for an unknown type)
+            items = [lay for lay in st.layouts.values() if lay["instanceType"]["id"] == tid
+                     and all(f not in query or lay[f] == query[f][0] for f in ("name", "code"))]
+            return 200, {"instanceTypeLayouts": items,
+                         "meta": {"offset": 0, "max": 25, "size": len(items), "total": len(items)}}
+        if key == ("GET", "/api/instances/service-plans"):
+            zone_ok = "zoneId" not in query or int(query["zoneId"][0]) in st.zones
+            layout_ok = "layoutId" not in query or int(query["layoutId"][0]) in st.layouts
+            plans = list(st.plans.values()) if zone_ok and layout_ok else []
+            return 200, {"plans": plans}
+        if key == ("GET", "/api/virtual-images"):
+            items = [v for v in st.images.values()
+                     if ("name" not in query or v["name"] == query["name"][0])
+                     and ("imageType" not in query or v["imageType"] == query["imageType"][0])]
+            return 200, {"virtualImages": items,
+                         "meta": {"offset": 0, "max": 25, "size": len(items), "total": len(items)}}
+        if key == ("GET", "/api/virtual-images/{virtualImageId}"):
+            return 200, {"virtualImage": st.images[int(parts[3])]}
+        if key == ("POST", "/api/instances"):
+            return self.provision(body)
         if key == ("GET", "/api/instances"):
             items = sorted(st.instances.values(), key=lambda i: i["id"])
             if "name" in query:
@@ -447,6 +534,73 @@ class Handler(BaseHTTPRequestHandler):
             procs = [p for p in st.processes.values() if p["instanceId"] == iid]
             return 200, {"processes": procs, "meta": {"offset": 0, "max": 25, "size": len(procs), "total": len(procs)}}
         return 501, {"success": False, "msg": "stand-in: %s %s is not implemented" % (method, template)}
+
+
+def _provision(self, b):
+    """POST /api/instances: checks what a real appliance would refuse (unknown cloud, group,
+    instance type, a layout of another type, a plan not offered, an unknown image), then
+    provisions (status `provisioning`, then `running`)."""
+    st = self.st
+    inst = b["instance"]
+    name = inst["name"]
+
+    def refuse(msg):
+        return 400, {"success": False, "msg": msg}
+
+    zid = b.get("zoneId")
+    if zid not in st.zones:
+        return refuse("Cloud not found")
+    if inst["site"]["id"] != st.group["id"]:
+        return refuse("Group not found")
+    itype = next((t for t in st.instance_types.values() if t["code"] == inst["instanceType"]["code"]), None)
+    if itype is None:
+        return refuse("Instance type not found")
+    layout = st.layouts.get(inst["layout"]["id"])
+    if layout is None or layout["instanceType"]["id"] != itype["id"]:
+        return refuse("Layout not found for the instance type")
+    plan = st.plans.get(inst["plan"]["id"])
+    if plan is None:
+        return refuse("Service plan not available")
+    image_id = (b.get("config") or {}).get("imageId")
+    if image_id is not None and image_id not in st.images:
+        return refuse("Virtual image not found")
+    if any(i["name"] == name for i in st.instances.values()):
+        return refuse("Name must be unique")
+    catalog = {
+        "instanceType": {"id": itype["id"], "code": itype["code"], "category": "os", "name": itype["name"]},
+        "layout": {"id": layout["id"], "name": layout["name"], "provisionTypeId": 43, "provisionTypeCode": "mvm"},
+        "plan": {"id": plan["id"], "code": plan["code"], "name": plan["name"]},
+        "cloud": {"id": zid, "name": st.zones[zid]["name"]},
+    }
+    tags = b.get("tags") or b.get("metadata") or []
+    c = st.make_instance(name, "provisioning", plan["maxCores"], plan["maxMemory"] // (1024 * 1024), tags,
+                         catalog=catalog)
+    c["_provisioned"] = {"imageId": image_id, "volumes": b.get("volumes") or []}
+    cid = c["id"]
+
+    def booted():
+        if cid in st.instances and st.instances[cid]["status"] == "provisioning":
+            st.set_status(st.instances[cid], "running")
+
+    st.later(booted, st.delay * 2)
+    # The answer is the description's own example (`instanceCreateVmwareSuccess.json`) with
+    # this instance over it. The description types it as oneOf(instanceCreateSuccess,
+    # successError): an ordinary instance satisfies both schemas, which a oneOf rejects; the
+    # example's instance fails the first (its `config.expose: [22]` and its nulls such as
+    # `isBusy`, `statusDate`, `expireDays` where the schema does not allow null), so the example
+    # validates. HPE's SDK, however, refuses `config.expose: [22]`; so the answer keeps the
+    # example's nulls (which the SDK's optional fields accept) and this instance's own
+    # `config`: both the description and the SDK accept it. The driver reads only `instance.id`.
+    out = st.spec.example("instanceCreateVmwareSuccess.json")
+    pub = st.public(c)
+    for k in ("id", "uuid", "name", "displayName", "status", "tags", "instanceType", "layout", "plan", "cloud",
+              "group", "maxCores", "maxMemory", "containers", "servers", "config"):
+        out["instance"][k] = pub[k]
+    out["success"] = True
+    return 200, out
+
+
+Handler.provision = _provision
 
 
 def make_cert(certdir, host):

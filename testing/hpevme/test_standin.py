@@ -162,6 +162,44 @@ class StandInTrust(unittest.TestCase):
             api.get_instance(clone.id)
         self.assertEqual(self.s.violations(), [], "the SDK scenario broke the description")
 
+    def test_1b_sdk_catalog_scenario(self):
+        """The provisioning catalog the driver resolves `cloud`, `instance_type`, `layout` and
+        `plan` through, and a create from it, driven by the SDK."""
+        from morpheus.api.clouds_api import CloudsApi
+        from morpheus.api.library_api import LibraryApi
+        from morpheus.models.add_instance_request import AddInstanceRequest
+        client = self.api.api_client
+        zones = CloudsApi(client).list_clouds(name="vme-cluster").zones
+        self.assertEqual([z.id for z in zones], [5])
+        types = self.api.list_instance_types_provisioning(name="HPE VM").instance_types
+        self.assertEqual([(t.id, t.code) for t in types], [(50, "mvm")])
+        self.assertEqual(self.api.get_instance_type_provisioning(50).instance_type.code, "mvm")
+        lib = LibraryApi(client)
+        layouts = lib.list_layouts_for_instance_type(50, max=100).instance_type_layouts
+        self.assertEqual(sorted(lay.id for lay in layouts), [60, 61])
+        plans = self.api.list_instance_service_plans(zone_id=5, layout_id=60, site_id=1).plans
+        self.assertEqual(sorted((p.max_cores, p.id) for p in plans), [(1, 70), (2, 71), (4, 72)])
+        images = lib.list_virtual_images(name="debian-12-netinst.iso").virtual_images
+        self.assertEqual([(i.id, i.image_type) for i in images], [(81, "iso")])
+        req = AddInstanceRequest.from_dict({
+            "zoneId": 5, "config": {"imageId": 80},
+            "instance": {"name": "sdk-made", "site": {"id": 1}, "instanceType": {"code": "mvm"},
+                         "layout": {"id": 60}, "plan": {"id": 71}},
+            "tags": [{"name": "polyvisor_key", "value": "i-9-9-VM"}]})
+        made = self.api.add_instance(add_instance_request=req)
+        iid = made.actual_instance.instance.id if hasattr(made, "actual_instance") else made.instance.id
+        wait_for(lambda: self.status(iid) == "running", "provisioned")
+        inst = self.api.get_instance(iid).instance
+        self.assertEqual((inst.max_cores, inst.plan.id, inst.layout.id), (2, 71, 60))
+        self.assertTrue(self.api.delete_instance(iid, preserve_volumes="off", keep_backups="off").success)
+        wait_for(lambda: not self.api.list_instances(name="sdk-made").instances, "removed")
+        # what a real appliance refuses: a layout of another instance type
+        bad = dict(req.to_dict())
+        bad["instance"]["layout"] = {"id": 62}
+        st, body = self.s.raw("POST", "/api/instances", bad)
+        self.assertEqual((st, body["msg"]), (400, "Layout not found for the instance type"))
+        self.assertEqual(self.s.violations(), [], "the SDK catalog scenario broke the description")
+
     def test_2_requests_the_description_rejects_fail(self):
         s = self.s
         before = len(s.violations())

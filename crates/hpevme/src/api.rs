@@ -86,6 +86,10 @@ impl Api {
     pub async fn put(&self, path: &str, body: Option<&Value>) -> Result<Value, VmeError> {
         self.call(Method::PUT, path, &[], body).await
     }
+    /// `POST` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, VmeError> {
+        self.call(Method::POST, path, &[], Some(body)).await
+    }
     /// `DELETE`.
     pub async fn delete(&self, path: &str, query: Query<'_>) -> Result<Value, VmeError> {
         self.call(Method::DELETE, path, query, None).await

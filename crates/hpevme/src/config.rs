@@ -1,7 +1,9 @@
 //! Settings → [`Config`] (validated; secrets as [`SecretString`]). Keys (aliases after `|`):
 //! `url|api_url` (https:// only), `access_token|token` or `username|user` + `password`,
 //! `verify_tls|verify_tls_certificate`, `ca_file`, `fingerprint`, `connect_timeout`,
-//! `request_timeout` (polyvisor-http), `group` (id or name, where clones and creates go).
+//! `request_timeout` (polyvisor-http), `group` (id or name, where clones and creates go);
+//! creates from the provisioning catalog: `cloud`, `instance_type`, `layout`, `plan` (each an
+//! id or a name, see [`Catalog`]).
 
 use polyvisor_core::{Error, Result, SecretString, Settings};
 use polyvisor_http::HttpSettings;
@@ -34,6 +36,34 @@ pub struct Config {
     pub http: HttpSettings,
     /// Group (id or name) for clones and creates; `None` keeps the source's group.
     pub group: Option<String>,
+    /// Creates from the provisioning catalog (`POST /api/instances`) when `instance_type` is
+    /// set; `None`: creates clone a flagged template instance.
+    pub catalog: Option<Catalog>,
+}
+
+/// The catalog settings of a create (`POST /api/instances`), each an id or a name (or code),
+/// resolved through the API once per process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Catalog {
+    /// `cloud`: the cloud (zone) id or name.
+    pub cloud: String,
+    /// `instance_type`: the instance type id, name or code (`mvm`).
+    pub instance_type: String,
+    /// `layout`: a layout of that instance type (id, name or code); `None`: its only layout.
+    pub layout: Option<String>,
+    /// `plan`: a service plan offered for the layout (id, name or code); `None`: the smallest
+    /// plan that fits each create's CPU and memory.
+    pub plan: Option<String>,
+}
+
+/// An id-or-name setting: at most 255 characters, no control characters.
+fn ref_setting(s: &Settings, key: &str) -> Result<Option<String>> {
+    let Some(v) = s.str(key) else { return Ok(None) };
+    let v = v.trim().to_string();
+    if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+        return Err(Error::invalid(format!("setting '{key}' is not a valid id or name")));
+    }
+    Ok(Some(v))
 }
 
 impl Config {
@@ -71,18 +101,36 @@ impl Config {
                 }
             }
         };
-        let group = s.str("group");
-        if let Some(g) = &group {
-            if g.len() > 255 || g.chars().any(char::is_control) {
-                return Err(Error::invalid("setting 'group' is not a valid group id or name"));
+        let group = ref_setting(s, "group")?;
+        let catalog = match (
+            ref_setting(s, "instance_type")?,
+            ref_setting(s, "cloud")?,
+            ref_setting(s, "layout")?,
+            ref_setting(s, "plan")?,
+        ) {
+            (None, None, None, None) => None,
+            (None, ..) => {
+                return Err(Error::invalid(
+                    "settings 'cloud', 'layout' and 'plan' take effect only with 'instance_type' (creates from the catalog)",
+                ))
             }
-        }
+            (Some(instance_type), cloud, layout, plan) => {
+                let Some(cloud) = cloud else {
+                    return Err(Error::invalid("setting 'instance_type' needs 'cloud' (the cloud to provision on)"));
+                };
+                if group.is_none() {
+                    return Err(Error::invalid("setting 'instance_type' needs 'group' (the group to provision in)"));
+                }
+                Some(Catalog { cloud, instance_type, layout, plan })
+            }
+        };
         Ok(Config {
             base_url: url.trim_end_matches('/').to_string(),
             display_host,
             auth,
             http: HttpSettings::from_settings(s, "verify_tls")?,
             group,
+            catalog,
         })
     }
 }
@@ -113,6 +161,43 @@ mod tests {
             let e = cfg(bad.clone()).err().unwrap_or_else(|| panic!("{bad}"));
             assert_eq!(e.kind(), polyvisor_core::ErrorKind::InvalidInput);
             assert!(!e.message().contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn catalog_settings_are_validated_before_any_request() {
+        let base = json!({"url": "https://vme.lab", "access_token": "t0k3n"});
+        let with = |extra: serde_json::Value| {
+            let mut v = base.clone();
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            cfg(v)
+        };
+        assert_eq!(with(json!({})).unwrap().catalog, None);
+        let c = with(json!({"group": "ci", "cloud": "vme-cluster", "instance_type": "HPE VM", "plan": "72"}))
+            .unwrap()
+            .catalog
+            .unwrap();
+        assert_eq!(
+            c,
+            Catalog {
+                cloud: "vme-cluster".into(),
+                instance_type: "HPE VM".into(),
+                layout: None,
+                plan: Some("72".into())
+            }
+        );
+        for (bad, says) in [
+            (json!({"cloud": "c", "layout": "l"}), "instance_type"),
+            (json!({"plan": "p"}), "instance_type"),
+            (json!({"group": "g", "instance_type": "mvm"}), "'cloud'"),
+            (json!({"cloud": "c", "instance_type": "mvm"}), "'group'"),
+            (json!({"group": "g", "cloud": "c", "instance_type": "mvm", "layout": "a\nb"}), "'layout'"),
+            (json!({"group": "g", "cloud": " ", "instance_type": "mvm"}), "'cloud'"),
+            (json!({"group": "x".repeat(300)}), "'group'"),
+        ] {
+            let e = with(bad.clone()).err().unwrap_or_else(|| panic!("{bad}"));
+            assert_eq!(e.kind(), polyvisor_core::ErrorKind::InvalidInput, "{bad}");
+            assert!(e.message().contains(says), "{bad}: {e}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! its own round-trip counter scope and logs the count at debug level.
 
 use crate::api::{count_scope, Api};
+use crate::catalog::{self, Resolved};
 use crate::config::Config;
 use crate::error::VmeError;
 use crate::model::{self, TAG_CLONE, TAG_KEY, TAG_TEMPLATE};
@@ -18,6 +19,8 @@ pub struct HpeVme {
     pub(crate) api: Api,
     /// The configured group resolved to its id (once per process).
     group: OnceCell<Option<u64>>,
+    /// The catalog settings resolved to ids (once per process).
+    catalog: OnceCell<Resolved>,
 }
 
 /// Page size of instance listings.
@@ -28,6 +31,8 @@ const POWER_GRACE_SECS: u64 = 120;
 const CLONE_APPEAR_SECS: u64 = 300;
 /// Max age of power, snapshot and delete tasks.
 const SHORT_TASK_SECS: u64 = 15 * 60;
+/// Max age of clone, create and provisioning tasks.
+const LONG_TASK_SECS: u64 = 30 * 60;
 
 async fn counted<T>(op: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let (out, n) = count_scope(fut).await;
@@ -64,7 +69,7 @@ fn path(id: u64) -> String {
 impl HpeVme {
     /// A driver (no I/O).
     pub fn new(cfg: Config) -> Result<HpeVme> {
-        Ok(HpeVme { api: Api::new(cfg)?, group: OnceCell::new() })
+        Ok(HpeVme { api: Api::new(cfg)?, group: OnceCell::new(), catalog: OnceCell::new() })
     }
 
     /// HTTP round trips so far (all operations and tasks).
@@ -221,7 +226,10 @@ impl HpeVme {
             b["memory_mb"] = json!(c.memory_mb);
         }
         let kind = if create.is_some() { "vme-create" } else { "vme-clone" };
-        Ok(CloneStarted { task: TaskToken::new(kind, b).encode(), new_guest: ours.map(GuestId::new) })
+        Ok(CloneStarted {
+            task: TaskToken::new(kind, b).with_max_age(LONG_TASK_SECS).encode(),
+            new_guest: ours.map(GuestId::new),
+        })
     }
 
     async fn advance_clone(&self, t: &TaskToken) -> Result<TaskStatus> {
@@ -303,6 +311,92 @@ impl HpeVme {
                 Ok(TaskStatus::Running)
             }
         }
+    }
+}
+
+impl HpeVme {
+    /// The catalog settings resolved once per process (`None` when not configured).
+    async fn resolved(&self) -> Result<Option<&Resolved>> {
+        let Some(c) = self.api.config().catalog.clone() else { return Ok(None) };
+        let r = self
+            .catalog
+            .get_or_try_init(|| async {
+                let site = self.group_id().await?.ok_or_else(|| Error::invalid("setting 'group' is required"))?;
+                catalog::resolve(&self.api, &c, site).await
+            })
+            .await?;
+        Ok(Some(r))
+    }
+
+    /// A create from the provisioning catalog: `POST /api/instances` with the resolved cloud,
+    /// instance type, layout and plan, the template (or ISO) virtual image as `config.imageId`,
+    /// polyvisor's key as a tag. A retry adopts the instance carrying the same name and key.
+    async fn create_from_catalog(&self, r: &Resolved, spec: &CreateSpec) -> Result<CloneStarted> {
+        let plan = catalog::choose_plan(r, spec.cpus, spec.memory_mb)?;
+        let iso = matches!(spec.source, CreateSource::Iso { .. });
+        let token = |id: u64| {
+            TaskToken::new("vme-provision", json!({"id": id, "key": spec.key, "iso": iso}))
+                .with_max_age(LONG_TASK_SECS)
+                .encode()
+        };
+        for i in self.instances(Some(&spec.name)).await? {
+            if i.get("name").and_then(Value::as_str) != Some(spec.name.as_str()) {
+                continue;
+            }
+            return match (model::tag(&i, TAG_KEY) == Some(spec.key.as_str()), model::id_of(&i)) {
+                (true, Some(id)) => {
+                    let n: u64 = id.parse().map_err(|_| Error::backend("instance id is not a number"))?;
+                    Ok(CloneStarted { task: token(n), new_guest: Some(GuestId::new(id)) })
+                }
+                _ => Err(Error::already_exists(format!("a guest named '{}' already exists", spec.name))),
+            };
+        }
+        let image = match &spec.source {
+            CreateSource::Template { id, .. } => catalog::image(&self.api, id.as_str(), false).await?,
+            CreateSource::Iso { path, .. } => catalog::image(&self.api, path, true).await?,
+        };
+        let tags = json!([{"name": TAG_KEY, "value": spec.key}]);
+        let body = catalog::create_body(r, &plan, &spec.name, tags, Some(image), spec.disk_size_gb);
+        let v = self
+            .api
+            .post("/api/instances", &body)
+            .await
+            .map_err(|e| Error::from(e).context(format!("Failed to create guest '{}'", spec.name)))?;
+        let n = model::instance_of(&v)
+            .and_then(|i| i.get("id").and_then(Value::as_u64))
+            .ok_or_else(|| Error::backend("the create answer carries no instance id"))?;
+        Ok(CloneStarted { task: token(n), new_guest: Some(GuestId::new(n.to_string())) })
+    }
+
+    /// The provisioning task of a catalog create: done when the instance runs (and, from a
+    /// template image, reports an address); a failed provisioning fails it.
+    async fn advance_provision(&self, t: &TaskToken) -> Result<TaskStatus> {
+        let n = t.body.get("id").and_then(Value::as_u64).ok_or_else(|| t.unknown())?;
+        let key = t.req_str("key")?;
+        let iso = t.body.get("iso").and_then(Value::as_bool).unwrap_or(false);
+        let Some(inst) = self.instance_opt(n).await? else {
+            return Ok(TaskStatus::Failed(Error::not_found(format!("guest [{n}] disappeared while provisioning"))));
+        };
+        let status = model::status_of(&inst);
+        if status == "failed" {
+            return Ok(TaskStatus::Failed(Error::backend(format!("provisioning of guest [{n}] failed"))));
+        }
+        if !model::is_settled(status) {
+            return Ok(TaskStatus::Running);
+        }
+        if model::tag(&inst, TAG_KEY) != Some(key) {
+            self.update_tags(n, &[(TAG_KEY, key)], &[]).await?;
+            return Ok(TaskStatus::Running);
+        }
+        if status != "running" {
+            self.power_call(n, "start").await?;
+            return Ok(TaskStatus::Running);
+        }
+        let g = model::guest(&inst).ok_or_else(|| Error::backend("instance without id"))?;
+        if !iso && g.ipv4_addresses().is_empty() {
+            return Ok(TaskStatus::Running);
+        }
+        Ok(TaskStatus::Completed(TaskOutput { new_guest: Some(g.id) }))
     }
 }
 
@@ -451,9 +545,7 @@ impl Driver for HpeVme {
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
         counted("create", async {
-            let CreateSource::Template { id, .. } = &spec.source else {
-                return Err(Error::unsupported("create from an ISO"));
-            };
+            model::valid_name("guest name", &spec.name)?;
             if spec.key.is_empty() || spec.key.len() > 128 || spec.key.chars().any(char::is_control) {
                 return Err(Error::invalid("the platform key is not valid"));
             }
@@ -470,8 +562,33 @@ impl Driver for HpeVme {
                     "HPE VM Essentials cannot place NICs on requested VLANs or networks: the guest keeps its template's NICs",
                 ));
             }
-            let src = model::instance_id(id)?;
-            self.start_clone(src, &spec.name, true, Some(spec)).await
+            if spec.disk_size_gb.is_some_and(|d| !(1..=65536).contains(&d)) {
+                return Err(Error::invalid("disk size must be between 1 and 65536 GiB"));
+            }
+            match &spec.source {
+                CreateSource::Template { id, .. } if id.as_str().is_empty() || id.as_str().len() > 255 => {
+                    return Err(Error::invalid("the template id is not valid"))
+                }
+                CreateSource::Iso { path, .. }
+                    if path.trim().is_empty() || path.len() > 255 || path.chars().any(char::is_control) =>
+                {
+                    return Err(Error::invalid("the ISO is not a valid virtual image id or name"))
+                }
+                _ => {}
+            }
+            // Validated: now the API.
+            if let Some(r) = self.resolved().await? {
+                return self.create_from_catalog(r, spec).await;
+            }
+            match &spec.source {
+                CreateSource::Template { id, .. } => {
+                    let src = model::instance_id(id)?;
+                    self.start_clone(src, &spec.name, true, Some(spec)).await
+                }
+                CreateSource::Iso { .. } => Err(Error::unsupported(
+                    "create from an ISO without the catalog settings ('instance_type', 'cloud', 'group')",
+                )),
+            }
         })
         .await
     }
@@ -633,6 +750,7 @@ impl Driver for HpeVme {
                     })
                 }
                 "vme-clone" | "vme-create" => self.advance_clone(t).await,
+                "vme-provision" => self.advance_provision(t).await,
                 _ => Err(t.unknown()),
             }
         })

@@ -3,9 +3,11 @@
 //!
 //! Layers: [`config`] (settings → config) → [`api`] (over `polyvisor-http`: auth, 429
 //! back-off, round-trip counters, [`error`] classification) → [`model`] (instance JSON →
-//! guests, polyvisor's tags) → `driver` (the [`Driver`] operations and their tasks).
+//! guests, polyvisor's tags) → [`catalog`] (creates from the provisioning catalog) → `driver`
+//! (the [`Driver`] operations and their tasks).
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 mod driver;
 pub mod error;
