@@ -65,6 +65,7 @@ class State:
         self.grant_tokens = {}  # access token -> refresh token
         self.violations = []
         self.faults = []  # {"method","path","status","count","retry_after"}
+        self.failing_provisions = []  # error messages for the next provisions, which then fail
         self.requests = []  # (method, path) log
         self.instance_example = spec.example("instance.json")["instance"]
         self.snapshot_example = spec.example("instanceSnapshots.json")["snapshots"][0]
@@ -349,6 +350,9 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/__standin/provisioned/") and method == "GET":
                 i = st.instances.get(int(path.rsplit("/", 1)[1]))
                 return self.send_json(200, {"provisioned": (i or {}).get("_provisioned")})
+            if path == "/__standin/fail-provision" and method == "POST":
+                st.failing_provisions.append(json.loads(raw)["error"])
+                return self.send_json(200, {"ok": True})
             if path == "/__standin/instances" and method == "POST":
                 f = json.loads(raw)
                 i = st.make_instance(f["name"], f.get("status", "stopped"), tags=f.get("tags"))
@@ -577,10 +581,17 @@ def _provision(self, b):
                          catalog=catalog)
     c["_provisioned"] = {"imageId": image_id, "volumes": b.get("volumes") or []}
     cid = c["id"]
+    proc = st.new_process("provision", c, name)
+    error = st.failing_provisions.pop(0) if st.failing_provisions else None
 
     def booted():
         if cid in st.instances and st.instances[cid]["status"] == "provisioning":
-            st.set_status(st.instances[cid], "running")
+            st.set_status(st.instances[cid], "failed" if error else "running")
+        if error:
+            proc["error"] = error
+            st.finish_process(proc, "failed")
+        else:
+            st.finish_process(proc)
 
     st.later(booted, st.delay * 2)
     # The answer is the description's own example (`instanceCreateVmwareSuccess.json`) with

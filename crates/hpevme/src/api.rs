@@ -33,6 +33,17 @@ const RATE_LIMIT_ATTEMPTS: u32 = 3;
 /// Longest wait honoured from a `Retry-After` header.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
+/// A `Retry-After` value: delay seconds or an HTTP date (RFC 9110 §10.2.3); a date in the
+/// past is no wait. The caller caps it at [`MAX_BACKOFF`].
+pub fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
 /// Query parameters.
 pub type Query<'a> = &'a [(&'a str, String)];
 
@@ -173,11 +184,7 @@ impl Api {
             self.count();
             let resp = req.send().await.map_err(|e| VmeError::from_transport(&e))?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse::<u64>().ok());
+            let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(retry_after);
             let text = resp.text().await.map_err(|e| VmeError::from_transport(&e))?;
             let v: Value =
                 if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
@@ -190,8 +197,7 @@ impl Api {
                 continue;
             }
             if status == 429 && attempt < RATE_LIMIT_ATTEMPTS {
-                let wait =
-                    retry_after.map(Duration::from_secs).unwrap_or(Duration::from_millis(500 * u64::from(attempt)));
+                let wait = retry_after.unwrap_or(Duration::from_millis(500 * u64::from(attempt)));
                 tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
                 continue;
             }
@@ -209,5 +215,21 @@ impl Api {
             }
             return Ok(v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a past date: no wait");
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let d = retry_after(&soon).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert_eq!(retry_after("soon"), None);
+        assert_eq!(retry_after("-1"), None);
     }
 }

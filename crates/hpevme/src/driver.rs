@@ -254,7 +254,7 @@ impl HpeVme {
         let nid: u64 = id.parse().map_err(|_| Error::backend("instance id is not a number"))?;
         let status = model::status_of(&inst);
         if status == "failed" {
-            return Ok(TaskStatus::Failed(Error::backend(format!("provisioning of guest [{id}] failed"))));
+            return Ok(self.provision_failed(nid, "cloning").await);
         }
         if !model::is_settled(status) {
             return Ok(TaskStatus::Running);
@@ -368,6 +368,33 @@ impl HpeVme {
         Ok(CloneStarted { task: token(n), new_guest: Some(GuestId::new(n.to_string())) })
     }
 
+    /// Why a new instance (a clone or a create: every process in its history is one of
+    /// ours) failed: the `error` (else `message`) of the newest failed process in
+    /// `GET /api/instances/{id}/history`, at most 200 characters. `None` if the history names
+    /// no failure or cannot be read (the failure itself is reported either way).
+    async fn failure_reason(&self, n: u64) -> Option<String> {
+        let v = self.api.get(&format!("{}/history", path(n)), &[]).await.ok()?;
+        let p = v
+            .get("processes")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter(|p| matches!(p.get("status").and_then(Value::as_str), Some("failed" | "error")))
+            .max_by_key(|p| p.get("id").and_then(Value::as_u64).unwrap_or(0))?;
+        let raw = ["error", "message"]
+            .iter()
+            .find_map(|k| p.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))?;
+        Some(raw.chars().filter(|c| !c.is_control()).take(200).collect())
+    }
+
+    /// A failed provisioning (or clone), with the reason its history gives.
+    async fn provision_failed(&self, n: u64, what: &str) -> TaskStatus {
+        let msg = match self.failure_reason(n).await {
+            Some(r) => format!("{what} of guest [{n}] failed: {r}"),
+            None => format!("{what} of guest [{n}] failed"),
+        };
+        TaskStatus::Failed(Error::backend(msg))
+    }
+
     /// The provisioning task of a catalog create: done when the instance runs (and, from a
     /// template image, reports an address); a failed provisioning fails it.
     async fn advance_provision(&self, t: &TaskToken) -> Result<TaskStatus> {
@@ -379,7 +406,7 @@ impl HpeVme {
         };
         let status = model::status_of(&inst);
         if status == "failed" {
-            return Ok(TaskStatus::Failed(Error::backend(format!("provisioning of guest [{n}] failed"))));
+            return Ok(self.provision_failed(n, "provisioning").await);
         }
         if !model::is_settled(status) {
             return Ok(TaskStatus::Running);

@@ -120,6 +120,16 @@ async fn creates_from_the_catalog() {
     let e = d.create_guest(&spec("x-1", "i-2-73-VM", image("ubuntu-22.04"), Some(16), None)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "no plan has 16 cores: {e}");
 
+    // --- a provisioning that fails: the task fails with the reason from the instance's history
+    s.control("fail-provision", Some(json!({"error": "no host has enough free memory"}))).await;
+    let started = d.create_guest(&spec("bad-1", "i-2-77-VM", image("ubuntu-22.04"), None, None)).await.unwrap();
+    let failed = started.new_guest.clone().unwrap();
+    let e = wait(&d, &started.task).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(e.message().contains("no host has enough free memory"), "{e}");
+    assert_eq!(d.find_owned("i-2-77-VM", None).await.unwrap().unwrap().id, failed, "found by key to be deleted");
+    wait(&d, &d.delete_guest(&failed).await.unwrap()).await.unwrap();
+
     // --- by ids and codes, with a configured plan
     let by_id = open_driver(&settings(
         &s,
@@ -178,6 +188,6 @@ async fn creates_from_the_catalog() {
     }
     let left: Vec<String> = d.list_guests().await.unwrap().into_iter().map(|g| g.name).collect();
     assert_eq!(left, ["base-vm", "tpl-ubuntu", "web-01"]);
-    assert!(s.requests().await.iter().filter(|(m, p)| m == "POST" && p == "/api/instances").count() == 3);
+    assert!(s.requests().await.iter().filter(|(m, p)| m == "POST" && p == "/api/instances").count() == 4);
     assert_eq!(s.violations().await, Vec::<Value>::new());
 }
