@@ -106,6 +106,12 @@ class State:
                          "name": "%d CPU, %dGB Memory" % (cores, mem_mb // 1024), "maxCpu": cores, "maxCores": cores,
                          "maxMemory": mem_mb * 1024 * 1024})
             self.plans[pid] = plan
+        self.networks = {}
+        for nid, name, vlan in [(90, "vm-lan", None), (91, "vlan-100", 100)]:
+            net = sp.example("networks.json")["networks"][0]
+            net.update({"id": nid, "name": name, "displayName": name, "vlanId": vlan,
+                        "zone": {"id": 5, "name": "vme-cluster"}})
+            self.networks[nid] = net
         self.images = {}
         for vid, name, itype_code in [(80, "ubuntu-22.04", "qcow2"), (81, "debian-12-netinst.iso", "iso")]:
             img = sp.example("virtualImages.json")["virtualImages"][0]
@@ -412,6 +418,11 @@ class Handler(BaseHTTPRequestHandler):
             layout_ok = "layoutId" not in query or int(query["layoutId"][0]) in st.layouts
             plans = list(st.plans.values()) if zone_ok and layout_ok else []
             return 200, {"plans": plans}
+        if key == ("GET", "/api/networks"):
+            items = [n for n in st.networks.values()
+                     if ("name" not in query or n["name"] == query["name"][0])
+                     and ("zoneId" not in query or n["zone"]["id"] == int(query["zoneId"][0]))]
+            return 200, {"networks": items, "meta": {"offset": 0, "max": 25, "size": len(items), "total": len(items)}}
         if key == ("GET", "/api/virtual-images"):
             items = [v for v in st.images.values()
                      if ("name" not in query or v["name"] == query["name"][0])
@@ -570,6 +581,10 @@ def _provision(self, b):
         return refuse("Virtual image not found")
     if any(i["name"] == name for i in st.instances.values()):
         return refuse("Name must be unique")
+    for nic in b.get("networkInterfaces") or []:
+        ref = str(nic["network"]["id"])
+        if not ref.startswith("network-") or int(ref[len("network-"):] or 0) not in st.networks:
+            return refuse("Network not found")
     catalog = {
         "instanceType": {"id": itype["id"], "code": itype["code"], "category": "os", "name": itype["name"]},
         "layout": {"id": layout["id"], "name": layout["name"], "provisionTypeId": 43, "provisionTypeCode": "mvm"},
@@ -579,7 +594,8 @@ def _provision(self, b):
     tags = b.get("tags") or b.get("metadata") or []
     c = st.make_instance(name, "provisioning", plan["maxCores"], plan["maxMemory"] // (1024 * 1024), tags,
                          catalog=catalog)
-    c["_provisioned"] = {"imageId": image_id, "volumes": b.get("volumes") or []}
+    c["_provisioned"] = {"imageId": image_id, "volumes": b.get("volumes") or [],
+                         "networkInterfaces": b.get("networkInterfaces") or []}
     cid = c["id"]
     proc = st.new_process("provision", c, name)
     error = st.failing_provisions.pop(0) if st.failing_provisions else None

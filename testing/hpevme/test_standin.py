@@ -179,12 +179,16 @@ class StandInTrust(unittest.TestCase):
         self.assertEqual(sorted(lay.id for lay in layouts), [60, 61])
         plans = self.api.list_instance_service_plans(zone_id=5, layout_id=60, site_id=1).plans
         self.assertEqual(sorted((p.max_cores, p.id) for p in plans), [(1, 70), (2, 71), (4, 72)])
+        from morpheus.api.networks_api import NetworksApi
+        nets = NetworksApi(client).list_networks(zone_id=5).networks
+        self.assertEqual(sorted((n.id, n.vlan_id) for n in nets), [(90, None), (91, 100)])
         images = lib.list_virtual_images(name="debian-12-netinst.iso").virtual_images
         self.assertEqual([(i.id, i.image_type) for i in images], [(81, "iso")])
         req = AddInstanceRequest.from_dict({
             "zoneId": 5, "config": {"imageId": 80},
             "instance": {"name": "sdk-made", "site": {"id": 1}, "instanceType": {"code": "mvm"},
                          "layout": {"id": 60}, "plan": {"id": 71}},
+            "networkInterfaces": [{"network": {"id": "network-91"}, "ipMode": "dhcp"}],
             "tags": [{"name": "polyvisor_key", "value": "i-9-9-VM"}]})
         made = self.api.add_instance(add_instance_request=req)
         iid = made.actual_instance.instance.id if hasattr(made, "actual_instance") else made.instance.id

@@ -7,7 +7,7 @@
 use crate::api::Api;
 use crate::config::Catalog;
 use crate::error::VmeError;
-use polyvisor_core::{Error, Result};
+use polyvisor_core::{Error, NicSpec, Result};
 use serde_json::{json, Value};
 
 /// A service plan offered for the configured layout.
@@ -216,6 +216,40 @@ pub async fn image(api: &Api, want: &str, iso: bool) -> Result<u64> {
     img.get("id").and_then(Value::as_u64).ok_or_else(|| Error::backend("virtual image without id"))
 }
 
+/// The NICs of a catalog create as `networkInterfaces`: each NIC's backend `network` (id or
+/// name) and/or `vlan` matched among the cloud's networks (`GET /api/networks?zoneId=`, one
+/// request). `None` (no request) when no NIC names a network or VLAN: the layout's defaults.
+/// A NIC's MAC cannot be set through the API; the appliance assigns it.
+pub async fn interfaces(api: &Api, zone_id: u64, nics: &[NicSpec]) -> Result<Option<Value>> {
+    let named = nics.iter().filter(|n| n.network.is_some() || n.vlan.is_some()).count();
+    if named == 0 {
+        return Ok(None);
+    }
+    if named != nics.len() {
+        return Err(Error::invalid("either every NIC names a network or VLAN, or none does"));
+    }
+    let v = api.get("/api/networks", &[("zoneId", zone_id.to_string())]).await?;
+    let nets: Vec<&Value> = list(&v, "networks").collect();
+    let mut out = Vec::new();
+    for (i, nic) in nics.iter().enumerate() {
+        let found = nets.iter().find(|n| {
+            nic.network.as_deref().is_none_or(|want| names(n, want) || str_of(n, "displayName") == Some(want))
+                && nic.vlan.is_none_or(|vl| n.get("vlanId").and_then(Value::as_u64) == Some(u64::from(vl)))
+        });
+        let id = found.and_then(|n| n.get("id").and_then(Value::as_u64)).ok_or_else(|| {
+            let shown: String =
+                nic.network.as_deref().unwrap_or("").chars().take(60).flat_map(char::escape_default).collect();
+            Error::invalid(format!(
+                "NIC {i}: no network of the cloud{}{}",
+                if shown.is_empty() { String::new() } else { format!(" named '{shown}'") },
+                nic.vlan.map(|v| format!(" with VLAN {v}")).unwrap_or_default()
+            ))
+        })?;
+        out.push(json!({"network": {"id": format!("network-{id}")}, "ipMode": "dhcp"}));
+    }
+    Ok(Some(Value::Array(out)))
+}
+
 /// The `POST /api/instances` body.
 pub fn create_body(
     r: &Resolved,
@@ -224,6 +258,7 @@ pub fn create_body(
     tags: Value,
     image_id: Option<u64>,
     disk_gb: Option<u64>,
+    interfaces: Option<Value>,
 ) -> Value {
     let mut config = json!({});
     if let Some(i) = image_id {
@@ -244,6 +279,9 @@ pub fn create_body(
     });
     if let Some(gb) = disk_gb {
         body["volumes"] = json!([{"id": -1, "rootVolume": true, "name": "root", "size": gb}]);
+    }
+    if let Some(nics) = interfaces {
+        body["networkInterfaces"] = nics;
     }
     body
 }
@@ -274,7 +312,7 @@ mod tests {
         let fixed = Resolved { plan: Some(p(71, 2, 4096)), ..r.clone() };
         assert_eq!(choose_plan(&fixed, Some(1), None).unwrap().id, 71);
         assert_eq!(choose_plan(&fixed, Some(4), None).unwrap_err().kind(), polyvisor_core::ErrorKind::InvalidInput);
-        let body = create_body(&r, &p(70, 1, 1024), "vm-1", json!([]), Some(80), Some(20));
+        let body = create_body(&r, &p(70, 1, 1024), "vm-1", json!([]), Some(80), Some(20), None);
         assert_eq!(body["zoneId"], 5);
         assert_eq!(body["instance"]["instanceType"]["code"], "mvm");
         assert_eq!(body["instance"]["plan"]["id"], 70);

@@ -355,8 +355,9 @@ impl HpeVme {
             CreateSource::Template { id, .. } => catalog::image(&self.api, id.as_str(), false).await?,
             CreateSource::Iso { path, .. } => catalog::image(&self.api, path, true).await?,
         };
+        let nics = catalog::interfaces(&self.api, r.zone_id, &spec.nics).await?;
         let tags = json!([{"name": TAG_KEY, "value": spec.key}]);
-        let body = catalog::create_body(r, &plan, &spec.name, tags, Some(image), spec.disk_size_gb);
+        let body = catalog::create_body(r, &plan, &spec.name, tags, Some(image), spec.disk_size_gb, nics);
         let v = self
             .api
             .post("/api/instances", &body)
@@ -582,9 +583,17 @@ impl Driver for HpeVme {
             if spec.memory_mb.is_some_and(|m| !(64..=4 * 1024 * 1024).contains(&m)) {
                 return Err(Error::invalid("memory must be between 64 MiB and 4 TiB"));
             }
-            if spec.nics.iter().any(|n| n.vlan.is_some() || n.network.is_some()) {
+            let bad_net = |w: &String| w.is_empty() || w.len() > 255 || w.chars().any(char::is_control);
+            for n in &spec.nics {
+                if n.vlan.is_some_and(|v| !(1..=4094).contains(&v)) || n.network.as_ref().is_some_and(bad_net) {
+                    return Err(Error::invalid("a NIC's network or VLAN is not valid"));
+                }
+            }
+            let asks_nets = spec.nics.iter().any(|n| n.vlan.is_some() || n.network.is_some());
+            if asks_nets && self.api.config().catalog.is_none() {
                 // The Morpheus API takes neither a VLAN nor a MAC per NIC on clone: the guest
-                // keeps the template's NICs. Refused before anything exists.
+                // keeps the template's NICs. Refused before anything exists (catalog creates
+                // place NICs on the cloud's networks).
                 return Err(Error::invalid(
                     "HPE VM Essentials cannot place NICs on requested VLANs or networks: the guest keeps its template's NICs",
                 ));
@@ -593,7 +602,9 @@ impl Driver for HpeVme {
                 return Err(Error::invalid("disk size must be between 1 and 65536 GiB"));
             }
             match &spec.source {
-                CreateSource::Template { id, .. } if id.as_str().is_empty() || id.as_str().len() > 255 => {
+                CreateSource::Template { id, .. }
+                    if id.as_str().is_empty() || id.as_str().len() > 255 || id.as_str().chars().any(char::is_control) =>
+                {
                     return Err(Error::invalid("the template id is not valid"))
                 }
                 CreateSource::Iso { path, .. }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{wait, StandIn};
-use polyvisor_core::{CreateSource, CreateSpec, Driver, ErrorKind, GuestId, PowerState, Settings};
+use polyvisor_core::{CreateSource, CreateSpec, Driver, ErrorKind, GuestId, NicSpec, PowerState, Settings};
 use polyvisor_hpevme::open_driver;
 use serde_json::{json, Value};
 
@@ -120,6 +120,43 @@ async fn creates_from_the_catalog() {
     let e = d.create_guest(&spec("x-1", "i-2-73-VM", image("ubuntu-22.04"), Some(16), None)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "no plan has 16 cores: {e}");
 
+    // --- NICs on the cloud's networks: by name and by VLAN (one networks read)
+    let nic = |network: Option<&str>, vlan: Option<u32>| NicSpec {
+        mac: Some("02:00:00:00:00:01".into()),
+        vlan,
+        network: network.map(str::to_string),
+    };
+    let with_nics = CreateSpec {
+        nics: vec![nic(Some("vm-lan"), None), nic(None, Some(100))],
+        ..spec("net-1", "i-2-78-VM", image("ubuntu-22.04"), None, None)
+    };
+    let n0 = d.round_trips();
+    let started = d.create_guest(&with_nics).await.unwrap();
+    assert_eq!(d.round_trips() - n0, 4, "same-name listing + image + networks + POST");
+    let netted = started.new_guest.clone().unwrap();
+    wait(&d, &started.task).await.unwrap();
+    let ifs = provisioned(&s, &netted).await["networkInterfaces"].clone();
+    assert_eq!(ifs[0]["network"]["id"], "network-90");
+    assert_eq!(ifs[1]["network"]["id"], "network-91");
+    for bad in
+        [vec![nic(None, Some(200))], vec![nic(Some("nope"), None)], vec![nic(Some("vm-lan"), None), nic(None, None)]]
+    {
+        let e = d.create_guest(&CreateSpec { nics: bad, ..spec("net-2", "i-2-80-VM", image("80"), None, None) }).await;
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+    let n0 = d.round_trips();
+    let e = d
+        .create_guest(&CreateSpec {
+            nics: vec![nic(None, Some(5000))],
+            ..spec("net-2", "i-2-80-VM", image("80"), None, None)
+        })
+        .await;
+    assert_eq!(
+        (e.unwrap_err().kind(), d.round_trips() - n0),
+        (ErrorKind::InvalidInput, 0),
+        "an impossible VLAN: no request"
+    );
+
     // --- a provisioning that fails: the task fails with the reason from the instance's history
     s.control("fail-provision", Some(json!({"error": "no host has enough free memory"}))).await;
     let started = d.create_guest(&spec("bad-1", "i-2-77-VM", image("ubuntu-22.04"), None, None)).await.unwrap();
@@ -182,12 +219,12 @@ async fn creates_from_the_catalog() {
     assert_eq!(d.console(&made).await.unwrap_err().kind(), ErrorKind::Unsupported);
 
     // --- clean up: delete leaves nothing
-    for id in [&made, &from_iso, &by_ids] {
+    for id in [&made, &from_iso, &by_ids, &netted] {
         wait(&d, &d.delete_guest(id).await.unwrap()).await.unwrap();
         assert_eq!(d.get_guest(id).await.unwrap_err().kind(), ErrorKind::NotFound);
     }
     let left: Vec<String> = d.list_guests().await.unwrap().into_iter().map(|g| g.name).collect();
     assert_eq!(left, ["base-vm", "tpl-ubuntu", "web-01"]);
-    assert!(s.requests().await.iter().filter(|(m, p)| m == "POST" && p == "/api/instances").count() == 4);
+    assert!(s.requests().await.iter().filter(|(m, p)| m == "POST" && p == "/api/instances").count() == 5);
     assert_eq!(s.violations().await, Vec::<Value>::new());
 }
