@@ -1,5 +1,6 @@
 //! The stand-in's own trust tests (testing/hpevme/test_standin.py: HPE's morpheus-python-sdk
-//! scenario, requests the OpenAPI description rejects, response validation), run under
+//! scenario and its catalog scenario (clouds, instance types, layouts, plans, networks,
+//! images, add_instance), requests the OpenAPI description rejects, response validation), run under
 //! `cargo test` so CI runs them; their failure fails this test.
 
 use std::process::Command;
@@ -14,5 +15,5 @@ fn the_stand_in_passes_its_own_tests_with_hpes_sdk() {
         .expect("python3 (pip install -r scripts/ci/requirements.txt)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "testing/hpevme/test_standin.py failed:\n{text}");
-    assert!(text.contains("Ran 3 tests") && text.contains("OK"), "{text}");
+    assert!(text.contains("Ran 4 tests") && text.contains("OK"), "{text}");
 }
