@@ -3,9 +3,13 @@
 //! the contract's `prism` key). Prism refuses a request the description rejects (422/400/401),
 //! so a request shape the description does not allow is caught even where the stand-in is
 //! lenient. Prism speaks plain HTTP; polyvisor-http's test TLS front sits before it, so the
-//! driver runs with its production https-only client.
+//! driver runs with its production https-only client. The catalog reads of a create
+//! (`/api/zones`, `/api/instance-types`, layouts, `/api/instances/service-plans`,
+//! `/api/virtual-images`, `/api/networks`) are checked the same way.
 
-use polyvisor_core::{Driver, Settings};
+use polyvisor_core::{Driver, NicSpec, Settings};
+use polyvisor_hpevme::catalog;
+use polyvisor_hpevme::config::Catalog;
 use polyvisor_http::testing::TlsFront;
 use serde_json::{json, Value};
 use std::net::ToSocketAddrs;
@@ -45,6 +49,22 @@ async fn read_only_calls_pass_prism_on_the_unmodified_description() {
     let g = d.get_guest(&guests[0].id).await.unwrap();
     assert!(!g.name.is_empty(), "a stateless mock answers its example instance");
     d.list_snapshots(&g.id).await.unwrap();
+    // The catalog reads of a create (by the names Prism's examples carry): cloud, instance
+    // type, its layouts, the plans offered, a virtual image and the cloud's networks.
+    let api = polyvisor_hpevme::api::Api::new(polyvisor_hpevme::config::Config::from_settings(&s).unwrap()).unwrap();
+    let c = Catalog {
+        cloud: "Work AWS".into(),
+        instance_type: "Amazon Custom".into(),
+        layout: Some("Amazon Apache on CentOS 7.3".into()),
+        plan: Some("vm-512".into()),
+    };
+    let r = catalog::resolve(&api, &c, 1).await.unwrap();
+    assert_eq!((r.zone_id, r.type_code.as_str(), r.layout_id), (67, "awscustom", 574));
+    assert_eq!(r.plan.as_ref().map(|p| p.id), Some(75));
+    assert_eq!(catalog::image(&api, "aaaatest", false).await.unwrap(), 1246);
+    let nic = NicSpec { mac: None, vlan: None, network: Some("my-network".into()) };
+    let ifs = catalog::interfaces(&api, r.zone_id, &[nic]).await.unwrap().unwrap();
+    assert_eq!(ifs[0]["network"]["id"], "network-1");
     // Prism rejects what the description does not allow (here: no credentials at all is a 401).
     let none = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
     let r = none.get(format!("{}/api/instances", front.url())).send().await.unwrap();
