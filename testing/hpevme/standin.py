@@ -19,7 +19,13 @@ cloud, group, type, a layout of another type, a plan not offered, an unknown ima
 name) and provisions (`provisioning`, then `running`).
 
 Power transitions, clones, snapshots and removals take `--delay` seconds (default 0.6), like
-the asynchronous work of a real appliance; clones boot (Morpheus starts a clone).
+the asynchronous work of a real appliance; clones boot (Morpheus starts a clone). Power
+actions and removals are recorded as processes in the instance's history
+(`GET /api/instances/{id}/history`), shaped from the description's process example, with type
+codes `start`, `stop`, `restart`, `suspend`, `delete` (the description's examples name only
+provisioning codes). `POST /__standin/fail-process {"code": "stop", "error": "..."}` makes
+the next process of that type fail on the "cluster": the instance returns to its former
+state (a removal leaves the record) and the process ends `failed` with that error.
 
 Usage: standin.py --host 127.0.9.4 --port 8443 --certdir DIR --token T --username U
        --password P [--delay S] [--no-tls]; prints one JSON line when ready.
@@ -64,6 +70,7 @@ class State:
         self.username, self.password = username, password
         self.grant_tokens = {}  # access token -> refresh token
         self.violations = []
+        self.failing_processes = {}  # process type code -> [error, ...] (next ones fail)
         self.faults = []  # {"method","path","status","count","retry_after"}
         self.failing_provisions = []  # error messages for the next provisions, which then fail
         self.requests = []  # (method, path) log
@@ -202,16 +209,6 @@ class State:
         out.pop("_provisioned", None)
         return out
 
-    def transition(self, i, via, to):
-        self.set_status(i, via)
-        iid = i["id"]
-
-        def done():
-            if iid in self.instances and self.instances[iid]["status"] == via:
-                self.set_status(self.instances[iid], to)
-
-        self.later(done)
-
     def new_process(self, kind, instance, name):
         pid = self.new_id()
         p = copy.deepcopy(self.process_example)
@@ -236,6 +233,31 @@ class State:
         p.pop("duration", None)
         self.processes[pid] = p
         return p
+
+    def power_process(self, i, action, via, to):
+        """A power action: the instance goes `via` then `to`, recorded as a process of type
+        `action` in its history; a failure queued with `/__standin/fail-process` for that
+        type leaves the instance in its former state and the process failed with the error."""
+        before = i["status"]
+        self.set_status(i, via)
+        proc = self.new_process(action, i, i["name"])
+        queue = self.failing_processes.get(action) or []
+        error = queue.pop(0) if queue else None
+        iid = i["id"]
+
+        def done():
+            inst = self.instances.get(iid)
+            if error:
+                if inst is not None and inst["status"] == via:
+                    self.set_status(inst, before)
+                proc["error"] = error
+                self.finish_process(proc, "failed")
+                return
+            if inst is not None and inst["status"] == via:
+                self.set_status(inst, to)
+            self.finish_process(proc)
+
+        self.later(done)
 
     def finish_process(self, p, status="complete"):
         p.update({"status": status, "percent": 100, "endDate": now_iso(), "lastUpdated": now_iso()})
@@ -359,6 +381,10 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/__standin/fail-provision" and method == "POST":
                 st.failing_provisions.append(json.loads(raw)["error"])
                 return self.send_json(200, {"ok": True})
+            if path == "/__standin/fail-process" and method == "POST":
+                f = json.loads(raw)
+                st.failing_processes.setdefault(f["code"], []).append(f["error"])
+                return self.send_json(200, {"ok": True})
             if path == "/__standin/instances" and method == "POST":
                 f = json.loads(raw)
                 i = st.make_instance(f["name"], f.get("status", "stopped"), tags=f.get("tags"))
@@ -463,9 +489,20 @@ class Handler(BaseHTTPRequestHandler):
         if key == ("DELETE", "/api/instances/{id}"):
             if inst["status"] in ("removing", "pendingRemoval"):
                 return 200, ok
+            before = inst["status"]
             st.set_status(inst, "removing")
+            proc = st.new_process("delete", inst, inst["name"])
+            error = st.failing_processes.get("delete", []).pop(0) if st.failing_processes.get("delete") else None
 
             def gone():
+                if error:
+                    # The cluster refused: the record stays, back in its former state.
+                    if iid in st.instances:
+                        st.set_status(st.instances[iid], before)
+                    proc["error"] = error
+                    st.finish_process(proc, "failed")
+                    return
+                st.finish_process(proc)
                 st.instances.pop(iid, None)
                 for sid in [s for s, v in st.snapshots.items() if v["_instance"] == iid]:
                     st.snapshots.pop(sid)
@@ -478,14 +515,15 @@ class Handler(BaseHTTPRequestHandler):
             s = inst["status"]
             if s not in TERMINAL:
                 return 409, {"success": False, "msg": "Instance is busy (%s)" % s}
-            if action == "start" and s in ("stopped", "suspended", "failed"):
-                st.transition(inst, "starting", "running")
-            elif action == "stop" and s in ("running", "suspended"):
-                st.transition(inst, "stopping", "stopped")
-            elif action == "restart" and s == "running":
-                st.transition(inst, "restarting", "running")
-            elif action == "suspend" and s == "running":
-                st.transition(inst, "suspending", "suspended")
+            moves = {
+                "start": (("stopped", "suspended", "failed"), "starting", "running"),
+                "stop": (("running", "suspended"), "stopping", "stopped"),
+                "restart": (("running",), "restarting", "running"),
+                "suspend": (("running",), "suspending", "suspended"),
+            }
+            allowed, via, to = moves[action]
+            if s in allowed:
+                st.power_process(inst, action, via, to)
             elif action in ("restart", "suspend"):
                 return 400, {"success": False, "msg": "Instance is not running"}
             return 200, {"success": True, "results": {}}

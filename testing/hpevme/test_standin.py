@@ -141,6 +141,18 @@ class StandInTrust(unittest.TestCase):
         wait_for(lambda: self.status(src) == "running", "running")
         self.assertTrue(api.stop_instance(src).success)
         wait_for(lambda: self.status(src) == "stopped", "stopped")
+        # the power actions are processes in the history, read through the SDK's models
+        procs = api.get_instance_history(src).processes
+        self.assertEqual([(p.process_type.code, p.status) for p in procs if p.process_type.code in ("start", "stop")],
+                         [("start", "complete"), ("stop", "complete")])
+        # a start the "cluster" fails: the instance stays stopped, the process fails with the error
+        self.assertEqual(self.s.raw("POST", "/__standin/fail-process", {"code": "start", "error": "no capacity"})[0],
+                         200)
+        self.assertTrue(api.start_instance(src).success)
+        failed = wait_for(lambda: [p for p in api.get_instance_history(src).processes
+                                   if p.process_type.code == "start" and p.status == "failed"], "failed start")
+        self.assertEqual(failed[0].error, "no capacity")
+        self.assertEqual(self.status(src), "stopped")
         # snapshot: a process to follow, then the snapshot in the list
         from morpheus.models.snapshot_instance_request import SnapshotInstanceRequest
         req = SnapshotInstanceRequest.from_dict({"snapshot": {"name": "sdk-snap", "description": "by the SDK"}})

@@ -387,6 +387,23 @@ impl HpeVme {
         Some(raw.chars().filter(|c| !c.is_control()).take(200).collect())
     }
 
+    /// The history's verdict on the process a power or delete token follows (one
+    /// `GET /api/instances/{id}/history`; the description declares no `max`/`sort` for it,
+    /// so the appliance's default page is read). An instance gone meanwhile has no verdict.
+    async fn action_process(&self, t: &TaskToken, n: u64) -> Result<Proc> {
+        let since = t.body.get("since").and_then(Value::as_u64).unwrap_or(t.created);
+        let codes: Vec<&str> =
+            t.body.get("codes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        if codes.is_empty() {
+            return Ok(Proc::None);
+        }
+        match self.api.get(&format!("{}/history", path(n)), &[]).await {
+            Ok(v) => Ok(process_verdict(&v, &codes, since)),
+            Err(VmeError::NotFound(_)) => Ok(Proc::None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A failed provisioning (or clone), with the reason its history gives.
     async fn provision_failed(&self, n: u64, what: &str) -> TaskStatus {
         let msg = match self.failure_reason(n).await {
@@ -428,8 +445,78 @@ impl HpeVme {
     }
 }
 
-fn power_token(id: u64, want: &str) -> TaskId {
-    TaskToken::new("vme-power", json!({"id": id, "want": want})).with_max_age(SHORT_TASK_SECS).encode()
+/// A power or delete task: the instance, the action's start time (unix seconds, this
+/// host's clock) and the process type codes of the history entry the action produces.
+fn action_token(kind: &str, id: u64, want: Option<&str>, code: &str) -> TaskId {
+    let mut b = json!({"id": id, "since": now_unix(), "codes": [code]});
+    if let Some(w) = want {
+        b["want"] = json!(w);
+    }
+    TaskToken::new(kind, b).with_max_age(SHORT_TASK_SECS).encode()
+}
+
+/// What the instance history says about the process a power or delete task follows.
+#[derive(Debug, PartialEq)]
+enum Proc {
+    /// No process of the token's types started at/after its time (yet).
+    None,
+    /// Our process is still running.
+    Running,
+    /// Our process completed.
+    Complete,
+    /// Our process failed, with the history's error (else message), if any.
+    Failed(Option<String>),
+}
+
+/// How far before the token's time a process may start and still be ours (clock skew
+/// between this host and the appliance; the token's time is taken after the action's answer).
+const PROC_SKEW_SECS: i64 = 5;
+
+/// The verdict of a history answer (`{"processes": [...]}`) on the newest process of one
+/// of `codes` started at/after `since` - `PROC_SKEW_SECS` (`startDate`, ISO 8601).
+fn process_verdict(v: &Value, codes: &[&str], since: u64) -> Proc {
+    let p = v
+        .get("processes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p.pointer("/processType/code")
+                .and_then(Value::as_str)
+                .is_some_and(|c| codes.iter().any(|k| k.eq_ignore_ascii_case(c)))
+        })
+        .filter(|p| {
+            p.get("startDate")
+                .and_then(Value::as_str)
+                .and_then(unix_of)
+                .is_some_and(|t| t >= since as i64 - PROC_SKEW_SECS)
+        })
+        .max_by_key(|p| p.get("id").and_then(Value::as_u64).unwrap_or(0));
+    let Some(p) = p else { return Proc::None };
+    match p.get("status").and_then(Value::as_str).unwrap_or("") {
+        "complete" => Proc::Complete,
+        "failed" | "error" => Proc::Failed(
+            ["error", "message"]
+                .iter()
+                .find_map(|k| p.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
+                .map(|raw| raw.chars().filter(|c| !c.is_control()).take(200).collect()),
+        ),
+        _ => Proc::Running,
+    }
+}
+
+/// Unix seconds of an ISO 8601 date as Morpheus writes them (`2018-09-28T19:10:56+0000`,
+/// `...Z`, `...+00:00`).
+fn unix_of(s: &str) -> Option<i64> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t.as_second());
+    }
+    // `+HHMM` → `+HH:MM`
+    let (head, tail) = s.split_at(s.len().checked_sub(5)?);
+    if tail.starts_with(['+', '-']) && tail[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return format!("{head}{}:{}", &tail[..3], &tail[3..]).parse::<jiff::Timestamp>().ok().map(|t| t.as_second());
+    }
+    None
 }
 
 #[async_trait::async_trait]
@@ -504,7 +591,7 @@ impl Driver for HpeVme {
                     | ("suspended", "suspending")
             );
             if heading && verb != "restart" {
-                return Ok(power_token(n, want));
+                return Ok(action_token("vme-power", n, Some(want), verb));
             }
             if !model::is_settled(&status) {
                 return Err(Error::conflict(format!("guest [{n}] is busy ({status})")));
@@ -516,7 +603,7 @@ impl Driver for HpeVme {
             self.power_call(n, verb)
                 .await
                 .map_err(|e| Error::from(e).context(format!("Failed to {action} guest [{n}]")))?;
-            Ok(power_token(n, want))
+            Ok(action_token("vme-power", n, Some(want), verb))
         })
         .await
     }
@@ -534,7 +621,7 @@ impl Driver for HpeVme {
                 Ok(_) | Err(VmeError::NotFound(_)) => {}
                 Err(e) => return Err(Error::from(e).context(format!("Failed to delete guest [{n}]"))),
             }
-            Ok(TaskToken::new("vme-delete", json!({"id": n})).with_max_age(SHORT_TASK_SECS).encode())
+            Ok(action_token("vme-delete", n, None, "delete"))
         })
         .await
     }
@@ -724,7 +811,14 @@ impl Driver for HpeVme {
                         return Ok(TaskStatus::Failed(Error::not_found(format!("guest [{n}]"))));
                     };
                     let status = model::status_of(&inst);
-                    if status == want {
+                    let proc = self.action_process(t, n).await?;
+                    if let Proc::Failed(why) = proc {
+                        return Ok(TaskStatus::Failed(Error::backend(match why {
+                            Some(r) => format!("power ({want}) of guest [{n}] failed: {r}"),
+                            None => format!("power ({want}) of guest [{n}] failed"),
+                        })));
+                    }
+                    if status == want && proc != Proc::Running {
                         Ok(TaskStatus::Completed(TaskOutput::default()))
                     } else if status == "failed" {
                         Ok(TaskStatus::Failed(Error::backend(format!("guest [{n}] failed"))))
@@ -736,12 +830,18 @@ impl Driver for HpeVme {
                 }
                 "vme-delete" => {
                     let n = t.body.get("id").and_then(Value::as_u64).ok_or_else(|| t.unknown())?;
-                    Ok(match self.instance_opt(n).await? {
-                        None => TaskStatus::Completed(TaskOutput::default()),
-                        Some(i) if model::status_of(&i) == "failed" => {
+                    let Some(inst) = self.instance_opt(n).await? else {
+                        return Ok(TaskStatus::Completed(TaskOutput::default()));
+                    };
+                    Ok(match self.action_process(t, n).await? {
+                        Proc::Failed(why) => TaskStatus::Failed(Error::backend(match why {
+                            Some(r) => format!("removal of guest [{n}] failed: {r}"),
+                            None => format!("removal of guest [{n}] failed"),
+                        })),
+                        _ if model::status_of(&inst) == "failed" => {
                             TaskStatus::Failed(Error::backend(format!("removal of guest [{n}] failed")))
                         }
-                        Some(_) => TaskStatus::Running,
+                        _ => TaskStatus::Running,
                     })
                 }
                 "vme-snapshot" => {
@@ -793,5 +893,42 @@ impl Driver for HpeVme {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn morpheus_dates_parse() {
+        assert_eq!(unix_of("2018-09-28T19:10:56+0000"), Some(1_538_161_856));
+        assert_eq!(unix_of("2018-09-28T19:10:56Z"), Some(1_538_161_856));
+        assert_eq!(unix_of("2018-09-28T21:10:56+02:00"), Some(1_538_161_856));
+        assert_eq!(unix_of("yesterday"), None);
+    }
+
+    #[test]
+    fn the_history_verdict_follows_only_our_process() {
+        let since = 1_538_161_856u64;
+        let p = |id: u64, code: &str, status: &str, start: &str, error: Value| {
+            json!({"id": id, "processType": {"code": code, "name": code}, "status": status,
+                   "startDate": start, "error": error, "message": null})
+        };
+        let h = |ps: Vec<Value>| json!({"processes": ps});
+        // an older failed stop and a failed start are not ours
+        let old = p(1, "stop", "failed", "2018-09-28T18:00:00+0000", json!("old failure"));
+        let other = p(2, "start", "failed", "2018-09-28T19:11:00+0000", json!("not ours"));
+        assert_eq!(process_verdict(&h(vec![old.clone(), other.clone()]), &["stop"], since), Proc::None);
+        let run = p(3, "stop", "running", "2018-09-28T19:10:55+0000", Value::Null);
+        assert_eq!(process_verdict(&h(vec![old.clone(), run]), &["stop"], since), Proc::Running);
+        let failed = p(4, "stop", "failed", "2018-09-28T19:10:57Z", json!("VM is locked\nby a backup"));
+        assert_eq!(
+            process_verdict(&h(vec![old.clone(), other, failed]), &["stop"], since),
+            Proc::Failed(Some("VM is lockedby a backup".into()))
+        );
+        let done = p(5, "STOP", "complete", "2018-09-28T19:10:57Z", Value::Null);
+        assert_eq!(process_verdict(&h(vec![old, done]), &["stop"], since), Proc::Complete);
+        assert_eq!(process_verdict(&json!({}), &["stop"], since), Proc::None);
     }
 }

@@ -2,7 +2,8 @@
 //! auth by token and by password grant, 401 refresh, power rules, snapshots and revert,
 //! clone and its retry, create with the key, delete leaving nothing, the foreign VM
 //! untouched, 404/409/429 mapped (429 backed off), a silent server bounded, and not one
-//! request the OpenAPI description rejects. Round trips per method are asserted.
+//! request the OpenAPI description rejects; a power or delete the cluster fails is reported
+//! from the instance history. Round trips per method are asserted.
 
 mod common;
 
@@ -185,6 +186,57 @@ async fn the_driver_against_the_stand_in() {
     assert_eq!(d.get_guest(&gid(&foreign)).await.unwrap(), foreign_before, "the foreign VM is untouched");
 
     // --- not one request or response outside the OpenAPI description
+    assert_eq!(s.violations().await, Vec::<serde_json::Value>::new());
+}
+
+/// Power and delete tasks follow the instance history: a process the "cluster" fails is
+/// reported with the history's reason at once (not after the power grace or the task's
+/// max age); normal power and delete still succeed; one task poll is measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_power_or_delete_process_is_reported_from_the_history() {
+    let s = StandIn::start();
+    let d = open_driver(&s.token_settings()).unwrap();
+    let vm = s.add("hist-vm", "running", json!([])).await;
+
+    // --- a stop the cluster fails: reported promptly with the reason; the guest still runs
+    s.control("fail-process", Some(json!({"code": "stop", "error": "hypervisor: VM is locked by a backup job"}))).await;
+    let t = d.power(&gid(&vm), PowerAction::Stop).await.unwrap();
+    let n0 = d.round_trips();
+    assert!(matches!(d.task_status(&t).await.unwrap(), polyvisor_core::TaskStatus::Running));
+    assert_eq!(d.round_trips() - n0, 2, "power poll = instance + history");
+    let t0 = Instant::now();
+    let e = wait(&d, &t).await.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(10), "prompt, not a timeout: {:?}", t0.elapsed());
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(e.message().contains("VM is locked by a backup job"), "the history's reason: {e}");
+    assert_eq!(d.get_guest(&gid(&vm)).await.unwrap().power, PowerState::PoweredOn);
+
+    // --- the same stop again (the failed process is older than the new one): succeeds
+    wait(&d, &d.power(&gid(&vm), PowerAction::Stop).await.unwrap()).await.unwrap();
+    assert_eq!(d.get_guest(&gid(&vm)).await.unwrap().power, PowerState::PoweredOff);
+    wait(&d, &d.power(&gid(&vm), PowerAction::Start).await.unwrap()).await.unwrap();
+    wait(&d, &d.power(&gid(&vm), PowerAction::Reboot).await.unwrap()).await.unwrap();
+    assert_eq!(d.get_guest(&gid(&vm)).await.unwrap().power, PowerState::PoweredOn);
+
+    // --- a delete the cluster fails: the task fails clearly; the record stays
+    s.control("fail-process", Some(json!({"code": "delete", "error": "cluster: volume vol-7 is in use"}))).await;
+    let t = d.delete_guest(&gid(&vm)).await.unwrap();
+    let t0 = Instant::now();
+    let e = wait(&d, &t).await.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(10), "prompt: {:?}", t0.elapsed());
+    assert!(e.message().contains("removal of guest") && e.message().contains("vol-7 is in use"), "{e}");
+    assert_eq!(d.get_guest(&gid(&vm)).await.unwrap().power, PowerState::PoweredOn, "not removed");
+
+    // --- delete again: succeeds once the instance is gone; a poll after that is one read
+    let t = d.delete_guest(&gid(&vm)).await.unwrap();
+    wait(&d, &t).await.unwrap();
+    assert_eq!(d.get_guest(&gid(&vm)).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let n0 = d.round_trips();
+    assert!(matches!(d.task_status(&t).await.unwrap(), polyvisor_core::TaskStatus::Completed(_)));
+    assert_eq!(d.round_trips() - n0, 1, "delete poll once gone = one read");
+
+    let hist: Vec<_> = s.requests().await.into_iter().filter(|(_, p)| p.ends_with("/history")).collect();
+    assert!(!hist.is_empty(), "the history was read");
     assert_eq!(s.violations().await, Vec::<serde_json::Value>::new());
 }
 
