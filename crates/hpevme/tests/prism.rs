@@ -5,7 +5,8 @@
 //! lenient. Prism speaks plain HTTP; polyvisor-http's test TLS front sits before it, so the
 //! driver runs with its production https-only client. The catalog reads of a create
 //! (`/api/zones`, `/api/instance-types`, layouts, `/api/instances/service-plans`,
-//! `/api/virtual-images`, `/api/networks`) are checked the same way.
+//! `/api/virtual-images`, `/api/networks`) and the history read of power/delete task polls
+//! are checked the same way.
 
 use polyvisor_core::{Driver, NicSpec, Settings};
 use polyvisor_hpevme::catalog;
@@ -49,6 +50,18 @@ async fn read_only_calls_pass_prism_on_the_unmodified_description() {
     let g = d.get_guest(&guests[0].id).await.unwrap();
     assert!(!g.name.is_empty(), "a stateless mock answers its example instance");
     d.list_snapshots(&g.id).await.unwrap();
+    // A power task's poll (instance + `GET /api/instances/{id}/history`) and a delete task's.
+    let n0 = d.round_trips();
+    for (kind, body) in [
+        (
+            "vme-power",
+            json!({"id": g.id.as_str().parse::<u64>().unwrap(), "want": "stopped", "since": 0, "codes": ["stop"]}),
+        ),
+        ("vme-delete", json!({"id": g.id.as_str().parse::<u64>().unwrap(), "since": 0, "codes": ["delete"]})),
+    ] {
+        d.task_status(&polyvisor_core::TaskToken::new(kind, body).encode()).await.unwrap();
+    }
+    assert_eq!(d.round_trips() - n0, 4, "both polls read the instance and its history");
     // The catalog reads of a create (by the names Prism's examples carry): cloud, instance
     // type, its layouts, the plans offered, a virtual image and the cloud's networks.
     let api = polyvisor_hpevme::api::Api::new(polyvisor_hpevme::config::Config::from_settings(&s).unwrap()).unwrap();
