@@ -1,6 +1,7 @@
 #!/bin/bash
 # openstack-up.sh - minimal, real OpenStack compute API on 127.0.0.1 from Debian 12 packages
-# (Keystone 22 / Glance 25 / Placement 8 / Nova 26 "Zed" with the nova fake virt driver).
+# (Keystone 22 / Glance 25 / Placement 8 / Nova 26 "Zed" with the nova fake virt driver /
+# Neutron 21 ML2 flat+vlan with the agentless mechanism driver in osmini_ml2.py).
 #
 #   * idempotent: re-running installs only what is missing, starts only what is not running
 #   * no systemd needed: every daemon is started here with setsid (own process group),
