@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Starts a real, minimal OpenStack on loopback (Keystone, Glance, Placement, Nova with the fake
-# virt driver, a Neutron stand-in; MariaDB + RabbitMQ) from Debian 12 packages, and writes
+# virt driver, Neutron ML2 with an agentless mechanism driver; MariaDB + RabbitMQ) from Debian 12
+# packages, and writes
 # /run/polyvisor-test/openstack.json once it answers (see scripts/ci/README.md, "Backend
 # contract"). Idempotent: a healthy cloud is reused in a few seconds; otherwise
 # testing/openstack/openstack-up.sh installs what is missing (one apt-get call, only when
 # packages are missing: ~300 packages, ~2 min) and starts what is not running (~2-4 min).
 #
 # Listeners: 127.0.0.1 ports 5000 (Keystone), 9292 (Glance), 8778 (Placement), 8774 (Nova),
-# 9696 (Neutron stand-in), 5672/25672/4369 (RabbitMQ/epmd); MariaDB on a unix socket only.
+# 9696 (Neutron), 5672/25672/4369 (RabbitMQ/epmd); MariaDB on a unix socket only.
 # Stop: bash testing/openstack/openstack-down.sh (by recorded PIDs; --purge wipes the state).
 #
 # Contract: user `demo` (member of project `demo`) by password, plus an application credential
 # of that user (`application_credential` in the file, for the driver's app-credential test);
 # source_guest = the stopped server `pv-ci-source`; template_id = the public raw image `tiny`;
 # `pv-ci-foreign` is a running server polyvisor did not create (ownership checks); NICs go to
-# `pv-net`, a network of the Neutron stand-in (testing/openstack/neutron-standin.py).
+# `pv-net`, a flat Neutron network of project demo; VLAN NICs go to `pv-vlan-N` (N = 100, 200).
 #
 # Environment (optional): POLYVISOR_TEST_RUN_DIR (default /run/polyvisor-test).
 set -euo pipefail
@@ -51,9 +52,10 @@ req = urllib.request.Request("http://127.0.0.1:8774/v2.1/servers/" + c["source_g
                              headers={"X-Auth-Token": tok})
 with urllib.request.urlopen(req, timeout=10) as r:
     assert json.load(r)["server"]["status"] in ("SHUTOFF", "ACTIVE")
-with urllib.request.urlopen("http://127.0.0.1:9696/v2.0/networks?name=pv-net", timeout=10) as r:
-    assert json.load(r)["networks"], "the Neutron stand-in has no pv-net (an old read-only stub?)"
-for name in ("nova-compute", "nova-conductor", "nova-scheduler", "glance-api"):
+req = urllib.request.Request("http://127.0.0.1:9696/v2.0/networks?name=pv-vlan-100", headers={"X-Auth-Token": tok})
+with urllib.request.urlopen(req, timeout=10) as r:
+    assert json.load(r)["networks"], "Neutron has no pv-vlan-100 (an older cloud with the stand-in?)"
+for name in ("nova-compute", "nova-conductor", "nova-scheduler", "glance-api", "neutron-server"):
     pid = int(open("/run/osmini/%s.pid" % name).read())
     open("/proc/%d/stat" % pid).read()
 PY
@@ -64,9 +66,10 @@ if healthy; then
   exit 0
 fi
 rm -f "$contract"
-# An older read-only Neutron stub (no networks) is replaced by the stateful stand-in.
-if [ -f /run/osmini/neutron-stub.pid ] && ! curl -sf --max-time 5 "http://127.0.0.1:9696/v2.0/networks?name=pv-net" | grep -q pv-net; then
-  kill -TERM -- "-$(cat /run/osmini/neutron-stub.pid)" 2>/dev/null || true; rm -f /run/osmini/neutron-stub.pid
+# An older cloud with the project's Neutron stand-in: openstack-up.sh stops it and starts real
+# Neutron; Nova is restarted so that it picks up its new vif-plugging settings.
+if [ -f /run/osmini/neutron-stub.pid ]; then
+  bash "$repo/testing/openstack/openstack-down.sh" >/dev/null 2>&1 || true
 fi
 
 t0=$(date +%s)

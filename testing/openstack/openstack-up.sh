@@ -1,6 +1,7 @@
 #!/bin/bash
 # openstack-up.sh - minimal, real OpenStack compute API on 127.0.0.1 from Debian 12 packages
-# (Keystone 22 / Glance 25 / Placement 8 / Nova 26 "Zed" with the nova fake virt driver).
+# (Keystone 22 / Glance 25 / Placement 8 / Nova 26 "Zed" with the nova fake virt driver /
+# Neutron 21 ML2 flat+vlan with the agentless mechanism driver in osmini_ml2.py).
 #
 #   * idempotent: re-running installs only what is missing, starts only what is not running
 #   * no systemd needed: every daemon is started here with setsid (own process group),
@@ -39,7 +40,7 @@ case "$DB" in mariadb|sqlite) ;; *) die "OSMINI_DB must be mariadb or sqlite";; 
 # --------------------------------------------------------------------------- packages
 PKGS="keystone glance-api placement-api nova-api nova-conductor nova-scheduler nova-common
       python3-openstackclient python3-keystoneclient rabbitmq-server uwsgi-plugin-python3
-      sqlite3 curl util-linux"
+      neutron-server sqlite3 curl util-linux"
 [ "$DB" = mariadb ] && PKGS="$PKGS mariadb-server python3-pymysql"
 missing=""
 for p in $PKGS; do
@@ -60,7 +61,7 @@ if [ -n "$missing" ]; then
 fi
 # on a systemd host the packages enable their own units (on 0.0.0.0, stock configs): turn them off
 if [ -d /run/systemd/system ]; then
-  systemctl disable --now keystone glance-api placement-api nova-api nova-conductor nova-scheduler \
+  systemctl disable --now keystone glance-api placement-api nova-api nova-conductor nova-scheduler neutron-server \
     rabbitmq-server >/dev/null 2>&1 || true
 fi
 
@@ -128,15 +129,16 @@ if [ "$DB" = mariadb ]; then
   for i in $(seq 1 60); do [ -S "$SOCK" ] && mariadb --socket="$SOCK" -uroot -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
   mariadb --socket="$SOCK" -uroot -e 'select 1' >/dev/null || die "mariadb did not come up (see $LOGD/mariadb.err)"
   sql=""
-  for d in keystone glance placement nova_api nova nova_cell0; do sql="$sql CREATE DATABASE IF NOT EXISTS $d;"; done
-  for u in keystone glance placement nova; do
+  for d in keystone glance placement nova_api nova nova_cell0 neutron; do sql="$sql CREATE DATABASE IF NOT EXISTS $d;"; done
+  for u in keystone glance placement nova neutron; do
     sql="$sql CREATE USER IF NOT EXISTS '$u'@'localhost' IDENTIFIED BY '$PW'; ALTER USER '$u'@'localhost' IDENTIFIED BY '$PW';"
   done
   sql="$sql GRANT ALL ON keystone.* TO 'keystone'@'localhost'; GRANT ALL ON glance.* TO 'glance'@'localhost';
        GRANT ALL ON placement.* TO 'placement'@'localhost'; GRANT ALL ON nova_api.* TO 'nova'@'localhost';
-       GRANT ALL ON nova.* TO 'nova'@'localhost'; GRANT ALL ON nova_cell0.* TO 'nova'@'localhost'; FLUSH PRIVILEGES;"
+       GRANT ALL ON nova.* TO 'nova'@'localhost'; GRANT ALL ON nova_cell0.* TO 'nova'@'localhost';
+       GRANT ALL ON neutron.* TO 'neutron'@'localhost'; FLUSH PRIVILEGES;"
   mariadb --socket="$SOCK" -uroot -e "$sql"
-  for d in keystone glance placement nova_api nova nova_cell0; do
+  for d in keystone glance placement nova_api nova nova_cell0 neutron; do
     u=$d; case $d in nova*) u=nova;; esac
     DBURL[$d]="mysql+pymysql://$u:$PW@localhost/$d?unix_socket=$SOCK&charset=utf8"
   done
@@ -148,6 +150,7 @@ else
   DBURL[nova_api]=sqlite:////var/lib/nova/nova_api.sqlite
   DBURL[nova]=sqlite:////var/lib/nova/nova.sqlite
   DBURL[nova_cell0]=sqlite:////var/lib/nova/nova_cell0.sqlite
+  DBURL[neutron]=sqlite:////var/lib/neutron/neutron.sqlite
 fi
 wal() { [ "$DB" = sqlite ] && for f in "$@"; do sqlite3 "$f" 'PRAGMA journal_mode=WAL;' >/dev/null; done; return 0; }
 # WAL is essential for SQLite here: without it keystone's 2 uwsgi workers deadlock into
@@ -240,7 +243,7 @@ roles = {r.name: r for r in ks.roles.list()}
 for r in ("member", "reader"):
     if r not in roles: roles[r] = ks.roles.create(r)
 service = project("service"); demo = project("demo")
-for name in ("glance", "placement", "nova"):
+for name in ("glance", "placement", "nova", "neutron"):
     ks.roles.grant(roles["admin"], user=user(name, service), project=service)
 du = user("demo", demo)
 ks.roles.grant(roles["member"], user=du, project=demo); ks.roles.grant(roles["reader"], user=du, project=demo)
@@ -269,15 +272,76 @@ EOF
 sed -e 's/OS_USERNAME=admin/OS_USERNAME=demo/' -e 's/OS_PROJECT_NAME=admin/OS_PROJECT_NAME=demo/' $CONF/adminrc > $CONF/demorc
 chmod 600 $CONF/adminrc $CONF/demorc
 
-# --------------------------------------------------------------------------- neutron stand-in
-# Nova needs a 'network' endpoint even for servers booted with "networks": "none": GET /servers/{id}
-# lists ports for security groups, start/reboot refresh the network info cache and delete
-# deallocates networking, all via Neutron list_ports. A ~40-line stub answering empty lists suffices.
-check_port neutron-stub 9696
-# a stateful stand-in (networks, subnets, ports) so that servers can have NICs with given MACs
-install -m 755 "$(dirname "$0")/neutron-standin.py" /usr/local/bin/osmini-neutron-stub
-install -d -o nobody -g nogroup "$STATE/neutron"
-start neutron-stub nobody / /usr/local/bin/osmini-neutron-stub 9696 "$STATE/neutron/state.json"
+# --------------------------------------------------------------------------- neutron (real)
+# Debian's neutron-server 21 (ML2 core plugin, type drivers flat + vlan on physnet1) with the
+# project's agentless mechanism driver `osmini` (osmini_ml2.py: binds ports on flat/vlan segments,
+# no data plane). No agents, no DHCP, no L3: Nova's fake virt driver plugs nothing.
+# An older project stand-in on 9696 (pid file neutron-stub.pid) is stopped first.
+if alive neutron-stub; then kill -TERM -- "-$(cat "$RUN/neutron-stub.pid")" 2>/dev/null || true; sleep 1; fi
+rm -f "$RUN/neutron-stub.pid" /usr/local/bin/osmini-neutron-stub
+check_port neutron-server 9696
+SITE=/usr/local/lib/python3.11/dist-packages
+install -d "$SITE" "$SITE/osmini_ml2-1.0.dist-info"
+install -m 644 "$(dirname "$0")/osmini_ml2.py" "$SITE/osmini_ml2.py"
+printf 'Metadata-Version: 2.1\nName: osmini-ml2\nVersion: 1.0\n' > "$SITE/osmini_ml2-1.0.dist-info/METADATA"
+printf '[neutron.ml2.mechanism_drivers]\nosmini = osmini_ml2:OsminiMechanismDriver\n' \
+  > "$SITE/osmini_ml2-1.0.dist-info/entry_points.txt"
+keep_orig /etc/neutron/neutron.conf; keep_orig /etc/neutron/plugins/ml2/ml2_conf.ini
+cat > /etc/neutron/neutron.conf <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = 9696
+core_plugin = ml2
+service_plugins =
+auth_strategy = keystone
+transport_url = rabbit://openstack:$PW@127.0.0.1:5672/
+state_path = /var/lib/neutron
+log_dir = /var/log/neutron
+log_file = neutron-server.log
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 0
+dhcp_agent_notification = false
+notify_nova_on_port_status_changes = true
+notify_nova_on_port_data_changes = true
+[database]
+connection = ${DBURL[neutron]}
+[keystone_authtoken]
+$(authtoken neutron)
+[nova]
+$(authtoken nova)
+[oslo_concurrency]
+lock_path = /var/lib/neutron/lock
+[oslo_policy]
+policy_dirs = /etc/neutron/policy.d
+EOF
+cat > /etc/neutron/plugins/ml2/ml2_conf.ini <<'EOF'
+[ml2]
+type_drivers = flat,vlan
+# projects use the networks the admin made (pv-net, pv-vlan-N); none of their own
+tenant_network_types =
+mechanism_drivers = osmini
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = physnet1
+[ml2_type_vlan]
+network_vlan_ranges = physnet1:1:4094
+[securitygroup]
+enable_security_group = true
+EOF
+chown root:neutron /etc/neutron/neutron.conf /etc/neutron/plugins/ml2/ml2_conf.ini
+chmod 640 /etc/neutron/neutron.conf /etc/neutron/plugins/ml2/ml2_conf.ini
+install -d -o neutron -g neutron /var/lib/neutron /var/lib/neutron/lock /var/log/neutron
+NEUTRON_CONF=(--config-file /etc/neutron/neutron.conf --config-file /etc/neutron/plugins/ml2/ml2_conf.ini)
+if ! alive neutron-server; then
+  t_db=$(date +%s)
+  (cd /var/lib/neutron && setpriv --reuid neutron --regid neutron --init-groups \
+     neutron-db-manage "${NEUTRON_CONF[@]}" upgrade heads) >> "$LOGD/neutron-db-manage.out" 2>&1 \
+     || { tail -20 "$LOGD/neutron-db-manage.out"; die "neutron-db-manage failed"; }
+  wal /var/lib/neutron/neutron.sqlite
+  log "neutron database migrated ($(( $(date +%s) - t_db ))s)"
+fi
+start neutron-server neutron /var/lib/neutron env HOME=/var/lib/neutron /usr/bin/neutron-server "${NEUTRON_CONF[@]}"
 
 # --------------------------------------------------------------------------- glance
 check_port glance-api 9292
@@ -360,8 +424,11 @@ compute_driver = $DRIVER
 enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
 osapi_compute_workers = 1
-# the info-cache healer only talks to Neutron; nothing to heal with "networks": "none"
+# the info-cache healer: not needed on the loopback cloud (ports change only through Nova's API)
 heal_instance_info_cache_interval = 0
+# Neutron binds ports without an agent (osmini); the fake driver waits for no vif-plugged event
+vif_plugging_is_fatal = false
+vif_plugging_timeout = 0
 graceful_shutdown_timeout = 5
 [api]
 auth_strategy = keystone
@@ -371,6 +438,9 @@ connection = ${DBURL[nova_api]}
 connection = ${DBURL[nova]}
 [keystone_authtoken]
 $(authtoken nova)
+# validated tokens are cached for 10 s (default 300): a revoked token is refused within 10 s
+# (crates/openstack/tests: re-authentication proven against this Keystone)
+token_cache_time = 10
 [placement]
 $(authtoken placement)
 [neutron]
@@ -475,6 +545,7 @@ start nova-compute nova /var/lib/nova /usr/local/bin/osmini-nova-compute --confi
 wait_http http://127.0.0.1:9292/ 90;  log "glance ready"
 wait_http http://127.0.0.1:8778/ 60;  log "placement ready"
 wait_http http://127.0.0.1:8774/ 90;  log "nova-api ready"
+wait_http http://127.0.0.1:9696/ 120; log "neutron-server ready"
 
 # --------------------------------------------------------------------------- post-start: hosts, flavors, image
 # wait for nova-compute to report in and for its host to be mapped into cell1 (os-hypervisors
@@ -523,6 +594,38 @@ if not any(i["status"] == "active" for i in imgs):
 PYEOF
 log "flavors m1.nano/m1.tiny/m1.small and public raw image 'tiny' (1 MiB) ready"
 
+# networks (made by admin: provider attributes): pv-net = flat physnet1, 10.99.0.0/24 without DHCP;
+# pv-vlan-N = VLAN N on physnet1 (N in OSMINI_VLANS), what CloudStack vlan://N NICs map to
+OSMINI_PW="$PW" OSMINI_VLANS="${OSMINI_VLANS:-100 200}" $PY - <<'PYEOF'
+import os
+from keystoneauth1.identity import v3
+from keystoneauth1 import session
+s = session.Session(auth=v3.Password(auth_url="http://127.0.0.1:5000/v3", username="admin",
+    password=os.environ["OSMINI_PW"], project_name="admin", user_domain_id="default", project_domain_id="default"))
+ep = {"service_type": "network", "interface": "public"}
+# owned by project demo: Neutron's default policy lets a network's owner set port MACs
+# (create_port:mac_address = network owner or admin), which CloudStack NICs need
+demo = [p for p in s.get("/projects?name=demo", endpoint_filter={"service_type": "identity",
+        "interface": "public"}).json()["projects"]][0]["id"]
+def net(name, ntype, seg, cidr):
+    have = s.get("/v2.0/networks?name=%s" % name, endpoint_filter=ep).json()["networks"]
+    if have and have[0]["project_id"] == demo:
+        return
+    for old in have:   # made by an older version of this script (admin-owned)
+        s.delete("/v2.0/networks/%s" % old["id"], endpoint_filter=ep)
+    body = {"name": name, "project_id": demo, "shared": False, "provider:network_type": ntype,
+            "provider:physical_network": "physnet1"}
+    if seg is not None:
+        body["provider:segmentation_id"] = seg
+    n = s.post("/v2.0/networks", endpoint_filter=ep, json={"network": body}).json()["network"]
+    s.post("/v2.0/subnets", endpoint_filter=ep, json={"subnet": {"name": name + "-subnet", "network_id": n["id"], "project_id": demo,
+           "ip_version": 4, "cidr": cidr, "enable_dhcp": False}})
+net("pv-net", "flat", None, "10.99.0.0/24")
+for v in os.environ["OSMINI_VLANS"].split():
+    net("pv-vlan-%d" % int(v), "vlan", int(v), "10.98.%d.0/24" % (int(v) % 256))
+PYEOF
+log "neutron networks pv-net (flat) and pv-vlan-N (VLAN ${OSMINI_VLANS:-100 200}) ready"
+
 cat <<EOF
 
 ================ minimal OpenStack is up ($(( $(date +%s) - T0 ))s, DB=$DB, driver=$DRIVER) ================
@@ -530,7 +633,7 @@ cat <<EOF
   admin    : user admin / password $PW / project admin      -> source $CONF/adminrc
   demo     : user demo  / password $PW / project demo (member) -> source $CONF/demorc
   endpoints: compute http://127.0.0.1:8774/v2.1 (microversions 2.1-2.93)  image http://127.0.0.1:9292
-             placement http://127.0.0.1:8778  network (stub) http://127.0.0.1:9696
+             placement http://127.0.0.1:8778  network (Neutron ML2/osmini) http://127.0.0.1:9696
   boot     : flavors m1.nano m1.tiny m1.small, image 'tiny'; use "networks": "none" (microversion >= 2.37)
   pids     : $RUN/*.pid   logs: $LOGD, /var/log/{keystone,glance,placement,nova}
   stop     : openstack-down.sh

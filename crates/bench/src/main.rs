@@ -7,6 +7,7 @@
 
 mod cloudstack;
 mod libvirt;
+mod openstack;
 mod proc_stats;
 mod proxmox;
 mod ras;
@@ -54,6 +55,11 @@ struct Args {
     /// `install-ssh` fields; needs root and `openssh-server`).
     #[arg(long)]
     ssh: bool,
+    /// Also measure the OpenStack driver against the loopback OpenStack whose backend contract
+    /// (`openstack.json`, written by `scripts/ci/start-openstack.sh`) is in this directory;
+    /// skipped with a note when the contract is absent.
+    #[arg(long, value_name = "CONTRACT_DIR", num_args = 0..=1, default_missing_value = "/run/polyvisor-test")]
+    openstack: Option<PathBuf>,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -115,6 +121,9 @@ fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
     }
     if let Some(tiny) = &args.libvirt_tiny {
         figures.extend(libvirt::run(&args.bin, dir, tiny, &args.pool_dir, args.actions.min(30))?);
+    }
+    if let Some(contract_dir) = &args.openstack {
+        figures.extend(openstack::run(&args.bin, dir, contract_dir, args.actions.min(20))?);
     }
     Ok(figures)
 }

@@ -217,6 +217,32 @@ impl OpenStackDriver {
             .ok_or_else(|| OsError::NotFound(format!("network '{}' (setting 'network') not found", clip(n))))
     }
 
+    /// The Neutron network that carries VLAN `vlan`: a `vlan` provider network with that
+    /// segmentation id visible to the project (Neutron filters on provider attributes even for
+    /// users whose policy hides them in the answer). None: a clear error, nothing created.
+    async fn vlan_network_id(&self, vlan: u32) -> Result<String, OsError> {
+        if !(1..=4094).contains(&vlan) {
+            return Err(OsError::BadRequest(format!("VLAN {vlan} is not 1-4094")));
+        }
+        let path = format!("/networks?provider:network_type=vlan&provider:segmentation_id={vlan}&fields=id");
+        let v = self.api.get(Service::Network, &path).await?;
+        let nets = v["networks"].as_array().cloned().unwrap_or_default();
+        match nets.as_slice() {
+            [one] => one["id"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| OsError::BadAnswer("a Neutron network without id".into())),
+            [] => Err(OsError::NotFound(format!(
+                "no Neutron network of type vlan with segmentation id {vlan} is visible to this project \
+                 (an admin creates one: provider:network_type=vlan, provider:segmentation_id={vlan})"
+            ))),
+            _ => Err(OsError::BadRequest(format!(
+                "{} Neutron networks carry VLAN {vlan} (several physical networks); polyvisor will not guess",
+                nets.len()
+            ))),
+        }
+    }
+
     fn power_token(&self, id: &str, want: &str, then: Option<&str>) -> TaskId {
         TaskToken::new("os-power", json!({"id": id, "want": want, "then": then}))
             .with_max_age(self.cfg().task_timeout.as_secs())
@@ -505,9 +531,9 @@ impl Driver for OpenStackDriver {
         if !is_uuid(&image) {
             return Err(Error::not_found(format!("template image [{}]", clip(&image))));
         }
-        if !spec.nics.is_empty() && self.cfg().network.is_none() {
+        if spec.nics.iter().any(|n| n.vlan.is_none()) && self.cfg().network.is_none() {
             return Err(Error::invalid(
-                "the guest asks for NICs but setting 'network' (the Neutron network for them) is not set",
+                "the guest asks for untagged NICs but setting 'network' (the Neutron network for them) is not set",
             ));
         }
         let n = nonce();
@@ -515,16 +541,19 @@ impl Driver for OpenStackDriver {
         let networks = if spec.nics.is_empty() {
             self.networks().await?
         } else {
-            let net = self.network_id(self.cfg().network.as_deref().unwrap_or_default()).await?;
             let mut list = Vec::new();
             for (i, nic) in spec.nics.iter().enumerate() {
-                if nic.vlan.is_some() {
-                    self.cleanup_ports(&ports).await;
-                    return Err(Error::invalid(
-                        "VLAN-tagged NICs are not supported: Neutron decides segmentation per network; \
-                         map the CloudStack network to an untagged one and set 'network'",
-                    ));
-                }
+                let net = match nic.vlan {
+                    None => self.network_id(self.cfg().network.as_deref().unwrap_or_default()).await,
+                    Some(v) => self.vlan_network_id(v).await,
+                };
+                let net = match net {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.cleanup_ports(&ports).await;
+                        return Err(e.into());
+                    }
+                };
                 let mut port = json!({"network_id": net, "name": format!("pv-{n}-{i}")});
                 if let Some(mac) = &nic.mac {
                     port["mac_address"] = json!(mac.to_ascii_lowercase());

@@ -1,9 +1,10 @@
 //! Driver-level tests against the real loopback OpenStack started by
 //! `scripts/ci/start-openstack.sh` (contract `/run/polyvisor-test/openstack.json`): auth by
-//! password and by application credential, re-authentication on a 401 (against a Keystone/Nova
-//! mock: the real Nova caches token validations for minutes), Nova
+//! password and by application credential, re-authentication on a 401 (against the real
+//! Keystone: the test revokes the driver's tokens; and on a mock, counting round trips), Nova
 //! 404/409 mapped to clear kinds, power cycle, template flag, snapshot image, clone from a
-//! version, delete leaving no server/image/port behind, the foreign server untouched, and the
+//! version, delete leaving no server/image/port behind, VLAN/MAC NICs on real Neutron, the
+//! foreign server untouched, and the
 //! official client (`openstack server list` / `image list`) agreeing with the driver.
 //! A missing contract fails (naming the script); nothing is skipped.
 
@@ -314,31 +315,146 @@ async fn an_expired_token_is_replaced_once_on_a_401() {
     assert_eq!(d.client().authentications(), 2, "the new token is kept");
 }
 
-/// The Neutron stand-in earns trust from the official client: `openstack port create` with a
-/// MAC on `pv-net`, `port show`, `port list --network`, `network show`, `port delete` (python3-
-/// openstackclient/openstacksdk parse every answer), the MAC conflict answered as Neutron does.
+/// CloudStack NICs on REAL Neutron (ML2, type drivers flat + vlan, the agentless `osmini`
+/// mechanism driver): a `vlan://100` NIC lands on the VLAN provider network with segmentation
+/// id 100 (`pv-vlan-100`), an untagged one on the `network` setting's flat `pv-net`, both with
+/// the requested MACs; Nova boots the server with them; the official client sees the ports;
+/// a VLAN no network carries (101) is refused with nothing created; delete leaves no port.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_neutron_stand_in_satisfies_the_official_client() {
+async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
+    use polyvisor_core::{CreateSource, CreateSpec, NicSpec};
     let _one = ONE.lock().await;
-    let (b, _) = contract();
-    let name = format!("pvt-port-{}", std::process::id());
-    let mac = format!("fa:16:3e:77:{:02x}:{:02x}", std::process::id() % 256, (std::process::id() / 256) % 256);
-    let created = official_obj(&b, &["port", "create", "--network", "pv-net", "--mac-address", &mac, &name]);
-    assert_eq!(created["mac_address"], mac.as_str());
-    assert_eq!(created["name"], name.as_str());
-    let id = created["id"].as_str().expect("id").to_string();
-    let fixed = created["fixed_ips"].to_string();
-    assert!(fixed.contains("10.99.0."), "an address of pv-subnet: {fixed}");
-    assert_eq!(official_obj(&b, &["port", "show", &id])["id"], id.as_str());
-    let listed = official(&b, &["port", "list", "--network", "pv-net"]);
-    assert!(ids(&listed).contains(&id));
-    assert_eq!(official_obj(&b, &["network", "show", "pv-net"])["name"], "pv-net");
-    // Same MAC again: refused (409 MacAddressInUse), as Neutron does.
-    let again = openstack_cmd(&b, &["port", "create", "--network", "pv-net", "--mac-address", &mac, "dup"]);
-    assert!(!again.status.success(), "a duplicate MAC is refused");
-    let del = openstack_cmd(&b, &["port", "delete", &id]);
-    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
-    assert!(!ids(&official(&b, &["port", "list"])).contains(&id));
+    let (b, raw) = contract();
+    let d = driver(&b);
+    let ports_before = ids(&official(&b, &["port", "list"]));
+    let servers_before = ids(&official(&b, &["server", "list"]));
+    let pid = std::process::id();
+    let mac = |n: u32| format!("FA:16:3E:{:02X}:{:02X}:{:02X}", n, pid % 256, (pid / 256) % 256);
+    let spec = |name: &str, nics: Vec<NicSpec>| CreateSpec {
+        name: name.to_string(),
+        key: format!("pvt-key-{name}"),
+        source: CreateSource::Template { id: GuestId::new(raw["template_id"].as_str().unwrap()), full: true },
+        cpus: Some(1),
+        memory_mb: Some(128),
+        disk_size_gb: None,
+        storage: None,
+        nics,
+    };
+
+    // A VLAN no Neutron network carries: refused, nothing created.
+    let name = format!("pvt-vlan101-{pid}");
+    let nics = vec![
+        NicSpec { mac: Some(mac(1)), vlan: None, network: None },
+        NicSpec { mac: Some(mac(2)), vlan: Some(101), network: None },
+    ];
+    let e = d.create_guest(&spec(&name, nics)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.message().contains("segmentation id 101"), "{e}");
+    assert_eq!(ids(&official(&b, &["port", "list"])), ports_before, "no port left by the refused create");
+
+    // VLAN 100 + untagged, with MACs.
+    let name = format!("pvt-vlan-{pid}");
+    let nics = vec![
+        NicSpec { mac: Some(mac(3)), vlan: Some(100), network: None },
+        NicSpec { mac: Some(mac(4)), vlan: None, network: None },
+    ];
+    let started = d.create_guest(&spec(&name, nics)).await.unwrap();
+    let vm = match started.new_guest {
+        Some(id) => {
+            done(&d, &started.task).await;
+            id
+        }
+        None => done(&d, &started.task).await.new_guest.expect("create id"),
+    };
+    let g = d.get_guest(&vm).await.unwrap();
+    let macs: Vec<String> = g.nics.iter().map(|n| n.mac.to_ascii_uppercase()).collect();
+    assert!(macs.contains(&mac(3)) && macs.contains(&mac(4)), "{:?}", g.nics);
+    // The official client: the ports, their networks and MACs, bound to the server.
+    let ports = official(&b, &["port", "list", "--server", vm.as_str(), "--long"]);
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    for (m, net) in [(mac(3), "pv-vlan-100"), (mac(4), "pv-net")] {
+        let row = ports
+            .iter()
+            .find(|p| p["MAC Address"].as_str().map(str::to_ascii_uppercase) == Some(m.clone()))
+            .unwrap_or_else(|| panic!("no port with MAC {m}: {ports:?}"));
+        let port = official_obj(&b, &["port", "show", row["ID"].as_str().unwrap()]);
+        let network = official_obj(&b, &["network", "show", port["network_id"].as_str().unwrap()]);
+        assert_eq!(network["name"], net, "{port}");
+        assert_eq!(port["status"], "ACTIVE", "bound by the osmini mechanism driver: {port}");
+    }
+    assert!(ids(&official(&b, &["server", "list"])).contains(&vm.0));
+
+    done(&d, &d.delete_guest(&vm).await.unwrap()).await;
+    assert_eq!(ids(&official(&b, &["server", "list"])), servers_before, "official client: no server left");
+    assert_eq!(ids(&official(&b, &["port", "list"])), ports_before, "official client: no port left");
+}
+
+/// Token expiry and re-authentication against the REAL Keystone: a user made for this test
+/// logs in; the test revokes that user's tokens (Keystone revokes every token of a user that is
+/// disabled; re-enabling does not bring them back); once Nova's token-validation cache lapses
+/// (`token_cache_time = 10` in the loopback cloud), Nova answers 401 and the driver
+/// authenticates exactly once more and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_is_replaced_once_against_real_keystone() {
+    let _one = ONE.lock().await;
+    let (b, raw) = contract();
+    let user = format!("pvt-reauth-{}", std::process::id());
+    let pass = format!("pw-{:x}", std::process::id() as u64 * 7919 + 17);
+    let admin = |args: &[&str]| {
+        let out = admin_cmd(&b, &raw, args);
+        assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    admin(&["user", "create", "--domain", "Default", "--password", &pass, &user]);
+    // The user goes even when an assertion below fails.
+    struct DeleteUser<'a>(&'a Backend, &'a Value, String);
+    impl Drop for DeleteUser<'_> {
+        fn drop(&mut self) {
+            let _ = admin_cmd(self.0, self.1, &["user", "delete", "--domain", "Default", &self.2]);
+        }
+    }
+    let _cleanup = DeleteUser(&b, &raw, user.clone());
+    admin(&["role", "add", "--user", &user, "--user-domain", "Default", "--project", "demo", "member"]);
+    let mut s = b.settings.clone();
+    s.insert("username".into(), Value::String(user.clone()));
+    s.insert("password".into(), Value::String(pass.clone()));
+    let d = open_driver(&Settings::from_json(&Value::Object(s)).unwrap()).unwrap();
+    let before = d.list_guests().await.expect("first list");
+    assert_eq!(d.client().authentications(), 1);
+    admin(&["user", "set", "--disable", &user]);
+    admin(&["user", "set", "--enable", &user]);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = d.list_guests().await.expect("list after the revocation");
+    assert_eq!(d.client().authentications(), 2, "exactly one re-authentication after Nova's 401");
+    assert_eq!(ids_of(&before), ids_of(&after));
+    d.list_guests().await.unwrap();
+    assert_eq!(d.client().authentications(), 2, "the new token is kept");
+}
+
+fn ids_of(g: &[polyvisor_core::GuestSummary]) -> Vec<String> {
+    let mut v: Vec<String> = g.iter().map(|g| g.id.0.clone()).collect();
+    v.sort();
+    v
+}
+
+/// The official client as the contract's admin (user management for the re-auth test).
+fn admin_cmd(b: &Backend, raw: &Value, args: &[&str]) -> std::process::Output {
+    let s = &b.settings;
+    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let a = &raw["admin"];
+    Command::new("/usr/bin/openstack")
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("OS_AUTH_URL", get("auth_url"))
+        .env("OS_USERNAME", a["username"].as_str().unwrap_or("admin"))
+        .env("OS_PASSWORD", a["password"].as_str().unwrap_or_default())
+        .env("OS_PROJECT_NAME", a["project_name"].as_str().unwrap_or("admin"))
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_REGION_NAME", get("region_name"))
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .output()
+        .expect("python3-openstackclient (/usr/bin/openstack)")
 }
 
 fn openstack_cmd(b: &Backend, args: &[&str]) -> std::process::Output {
