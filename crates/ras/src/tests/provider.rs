@@ -214,6 +214,18 @@ fn the_driver_is_closed_once_at_eof_and_at_disconnect() {
         ],
     );
     assert_eq!(f.fake.state().closed, 2, "the connected driver at disconnect, the lazy one at EOF");
+    // A connect that gets back the driver already in use (the fake factory shares one) does
+    // not close it under the session's feet: one close, at EOF.
+    let f = FakeFactory::new(full_caps());
+    run(
+        &Args::default(),
+        &f,
+        &[
+            r#"{"method":"provider/connect","params":{"settings":{}}}"#,
+            r#"{"method":"provider/connect","params":{"settings":{}}}"#,
+        ],
+    );
+    assert_eq!(f.fake.state().closed, 1, "the driver still in use is closed once, at EOF");
     // A process that never opened a driver closes nothing.
     let f = FakeFactory::new(full_caps());
     run(&Args::default(), &f, &[INIT]);
