@@ -19,7 +19,9 @@ used by npm xen-api) and `Async.<class>.<message>` for the non-implicit messages
 Usage: XAPI_STANDIN_PASSWORD=PW xapi_standin.py --host 127.0.9.2 --port 8443 --certdir DIR
        [--slave-host 127.0.9.12] [--task-delay 0.3] [--stall-host ADDR --stall-port P]
 Prints one JSON line `{"listening": url, "fingerprint": ..., "ca_file": ...}` when ready.
-Test hooks (not XAPI, plain HTTP paths on the same listener): `POST /debug/expire-sessions`.
+Test hooks (not XAPI, plain HTTP paths on the same listener): `POST /debug/expire-sessions`,
+`POST /debug/calls` (`{"calls", "logouts", "sessions", "tasks_dropped"}`: calls served,
+sessions ended by `session.logout`, live sessions, tasks destroyed with their session).
 """
 import argparse
 import gzip
@@ -103,6 +105,8 @@ class Xapi:
         self.sessions = {}
         self.pending = []  # (due, task_ref, fn)
         self.calls = 0
+        self.logouts = 0  # session.logout calls that ended a live session
+        self.tasks_dropped = 0  # tasks destroyed with their session at logout
         self.enum_first = {}
         for c in schema.values():
             for e in c.get("enums", []):
@@ -285,10 +289,15 @@ class Xapi:
                 raise Fail("SESSION_INVALID", session)
             args = params[1:]
             if cls == "session" and msg == "logout":
+                # As XAPI: the session's tasks go with it (a pending one's work is dropped
+                # too: `run_due` skips work whose task record is gone), so a later poll of
+                # such a task reference answers HANDLE_INVALID.
                 self.sessions.pop(session, None)
+                self.logouts += 1
                 for t, rec in list(self.objs.get("task", {}).items()):
                     if rec["other_config"].get("session") == session:
                         del self.objs["task"][t]
+                        self.tasks_dropped += 1
                 return ""
             if is_async:
                 return self.start_task(session, cls, msg, args)
@@ -674,7 +683,10 @@ def make_handler(xapi, slave_of=None, stall=False):
                 xapi.expire_sessions()
                 return self.send(200, "text/plain", b"ok")
             if self.path == "/debug/calls":
-                return self.send(200, "application/json", json.dumps({"calls": xapi.calls}).encode())
+                with xapi.lock:
+                    body = {"calls": xapi.calls, "logouts": xapi.logouts, "sessions": len(xapi.sessions),
+                            "tasks_dropped": xapi.tasks_dropped}
+                return self.send(200, "application/json", json.dumps(body).encode())
             if self.path.startswith("/jsonrpc"):
                 return self.jsonrpc(raw)
             if self.path in ("/", "/RPC2"):

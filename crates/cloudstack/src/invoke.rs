@@ -80,8 +80,11 @@ async fn run_action(
     let hard = start + timeout.mul_f64(0.95);
     let soft = start + timeout.mul_f64(0.90);
     let vm = crate::ctx::shown(&payload.internal_name().unwrap_or_default());
+    // The driver outlives the action future so that it can be closed after a timeout too.
+    let opened: std::sync::OnceLock<Arc<dyn polyvisor_core::Driver>> = std::sync::OnceLock::new();
     let work = async {
         let driver = factory.open(&settings, &polyvisor_core::OpenOptions::default()).await?;
+        let _ = opened.set(driver.clone());
         let ctx = Ctx { driver, settings, payload, deadline: soft };
         dispatch(&ctx, &action).await
     };
@@ -90,8 +93,21 @@ async fn run_action(
         Ok(Err(e)) => Reply::from_error(&e),
         Err(_) => Reply::from_error(&Error::timeout(format!("Timed out after {} s", timeout.as_secs()))),
     };
+    // One action per process: release the driver's backend session now (bounded; the
+    // reply is decided already and never changes because of it).
+    if let Some(driver) = opened.get() {
+        if tokio::time::timeout(close_bound(timeout), driver.close()).await.is_err() {
+            tracing::debug!("closing the driver outlived its bound; the backend session expires on its own");
+        }
+    }
     tracing::info!(?action, vm = %vm, ok = reply.ok, elapsed_ms = start.elapsed().as_millis() as u64, "cloudstack action");
     reply
+}
+
+/// How long closing the driver may take: inside the 5 % CloudStack leaves after the hard
+/// deadline, at most 5 s.
+pub fn close_bound(timeout: Duration) -> Duration {
+    timeout.mul_f64(0.04).min(Duration::from_secs(5))
 }
 
 #[cfg(test)]

@@ -611,3 +611,25 @@ fn an_id_hint_at_a_foreign_guest_is_never_acted_on() {
     assert_eq!(r.fake.state().guests.get(&id).and_then(|g| g.key.clone()).as_deref(), Some("i-2-45-VM"));
     assert_eq!((foreign(&r).key, foreign(&r).power), (None, PowerState::PoweredOn));
 }
+
+#[test]
+fn every_action_closes_the_driver_once_even_after_a_failure_or_a_timeout() {
+    // Issue 14: one action per process, so the driver's backend session is released.
+    let r = Run::new();
+    let (_, ok) = r.call("status", &fixture_json("spec_9_status.json"), "5");
+    assert!(ok);
+    assert_eq!(r.fake.state().closed, 1);
+    let (_, ok) = r.call("start", &fixture_json("spec_9_stop.json"), "5");
+    assert!(!ok, "start of an absent VM fails");
+    assert_eq!(r.fake.state().closed, 2, "closed after a failed action too");
+    r.fake.state().hang_tasks = true;
+    let t = Instant::now();
+    let (_, ok) = r.call("create", &fixture_json("spec_9_create.json"), "1");
+    assert!(!ok);
+    assert!(t.elapsed() < Duration::from_millis(1000), "close stays inside the kill limit");
+    assert_eq!(r.fake.state().closed, 3, "closed after the deadline");
+    // No driver opened (unreadable payload): nothing to close.
+    let (_, ok) = r.call_path("status", &r.dir.path().join("absent.json"), "5");
+    assert!(!ok);
+    assert_eq!(r.fake.state().closed, 3);
+}

@@ -193,6 +193,16 @@ pub trait Driver: Send + Sync {
         let _ = id;
         Err(Error::unsupported("console"))
     }
+
+    // --- Process end (issue 14: logout at exit) -------------------------------------------
+
+    /// Called by a front once, when its process is about to end (CloudStack: after its one
+    /// action; RAS: at stdin EOF or `provider/disconnect`), to release backend sessions
+    /// (e.g. an XAPI `session.logout`). Best effort and bounded by the caller: a driver logs
+    /// what it could not release and never fails the front. A driver must not release
+    /// anything a task id it handed out still needs in a later process. The driver is not
+    /// used after `close`. Provided: no-op.
+    async fn close(&self) {}
 }
 
 /// Which template implementation a front would like, for drivers that offer both

@@ -2,7 +2,7 @@
 
 use crate::settings::{HttpSettings, TlsMode};
 use crate::tls::FingerprintVerifier;
-use polyvisor_core::{Error, Result};
+use polyvisor_core::{Error, ExposeSecret, Result, SecretString};
 use std::sync::Arc;
 
 /// Which URL schemes may carry credentials.
@@ -22,6 +22,26 @@ pub struct ClientOptions {
     pub user_agent: String,
     /// How long idle pooled connections are kept.
     pub pool_idle: std::time::Duration,
+    /// A client certificate to present (mutual TLS), in every TLS mode.
+    pub identity: Option<ClientIdentity>,
+}
+
+/// A client certificate for mutual TLS (e.g. a kubeconfig's `client-certificate-data` /
+/// `client-key-data`): the PEM certificate chain and its PEM private key (secret).
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// PEM certificate chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: SecretString,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientOptions {
@@ -29,6 +49,7 @@ impl Default for ClientOptions {
         ClientOptions {
             user_agent: concat!("polyvisor/", env!("CARGO_PKG_VERSION")).into(),
             pool_idle: std::time::Duration::from_secs(30),
+            identity: None,
         }
     }
 }
@@ -99,6 +120,20 @@ impl CredentialedClient {
     }
 }
 
+/// Trusts exactly the PEM certificates in `pem` (`what` names their origin in errors).
+fn trust_only(mut b: reqwest::ClientBuilder, pem: &[u8], what: &str) -> Result<reqwest::ClientBuilder> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem)
+        .map_err(|e| Error::invalid(format!("{what} is not a PEM certificate file")).with_detail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(Error::invalid(format!("{what} contains no PEM certificate")));
+    }
+    b = b.tls_built_in_root_certs(false);
+    for c in certs {
+        b = b.add_root_certificate(c);
+    }
+    Ok(b)
+}
+
 fn build(s: &HttpSettings, opts: &ClientOptions, https_only: bool) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(s.connect_timeout)
@@ -108,6 +143,13 @@ fn build(s: &HttpSettings, opts: &ClientOptions, https_only: bool) -> Result<req
         .https_only(https_only)
         .pool_idle_timeout(opts.pool_idle)
         .user_agent(opts.user_agent.clone());
+    let bad_identity = |e: String| Error::invalid("the client certificate or key is not valid PEM").with_detail(e);
+    if let (Some(id), false) = (&opts.identity, matches!(s.tls, TlsMode::Fingerprint(_))) {
+        let mut pem = id.cert_pem.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(id.key_pem.expose_secret().as_bytes());
+        b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| bad_identity(e.to_string()))?);
+    }
     match &s.tls {
         TlsMode::Verify => {}
         TlsMode::Insecure => b = b.danger_accept_invalid_certs(true),
@@ -115,25 +157,29 @@ fn build(s: &HttpSettings, opts: &ClientOptions, https_only: bool) -> Result<req
             let pem = std::fs::read(path).map_err(|e| {
                 Error::invalid("setting 'ca_file' names a file that cannot be read").with_detail(e.to_string())
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::invalid("setting 'ca_file' is not a PEM certificate file").with_detail(e.to_string())
-            })?;
-            if certs.is_empty() {
-                return Err(Error::invalid("setting 'ca_file' contains no PEM certificate"));
-            }
-            b = b.tls_built_in_root_certs(false);
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
+            b = trust_only(b, &pem, "setting 'ca_file'")?;
         }
+        TlsMode::CaPem(pem) => b = trust_only(b, pem, "the embedded CA data")?,
         TlsMode::Fingerprint(pin) => {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let tls = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map_err(|e| Error::internal("TLS setup failed").with_detail(e.to_string()))?
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(FingerprintVerifier::new(*pin)))
-                .with_no_client_auth();
+                .with_custom_certificate_verifier(Arc::new(FingerprintVerifier::new(*pin)));
+            let tls = match &opts.identity {
+                None => tls.with_no_client_auth(),
+                Some(id) => {
+                    use rustls::pki_types::pem::PemObject;
+                    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+                    let chain = CertificateDer::pem_slice_iter(&id.cert_pem)
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| bad_identity(e.to_string()))?;
+                    let key = PrivateKeyDer::from_pem_slice(id.key_pem.expose_secret().as_bytes())
+                        .map_err(|e| bad_identity(e.to_string()))?;
+                    tls.with_client_auth_cert(chain, key).map_err(|e| bad_identity(e.to_string()))?
+                }
+            };
             b = b.use_preconfigured_tls(tls);
         }
     }

@@ -44,6 +44,6 @@ pub mod testing;
 pub mod tls;
 mod transport;
 
-pub use client::{ClientOptions, CredentialedClient, SchemePolicy};
+pub use client::{ClientIdentity, ClientOptions, CredentialedClient, SchemePolicy};
 pub use settings::{parse_fingerprint, HttpSettings, TlsMode, VERIFY_KEYS};
 pub use transport::{classify, TransportError};

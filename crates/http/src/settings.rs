@@ -14,6 +14,9 @@ pub enum TlsMode {
     Verify,
     /// Verify against the CAs in this PEM file only.
     CaFile(String),
+    /// Verify against the CAs in this PEM data only (e.g. a kubeconfig's embedded
+    /// `certificate-authority-data`). CA certificates are public: no secret here.
+    CaPem(Vec<u8>),
     /// Accept exactly the certificate with this SHA-256 digest of its DER encoding.
     Fingerprint([u8; 32]),
     /// No verification (explicit opt-out: `verify_tls=false`).

@@ -14,6 +14,12 @@ use std::sync::Arc;
 pub const CA_PEM: &str = include_str!("testing/ca.pem");
 const LEAF_PEM: &str = include_str!("testing/leaf.pem");
 const LEAF_KEY_PEM: &str = include_str!("testing/leaf.key.pem");
+/// The CA a [`TlsFront::start_requiring_client_cert`] front trusts for client certificates.
+pub const CLIENT_CA_PEM: &str = include_str!("testing/client-ca.pem");
+/// A client certificate signed by [`CLIENT_CA_PEM`] (CN `system:serviceaccount:polyvisor:tester`).
+pub const CLIENT_CERT_PEM: &str = include_str!("testing/client.pem");
+/// Its private key (a test fixture, not a secret of any real system).
+pub const CLIENT_KEY_PEM: &str = include_str!("testing/client.key.pem");
 
 /// A TLS listener on `127.0.0.1` that forwards each connection's plaintext to `backend`.
 pub struct TlsFront {
@@ -24,14 +30,35 @@ pub struct TlsFront {
 impl TlsFront {
     /// Starts the front (needs a running tokio runtime).
     pub async fn start(backend: SocketAddr) -> std::io::Result<TlsFront> {
+        TlsFront::start_with(backend, false).await
+    }
+
+    /// Starts a front that completes the handshake only for clients presenting a
+    /// certificate signed by [`CLIENT_CA_PEM`] (mutual TLS, as a Kubernetes API server does).
+    pub async fn start_requiring_client_cert(backend: SocketAddr) -> std::io::Result<TlsFront> {
+        TlsFront::start_with(backend, true).await
+    }
+
+    async fn start_with(backend: SocketAddr, mtls: bool) -> std::io::Result<TlsFront> {
         let certs = vec![CertificateDer::from_pem_slice(LEAF_PEM.as_bytes()).map_err(std::io::Error::other)?];
         let key = PrivateKeyDer::from_pem_slice(LEAF_KEY_PEM.as_bytes()).map_err(std::io::Error::other)?;
-        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(std::io::Error::other)?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
             .map_err(std::io::Error::other)?;
+        let builder = if mtls {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(CLIENT_CA_PEM.as_bytes()).map_err(std::io::Error::other)?)
+                .map_err(std::io::Error::other)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(std::io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let cfg = builder.with_single_cert(certs, key).map_err(std::io::Error::other)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -95,3 +95,38 @@ async fn plain_http_is_refused_unless_the_lab_opt_in_is_set() {
         assert!(!e.message().contains(bad), "{e}");
     }
 }
+
+#[tokio::test]
+async fn embedded_ca_data_and_a_client_identity_for_mutual_tls() {
+    use polyvisor_http::testing::{CA_PEM, CLIENT_CERT_PEM, CLIENT_KEY_PEM};
+    use polyvisor_http::{ClientIdentity, TlsMode};
+    let front = TlsFront::start_requiring_client_cert(backend().await).await.unwrap();
+    let mut s = HttpSettings::from_settings(&Settings::new(), "verify_tls").unwrap();
+    s.tls = TlsMode::CaPem(CA_PEM.as_bytes().to_vec());
+    let id = ClientIdentity { cert_pem: CLIENT_CERT_PEM.as_bytes().to_vec(), key_pem: CLIENT_KEY_PEM.into() };
+    let with = ClientOptions { identity: Some(id.clone()), ..ClientOptions::default() };
+    let c = CredentialedClient::new("Test", &front.url(), &s, SchemePolicy::HttpsOnly, &with).unwrap();
+    assert_eq!(get(&c).await, Ok(200), "CA data trusted, client certificate accepted");
+    // No identity: the server refuses the handshake (typed TLS failure).
+    let c =
+        CredentialedClient::new("Test", &front.url(), &s, SchemePolicy::HttpsOnly, &ClientOptions::default()).unwrap();
+    assert!(matches!(get(&c).await, Err(TransportError::Tls { .. })));
+    // The pin carries the identity too.
+    let mut pinned = s.clone();
+    pinned.tls = TlsMode::Fingerprint(polyvisor_http::parse_fingerprint(&TlsFront::fingerprint()).unwrap());
+    let c = CredentialedClient::new("Test", &front.url(), &pinned, SchemePolicy::HttpsOnly, &with).unwrap();
+    assert_eq!(get(&c).await, Ok(200));
+    // Bad CA data or a bad key: invalid input at construction, the key never echoed.
+    s.tls = TlsMode::CaPem(b"not a certificate".to_vec());
+    let e = CredentialedClient::new("Test", &front.url(), &s, SchemePolicy::HttpsOnly, &ClientOptions::default())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    s.tls = TlsMode::CaPem(CA_PEM.as_bytes().to_vec());
+    let bad = ClientOptions {
+        identity: Some(ClientIdentity { key_pem: "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n".into(), ..id }),
+        ..ClientOptions::default()
+    };
+    let e = CredentialedClient::new("Test", &front.url(), &s, SchemePolicy::HttpsOnly, &bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(!format!("{e:?}").contains("c2VjcmV0"), "{e:?}");
+}

@@ -31,7 +31,7 @@ impl Kube {
             &conn.server,
             &conn.http,
             SchemePolicy::HttpsUnlessOptedIn,
-            &ClientOptions::default(),
+            &ClientOptions { identity: conn.identity.clone(), ..ClientOptions::default() },
         )?;
         Ok(Kube { http, token: conn.token.clone(), namespace: conn.namespace.clone(), calls: AtomicU64::new(0) })
     }

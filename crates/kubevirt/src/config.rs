@@ -8,9 +8,19 @@
 //! 4. `KUBECONFIG` / `~/.kube/config` with optional `context` (as `kubectl` does).
 //!
 //! `namespace` wins; else the context's namespace (or the pod's); else `default`.
+//!
+//! Kubeconfig users authenticate as `kubectl` does: `token` / `tokenFile` (bearer), or a
+//! client certificate (`client-certificate[-data]` + `client-key[-data]`, mutual TLS); the
+//! cluster's CA comes from `certificate-authority` (a file) or `certificate-authority-data`
+//! (embedded). `exec` and `auth-provider` plugins are refused with a message naming the way
+//! out (see the crate README): kube runs them only inside its own tower client, which
+//! polyvisor does not use for transport.
 
-use polyvisor_core::{Capabilities, ConsoleKind, Error, Result, SecretString, Settings, TemplateStrategy};
-use polyvisor_http::{HttpSettings, TlsMode};
+use base64::Engine as _;
+use polyvisor_core::{
+    Capabilities, ConsoleKind, Error, ExposeSecret, Result, SecretString, Settings, TemplateStrategy,
+};
+use polyvisor_http::{ClientIdentity, HttpSettings, TlsMode};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,7 +51,7 @@ pub enum Source {
         context: Option<String>,
     },
     /// The pod's service account.
-    InCluster,
+    InCluster(Pod),
 }
 
 /// The resolved, validated settings.
@@ -61,16 +71,49 @@ pub struct Config {
     pub ready_timeout: Duration,
 }
 
+/// What the in-cluster configuration reads from the pod: the API service's address from
+/// the environment and the mounted service-account directory. [`Pod::from_process`] in
+/// production; tests point it elsewhere.
+#[derive(Clone, Debug)]
+pub struct Pod {
+    /// `KUBERNETES_SERVICE_HOST`.
+    pub service_host: Option<String>,
+    /// `KUBERNETES_SERVICE_PORT` (default 443).
+    pub service_port: Option<String>,
+    /// The service account's `token`, `ca.crt` and `namespace`
+    /// (`/var/run/secrets/kubernetes.io/serviceaccount`).
+    pub account_dir: PathBuf,
+}
+
+/// Where Kubernetes mounts a pod's service account.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl Pod {
+    /// This process's environment and the standard mount point.
+    pub fn from_process() -> Pod {
+        Pod {
+            service_host: std::env::var("KUBERNETES_SERVICE_HOST").ok().filter(|h| !h.is_empty()),
+            service_port: std::env::var("KUBERNETES_SERVICE_PORT").ok().filter(|p| !p.is_empty()),
+            account_dir: PathBuf::from(SERVICE_ACCOUNT_DIR),
+        }
+    }
+}
+
 impl Config {
     /// Reads the settings (no I/O).
     pub fn from_settings(s: &Settings) -> Result<Config> {
+        Config::from_settings_in(s, Pod::from_process())
+    }
+
+    /// As [`Config::from_settings`], with the pod environment given (tests).
+    pub fn from_settings_in(s: &Settings, pod: Pod) -> Result<Config> {
         let http = HttpSettings::from_settings(s, "verify_tls")?;
         let source = if let Some(server) = s.str_any(&["server", "url"]) {
             Source::Server { server: server.trim_end_matches('/').to_string() }
         } else if let Some(path) = s.str("kubeconfig") {
             Source::Kubeconfig { path: Some(PathBuf::from(path)), context: s.str("context") }
-        } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && !s.has("context") {
-            Source::InCluster
+        } else if pod.service_host.is_some() && !s.has("context") {
+            Source::InCluster(pod)
         } else {
             Source::Kubeconfig { path: None, context: s.str("context") }
         };
@@ -118,12 +161,19 @@ impl Config {
                 token: self.token.clone().map(Token::Value),
                 namespace: self.namespace.clone().unwrap_or_else(|| "default".into()),
                 http: self.http.clone(),
+                identity: None,
             }),
-            Source::InCluster => {
-                let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
-                let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+            Source::InCluster(pod) => {
+                let host = pod.service_host.clone().unwrap_or_default();
+                let port = pod.service_port.clone().unwrap_or_else(|| "443".into());
                 let host = if host.contains(':') { format!("[{host}]") } else { host };
-                let dir = PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount");
+                let dir = pod.account_dir.clone();
+                if self.token.is_none() && !dir.join("token").is_file() {
+                    return Err(Error::invalid(
+                        "in a pod (KUBERNETES_SERVICE_HOST is set) but no service-account token is mounted: \
+                         set 'token', or mount the service account (automountServiceAccountToken)",
+                    ));
+                }
                 let ns = std::fs::read_to_string(dir.join("namespace")).ok().map(|s| s.trim().to_string());
                 let mut http = self.http.clone();
                 if matches!(http.tls, TlsMode::Verify) {
@@ -137,6 +187,7 @@ impl Config {
                     }),
                     namespace: self.namespace.clone().or(ns).unwrap_or_else(|| "default".into()),
                     http,
+                    identity: None,
                 })
             }
             Source::Kubeconfig { path, context } => self.connect_kubeconfig(path.as_ref(), context.as_deref()),
@@ -185,28 +236,25 @@ impl Config {
         if matches!(http.tls, TlsMode::Verify) {
             if cluster.insecure_skip_tls_verify == Some(true) {
                 http.tls = TlsMode::Insecure;
+            } else if let Some(data) = &cluster.certificate_authority_data {
+                http.tls = TlsMode::CaPem(decode_data(data, "certificate-authority-data")?);
             } else if let Some(ca) = &cluster.certificate_authority {
                 http.tls = TlsMode::CaFile(ca.clone());
-            } else if cluster.certificate_authority_data.is_some() {
-                return Err(Error::invalid(
-                    "the kubeconfig embeds its CA ('certificate-authority-data'): set 'ca_file' (or 'fingerprint') \
-                     to the cluster's CA",
-                ));
             }
         }
+        let identity = match &user {
+            Some(u) => client_identity(u)?,
+            None => None,
+        };
         let token = match (&self.token, user) {
             (Some(t), _) => Some(Token::Value(t.clone())),
             (None, Some(u)) if u.token.is_some() => u.token.map(Token::Value),
             (None, Some(u)) if u.token_file.is_some() => u.token_file.map(|f| Token::File(PathBuf::from(f))),
-            (None, Some(u))
-                if u.exec.is_some()
-                    || u.auth_provider.is_some()
-                    || u.client_certificate.is_some()
-                    || u.client_certificate_data.is_some() =>
-            {
+            (None, Some(u)) if identity.is_none() && (u.exec.is_some() || u.auth_provider.is_some()) => {
                 return Err(Error::invalid(
-                    "the kubeconfig user authenticates with a client certificate or an exec/auth-provider plugin; \
-                     polyvisor needs a bearer token: set 'token' (a service account token)",
+                    "the kubeconfig user authenticates through an exec or auth-provider plugin, which polyvisor \
+                     does not run: set 'token' (e.g. a service account token, or the output of \
+                     'kubectl create token'), or use a kubeconfig user with a token or a client certificate",
                 ))
             }
             _ => None,
@@ -216,7 +264,46 @@ impl Config {
             token,
             namespace: self.namespace.clone().or(ctx.namespace).unwrap_or_else(|| "default".into()),
             http,
+            identity,
         })
+    }
+}
+
+/// Base64 kubeconfig data (`*-data` fields); errors name the field, never the value.
+fn decode_data(data: &str, field: &str) -> Result<Vec<u8>> {
+    let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| Error::invalid(format!("the kubeconfig's '{field}' is not base64")))
+}
+
+/// The user's client certificate and key (embedded `*-data` or files), both or neither.
+fn client_identity(u: &kube::config::AuthInfo) -> Result<Option<ClientIdentity>> {
+    let read = |path: &str, field: &str| {
+        std::fs::read(path).map_err(|e| {
+            Error::invalid(format!("the kubeconfig's '{field}' names a file that cannot be read"))
+                .with_detail(e.to_string())
+        })
+    };
+    let cert = match (&u.client_certificate_data, &u.client_certificate) {
+        (Some(d), _) => Some(decode_data(d, "client-certificate-data")?),
+        (None, Some(p)) => Some(read(p, "client-certificate")?),
+        (None, None) => None,
+    };
+    let key = match (&u.client_key_data, &u.client_key) {
+        (Some(d), _) => Some(decode_data(d.expose_secret(), "client-key-data")?),
+        (None, Some(p)) => Some(read(p, "client-key")?),
+        (None, None) => None,
+    };
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert_pem), Some(key)) => {
+            let key = String::from_utf8(key).map_err(|_| Error::invalid("the kubeconfig's client key is not PEM"))?;
+            Ok(Some(ClientIdentity { cert_pem, key_pem: SecretString::from(key) }))
+        }
+        _ => Err(Error::invalid(
+            "the kubeconfig user has a client certificate without its key (or a key without its certificate)",
+        )),
     }
 }
 
@@ -241,6 +328,8 @@ pub struct Connection {
     pub namespace: String,
     /// TLS/timeouts.
     pub http: HttpSettings,
+    /// Client certificate (mutual TLS), from the kubeconfig user.
+    pub identity: Option<ClientIdentity>,
 }
 
 #[cfg(test)]
@@ -291,6 +380,22 @@ mod tests {
         }
         let e = cfg(json!({"kubeconfig": p, "context": "zzz"})).unwrap().connect().err().unwrap();
         assert!(e.message().contains("'context'"), "{e}");
+        // Embedded data: the CA wins over a CA file; bad base64 and a certificate without
+        // its key are refused naming the field, never echoing the value.
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: c1\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: UEVN\ncontexts:\n- name: a\n  context:\n    cluster: c1\n    user: u1\nusers:\n- name: u1\n  user:\n    client-certificate-data: UEVN\n",
+        )
+        .unwrap();
+        let e = cfg(json!({"kubeconfig": p})).unwrap().connect().err().unwrap();
+        assert!(e.message().contains("without its key"), "{e}");
+        let text = std::fs::read_to_string(&path).unwrap().replace("client-certificate-data: UEVN", "token: t");
+        std::fs::write(&path, &text).unwrap();
+        let c = cfg(json!({"kubeconfig": p})).unwrap().connect().unwrap();
+        assert_eq!(c.http.tls, TlsMode::CaPem(b"PEM".to_vec()));
+        std::fs::write(&path, text.replace("UEVN", "not*base64")).unwrap();
+        let e = cfg(json!({"kubeconfig": p})).unwrap().connect().err().unwrap();
+        assert!(e.message().contains("'certificate-authority-data' is not base64"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

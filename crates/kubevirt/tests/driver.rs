@@ -333,3 +333,109 @@ async fn an_api_that_stops_answering_is_bounded() {
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(e.retryable());
 }
+
+/// A bounded watch (`GET …/virtualmachines?watch=true`, one request, the server streams one
+/// JSON event per line) that records the distinct `printableStatus` values of VM `name`
+/// until it reads `until` or `limit` passes. `ready` fires once the stream is open and has
+/// replayed the VM's current state (kmock replays current objects as `ADDED`; a real API
+/// server does the same without `resourceVersion`).
+async fn watch_status(
+    b: Backend,
+    name: String,
+    until: &'static str,
+    limit: Duration,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Vec<String> {
+    let s = &b.settings;
+    let ca = std::fs::read(s["ca_file"].as_str().unwrap()).unwrap();
+    let http =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap()).build().unwrap();
+    let url = format!(
+        "{}/apis/kubevirt.io/v1/namespaces/{}/virtualmachines?watch=true",
+        s["server"].as_str().unwrap(),
+        s["namespace"].as_str().unwrap()
+    );
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut resp = http.get(url).bearer_auth(s["token"].as_str().unwrap()).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let (mut seen, mut buf, mut ready) = (Vec::<String>::new(), Vec::<u8>::new(), Some(ready));
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+        buf.extend_from_slice(&chunk);
+        while let Some(nl) = buf.iter().position(|c| *c == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+            if ev["object"]["metadata"]["name"] != name.as_str() {
+                continue;
+            }
+            let st = ev["object"]["status"]["printableStatus"].as_str().unwrap_or("Stopped").to_string();
+            if seen.last() != Some(&st) {
+                seen.push(st.clone());
+            }
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+            if st == until {
+                return seen;
+            }
+        }
+    }
+    seen
+}
+
+fn is_subsequence(part: &[String], whole: &[String]) -> bool {
+    let mut it = whole.iter();
+    part.iter().all(|p| it.any(|w| w == p))
+}
+
+/// The poll path: the driver's task polled until done, the guest's raw state read after
+/// each poll; returns the distinct states and the API round trips it took.
+async fn poll_status(d: &KubeVirt, id: &GuestId, t: &TaskId) -> (Vec<String>, u64) {
+    let calls = d.api_calls();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let st = d.task_status(t).await.unwrap();
+        let raw = d.get_guest(id).await.unwrap().raw_power_state;
+        if seen.last() != Some(&raw) {
+            seen.push(raw);
+        }
+        match st {
+            polyvisor_core::TaskStatus::Running => {}
+            polyvisor_core::TaskStatus::Completed(_) => return (seen, d.api_calls() - calls),
+            polyvisor_core::TaskStatus::Failed(e) => panic!("{e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "task still running: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_poll_agree_on_the_power_transitions() {
+    // The driver keeps no in-process wait (every wait is a task the front polls), so this
+    // proves the poll path against a watch of the same object: the states the poll saw are,
+    // in order, among those the watch streamed, both end in the same state, and the watch
+    // needs one round trip where the poll needs several.
+    let _one = ONE.lock().await;
+    let b = backend();
+    let before = violations();
+    let d = driver(&b);
+    let name = uniq("watch");
+    cleanup(&d, &name).await;
+    let id = clone_of(&d, &b.source_guest, &name, None, false).await;
+    for (action, until) in [(PowerAction::Start, "Running"), (PowerAction::Stop, "Stopped")] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let watch = tokio::spawn(watch_status(b.clone(), name.clone(), until, Duration::from_secs(120), tx));
+        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("the watch opened").unwrap();
+        let t = d.power(&id, action).await.unwrap();
+        let (polled, poll_calls) = poll_status(&d, &id, &t).await;
+        let watched = watch.await.unwrap();
+        assert_eq!(watched.last().map(String::as_str), Some(until), "{action:?}: watch saw {watched:?}");
+        assert_eq!(polled.last(), watched.last(), "{action:?}: poll {polled:?} vs watch {watched:?}");
+        assert!(is_subsequence(&polled, &watched), "{action:?}: poll {polled:?} vs watch {watched:?}");
+        assert!(watched.len() >= 3, "{action:?}: the watch sees the intermediate state too: {watched:?}");
+        assert!(poll_calls > 1, "{action:?}: one watch request versus {poll_calls} poll round trips");
+        eprintln!("{action:?}: watch {watched:?} in 1 request; poll {polled:?} in {poll_calls} round trips");
+    }
+    cleanup(&d, &name).await;
+    assert_eq!(violations(), before, "schema violations");
+}

@@ -58,7 +58,7 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
     let mut session = session::Session::new(factory, config);
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let result = serve::serve(&rt, &mut session, &mut stdin.lock(), &mut stdout.lock());
+    let result = serve::serve_process(&rt, &mut session, &mut stdin.lock(), &mut stdout.lock());
     match result {
         Ok(()) => {
             tracing::info!("stdin closed; exiting");

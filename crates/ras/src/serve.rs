@@ -9,6 +9,19 @@ use std::io::{self, BufRead, Write};
 use std::panic::AssertUnwindSafe;
 use tokio::runtime::Runtime;
 
+/// The whole provider process: [`serve`] until EOF (or broken streams), then close the
+/// session's drivers so that their backend sessions are released (bounded).
+pub(crate) fn serve_process<R: BufRead, W: Write>(
+    rt: &Runtime,
+    session: &mut Session,
+    input: &mut R,
+    output: &mut W,
+) -> io::Result<()> {
+    let result = serve(rt, session, input, output);
+    rt.block_on(session.close());
+    result
+}
+
 /// Serves requests from `input` to `output` until EOF. Returns an error only when the
 /// streams themselves fail (a bad line is answered and the loop continues).
 pub(crate) fn serve<R: BufRead, W: Write>(

@@ -152,19 +152,21 @@ impl Session {
         }
     }
 
-    /// `provider/connect`: resolve overrides, open the driver, probe it.
+    /// `provider/connect`: resolve overrides, open the driver, probe it. A driver this
+    /// connect replaces is closed.
     pub(crate) async fn connect(&mut self, settings: &Settings) -> Result<String, RpcError> {
-        match self.try_connect(settings).await {
-            Ok((a, desc)) => {
-                let msg = format!("Connected: {desc}");
-                self.conn = Conn::Ready(a);
-                Ok(msg)
-            }
-            Err((e, prefix)) => {
-                self.conn = Conn::Failed { reason: e.message.clone(), prefix };
-                Err(e)
+        let (next, out) = match self.try_connect(settings).await {
+            Ok((a, desc)) => (Conn::Ready(a), Ok(format!("Connected: {desc}"))),
+            Err((e, prefix)) => (Conn::Failed { reason: e.message.clone(), prefix }, Err(e)),
+        };
+        if let Conn::Ready(old) = std::mem::replace(&mut self.conn, next) {
+            let still_used = matches!(&self.conn, Conn::Ready(a) if Arc::ptr_eq(&a.driver, &old.driver))
+                || self.default_driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, &old.driver));
+            if !still_used {
+                close_driver(&old.driver).await;
             }
         }
+        out
     }
 
     async fn try_connect(&self, settings: &Settings) -> Result<(Active, String), (RpcError, Option<String>)> {
@@ -178,16 +180,51 @@ impl Session {
             _ => (RpcError::internal(format!("Connection failed: {}", e.message())), None),
         })?;
         let prefix = Some(driver.display_name().to_string());
-        let desc = self
-            .call("probe", driver.probe())
-            .await
-            .map_err(|e| (RpcError::internal(format!("Connection failed: {}", e.message())), prefix.clone()))?;
+        let desc = match self.call("probe", driver.probe()).await {
+            Ok(d) => d,
+            Err(e) => {
+                // A half-open session (e.g. logged in, then a later probe call failed).
+                close_driver(&driver).await;
+                return Err((RpcError::internal(format!("Connection failed: {}", e.message())), prefix));
+            }
+        };
         let level = Level::resolve(&cfg, Some(&driver.capabilities()));
         Ok((Active { driver, level }, desc))
     }
 
-    /// `provider/disconnect`: forget the session only (tasks live in their ids).
-    pub(crate) fn disconnect(&mut self) {
-        self.conn = Conn::Idle;
+    /// `provider/disconnect`: close and forget the drivers (tasks live in their ids; a
+    /// later request opens the default driver again).
+    pub(crate) async fn disconnect(&mut self) {
+        self.close().await;
+    }
+
+    /// At the end of the process (stdin EOF) or on disconnect: closes every driver this
+    /// session opened (each once, bounded) so that backend sessions are released; drivers
+    /// keep what a handed-out task id still needs (see [`Driver::close`]).
+    pub(crate) async fn close(&mut self) {
+        let mut drivers: Vec<Arc<dyn Driver>> = Vec::new();
+        if let Conn::Ready(a) = std::mem::replace(&mut self.conn, Conn::Idle) {
+            drivers.push(a.driver);
+        }
+        if let Some(d) = self.default_driver.take() {
+            if !drivers.iter().any(|x| Arc::ptr_eq(x, &d)) {
+                drivers.push(d);
+            }
+        }
+        for d in &drivers {
+            close_driver(d).await;
+        }
+    }
+}
+
+/// How long closing one driver may take.
+const CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn close_driver(d: &Arc<dyn Driver>) {
+    if tokio::time::timeout(CLOSE_BOUND, d.close()).await.is_err() {
+        tracing::debug!(
+            driver = d.display_name(),
+            "closing the driver outlived its bound; its backend session expires on its own"
+        );
     }
 }

@@ -56,6 +56,8 @@ pub struct State {
     pub id_hint_detail: Option<&'static str>,
     /// The hint of the last `create_guest_at`.
     pub last_create_hint: Option<GuestId>,
+    /// How many times a front called `Driver::close` (not counted in `calls`).
+    pub closed: usize,
 }
 
 /// The fake driver.
@@ -438,6 +440,10 @@ impl Driver for Fake {
             password: Some(SecretString::from("PVEVNC:ticket")),
             one_time: true,
         })
+    }
+
+    async fn close(&self) {
+        self.state().closed += 1;
     }
 }
 

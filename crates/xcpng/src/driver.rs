@@ -39,6 +39,11 @@ fn created_for(v: &Value, key: &str) -> bool {
 /// The XCP-ng / XenServer driver.
 pub struct XcpNg {
     rpc: Rpc,
+    /// XAPI tasks this process handed out inside task tokens (or started for one, like the
+    /// hard shutdown after a graceful one) and has not yet seen finished: task reference →
+    /// what it is for. XAPI destroys a session's tasks with the session, so
+    /// [`Driver::close`] logs out only when this is empty (a later process may poll them).
+    pending: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 async fn counted<T>(op: &'static str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -109,6 +114,11 @@ fn valid_name(name: &str, what: &str) -> Result<()> {
 }
 
 /// The reference inside a task result (`<value>OpaqueRef:…</value>`).
+/// What a hard shutdown started by a shutdown token is tracked as.
+fn hard_shutdown_of(vm: &str) -> String {
+    format!("hard_shutdown of VM {vm}")
+}
+
 fn result_ref(result: &str) -> Option<String> {
     let start = result.find("OpaqueRef:")?;
     let r: String = result[start..].chars().take_while(|c| *c != '<' && !c.is_whitespace()).collect();
@@ -118,7 +128,24 @@ fn result_ref(result: &str) -> Option<String> {
 impl XcpNg {
     /// A driver for this config (no I/O).
     pub fn new(cfg: Config) -> Result<XcpNg> {
-        Ok(XcpNg { rpc: Rpc::new(cfg)? })
+        Ok(XcpNg { rpc: Rpc::new(cfg)?, pending: Default::default() })
+    }
+
+    /// XAPI tasks handed out in tokens and not yet seen finished by this process.
+    pub fn pending_tasks(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    fn track(&self, task: &str, what: String) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(task.to_string(), what);
+        }
+    }
+
+    fn settled(&self, task: &str) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(task);
+        }
     }
 
     /// XAPI calls made so far (all operations, all tasks).
@@ -223,9 +250,15 @@ impl XcpNg {
     async fn task(&self, task: &str) -> Result<XTask> {
         let r = match self.rpc.call("task.get_record", vec![json!(task)]).await {
             Ok(r) => r,
-            Err(XapiError::NoSuchObject { .. }) => return Ok(XTask::Gone),
+            Err(XapiError::NoSuchObject { .. }) => {
+                self.settled(task);
+                return Ok(XTask::Gone);
+            }
             Err(e) => return Err(e.into()),
         };
+        if rec::s(&r, "status") != "pending" {
+            self.settled(task);
+        }
         Ok(match rec::s(&r, "status") {
             "success" => XTask::Success(rec::s(&r, "result").to_string()),
             "failure" => {
@@ -239,10 +272,12 @@ impl XcpNg {
     }
 
     async fn forget_task(&self, task: &str) {
+        self.settled(task);
         let _ = self.rpc.call("task.destroy", vec![json!(task)]).await;
     }
 
     fn power_token(&self, op: &str, task: &str, vm: &str, want: &str) -> TaskId {
+        self.track(task, format!("{op} of VM {vm}"));
         TaskToken::new("xtask", json!({"op": op, "task": task, "vm": vm, "want": want})).encode()
     }
 
@@ -508,6 +543,10 @@ impl XcpNg {
             if let Some(t) = token.str("task") {
                 self.forget_task(t).await;
             }
+            let hard = hard_shutdown_of(token.req_str("vm")?);
+            if let Ok(mut p) = self.pending.lock() {
+                p.retain(|_, what| *what != hard);
+            }
             return Ok(TaskStatus::Completed(TaskOutput::default()));
         }
         let deadline = token.body.get("deadline").and_then(Value::as_u64).unwrap_or(0);
@@ -518,7 +557,8 @@ impl XcpNg {
         let ops = current_ops(&r);
         if (clean_failed || now_unix() > deadline) && !ops.iter().any(|o| o == "hard_shutdown") {
             tracing::debug!("graceful shutdown did not finish; hard shutdown");
-            self.async_vm("hard_shutdown", vec![json!(vm)]).await?;
+            let hard = self.async_vm("hard_shutdown", vec![json!(vm)]).await?;
+            self.track(&hard, hard_shutdown_of(token.req_str("vm")?));
         }
         Ok(TaskStatus::Running)
     }
@@ -692,6 +732,7 @@ impl XcpNg {
             (PowerAction::Stop | PowerAction::Shutdown, "Halted") => return Ok(done("power")),
             (PowerAction::Shutdown, "Running") => {
                 let task = self.async_vm("clean_shutdown", vec![json!(vm)]).await?;
+                self.track(&task, format!("clean_shutdown of VM {uuid}"));
                 let deadline = now_unix() + self.cfg().shutdown_timeout.as_secs();
                 return Ok(TaskToken::new("shutdown", json!({"task": task, "vm": uuid, "deadline": deadline})).encode());
             }
@@ -749,6 +790,7 @@ impl XcpNg {
         } else {
             self.async_vm("clone", vec![json!(from), json!(spec.name)]).await?
         };
+        self.track(&task, format!("clone of VM {src_uuid}"));
         let body = json!({"task": task, "src": src_uuid, "name": spec.name, "start": spec.start});
         Ok(CloneStarted { task: TaskToken::new("clone", body).encode(), new_guest: None })
     }
@@ -800,6 +842,7 @@ impl XcpNg {
         } else {
             self.async_vm("clone", vec![json!(src_ref), json!(create_marker(&spec.key))]).await?
         };
+        self.track(&task, format!("create from template {tpl_uuid}"));
         body["task"] = json!(task);
         Ok(CloneStarted { task: TaskToken::new("create", body).encode(), new_guest: None })
     }
@@ -1008,6 +1051,22 @@ impl Driver for XcpNg {
             }
         })
         .await
+    }
+
+    /// Logs the XAPI session out, unless a task this process handed out in a token is still
+    /// pending: XAPI destroys a session's tasks with the session, and a later process (RAS
+    /// polls from any process) must still find them. Such a session is kept (logged at
+    /// debug) and expires on the host.
+    async fn close(&self) {
+        let pending: Vec<String> = self.pending.lock().map(|p| p.values().cloned().collect()).unwrap_or_default();
+        if pending.is_empty() {
+            self.rpc.logout().await;
+        } else {
+            tracing::debug!(
+                tasks = ?pending,
+                "keeping the XAPI session: tasks handed out in task ids are still pending and XAPI destroys a session's tasks at logout; the session expires on the host"
+            );
+        }
     }
 
     async fn console(&self, id: &GuestId) -> Result<Console> {

@@ -297,3 +297,66 @@ async fn create_owns_its_guest_and_never_touches_a_foreign_one() {
     assert_eq!(vdi_count(&s).await, vdis, "delete removed the created guest's disk");
     assert!(d.get_guest(&web).await.is_ok());
 }
+
+// --- Logout at exit (issue 14): `Driver::close` logs out unless a handed-out task is pending.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_logs_out_when_every_handed_out_task_was_seen_finished() {
+    let s = StandIn::start();
+    let d = driver(&s, MASTER, &[]);
+    let id = GuestId::new(s.uuid("base-vm"));
+    done(&d, &d.power(&id, PowerAction::Start).await.unwrap()).await;
+    assert_eq!(d.pending_tasks(), 0, "seen finished");
+    let before = s.debug().await;
+    assert_eq!(before["sessions"], 1, "{before}");
+    let (_, n) = calls(&d, d.close()).await;
+    assert_eq!(n, 1, "close: one session.logout");
+    let after = s.debug().await;
+    assert_eq!(after["logouts"].as_u64(), before["logouts"].as_u64().map(|n| n + 1), "{after}");
+    assert_eq!(after["sessions"], 0, "{after}");
+    // A driver that never logged in has nothing to close.
+    let idle = driver(&s, MASTER, &[]);
+    let (_, n) = calls(&idle, idle.close()).await;
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_task_keeps_the_session_and_a_later_process_finishes_it() {
+    let s = StandIn::start();
+    let id = GuestId::new(s.uuid("base-vm"));
+    // "Process" 1 hands out a start task and ends without polling it.
+    let first = driver(&s, MASTER, &[]);
+    let task = first.power(&id, PowerAction::Start).await.unwrap();
+    assert_eq!(first.pending_tasks(), 1);
+    let before = s.debug().await;
+    let (_, n) = calls(&first, first.close()).await;
+    assert_eq!(n, 0, "no logout while a handed-out task is pending");
+    let kept = s.debug().await;
+    assert_eq!((kept["logouts"].clone(), kept["sessions"].clone()), (before["logouts"].clone(), json!(1)), "{kept}");
+    // "Process" 2 (its own session) finishes it, sees it finished, and logs out.
+    let second = driver(&s, MASTER, &[]);
+    done(&second, &task).await;
+    assert_eq!(second.get_guest(&id).await.unwrap().raw_power_state, "Running");
+    assert_eq!(second.pending_tasks(), 0);
+    second.close().await;
+    let end = s.debug().await;
+    assert_eq!(end["logouts"].as_u64(), before["logouts"].as_u64().map(|n| n + 1), "{end}");
+    assert_eq!(end["sessions"], 1, "the first process's session stays until it expires on the host");
+    assert_eq!(end["tasks_dropped"], before["tasks_dropped"], "{end}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_with_a_pending_task_loses_it_which_is_why_close_keeps_the_session() {
+    // The hazard close avoids, shown on the stand-in (as on XAPI): logout destroys the
+    // session's tasks, so the later process cannot finish the task.
+    let s = StandIn::start_with_task_delay("30");
+    let id = GuestId::new(s.uuid("base-vm"));
+    let first = driver(&s, MASTER, &[]);
+    let task = first.power(&id, PowerAction::Start).await.unwrap();
+    first.logout().await;
+    assert_eq!(s.debug().await["tasks_dropped"], 1);
+    let second = driver(&s, MASTER, &[]);
+    let st = second.task_status(&task).await.unwrap();
+    assert!(matches!(st, polyvisor_core::TaskStatus::Failed(_)), "{st:?}");
+    assert_eq!(second.get_guest(&id).await.unwrap().raw_power_state, "Halted", "the work went with the task");
+}

@@ -22,7 +22,7 @@ pub(crate) async fn dispatch(s: &mut Session, req: &Request) -> Result<Value, Rp
     // Methods without parameters ignore whatever `params` holds.
     match req.method.as_str() {
         "provider/initialize" => return Ok(provider::initialize(s).await),
-        "provider/disconnect" => return Ok(provider::disconnect(s)),
+        "provider/disconnect" => return Ok(provider::disconnect(s).await),
         "guests/list" => return guests::list(s).await,
         _ => {}
     }

@@ -46,8 +46,8 @@ pub(super) async fn connect(s: &mut Session, p: &Params) -> Result<Value, RpcErr
     Ok(json!({ "message": format!("{}: {msg}", s.prefix()) }))
 }
 
-/// Clears the session only.
-pub(super) fn disconnect(s: &mut Session) -> Value {
-    s.disconnect();
+/// Closes the session's drivers (backend sessions released) and clears the session.
+pub(super) async fn disconnect(s: &mut Session) -> Value {
+    s.disconnect().await;
     json!({})
 }

@@ -9,7 +9,7 @@ mod templates;
 
 use crate::args::Args;
 use crate::config::Config;
-use crate::serve::serve;
+use crate::serve::serve_process;
 use crate::session::Session;
 use polyvisor_test_support::fake::{self, FakeFactory};
 use serde_json::Value;
@@ -22,7 +22,7 @@ pub(crate) fn run_raw(args: &Args, factory: &Arc<FakeFactory>, input: &[u8]) -> 
     let mut session = Session::new(f, Config::from_args(args));
     let mut out = Vec::new();
     let mut inp = input;
-    serve(&rt, &mut session, &mut inp, &mut out).expect("serve");
+    serve_process(&rt, &mut session, &mut inp, &mut out).expect("serve");
     out
 }
 

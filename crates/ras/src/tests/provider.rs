@@ -196,3 +196,38 @@ fn a_driver_that_cannot_be_opened_fails_connect_as_internal_error() {
         run(&Args::default(), &f, &[r#"{"method":"provider/connect","params":{"settings":{"driver":"nodriver"}}}"#]);
     assert_eq!(err(&r[0]), (-32602, "polyvisor: Invalid connection parameters: unknown driver 'nodriver'".into()));
 }
+
+#[test]
+fn the_driver_is_closed_once_at_eof_and_at_disconnect() {
+    // Issue 14: backend sessions are released when the process ends.
+    let f = FakeFactory::new(full_caps());
+    run(&Args::default(), &f, &[r#"{"method":"guests/list"}"#, r#"{"method":"guests/get","params":{"id":"101"}}"#]);
+    assert_eq!(f.fake.state().closed, 1, "one close at EOF for the lazily opened driver");
+    let f = FakeFactory::new(full_caps());
+    run(
+        &Args::default(),
+        &f,
+        &[
+            r#"{"method":"provider/connect","params":{"settings":{}}}"#,
+            r#"{"method":"provider/disconnect"}"#,
+            r#"{"method":"guests/list"}"#,
+        ],
+    );
+    assert_eq!(f.fake.state().closed, 2, "the connected driver at disconnect, the lazy one at EOF");
+    // A connect that gets back the driver already in use (the fake factory shares one) does
+    // not close it under the session's feet: one close, at EOF.
+    let f = FakeFactory::new(full_caps());
+    run(
+        &Args::default(),
+        &f,
+        &[
+            r#"{"method":"provider/connect","params":{"settings":{}}}"#,
+            r#"{"method":"provider/connect","params":{"settings":{}}}"#,
+        ],
+    );
+    assert_eq!(f.fake.state().closed, 1, "the driver still in use is closed once, at EOF");
+    // A process that never opened a driver closes nothing.
+    let f = FakeFactory::new(full_caps());
+    run(&Args::default(), &f, &[INIT]);
+    assert_eq!(f.fake.state().closed, 0);
+}

@@ -29,23 +29,17 @@ pub const STALL: &str = "127.0.9.22";
 
 impl StandIn {
     pub fn start() -> StandIn {
+        StandIn::start_with_task_delay("0.2")
+    }
+
+    /// A stand-in whose `Async.*` tasks take `secs` seconds.
+    pub fn start_with_task_delay(secs: &str) -> StandIn {
         let dir = polyvisor_test_support::temp::dir("xapi-standin");
         let script = polyvisor_test_support::bin::repo_path("testing/xcpng/xapi_standin.py");
         let password = format!("pw-{}", std::process::id());
         let mut child = Command::new("python3")
             .arg(&script)
-            .args([
-                "--host",
-                MASTER,
-                "--port",
-                "0",
-                "--slave-host",
-                SLAVE,
-                "--stall-host",
-                STALL,
-                "--task-delay",
-                "0.2",
-            ])
+            .args(["--host", MASTER, "--port", "0", "--slave-host", SLAVE, "--stall-host", STALL, "--task-delay", secs])
             .arg("--certdir")
             .arg(dir.path())
             .env("XAPI_STANDIN_PASSWORD", &password)
@@ -108,6 +102,13 @@ impl StandIn {
         let _ = rpc("session.logout", vec![s]).await;
         assert!(v["error"].is_null(), "{method}: {v}");
         v["result"].clone()
+    }
+
+    /// The stand-in's counters: `calls`, `logouts`, live `sessions`, `tasks_dropped` (tasks
+    /// destroyed with their session at logout). Not an XAPI call: it opens no session.
+    pub async fn debug(&self) -> Value {
+        let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        http.post(format!("{}/debug/calls", self.url)).send().await.unwrap().json().await.unwrap()
     }
 
     /// Invalidates every session (as a host restart or an expiry would).
