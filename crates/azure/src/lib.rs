@@ -6,6 +6,7 @@
 //! [`error::AzError`]) → `driver` (the `Driver` operations and their task state machines
 //! over [`model`]).
 
+pub mod assertion;
 pub mod client;
 pub mod config;
 mod driver;
