@@ -2,8 +2,8 @@
 //! private stand-in that records every ARM request/response pair (oav's traffic format), and
 //! `oav validate-traffic` (npm `oav`, pinned in `testing/azure/package.json`) validates the
 //! pairs for which the official spec files are in the repository
-//! (`testing/azure/specs/`, see its ORIGIN.md: DiskRP 2024-03-02 disks and snapshots)
-//! against them.
+//! (`testing/azure/specs/`, see its ORIGIN.md: DiskRP 2024-03-02 disks and snapshots,
+//! GalleryRP 2023-07-03 galleries, image definitions and versions) against them.
 //! A violation fails the test; a deliberately wrong payload proves the check can fail.
 //! A missing oav fails with the install command; nothing is skipped.
 
@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// GalleryRP 2023-07-03: gallery.json (+ galleryRPCommon.json).
+const GALLERY_RP: &str =
+    "testing/azure/specs/specification/compute/resource-manager/Microsoft.Compute/GalleryRP/stable/2023-07-03";
 /// DiskRP 2024-03-02: disk.json, snapshot.json (+ diskRPCommon.json they reference).
 const DISK_RP: &str =
     "testing/azure/specs/specification/compute/resource-manager/Microsoft.Compute/DiskRP/stable/2024-03-02";
@@ -77,7 +80,7 @@ fn select(from: &Path, to: &Path, path_parts: &[&str]) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oav_validates_the_stand_in_disk_and_snapshot_traffic_against_the_official_spec() {
+async fn oav_validates_the_stand_in_disk_snapshot_and_gallery_traffic_against_the_official_specs() {
     let _ = oav();
     let dir = temp::dir("azure-oav");
     let raw = dir.path().join("raw");
@@ -103,6 +106,24 @@ async fn oav_validates_the_stand_in_disk_and_snapshot_traffic_against_the_offici
         wait(&d, &st.task).await.unwrap();
         wait(&d, &d.delete_guest(&g("oav-c1")).await.unwrap()).await.unwrap();
         wait(&d, &d.delete_snapshot(&g("pv-src"), "v1").await.unwrap()).await.unwrap();
+        // a template (gallery + image definition made), a version, a clone from it, cleanup
+        wait(&d, &d.set_template(&g("pv-src"), true).await.unwrap()).await.unwrap();
+        wait(&d, &d.create_snapshot(&g("pv-src"), &snap("RAS_TEMPLATE_VERSION_1")).await.unwrap()).await.unwrap();
+        assert_eq!(d.list_snapshots(&g("pv-src")).await.unwrap().len(), 1);
+        let st = d
+            .clone_guest(&CloneSpec {
+                source: g("pv-src"),
+                name: "oav-c2".into(),
+                snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+                mode: CloneMode::Full,
+                start: false,
+            })
+            .await
+            .unwrap();
+        wait(&d, &st.task).await.unwrap();
+        wait(&d, &d.delete_guest(&g("oav-c2")).await.unwrap()).await.unwrap();
+        wait(&d, &d.delete_snapshot(&g("pv-src"), "RAS_TEMPLATE_VERSION_1").await.unwrap()).await.unwrap();
+        wait(&d, &d.set_template(&g("pv-src"), false).await.unwrap()).await.unwrap();
     }
     let snaps = dir.path().join("diskrp");
     let n = select(&raw, &snaps, &["/providers/microsoft.compute/snapshots", "/providers/microsoft.compute/disks"]);
@@ -123,6 +144,18 @@ async fn oav_validates_the_stand_in_disk_and_snapshot_traffic_against_the_offici
     eprintln!("oav: {} GET 404s (DiskRP defines no error responses)", undocumented_404.len());
     let covered = r["coveredOperations"].as_u64().unwrap_or(0);
     assert!(covered >= 6, "disk and snapshot PUT, GET, list and DELETE are covered: {r:#}");
+
+    // Gallery traffic (galleries, image definitions, image versions) against GalleryRP,
+    // which defines error responses (`default`: CloudError): no finding is accepted.
+    let gallery = dir.path().join("galleryrp");
+    let n = select(&raw, &gallery, &["/providers/microsoft.compute/galleries"]);
+    assert!(n >= 8, "the scenario recorded {n} gallery pairs");
+    let r = validate(&gallery, GALLERY_RP, dir.path());
+    eprintln!("oav: {n} gallery pairs, report {r}");
+    assert_eq!(r["errors"], Value::Array(vec![]), "oav found violations: {r:#}");
+    assert_eq!(r["failedOperations"], 0, "{r:#}");
+    let covered = r["coveredOperations"].as_u64().unwrap_or(0);
+    assert!(covered >= 7, "gallery, image and version operations are covered: {r:#}");
 
     // The check can fail: the same traffic with one response field of the wrong type.
     let bad = dir.path().join("bad");
