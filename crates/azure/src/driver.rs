@@ -661,7 +661,13 @@ impl Azure {
                 Ok(TaskStatus::Running)
             }
             Some(d) if model::provisioning(&d) == "Succeeded" => {
-                let patch = json!({"properties": {"storageProfile": {"osDisk": {"name": new_disk, "managedDisk": {"id": new_id}}}}});
+                // OSDisk requires `createOption` (found by oav): the VM's own value, unchanged.
+                let create = vm
+                    .pointer("/properties/storageProfile/osDisk/createOption")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Attach");
+                let patch = json!({"properties": {"storageProfile": {"osDisk": {
+                    "name": new_disk, "createOption": create, "managedDisk": {"id": new_id}}}}});
                 self.arm.call(Method::PATCH, &self.vm_path(&name), Some(&patch), &format!("guest [{name}]")).await?;
                 Ok(TaskStatus::Running)
             }

@@ -3,20 +3,24 @@
 //! `oav validate-traffic` (npm `oav`, pinned in `testing/azure/package.json`) validates the
 //! pairs for which the official spec files are in the repository
 //! (`testing/azure/specs/`, see its ORIGIN.md: DiskRP 2024-03-02 disks and snapshots,
-//! GalleryRP 2023-07-03 galleries, image definitions and versions) against them.
+//! GalleryRP 2023-07-03 galleries, image definitions and versions, ComputeRP 2024-07-01
+//! virtual machines) against them.
 //! A violation fails the test; a deliberately wrong payload proves the check can fail.
 //! A missing oav fails with the install command; nothing is skipped.
 
 mod common;
 
 use common::{wait, StandIn};
-use polyvisor_core::{CloneMode, CloneSpec, Driver, GuestId, SnapshotSpec};
+use polyvisor_core::{CloneMode, CloneSpec, Driver, GuestId, PowerAction, SnapshotSpec};
 use polyvisor_test_support::{bin, temp};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// ComputeRP 2024-07-01: virtualMachine.json (+ computeRPCommon.json).
+const COMPUTE_RP: &str =
+    "testing/azure/specs/specification/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2024-07-01";
 /// GalleryRP 2023-07-03: gallery.json (+ galleryRPCommon.json).
 const GALLERY_RP: &str =
     "testing/azure/specs/specification/compute/resource-manager/Microsoft.Compute/GalleryRP/stable/2023-07-03";
@@ -80,7 +84,7 @@ fn select(from: &Path, to: &Path, path_parts: &[&str]) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oav_validates_the_stand_in_disk_snapshot_and_gallery_traffic_against_the_official_specs() {
+async fn oav_validates_the_stand_in_vm_disk_snapshot_and_gallery_traffic_against_the_official_specs() {
     let _ = oav();
     let dir = temp::dir("azure-oav");
     let raw = dir.path().join("raw");
@@ -104,6 +108,18 @@ async fn oav_validates_the_stand_in_disk_snapshot_and_gallery_traffic_against_th
             .await
             .unwrap();
         wait(&d, &st.task).await.unwrap();
+        // VM reads and power actions (listing = group list + ListAll?statusOnly=true)
+        assert!(d.list_guests().await.unwrap().iter().any(|x| x.name == "oav-c1"));
+        d.get_guest(&g("oav-c1")).await.unwrap();
+        wait(&d, &d.power(&g("oav-c1"), PowerAction::Start).await.unwrap()).await.unwrap();
+        wait(&d, &d.power(&g("oav-c1"), PowerAction::Reboot).await.unwrap()).await.unwrap();
+        wait(&d, &d.power(&g("oav-c1"), PowerAction::Stop).await.unwrap()).await.unwrap();
+        let po = s.driver_with(serde_json::json!({"stop_mode": "power_off"}));
+        wait(&po, &po.power(&g("oav-c1"), PowerAction::Start).await.unwrap()).await.unwrap();
+        wait(&po, &po.power(&g("oav-c1"), PowerAction::Stop).await.unwrap()).await.unwrap();
+        // revert swaps the OS disk with a VM PATCH
+        wait(&d, &d.create_snapshot(&g("oav-c1"), &snap("s1")).await.unwrap()).await.unwrap();
+        wait(&d, &d.revert_snapshot(&g("oav-c1"), "s1").await.unwrap()).await.unwrap();
         wait(&d, &d.delete_guest(&g("oav-c1")).await.unwrap()).await.unwrap();
         wait(&d, &d.delete_snapshot(&g("pv-src"), "v1").await.unwrap()).await.unwrap();
         // a template (gallery + image definition made), a version, a clone from it, cleanup
@@ -129,7 +145,7 @@ async fn oav_validates_the_stand_in_disk_snapshot_and_gallery_traffic_against_th
     let n = select(&raw, &snaps, &["/providers/microsoft.compute/snapshots", "/providers/microsoft.compute/disks"]);
     assert!(n >= 8, "the scenario recorded {n} disk and snapshot pairs");
     let r = validate(&snaps, DISK_RP, dir.path());
-    eprintln!("oav: {n} disk and snapshot pairs, report {r}");
+    eprintln!("oav: {n} disk and snapshot pairs, passed: {}", r["passedOperationsList"]);
     // The one accepted finding: DiskRP's spec defines no error responses at all (no
     // `default`), while ARM answers a GET of a missing disk/snapshot with 404 + CloudError
     // (what the SDK turns into ResourceNotFoundError); the driver relies on that 404. Any
@@ -151,11 +167,23 @@ async fn oav_validates_the_stand_in_disk_snapshot_and_gallery_traffic_against_th
     let n = select(&raw, &gallery, &["/providers/microsoft.compute/galleries"]);
     assert!(n >= 8, "the scenario recorded {n} gallery pairs");
     let r = validate(&gallery, GALLERY_RP, dir.path());
-    eprintln!("oav: {n} gallery pairs, report {r}");
+    eprintln!("oav: {n} gallery pairs, passed: {}", r["passedOperationsList"]);
     assert_eq!(r["errors"], Value::Array(vec![]), "oav found violations: {r:#}");
     assert_eq!(r["failedOperations"], 0, "{r:#}");
     let covered = r["coveredOperations"].as_u64().unwrap_or(0);
     assert!(covered >= 7, "gallery, image and version operations are covered: {r:#}");
+
+    // VM traffic (list, ListAll?statusOnly=true, get, create, update, delete, start,
+    // deallocate, powerOff, restart) against ComputeRP (defines `default`: CloudError).
+    let vms = dir.path().join("computerp");
+    let n = select(&raw, &vms, &["/providers/microsoft.compute/virtualmachines"]);
+    assert!(n >= 15, "the scenario recorded {n} VM pairs");
+    let r = validate(&vms, COMPUTE_RP, dir.path());
+    eprintln!("oav: {n} VM pairs, passed: {}", r["passedOperationsList"]);
+    assert_eq!(r["errors"], Value::Array(vec![]), "oav found violations: {r:#}");
+    assert_eq!(r["failedOperations"], 0, "{r:#}");
+    let covered = r["coveredOperations"].as_u64().unwrap_or(0);
+    assert!(covered >= 9, "VM operations are covered: {r:#}");
 
     // The check can fail: the same traffic with one response field of the wrong type.
     let bad = dir.path().join("bad");
