@@ -8,7 +8,7 @@
 # self-signed certificate made here (openssl); its CA file goes into the contract. Certificate,
 # config, log and pid live in /run/polyvisor-test/azure/. Started with setsid + nohup (stop it:
 # kill "$(cat /run/polyvisor-test/azure/standin.pid)"). Guests: pv-src (deallocated VM, RAS
-# source_guest), pv-tpl (flagged template), web-01 (running, foreign); gallery image version
+# source_guest), pv-tpl (a plain VM, a create source by name), web-01 (running, foreign); gallery image version
 # pvgallery/pv-image/1.0.0 (specialized; the CloudStack template_id).
 #
 # Environment (optional): POLYVISOR_TEST_RUN_DIR (default /run/polyvisor-test), POLYVISOR_AZURE_ADDR.
@@ -24,6 +24,14 @@ python="${PYTHON:-python3}"
 log() { echo "start-azure: $*"; }
 
 mkdir -p "$state"; chmod 0700 "$run" "$state"
+
+# Microsoft's traffic validator (npm oav, pinned in testing/azure/package-lock.json) for the
+# stand-in's self-trust test (crates/azure/tests/oav_traffic.rs); installed once.
+if [ ! -x "$repo/testing/azure/node_modules/.bin/oav" ]; then
+  command -v npm >/dev/null || { echo "start-azure: npm is missing (Node 20 + npm)" >&2; exit 1; }
+  log "installing oav (npm ci --prefix testing/azure)"
+  npm ci --prefix "$repo/testing/azure" --no-audit --no-fund >/dev/null
+fi
 
 # Healthy = our pid is alive and a token + VM list work with the current contract's settings.
 healthy() {
@@ -84,7 +92,7 @@ secret, sub, tenant, client = sys.argv[1:5]
 print(json.dumps({"subscription_id": sub, "tenant_id": tenant, "client_id": client, "client_secret": secret,
                   "resource_group": "polyvisor-ci", "location": "westeurope",
                   "guests": [{"name": "pv-src", "power": "deallocated"},
-                             {"name": "pv-tpl", "power": "deallocated", "tags": {"polyvisor-template": "true"}},
+                             {"name": "pv-tpl", "power": "deallocated"},
                              {"name": "web-01", "power": "running"}],
                   "galleries": [{"gallery": "pvgallery", "image": "pv-image", "osState": "Specialized",
                                  "versions": ["1.0.0"]}]}))
@@ -125,7 +133,7 @@ print(json.dumps({
                    "virtualmachine": {}, "untagged_networks": True},
     "source_guest": "pv-src",
     # CloudStack creates from an Azure Compute Gallery image version (a flagged template VM,
-    # e.g. "pv-tpl", works too).
+    # e.g. "pv-tpl", works too: a disk copy).
     "template_id": "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/galleries/pvgallery/images/pv-image/versions/1.0.0"
                    % (conf["subscription_id"], conf["resource_group"]),
 }, indent=2))

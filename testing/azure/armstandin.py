@@ -31,12 +31,14 @@ from urllib.parse import parse_qs, urlsplit
 LOCK = threading.RLock()
 STATE = {"res": {}, "gallery": {}, "ops": {}, "tokens": {}, "nic_seq": 3, "faults": {}, "stats": {"token_requests": 0, "arm_requests": 0}}
 CONF = {}
+TRAFFIC = {"dir": None, "n": 0}
 
 VERSIONS = {
     "microsoft.compute/virtualmachines": "2024-07-01",
     "microsoft.compute/disks": "2024-03-02",
     "microsoft.compute/snapshots": "2024-03-02",
     "microsoft.network/networkinterfaces": "2024-05-01",
+    "microsoft.compute/galleries": "2023-07-03",
 }
 TYPE_NAMES = {
     "microsoft.compute/virtualmachines": "Microsoft.Compute/virtualMachines",
@@ -61,6 +63,59 @@ def rid(typ, name):
 
 def key(rid_):
     return rid_.lower()
+
+
+# ---- certificate credentials -----------------------------------------------------------
+
+
+def b64url_decode(part):
+    import base64
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def check_assertion(form, token_url):
+    """Verifies an RFC 7523 client assertion the way Entra ID does for a certificate
+    credential: RS256/PS256 signature by the registered certificate (CONF client_certificate,
+    a PEM file), found by its `x5t#S256` (or legacy SHA-1 `x5t`) thumbprint; aud = the token
+    endpoint, iss = sub = client_id, within nbf/exp. Returns an AADSTS message or None."""
+    import base64
+    import hashlib
+    if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+        return "AADSTS50027: invalid client_assertion_type"
+    path = CONF.get("client_certificate")
+    if not path:
+        return "AADSTS700027: no certificate is registered for this application"
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        cert = x509.load_pem_x509_certificate(open(path, "rb").read())
+        der = cert.public_bytes(serialization.Encoding.DER)
+        h64, c64, s64 = form["client_assertion"].split(".")
+        header, claims, sig = json.loads(b64url_decode(h64)), json.loads(b64url_decode(c64)), b64url_decode(s64)
+    except Exception as e:  # malformed assertion
+        return "AADSTS50012: malformed client assertion (%s)" % type(e).__name__
+    enc = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+    # MSAL pads its base64url thumbprints ("="); JWTs usually do not: compare unpadded.
+    thumb = lambda k: str(header.get(k, "")).rstrip("=")
+    if thumb("x5t#S256") != enc(hashlib.sha256(der).digest()) and thumb("x5t") != enc(hashlib.sha1(der).digest()):
+        return "AADSTS700027: the certificate with the assertion's thumbprint is not registered"
+    pad = {"RS256": padding.PKCS1v15(), "PS256": padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)}
+    if header.get("alg") not in pad:
+        return "AADSTS5002730: unsupported assertion algorithm"
+    try:
+        cert.public_key().verify(sig, ("%s.%s" % (h64, c64)).encode(), pad[header["alg"]], hashes.SHA256())
+    except Exception:
+        return "AADSTS700027: Client assertion failed signature validation."
+    now = time.time()
+    if claims.get("aud") != token_url:
+        return "AADSTS700212: the assertion's audience is not the token endpoint"
+    if claims.get("iss") != CONF["client_id"] or claims.get("sub") != CONF["client_id"]:
+        return "AADSTS700021: the assertion's issuer/subject is not the client"
+    if not (claims.get("exp", 0) > now and claims.get("nbf", 0) <= now + 300):
+        return "AADSTS700024: the client assertion is not within its valid time range"
+    STATE["stats"]["assertions"] = STATE["stats"].get("assertions", 0) + 1
+    return None
 
 
 # ---- long-running operations ---------------------------------------------------------
@@ -252,7 +307,9 @@ def make_vm(name, body):
 PATH_RE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)"
     r"(?:/(?P<name>[^/]+)(?:/(?P<action>[^/]+))?)?$", re.I)
-GALLERY_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+/images/[^/]+(/versions/[^/]+)?$", re.I)
+GALLERY_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/galleries/(?P<g>[^/]+)"
+                        r"(?:/images(?:/(?P<i>[^/]+)(?:/versions(?:/(?P<v>[^/]+))?)?)?)?$", re.I)
+VERSION_NAME_RE = re.compile(r"^\d+\.\d+\.\d+$")
 LISTALL_RE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/virtualMachines$", re.I)
 OP_RE = re.compile(r"^/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+/operations/(?P<op>[^/]+)$", re.I)
 
@@ -273,6 +330,25 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(n) if n else b""
         return raw
 
+    def record(self, status, body, hdrs):
+        """Writes the request/response pair in oav's traffic format (`oav validate-traffic`)
+        when the stand-in runs with --traffic-dir; ARM calls only (no token endpoint, no
+        test controls), the bearer token left out."""
+        req = getattr(self, "_req", None)
+        if not TRAFFIC["dir"] or req is None:
+            return
+        method, url, req_body = req
+        with LOCK:
+            TRAFFIC["n"] += 1
+            n = TRAFFIC["n"]
+        pair = {
+            "liveRequest": {"method": method, "url": url, "body": req_body,
+                            "headers": {k: v for k, v in self.headers.items() if k.lower() != "authorization"}},
+            "liveResponse": {"statusCode": str(status), "headers": hdrs, "body": body},
+        }
+        with open("%s/%06d-%s.json" % (TRAFFIC["dir"], n, method.lower()), "w") as f:
+            json.dump(pair, f, indent=1)
+
     def send(self, status, body=None, headers=None, req_body=None):
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
@@ -280,6 +356,7 @@ class Handler(BaseHTTPRequestHandler):
         if body is not None:
             hdrs["Content-Type"] = "application/json; charset=utf-8"
         hdrs.update(headers or {})
+        self.record(status, body, hdrs)
         for k, v in hdrs.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
@@ -304,6 +381,7 @@ class Handler(BaseHTTPRequestHandler):
         self.route("PATCH")
 
     def route(self, method):
+        self._req = None  # one handler serves a keep-alive connection: no stale pair
         raw = self.body()
         u = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
@@ -319,8 +397,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {"token_endpoint": "%s/%s/oauth2/v2.0/token" % (b, tenant),
                                        "authorization_endpoint": "%s/%s/oauth2/v2.0/authorize" % (b, tenant),
                                        "issuer": "%s/%s/v2.0" % (b, tenant), "tenant_region_scope": "WW",
-                                       "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                                       "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
                                        "jwks_uri": "%s/%s/discovery/v2.0/keys" % (b, tenant)})
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = None
+            self._req = (method, self.base() + self.path, parsed)
             with LOCK:
                 STATE["stats"]["arm_requests"] += 1
                 if not self.authorized():
@@ -340,7 +423,7 @@ class Handler(BaseHTTPRequestHandler):
                     return self.list_all(m.group("sub"), q)
                 m = GALLERY_RE.match(path)
                 if m:
-                    return self.gallery(method, path, q)
+                    return self.gallery(method, path, q, m, raw)
                 m = PATH_RE.match(path)
                 if not m:
                     return self.send(404, arm_error("InvalidResourceType", "The resource type could not be found."))
@@ -372,7 +455,13 @@ class Handler(BaseHTTPRequestHandler):
             STATE["stats"]["token_requests"] += 1
             if form.get("grant_type") != "client_credentials":
                 return self.send(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: unsupported grant type"})
-            if form.get("client_id") != CONF["client_id"] or form.get("client_secret") != CONF["client_secret"]:
+            if form.get("client_id") != CONF["client_id"]:
+                return self.send(400, {"error": "unauthorized_client", "error_description": "AADSTS700016: Application not found in the directory."})
+            if "client_assertion" in form:
+                problem = check_assertion(form, "%s%s" % (self.base(), urlsplit(self.path).path))
+                if problem:
+                    return self.send(401, {"error": "invalid_client", "error_description": problem})
+            elif form.get("client_secret") != CONF["client_secret"]:
                 return self.send(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
             ttl = int(STATE["faults"].get("token_ttl", 3599))
             tok = "standin." + uuid.uuid4().hex
@@ -387,22 +476,105 @@ class Handler(BaseHTTPRequestHandler):
                     pass
                 return self.send(200, STATE["faults"])
             if path == "/_standin/stats":
-                return self.send(200, dict(STATE["stats"], resources=sorted(r["id"] for r in STATE["res"].values())))
+                return self.send(200, dict(STATE["stats"], resources=sorted([r["id"] for r in STATE["res"].values()] + [r["id"] for r in STATE["gallery"].values()])))
             if path == "/_standin/expire-tokens" and method == "POST":
                 STATE["tokens"].clear()
                 return self.send(200, {})
         return self.send(404, arm_error("NotFound", "no such control"))
 
-    def gallery(self, method, path, q):
-        """Gallery image definitions and versions (GalleryRP 2023-07-03), read-only, seeded."""
-        if method != "GET":
-            return self.send(405, arm_error("MethodNotAllowed", "the stand-in serves gallery images read-only"))
+    def gallery(self, method, path, q, m, raw):
+        """Azure Compute Gallery (GalleryRP 2023-07-03): galleries, image definitions and image
+        versions: GET/list, PUT (create-or-update, LRO), PATCH (tags), DELETE (LRO). Status
+        codes per gallery.json: PUT 200/201/202, PATCH 200, DELETE 200/202/204."""
         if q.get("api-version") != "2023-07-03":
             return self.send(400, arm_error("InvalidApiVersionParameter", "unsupported api-version for galleries"))
-        r = STATE["gallery"].get(key(path))
-        if r is None:
-            return self.send(404, arm_error("ResourceNotFound", "The gallery resource was not found."))
-        return self.send(200, r)
+        if m.group("sub") != CONF["subscription_id"] or m.group("rg").lower() != CONF["resource_group"].lower():
+            return self.send(404, arm_error("ResourceGroupNotFound", "Resource group '%s' could not be found." % m.group("rg")))
+        g, i, v = m.group("g"), m.group("i"), m.group("v")
+        gid = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/galleries/%s" % (CONF["subscription_id"], CONF["resource_group"], g)
+        listing = path.lower().endswith("/images") or path.lower().endswith("/versions")
+        if listing:
+            if method != "GET":
+                return self.send(405, arm_error("MethodNotAllowed", "not allowed"))
+            parent = gid if i is None else "%s/images/%s" % (gid, i)
+            if key(parent) not in STATE["gallery"]:
+                return self.send(404, arm_error("ParentResourceNotFound", "The parent resource %s was not found." % parent))
+            depth = parent.count("/") + 2
+            items = [public(r) for k, r in STATE["gallery"].items() if k.startswith(key(parent) + "/") and r["id"].count("/") == depth]
+            items.sort(key=lambda r: r["name"].lower())
+            return self.send(200, {"value": items})
+        rid_ = gid if i is None else ("%s/images/%s" % (gid, i) if v is None else "%s/images/%s/versions/%s" % (gid, i, v))
+        typ = ("Microsoft.Compute/galleries" if i is None else "Microsoft.Compute/galleries/images" if v is None
+               else "Microsoft.Compute/galleries/images/versions")
+        cur = STATE["gallery"].get(key(rid_))
+        if method == "GET":
+            if cur is None:
+                return self.send(404, arm_error("ResourceNotFound", "The Resource '%s' under resource group '%s' was not found." % (typ, CONF["resource_group"])))
+            return self.send(200, public(cur))
+        if method == "DELETE":
+            if cur is None:
+                return self.send(204)
+            children = [k for k in STATE["gallery"] if k.startswith(key(rid_) + "/")]
+            if children:
+                return self.send(409, arm_error("CannotDeleteResource", "Cannot delete %s since it has nested resources." % rid_))
+            cur["properties"]["provisioningState"] = "Deleting"
+
+            def gone(k=key(rid_)):
+                STATE["gallery"].pop(k, None)
+            op = new_op("microsoft.compute/galleries", gone)
+            return self.send(202, None, op_headers(self.base(), "microsoft.compute/galleries", op))
+        body = json.loads(raw or b"{}")
+        if method == "PATCH":
+            if cur is None:
+                return self.send(404, arm_error("ResourceNotFound", "The Resource '%s' was not found." % typ))
+            if "tags" in body:
+                cur["tags"] = body["tags"] or {}
+            return self.send(200, public(cur), None, raw)
+        if method != "PUT":
+            return self.send(405, arm_error("MethodNotAllowed", "not allowed"))
+        if not body.get("location"):
+            return self.send(400, arm_error("LocationRequired", "The location property is required for this definition."))
+        parent = rid_.rsplit("/", 2)[0]
+        if i is not None and key(parent) not in STATE["gallery"]:
+            return self.send(404, arm_error("ParentResourceNotFound", "Can not perform requested operation on nested resource. Parent resource '%s' not found." % parent))
+        if cur is not None:
+            if cur["properties"].get("provisioningState") == "Deleting":
+                return self.send(409, arm_error("Conflict", "The resource is being deleted."))
+            cur["tags"] = body.get("tags") or {}
+            return self.send(200, public(cur), None, raw)
+        props = body.get("properties") or {}
+        if i is None:
+            out = {"identifier": {"uniqueName": "%s-%s" % (CONF["subscription_id"], g.upper())}, "provisioningState": "Creating"}
+        elif v is None:
+            ident = props.get("identifier") or {}
+            if props.get("osType") not in ("Linux", "Windows") or props.get("osState") not in ("Specialized", "Generalized") \
+                    or not all(ident.get(x) for x in ("publisher", "offer", "sku")):
+                return self.send(400, arm_error("InvalidParameter", "osType, osState and identifier (publisher, offer, sku) are required."), None, raw)
+            out = {"osType": props["osType"], "osState": props["osState"], "identifier": ident,
+                   "hyperVGeneration": props.get("hyperVGeneration", "V1"), "provisioningState": "Creating"}
+        else:
+            if not VERSION_NAME_RE.match(v):
+                return self.send(400, arm_error("InvalidParameter", "The gallery image version name must be Major.Minor.Patch."), None, raw)
+            src_id = (((props.get("storageProfile") or {}).get("osDiskImage") or {}).get("source") or {}).get("id", "")
+            src = find_id(src_id)
+            if src is None or src["type"].lower() not in ("microsoft.compute/disks", "microsoft.compute/snapshots"):
+                return self.send(400, arm_error("InvalidParameter", "storageProfile.osDiskImage.source.id must name an existing managed disk or snapshot."), None, raw)
+            regions = ((props.get("publishingProfile") or {}).get("targetRegions")) or [{"name": CONF["location"]}]
+            out = {"publishingProfile": {"targetRegions": [dict({"regionalReplicaCount": 1, "storageAccountType": "Standard_LRS",
+                                                                 "excludeFromLatest": False}, **t) for t in regions],
+                                         "replicaCount": 1, "publishedDate": now_iso(), "storageAccountType": "Standard_LRS",
+                                         "excludeFromLatest": bool((props.get("publishingProfile") or {}).get("excludeFromLatest", False))},
+                   "storageProfile": {"osDiskImage": {"source": {"id": src["id"]}, "sizeInGB": src["properties"].get("diskSizeGB", 30),
+                                                      "hostCaching": "ReadWrite"}},
+                   "provisioningState": "Creating"}
+        r = {"id": rid_, "name": rid_.rsplit("/", 1)[1], "type": typ, "location": body["location"], "tags": body.get("tags") or {},
+             "properties": out}
+        STATE["gallery"][key(rid_)] = r
+
+        def done(r=r):
+            r["properties"]["provisioningState"] = "Succeeded"
+        op = new_op("microsoft.compute/galleries", done)
+        return self.send(201, public(r), op_headers(self.base(), "microsoft.compute/galleries", op), raw)
 
     def list_all(self, sub, q):
         """VirtualMachines_ListAll; `statusOnly=true` gives the instance views (how a client
@@ -618,6 +790,8 @@ def seed_gallery(g):
     base = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/galleries/%s" % (
         CONF["subscription_id"], CONF["resource_group"], g["gallery"])
     img_id = "%s/images/%s" % (base, g["image"])
+    STATE["gallery"].setdefault(key(base), {"id": base, "name": g["gallery"], "type": "Microsoft.Compute/galleries", "location": CONF["location"],
+                                            "tags": {}, "properties": {"identifier": {"uniqueName": g["gallery"].upper()}, "provisioningState": "Succeeded"}})
     STATE["gallery"][key(img_id)] = {
         "id": img_id, "name": g["image"], "type": "Microsoft.Compute/galleries/images", "location": CONF["location"],
         "properties": {"osType": g.get("osType", "Linux"), "osState": g.get("osState", "Specialized"),
@@ -640,8 +814,10 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--config", required=True)
+    ap.add_argument("--traffic-dir", help="record every ARM request/response pair there (oav traffic format)")
     a = ap.parse_args()
     CONF.update(json.load(open(a.config)))
+    TRAFFIC["dir"] = a.traffic_dir
     subnet = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/virtualNetworks/vnet1/subnets/default" % (
         CONF["subscription_id"], CONF["resource_group"])
     seed(CONF.get("guests", []), subnet)

@@ -2,7 +2,8 @@
 //! refreshed five minutes before expiry or after a 401), bounded 429 handling
 //! (`Retry-After`), long-running-operation headers, and a round-trip counter.
 
-use crate::config::Config;
+use crate::assertion::{CertKey, ASSERTION_TYPE};
+use crate::config::{Config, Credential};
 use crate::error::AzError;
 use polyvisor_core::{Error, ExposeSecret, Result, SecretString};
 use polyvisor_http::{classify, ClientOptions, CredentialedClient, SchemePolicy};
@@ -127,12 +128,28 @@ impl Arm {
             }
         }
         let url = self.login.url(&format!("/{}/oauth2/v2.0/token", urlencoding::encode(&self.cfg.tenant_id)));
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.cfg.client_id.as_str()),
-            ("client_secret", self.cfg.client_secret.expose_secret()),
-            ("scope", self.cfg.scope.as_str()),
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", self.cfg.client_id.clone()),
+            ("scope", self.cfg.scope.clone()),
         ];
+        match &self.cfg.credential {
+            Credential::Secret(x) => form.push(("client_secret", x.expose_secret().to_string())),
+            Credential::Certificate(path) => {
+                // Read at each sign-in (about hourly): a renewed certificate file is picked up.
+                let key = CertKey::from_file(path)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let mut jti = [0u8; 16];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut jti)
+                    .map_err(|_| AzError::Credential("no randomness for the assertion id".into()))?;
+                let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+                form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+                form.push(("client_assertion", key.assertion(&self.cfg.client_id, &url, now, &jti)?));
+            }
+        }
         self.total.fetch_add(1, Ordering::Relaxed);
         self.token_requests.fetch_add(1, Ordering::Relaxed);
         let resp = self.login.http().post(url).form(&form).send().await.map_err(|e| self.transport(&e))?;

@@ -21,6 +21,16 @@ pub enum StopMode {
     PowerOff,
 }
 
+/// How the service principal proves itself.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// `client_secret` (`AZURE_CLIENT_SECRET`).
+    Secret(SecretString),
+    /// `client_certificate_path` (`AZURE_CLIENT_CERTIFICATE_PATH`): a PEM file with the
+    /// certificate and its unencrypted RSA private key; sign-in sends a signed assertion.
+    Certificate(std::path::PathBuf),
+}
+
 /// The driver configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -28,8 +38,8 @@ pub struct Config {
     pub tenant_id: String,
     /// Service principal (application) id.
     pub client_id: String,
-    /// Its secret.
-    pub client_secret: SecretString,
+    /// Its secret or certificate.
+    pub credential: Credential,
     /// Subscription holding the resource group.
     pub subscription_id: String,
     /// The one resource group polyvisor lists and creates in.
@@ -50,6 +60,21 @@ pub struct Config {
     pub vm_size: String,
     /// Subnet for NICs polyvisor creates; default: the source VM's primary NIC subnet.
     pub subnet_id: Option<String>,
+    /// The Azure Compute Gallery (in `resource_group`) holding the template image
+    /// definitions and versions; created when missing.
+    pub gallery: String,
+}
+
+/// Default Azure Compute Gallery name for templates.
+pub const DEFAULT_GALLERY: &str = "polyvisor";
+
+/// Gallery names: 1-80 of `[A-Za-z0-9_.]`, not starting or ending with `.`.
+pub fn valid_gallery(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 80
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 fn env_or(s: &Settings, key: &str, env: &str) -> Option<String> {
@@ -91,17 +116,21 @@ impl Config {
                 return Err(Error::invalid(format!("setting '{k}' must be an id (letters, digits, '-')")));
             }
         }
-        let client_secret = match s.secret("client_secret") {
-            Some(x) => x,
-            None => match std::env::var("AZURE_CLIENT_SECRET").ok().filter(|v| !v.trim().is_empty()) {
-                Some(v) => SecretString::from(v),
-                None if s.has("client_certificate_path") => {
-                    return Err(Error::unsupported(
-                        "certificate credentials ('client_certificate_path'); use 'client_secret'",
-                    ))
-                }
-                None => return Err(Error::invalid("setting 'client_secret' (or AZURE_CLIENT_SECRET) is required")),
-            },
+        // Settings before the environment; within each, a secret before a certificate
+        // (the order of the Azure SDKs' EnvironmentCredential).
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let credential = if let Some(x) = s.secret("client_secret") {
+            Credential::Secret(x)
+        } else if let Some(p) = s.str("client_certificate_path") {
+            Credential::Certificate(p.into())
+        } else if let Some(v) = env("AZURE_CLIENT_SECRET") {
+            Credential::Secret(SecretString::from(v))
+        } else if let Some(p) = env("AZURE_CLIENT_CERTIFICATE_PATH") {
+            Credential::Certificate(p.trim().into())
+        } else {
+            return Err(Error::invalid(
+                "setting 'client_secret' or 'client_certificate_path' (or AZURE_CLIENT_SECRET / AZURE_CLIENT_CERTIFICATE_PATH) is required",
+            ));
         };
         let resource_group =
             s.str("resource_group").ok_or_else(|| Error::invalid("setting 'resource_group' is required"))?;
@@ -133,10 +162,15 @@ impl Config {
                 return Err(Error::invalid("setting 'subnet_id' must be a subnet resource id"));
             }
         }
+        let gallery = s.str("gallery").unwrap_or_else(|| DEFAULT_GALLERY.into());
+        if !valid_gallery(&gallery) {
+            return Err(Error::invalid("setting 'gallery' must be a gallery name (letters, digits, '_', '.')"));
+        }
         Ok(Config {
+            gallery,
             tenant_id,
             client_id,
-            client_secret,
+            credential,
             subscription_id,
             resource_group,
             location,
@@ -165,6 +199,11 @@ impl Config {
         }
     }
 
+    /// The template gallery's resource id.
+    pub fn gallery_id(&self) -> String {
+        format!("{}/providers/Microsoft.Compute/galleries/{}", self.group_path(), self.gallery)
+    }
+
     /// `/subscriptions/{s}/resourceGroups/{rg}`.
     pub fn group_path(&self) -> String {
         format!("/subscriptions/{}/resourceGroups/{}", self.subscription_id, self.resource_group)
@@ -188,9 +227,18 @@ mod tests {
         assert_eq!(c.arm_endpoint, DEFAULT_ARM);
         assert_eq!(c.scope, "https://management.azure.com/.default");
         assert_eq!(c.stop_mode, StopMode::Deallocate);
-        assert_eq!(c.client_secret.expose_secret(), "S3CRET-value");
+        assert!(matches!(&c.credential, Credential::Secret(x) if x.expose_secret() == "S3CRET-value"));
         assert!(!format!("{c:?}").contains("S3CRET"));
         assert_eq!(c.group_path(), "/subscriptions/0000-1/resourceGroups/rg1");
+    }
+
+    #[test]
+    fn a_certificate_path_is_the_other_credential() {
+        let mut j = base();
+        j.as_object_mut().unwrap().remove("client_secret");
+        j["client_certificate_path"] = json!("/etc/pv/sp.pem");
+        let c = Config::from_settings(&Settings::from_json(&j).unwrap()).unwrap();
+        assert!(matches!(&c.credential, Credential::Certificate(p) if p.as_os_str() == "/etc/pv/sp.pem"));
     }
 
     #[test]
@@ -201,6 +249,7 @@ mod tests {
             ("stop_mode", "hibernate"),
             ("resource_manager_endpoint", "https://x/?code=S3CRET"),
             ("subnet_id", "S3CRET"),
+            ("gallery", "S3CRET-x"),
         ] {
             let mut j = base();
             j[k] = json!(v);

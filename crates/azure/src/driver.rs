@@ -81,18 +81,28 @@ impl Azure {
     /// The group's VMs (model: tags, disks, NICs) with their instance views merged in.
     /// `VirtualMachines_List` takes `$expand=instanceView` only together with a `$filter`,
     /// so the power states come from one `ListAll?statusOnly=true` (subscription-wide),
-    /// fetched concurrently: two calls whatever the number of VMs.
-    async fn list_vms(&self) -> Result<Vec<Value>, AzError> {
+    /// fetched concurrently with the template gallery's image definitions (which VMs are
+    /// templates): three calls whatever the number of VMs.
+    async fn list_vms(&self) -> Result<(Vec<Value>, Vec<String>), AzError> {
         let model_path = format!("{}/providers/{VM}?api-version={}", self.cfg().group_path(), api::VM);
         let status_path = format!(
             "/subscriptions/{}/providers/{VM}?api-version={}&statusOnly=true",
             self.cfg().subscription_id,
             api::VM
         );
-        let (vms, statuses) =
-            tokio::join!(self.arm.list(&model_path, "virtual machines"), self.arm.list(&status_path, "VM statuses"));
-        let mut vms = vms?;
-        let statuses = statuses?;
+        // try_join: the first failure ends the others (a dead endpoint costs one timeout).
+        let (mut vms, statuses, images) = tokio::try_join!(
+            self.arm.list(&model_path, "virtual machines"),
+            self.arm.list(&status_path, "VM statuses"),
+            self.template_images()
+        )?;
+        let templates = images
+            .iter()
+            .filter_map(|img| {
+                let vm = model::tag(img, model::TAG_VM)?;
+                model::is_template_image(img, vm).then(|| vm.to_ascii_lowercase())
+            })
+            .collect();
         let view_of = |id: &str| {
             statuses
                 .iter()
@@ -105,7 +115,166 @@ impl Azure {
                 props.insert("instanceView".into(), view);
             }
         }
-        Ok(vms)
+        Ok((vms, templates))
+    }
+
+    // ---- templates: Azure Compute Gallery image definitions and versions --------------
+
+    fn image_id(&self, vm: &str) -> String {
+        format!("{}/images/{vm}", self.cfg().gallery_id())
+    }
+
+    /// The gallery's image definitions (none when the gallery does not exist yet).
+    async fn template_images(&self) -> Result<Vec<Value>, AzError> {
+        let path = format!("{}/images?api-version={}", self.cfg().gallery_id(), api::GALLERY);
+        match self.arm.list(&path, "gallery images").await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The image definition polyvisor made for VM `vm` (flagged or not), if any.
+    async fn owned_image(&self, vm: &str) -> Result<Option<Value>, AzError> {
+        Ok(self
+            .arm
+            .get_opt(&Self::by_id(&self.image_id(vm), api::GALLERY), "gallery image")
+            .await?
+            .filter(|img| model::created_for(img, vm)))
+    }
+
+    /// The image versions of VM `vm`'s image definition that polyvisor made.
+    async fn owned_versions(&self, vm: &str) -> Result<Vec<Value>, AzError> {
+        let path = format!("{}/versions?api-version={}", self.image_id(vm), api::GALLERY);
+        match self.arm.list(&path, "gallery image versions").await {
+            Ok(v) => Ok(v.into_iter().filter(|x| model::created_for(x, vm)).collect()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The image version holding platform snapshot (template version) `name` of VM `vm`.
+    async fn owned_version(&self, vm: &str, name: &str) -> Result<Option<Value>, AzError> {
+        if self.owned_image(vm).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.owned_versions(vm).await?.into_iter().find(|v| model::tag(v, model::TAG_SNAPSHOT) == Some(name)))
+    }
+
+    /// One step of set_template: gallery → image definition → flag (or flag removed).
+    /// Versions stay when the flag goes, so converting back keeps them.
+    async fn step_template(&self, b: &Value) -> Result<TaskStatus, AzError> {
+        let vm = b.get("vm").and_then(Value::as_str).unwrap_or_default().to_string();
+        if !model::valid_vm_name(&vm) {
+            return Err(AzError::Protocol("template task without a valid VM name".into()));
+        }
+        let on = b.get("on").and_then(Value::as_bool).unwrap_or(false);
+        let img_path = Self::by_id(&self.image_id(&vm), api::GALLERY);
+        let img = self.arm.get_opt(&img_path, "gallery image").await?;
+        if let Some(i) = &img {
+            if !model::created_for(i, &vm) {
+                return Err(AzError::Conflict {
+                    code: "ImageNotOwned".into(),
+                    message: format!("gallery image '{vm}' exists and polyvisor did not make it"),
+                });
+            }
+            if model::provisioning(i) != "Succeeded" {
+                return Ok(TaskStatus::Running);
+            }
+        }
+        if !on {
+            return Ok(match img {
+                Some(i) if model::tag(&i, model::TAG_TEMPLATE).is_some() => {
+                    let tags = model::with_tag(&i, model::TAG_TEMPLATE, None);
+                    self.arm.call(Method::PATCH, &img_path, Some(&json!({"tags": tags})), "gallery image").await?;
+                    TaskStatus::Running
+                }
+                _ => TaskStatus::Completed(TaskOutput::default()),
+            });
+        }
+        match img {
+            Some(i) if model::tag(&i, model::TAG_TEMPLATE) == Some("true") => {
+                Ok(TaskStatus::Completed(TaskOutput::default()))
+            }
+            Some(i) => {
+                let tags = model::with_tag(&i, model::TAG_TEMPLATE, Some("true"));
+                self.arm.call(Method::PATCH, &img_path, Some(&json!({"tags": tags})), "gallery image").await?;
+                Ok(TaskStatus::Running)
+            }
+            None => {
+                let g_path = Self::by_id(&self.cfg().gallery_id(), api::GALLERY);
+                match self.arm.get_opt(&g_path, "gallery").await? {
+                    None => {
+                        let body = json!({"location": self.cfg().location, "tags": {model::TAG_CREATED: "true"},
+                                          "properties": {"description": "polyvisor templates"}});
+                        self.arm.call(Method::PUT, &g_path, Some(&body), "gallery").await?;
+                        return Ok(TaskStatus::Running);
+                    }
+                    Some(g) if model::provisioning(&g) != "Succeeded" => return Ok(TaskStatus::Running),
+                    Some(_) => {}
+                }
+                let os = b.get("os_type").and_then(Value::as_str).unwrap_or("Linux");
+                let body = json!({
+                    "location": self.cfg().location,
+                    "tags": {model::TAG_CREATED: "true", model::TAG_VM: vm, model::TAG_TEMPLATE: "true"},
+                    "properties": {"osType": os, "osState": "Specialized", "hyperVGeneration": "V2",
+                                   "identifier": {"publisher": "polyvisor", "offer": "template", "sku": vm}}
+                });
+                self.arm.call(Method::PUT, &img_path, Some(&body), "gallery image").await?;
+                Ok(TaskStatus::Running)
+            }
+        }
+    }
+
+    /// One step of a template version: an image version made from the VM's OS disk,
+    /// tagged with the platform's version name (a version of that name is replaced).
+    async fn step_version(&self, b: &Value) -> Result<TaskStatus, AzError> {
+        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let (vm, name, ver, op, disk) = (s("vm"), s("name"), s("ver"), s("op"), s("disk"));
+        if !model::valid_vm_name(&vm) || model::version_number(&ver).is_none() || !model::valid_resource_id(&disk) {
+            return Err(AzError::Protocol("version task with invalid fields".into()));
+        }
+        let versions = self.owned_versions(&vm).await?;
+        let same: Vec<&Value> =
+            versions.iter().filter(|v| model::tag(v, model::TAG_SNAPSHOT) == Some(name.as_str())).collect();
+        // older versions with the same platform name are replaced: deleted first
+        let mut replacing = false;
+        for v in same.iter().filter(|v| model::tag(v, model::TAG_OP) != Some(op.as_str())) {
+            replacing = true;
+            if model::provisioning(v) != "Deleting" {
+                if let Some(id) = v.get("id").and_then(Value::as_str).filter(|i| model::valid_resource_id(i)) {
+                    self.delete_res(id, api::GALLERY).await?;
+                }
+            }
+        }
+        if let Some(ours) = same.iter().find(|v| model::tag(v, model::TAG_OP) == Some(op.as_str())) {
+            return Ok(match model::provisioning(ours) {
+                "Failed" => failed(
+                    AzError::OperationFailed {
+                        status: "Failed".into(),
+                        code: "ImageVersionFailed".into(),
+                        message: String::new(),
+                    },
+                    &format!("Template version of guest [{vm}] failed"),
+                ),
+                "Succeeded" if !replacing => TaskStatus::Completed(TaskOutput::default()),
+                _ => TaskStatus::Running,
+            });
+        }
+        if replacing {
+            return Ok(TaskStatus::Running);
+        }
+        let path = format!("{}/versions/{ver}?api-version={}", self.image_id(&vm), api::GALLERY);
+        let body = json!({
+            "location": self.cfg().location,
+            "tags": {model::TAG_VM: vm, model::TAG_CREATED: "true", model::TAG_SNAPSHOT: name, model::TAG_OP: op},
+            "properties": {
+                "publishingProfile": {"targetRegions": [{"name": self.cfg().location, "regionalReplicaCount": 1}]},
+                "storageProfile": {"osDiskImage": {"source": {"id": disk}}}
+            }
+        });
+        self.arm.call(Method::PUT, &path, Some(&body), "gallery image version").await?;
+        Ok(TaskStatus::Running)
     }
 
     fn stop_action(&self, graceful: bool) -> &'static str {
@@ -172,7 +341,7 @@ impl Azure {
             cpus: shape.map(|s| s.0),
             memory_mb: shape.map(|s| s.1),
             nics,
-            is_template: model::tag(&vm, model::TAG_TEMPLATE) == Some("true"),
+            is_template: self.owned_image(name).await?.is_some_and(|i| model::is_template_image(&i, name)),
             power,
             raw_power_state: raw,
             key: model::tag(&vm, model::TAG_KEY).map(str::to_string),
@@ -477,7 +646,12 @@ impl Azure {
         let disk_path = self.arm.path(DISK, &new_disk, api::DISK);
         match self.arm.get_opt(&disk_path, "disk").await? {
             None => {
-                let mut props = json!({"creationData": {"createOption": "Copy", "sourceResourceId": s("snap")}});
+                let creation = if b.get("from_image").and_then(Value::as_bool) == Some(true) {
+                    json!({"createOption": "FromImage", "galleryImageReference": {"id": s("snap")}})
+                } else {
+                    json!({"createOption": "Copy", "sourceResourceId": s("snap")})
+                };
+                let mut props = json!({ "creationData": creation });
                 if let Some(os) = model::os_type(&vm) {
                     props["osType"] = json!(os);
                 }
@@ -487,7 +661,13 @@ impl Azure {
                 Ok(TaskStatus::Running)
             }
             Some(d) if model::provisioning(&d) == "Succeeded" => {
-                let patch = json!({"properties": {"storageProfile": {"osDisk": {"name": new_disk, "managedDisk": {"id": new_id}}}}});
+                // OSDisk requires `createOption` (found by oav): the VM's own value, unchanged.
+                let create = vm
+                    .pointer("/properties/storageProfile/osDisk/createOption")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Attach");
+                let patch = json!({"properties": {"storageProfile": {"osDisk": {
+                    "name": new_disk, "createOption": create, "managedDisk": {"id": new_id}}}}});
                 self.arm.call(Method::PATCH, &self.vm_path(&name), Some(&patch), &format!("guest [{name}]")).await?;
                 Ok(TaskStatus::Running)
             }
@@ -519,7 +699,17 @@ impl Azure {
             return Ok(TaskStatus::Running);
         }
         let mut pending = false;
-        for (list, version) in [("nics", api::NIC), ("disks", api::DISK), ("snapshots", api::DISK)] {
+        // Image versions before their definition (ARM refuses a definition with versions).
+        for (list, version) in [
+            ("nics", api::NIC),
+            ("disks", api::DISK),
+            ("snapshots", api::DISK),
+            ("versions", api::GALLERY),
+            ("images", api::GALLERY),
+        ] {
+            if list == "images" && pending {
+                break;
+            }
             for id in b.get(list).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
                 if !model::valid_resource_id(id) {
                     continue;
@@ -549,12 +739,19 @@ impl Driver for Azure {
     }
 
     async fn probe(&self) -> Result<String> {
-        let n = self.list_vms().await?.len();
+        let n = self.list_vms().await?.0.len();
         Ok(format!("Azure resource group {} ({n} VMs)", self.cfg().resource_group))
     }
 
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
-        Ok(self.list_vms().await?.iter().filter_map(model::summary).collect())
+        let (vms, templates) = self.list_vms().await?;
+        Ok(vms
+            .iter()
+            .filter_map(|vm| {
+                let name = vm.get("name").and_then(Value::as_str)?.to_ascii_lowercase();
+                model::summary(vm, templates.contains(&name))
+            })
+            .collect())
     }
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
@@ -587,6 +784,16 @@ impl Driver for Azure {
             .filter(|s| model::created_for(s, &name))
             .filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
             .collect();
+        let (mut versions, mut images) = (Vec::new(), Vec::new());
+        if let Some(img) = self.owned_image(&name).await? {
+            versions = self
+                .owned_versions(&name)
+                .await?
+                .iter()
+                .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            images.extend(img.get("id").and_then(Value::as_str).map(str::to_string));
+        }
         let a = match self.arm.call(Method::DELETE, &self.vm_path(&name), None, &format!("guest [{name}]")).await {
             Ok(a) => a,
             Err(e) if e.is_not_found() => return Ok(done("delete")),
@@ -594,7 +801,8 @@ impl Driver for Azure {
         };
         Ok(TaskToken::new(
             "delete",
-            json!({"vm": name, "lro": lro_json(&a.lro), "disks": disks, "nics": nics, "snapshots": snaps}),
+            json!({"vm": name, "lro": lro_json(&a.lro), "disks": disks, "nics": nics, "snapshots": snaps,
+                   "versions": versions, "images": images}),
         )
         .encode())
     }
@@ -602,13 +810,12 @@ impl Driver for Azure {
     async fn set_template(&self, id: &GuestId, is_template: bool) -> Result<TaskId> {
         let name = model::vm_name(id)?;
         let vm = self.vm_required(&name, false).await?;
-        let is = model::tag(&vm, model::TAG_TEMPLATE) == Some("true");
-        if is == is_template {
-            return Ok(done("convert"));
+        let token = TaskToken::new("template", json!({"vm": name, "on": is_template, "os_type": model::os_type(&vm)}));
+        match self.step_template(&token.body).await? {
+            TaskStatus::Completed(_) => Ok(done("convert")),
+            TaskStatus::Failed(e) => Err(e),
+            TaskStatus::Running => Ok(token.encode()),
         }
-        let tags = model::with_tag(&vm, model::TAG_TEMPLATE, is_template.then_some("true"));
-        let a = self.arm.call(Method::PATCH, &self.vm_path(&name), Some(&json!({"tags": tags})), "guest").await?;
-        Ok(Self::op_task("op", &name, a.lro))
     }
 
     async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
@@ -625,12 +832,19 @@ impl Driver for Azure {
             }
         }
         let src_vm = self.vm_required(&source, false).await?;
+        let mut from_image = false;
         let src = match &spec.snapshot {
-            Some(snap) if !snap.is_empty() => self
-                .owned_snapshot(&source, snap)
-                .await?
-                .and_then(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
-                .ok_or_else(|| Error::not_found(format!("snapshot '{snap}' of guest [{source}]")))?,
+            Some(snap) if !snap.is_empty() => match self.owned_version(&source, snap).await? {
+                Some(v) if model::provisioning(&v) == "Succeeded" => {
+                    from_image = true;
+                    v.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_default()
+                }
+                _ => self
+                    .owned_snapshot(&source, snap)
+                    .await?
+                    .and_then(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
+                    .ok_or_else(|| Error::not_found(format!("snapshot '{snap}' of guest [{source}]")))?,
+            },
             _ => model::os_disk_id(&src_vm)
                 .ok_or_else(|| Error::unsupported("cloning a VM without a managed OS disk"))?,
         };
@@ -640,9 +854,11 @@ impl Driver for Azure {
             .and_then(Value::as_str)
             .unwrap_or(&self.cfg().vm_size)
             .to_string();
-        self.start_clone(json!({"vm": spec.name, "src": src, "os_type": model::os_type(&src_vm), "subnets": [subnet],
-                                "size": size, "start": spec.start, "source": source}))
-            .await
+        self.start_clone(
+            json!({"vm": spec.name, "src": src, "from_image": from_image, "os_type": model::os_type(&src_vm),
+                                "subnets": [subnet], "size": size, "start": spec.start, "source": source}),
+        )
+        .await
     }
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
@@ -691,12 +907,36 @@ impl Driver for Azure {
                 ))
             })
             .collect();
+        if self.owned_image(&name).await?.is_some() {
+            for v in self.owned_versions(&name).await? {
+                if model::provisioning(&v) != "Succeeded" {
+                    continue;
+                }
+                let Some(n) = model::tag(&v, model::TAG_SNAPSHOT) else { continue };
+                let t = v
+                    .pointer("/properties/publishingProfile/publishedDate")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let snap = Snapshot {
+                    name: n.to_string(),
+                    description: None,
+                    created_unix: None,
+                    parent: None,
+                    includes_memory: false,
+                };
+                out.push((t, snap));
+            }
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out.into_iter().map(|(_, s)| s).collect())
     }
 
     async fn snapshot_exists(&self, id: &GuestId, name: &str) -> Result<bool> {
         let vm = model::vm_name(id)?;
+        if self.owned_version(&vm, name).await?.is_some_and(|v| model::provisioning(&v) == "Succeeded") {
+            return Ok(true);
+        }
         Ok(self.owned_snapshot(&vm, name).await?.is_some_and(|s| model::provisioning(&s) == "Succeeded"))
     }
 
@@ -711,6 +951,27 @@ impl Driver for Azure {
         let vm = self.vm_required(&name, false).await?;
         let disk =
             model::os_disk_id(&vm).ok_or_else(|| Error::unsupported("snapshots of a VM without a managed OS disk"))?;
+        if let Some(img) = self.owned_image(&name).await? {
+            if model::is_template_image(&img, &name) {
+                // A template version: a gallery image version of the OS disk.
+                let next = self
+                    .owned_versions(&name)
+                    .await?
+                    .iter()
+                    .filter_map(|v| v.get("name").and_then(Value::as_str).and_then(model::version_number))
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let token = TaskToken::new(
+                    "version",
+                    json!({"vm": name, "name": spec.name, "ver": model::version_name(next), "disk": disk, "op": nonce()}),
+                );
+                if let TaskStatus::Failed(e) = self.step_version(&token.body).await? {
+                    return Err(e);
+                }
+                return Ok(token.encode());
+            }
+        }
         let token = TaskToken::new(
             "snapshot",
             json!({"vm": name, "name": spec.name, "res": model::snapshot_resource(&name, &spec.name), "disk": disk, "op": nonce()}),
@@ -723,19 +984,24 @@ impl Driver for Azure {
 
     async fn revert_snapshot(&self, id: &GuestId, snap: &str) -> Result<TaskId> {
         let name = model::vm_name(id)?;
-        let s = self
-            .owned_snapshot(&name, snap)
-            .await?
-            .filter(|s| model::provisioning(s) == "Succeeded")
-            .ok_or_else(|| Error::not_found(format!("snapshot '{snap}' of guest [{name}]")))?;
+        let version = self.owned_version(&name, snap).await?.filter(|v| model::provisioning(v) == "Succeeded");
+        let from_image = version.is_some();
+        let s = match version {
+            Some(v) => v,
+            None => self
+                .owned_snapshot(&name, snap)
+                .await?
+                .filter(|s| model::provisioning(s) == "Succeeded")
+                .ok_or_else(|| Error::not_found(format!("snapshot '{snap}' of guest [{name}]")))?,
+        };
         let vm = self.vm_required(&name, true).await?;
         let snap_id = s.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         let n = nonce();
         let short: String = n.chars().rev().take(8).collect();
         let token = TaskToken::new(
             "revert",
-            json!({"vm": name, "snap": snap_id, "old_disk": model::os_disk_id(&vm), "new_disk": format!("{name}-osdisk-{short}"),
-                   "was_on": model::power(&vm).0.is_on()}),
+            json!({"vm": name, "snap": snap_id, "from_image": from_image, "old_disk": model::os_disk_id(&vm),
+                   "new_disk": format!("{name}-osdisk-{short}"), "was_on": model::power(&vm).0.is_on()}),
         );
         if let TaskStatus::Failed(e) = self.step_revert(&token.body).await? {
             return Err(e);
@@ -745,11 +1011,17 @@ impl Driver for Azure {
 
     async fn delete_snapshot(&self, id: &GuestId, snap: &str) -> Result<TaskId> {
         let name = model::vm_name(id)?;
-        let Some(s) = self.owned_snapshot(&name, snap).await? else { return Ok(done("snapshot_delete")) };
+        let (s, version) = match self.owned_version(&name, snap).await? {
+            Some(v) => (v, api::GALLERY),
+            None => match self.owned_snapshot(&name, snap).await? {
+                Some(s) => (s, api::DISK),
+                None => return Ok(done("snapshot_delete")),
+            },
+        };
         let Some(path) = s.get("id").and_then(Value::as_str).filter(|id| model::valid_resource_id(id)) else {
             return Err(Error::backend("the snapshot has no usable id"));
         };
-        let path = format!("{path}?api-version={}", api::DISK);
+        let path = format!("{path}?api-version={version}");
         match self.arm.call(Method::DELETE, &path, None, "snapshot").await {
             Ok(_) => Ok(TaskToken::new("gone", json!({"path": path, "what": format!("snapshot '{snap}'")})).encode()),
             Err(e) if e.is_not_found() => Ok(done("snapshot_delete")),
@@ -771,6 +1043,8 @@ impl Driver for Azure {
                 }
             }
             "clone" => self.step_clone(b).await,
+            "template" => self.step_template(b).await,
+            "version" => self.step_version(b).await,
             "snapshot" => self.step_snapshot(b).await,
             "revert" => self.step_revert(b).await,
             "delete" => self.step_delete(b).await,

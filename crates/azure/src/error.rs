@@ -72,6 +72,9 @@ pub enum AzError {
         /// Message.
         message: String,
     },
+    /// The configured credential cannot be used (certificate file unreadable, no RSA key).
+    #[error("Azure credential: {0}")]
+    Credential(String),
     /// An answer we cannot use (not JSON, missing fields, a foreign operation URL).
     #[error("unexpected Azure answer: {0}")]
     Protocol(String),
@@ -121,6 +124,7 @@ impl AzError {
             AzError::Transport(TransportError::Timeout) => ErrorKind::Timeout,
             AzError::Transport(_) => ErrorKind::Unavailable,
             AzError::SignIn { .. } | AzError::Forbidden { .. } => ErrorKind::Unauthorized,
+            AzError::Credential(_) => ErrorKind::InvalidInput,
             AzError::NotFound { .. } => ErrorKind::NotFound,
             AzError::Conflict { .. } => ErrorKind::Conflict,
             AzError::Throttled { .. } => ErrorKind::Unavailable,

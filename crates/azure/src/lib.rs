@@ -6,6 +6,7 @@
 //! [`error::AzError`]) → `driver` (the `Driver` operations and their task state machines
 //! over [`model`]).
 
+pub mod assertion;
 pub mod client;
 pub mod config;
 mod driver;
@@ -16,8 +17,8 @@ pub use driver::Azure;
 use polyvisor_core::{Capabilities, Driver, OpenOptions, Result, Settings};
 use std::sync::Arc;
 
-/// Builds the driver (no I/O; see `Driver::probe`). One template strategy (flagged VMs),
-/// so the front's template preference is ignored.
+/// Builds the driver (no I/O; see `Driver::probe`). One template strategy (a VM with its
+/// gallery image definition), so the front's template preference is ignored.
 pub fn open(settings: &Settings, _opts: &OpenOptions) -> Result<Arc<dyn Driver>> {
     Ok(Arc::new(open_driver(settings)?))
 }

@@ -15,7 +15,7 @@ pub const NIC: &str = "Microsoft.Network/networkInterfaces";
 
 /// Platform key (CloudStack internal name) on a VM.
 pub const TAG_KEY: &str = "polyvisor-key";
-/// Template flag on a VM (`true`).
+/// Template flag on the VM's gallery image definition (`true`).
 pub const TAG_TEMPLATE: &str = "polyvisor-template";
 /// On disks, NICs and snapshots: the VM they belong to.
 pub const TAG_VM: &str = "polyvisor-vm";
@@ -104,14 +104,14 @@ pub fn power(vm: &Value) -> (PowerState, String) {
     (p, code)
 }
 
-/// The listing view of a VM (with instance view).
-pub fn summary(vm: &Value) -> Option<GuestSummary> {
+/// The listing view of a VM (with instance view); `is_template` comes from the gallery.
+pub fn summary(vm: &Value, is_template: bool) -> Option<GuestSummary> {
     let name = vm.get("name").and_then(Value::as_str)?.to_string();
     Some(GuestSummary {
         id: GuestId::new(name.clone()),
         name,
         power: power(vm).0,
-        is_template: tag(vm, TAG_TEMPLATE) == Some("true"),
+        is_template,
         key: tag(vm, TAG_KEY).map(str::to_string),
         node: None,
     })
@@ -176,6 +176,23 @@ pub fn gallery_image_of_version(id: &str) -> Option<String> {
         && parts[10].eq_ignore_ascii_case("versions")
         && parts.iter().all(|p| !p.is_empty());
     ok.then(|| format!("/{}", parts[..10].join("/")))
+}
+
+/// Whether a gallery image definition is polyvisor's template image for VM `vm`
+/// (made by polyvisor for it and flagged `polyvisor-template=true`).
+pub fn is_template_image(img: &Value, vm: &str) -> bool {
+    created_for(img, vm) && tag(img, TAG_TEMPLATE) == Some("true")
+}
+
+/// The gallery image version name polyvisor gives the `n`-th template version (`1.0.n`;
+/// ARM wants `Major.Minor.Patch`, the platform's version name lives in a tag).
+pub fn version_name(n: u64) -> String {
+    format!("1.0.{n}")
+}
+
+/// The patch number of a `1.0.n` version name.
+pub fn version_number(name: &str) -> Option<u64> {
+    name.strip_prefix("1.0.")?.parse().ok()
 }
 
 /// A NIC resource → core NIC.
@@ -272,6 +289,12 @@ mod tests {
             Some("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g1/images/img")
         );
         assert_eq!(gallery_image_of_version("pv-tpl"), None);
+        assert_eq!(version_name(7), "1.0.7");
+        assert_eq!(version_number("1.0.7"), Some(7));
+        assert_eq!(version_number("2.0.7"), None);
+        let img = json!({"tags": {"polyvisor-created": "true", "polyvisor-vm": "Tpl", "polyvisor-template": "true"}});
+        assert!(is_template_image(&img, "tpl") && !is_template_image(&img, "other"));
+        assert!(!is_template_image(&json!({"tags": {"polyvisor-vm": "tpl", "polyvisor-template": "true"}}), "tpl"));
         assert_eq!(gallery_image_of_version(&v.replace("versions", "x")), None);
     }
 

@@ -45,7 +45,7 @@ async fn client_secret_auth_caches_and_refreshes_tokens() {
     let before = a.round_trips();
     d.list_guests().await.unwrap();
     assert_eq!(a.token_requests(), 4, "renewed at half its life");
-    assert_eq!(a.round_trips() - before, 3, "token + 2 list calls, no 401 retry");
+    assert_eq!(a.round_trips() - before, 4, "token + 3 list calls, no 401 retry");
 
     // Wrong secret: Unauthorized, typed, and the secret never appears.
     let bad = s.driver_with(json!({"client_secret": "wrong-Secret-0815"}));
@@ -294,10 +294,10 @@ async fn arm_calls_per_method() {
     };
     let n = a.round_trips();
     d.list_guests().await.unwrap();
-    row("list_guests", a.round_trips() - n, 2);
+    row("list_guests", a.round_trips() - n, 3);
     let n = a.round_trips();
     d.get_guest(&g("pv-src")).await.unwrap();
-    row("get_guest (1 NIC)", a.round_trips() - n, 2);
+    row("get_guest (1 NIC)", a.round_trips() - n, 3);
     let n = a.round_trips();
     let t = d.power(&g("pv-src"), PowerAction::Start).await.unwrap();
     row("power", a.round_trips() - n, 1);
@@ -307,13 +307,13 @@ async fn arm_calls_per_method() {
     wait(&d, &t).await.unwrap();
     let n = a.round_trips();
     d.set_template(&g("pv-src"), false).await.unwrap();
-    row("set_template (no change)", a.round_trips() - n, 1);
+    row("set_template (no change)", a.round_trips() - n, 2);
     let n = a.round_trips();
     d.snapshot_exists(&g("pv-src"), "x").await.unwrap();
-    row("snapshot_exists", a.round_trips() - n, 1);
+    row("snapshot_exists", a.round_trips() - n, 2);
     let n = a.round_trips();
     d.find_owned("k", None).await.unwrap();
-    row("find_owned (no hint)", a.round_trips() - n, 2);
+    row("find_owned (no hint)", a.round_trips() - n, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,4 +348,153 @@ async fn create_from_a_gallery_image_version() {
     assert!(e.kind() == ErrorKind::InvalidInput && e.message().contains("'subnet_id'"), "{e}");
     wait(&d, &d.delete_guest(&g("from-img")).await.unwrap()).await.unwrap();
     assert_eq!(s.resources().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_are_gallery_image_definitions_and_versions() {
+    let s = StandIn::start();
+    let before = s.resources().await;
+    let d = s.driver_with(json!({"gallery": "pvtpl"}));
+    let a = d.arm();
+    let gallery = format!("{}/providers/Microsoft.Compute/galleries/pvtpl", d.arm().cfg().group_path());
+    let is_tpl = |list: &[polyvisor_core::GuestSummary], n: &str| list.iter().any(|x| x.name == n && x.is_template);
+
+    // template = an image definition (gallery made when missing), tagged; the VM is untouched
+    let n0 = a.round_trips();
+    let t = d.set_template(&g("pv-src"), true).await.unwrap();
+    wait(&d, &t).await.unwrap();
+    println!("ARM calls: set_template (new gallery + image, polls incl.) = {}", a.round_trips() - n0);
+    assert!(is_tpl(&d.list_guests().await.unwrap(), "pv-src"));
+    assert!(d.get_guest(&g("pv-src")).await.unwrap().is_template);
+    let img = a.get(&format!("{gallery}/images/pv-src?api-version=2023-07-03"), "image").await.unwrap();
+    assert_eq!(img.pointer("/properties/osState").and_then(|v| v.as_str()), Some("Specialized"));
+    assert_eq!(img.pointer("/tags/polyvisor-template").and_then(|v| v.as_str()), Some("true"));
+    let vm = a
+        .get(
+            &format!(
+                "{}/providers/Microsoft.Compute/virtualMachines/pv-src?api-version=2024-07-01",
+                a.cfg().group_path()
+            ),
+            "vm",
+        )
+        .await
+        .unwrap();
+    assert!(vm.pointer("/tags/polyvisor-template").is_none(), "no template tag on the VM: {vm}");
+
+    // versions = image versions 1.0.1, 1.0.2 of the VM's OS disk, named by tag
+    let n0 = a.round_trips();
+    wait(&d, &d.create_snapshot(&g("pv-src"), &snap("RAS_TEMPLATE_VERSION_1")).await.unwrap()).await.unwrap();
+    println!("ARM calls: create template version (polls incl.) = {}", a.round_trips() - n0);
+    wait(&d, &d.create_snapshot(&g("pv-src"), &snap("RAS_TEMPLATE_VERSION_2")).await.unwrap()).await.unwrap();
+    let names: Vec<String> = d.list_snapshots(&g("pv-src")).await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["RAS_TEMPLATE_VERSION_1", "RAS_TEMPLATE_VERSION_2"]);
+    let v2 = a.get(&format!("{gallery}/images/pv-src/versions/1.0.2?api-version=2023-07-03"), "v").await.unwrap();
+    assert_eq!(v2.pointer("/tags/polyvisor-snapshot").and_then(|v| v.as_str()), Some("RAS_TEMPLATE_VERSION_2"));
+    assert!(v2
+        .pointer("/properties/storageProfile/osDiskImage/source/id")
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .ends_with("/disks/pv-src-osdisk"));
+    assert!(d.snapshot_exists(&g("pv-src"), "RAS_TEMPLATE_VERSION_1").await.unwrap());
+    assert!(!d.snapshot_exists(&g("pv-src"), "RAS_TEMPLATE_VERSION_9").await.unwrap());
+    // a version of an existing name replaces it: 1.0.2 goes, 1.0.3 holds the name
+    wait(&d, &d.create_snapshot(&g("pv-src"), &snap("RAS_TEMPLATE_VERSION_2")).await.unwrap()).await.unwrap();
+    let names: Vec<String> = d.list_snapshots(&g("pv-src")).await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["RAS_TEMPLATE_VERSION_1", "RAS_TEMPLATE_VERSION_2"]);
+    assert!(a
+        .get_opt(&format!("{gallery}/images/pv-src/versions/1.0.2?api-version=2023-07-03"), "v")
+        .await
+        .unwrap()
+        .is_none());
+    let v3 = a.get(&format!("{gallery}/images/pv-src/versions/1.0.3?api-version=2023-07-03"), "v").await.unwrap();
+    assert_eq!(v3.pointer("/tags/polyvisor-snapshot").and_then(|v| v.as_str()), Some("RAS_TEMPLATE_VERSION_2"));
+
+    // clone from a version: the OS disk is made FromImage (galleryImageReference)
+    let st = d
+        .clone_guest(&CloneSpec {
+            source: g("pv-src"),
+            name: "from-v1".into(),
+            snapshot: Some("RAS_TEMPLATE_VERSION_1".into()),
+            mode: CloneMode::Full,
+            start: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(wait(&d, &st.task).await.unwrap().new_guest, Some(g("from-v1")));
+    let disk = a
+        .get(
+            &format!(
+                "{}/providers/Microsoft.Compute/disks/from-v1-osdisk?api-version=2024-03-02",
+                a.cfg().group_path()
+            ),
+            "disk",
+        )
+        .await
+        .unwrap();
+    assert_eq!(disk.pointer("/properties/creationData/createOption").and_then(|v| v.as_str()), Some("FromImage"));
+    assert!(disk
+        .pointer("/properties/creationData/galleryImageReference/id")
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .ends_with("/images/pv-src/versions/1.0.1"));
+    assert_eq!(d.get_guest(&g("from-v1")).await.unwrap().power, PowerState::PoweredOff);
+
+    // revert of a template to a version: a new disk FromImage, swapped in
+    wait(&d, &d.revert_snapshot(&g("pv-src"), "RAS_TEMPLATE_VERSION_1").await.unwrap()).await.unwrap();
+
+    // un-flagging keeps the definition and its versions; flagging again finds them
+    wait(&d, &d.set_template(&g("pv-src"), false).await.unwrap()).await.unwrap();
+    assert!(!is_tpl(&d.list_guests().await.unwrap(), "pv-src"));
+    assert!(d.snapshot_exists(&g("pv-src"), "RAS_TEMPLATE_VERSION_2").await.unwrap());
+    wait(&d, &d.set_template(&g("pv-src"), true).await.unwrap()).await.unwrap();
+    wait(&d, &d.delete_snapshot(&g("pv-src"), "RAS_TEMPLATE_VERSION_2").await.unwrap()).await.unwrap();
+    let names: Vec<String> = d.list_snapshots(&g("pv-src")).await.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["RAS_TEMPLATE_VERSION_1"]);
+
+    // an image definition polyvisor did not make is never taken over
+    let e = s.driver_with(json!({"gallery": "g1"})).set_template(&g("web-01"), true).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+
+    // a template polyvisor created: deleting it removes its versions and definition too
+    wait(&d, &d.set_template(&g("from-v1"), true).await.unwrap()).await.unwrap();
+    wait(&d, &d.create_snapshot(&g("from-v1"), &snap("RAS_TEMPLATE_VERSION_1")).await.unwrap()).await.unwrap();
+    wait(&d, &d.delete_guest(&g("from-v1")).await.unwrap()).await.unwrap();
+    wait(&d, &d.delete_snapshot(&g("pv-src"), "RAS_TEMPLATE_VERSION_1").await.unwrap()).await.unwrap();
+    // pv-src's definition (pv-src is not polyvisor's VM) and the gallery stay; its reverted
+    // disk replaced the original, which is kept (polyvisor did not make it).
+    let after = s.resources().await;
+    let made: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert!(
+        made.iter().all(|r| r.ends_with("/galleries/pvtpl")
+            || r.ends_with("/images/pv-src")
+            || r.contains("/disks/pv-src-osdisk-")),
+        "{made:?}"
+    );
+    assert!(!after.iter().any(|r| r.contains("from-v1")), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_credential_signs_in_with_a_verified_assertion() {
+    let s = StandIn::start();
+    // the registered certificate: the stand-in verifies the RS256 signature, x5t#S256,
+    // audience, issuer/subject and lifetime before it issues a token
+    let d = polyvisor_azure::open_driver(&s.cert_settings("client")).unwrap();
+    assert!(d.probe().await.unwrap().contains("rg-test"));
+    assert_eq!(d.arm().token_requests(), 1);
+    assert_eq!(s.stats().await["assertions"], 1, "signed in by assertion, not by secret");
+    // refreshed after a revocation, with a fresh assertion
+    s.expire_tokens().await;
+    d.list_guests().await.unwrap();
+    assert_eq!(s.stats().await["assertions"], 2);
+    // a certificate that is not registered: refused by the token endpoint, typed
+    let rogue = polyvisor_azure::open_driver(&s.cert_settings("rogue")).unwrap();
+    let e = rogue.probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(matches!(AzError::of(&e), Some(AzError::SignIn { code }) if code == "invalid_client"), "{e:?}");
+    // an unreadable file: a clear input error naming the key, never the content
+    let mut v = s.cert_settings("client");
+    v.set("client_certificate_path", "/nonexistent/sp.pem");
+    let e = polyvisor_azure::open_driver(&v).unwrap().probe().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("'client_certificate_path'"), "{e}");
 }

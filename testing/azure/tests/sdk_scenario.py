@@ -3,7 +3,8 @@
 the ARM stand-in through a VM lifecycle, with the SDK's long-running-operation pollers doing
 the waiting (Azure-AsyncOperation / Location / Retry-After): sign in with a client secret,
 copy a disk, read a gallery image version and make an OS disk from it, create a NIC and a VM
-on them, deallocate, start, power off, snapshot, delete everything.
+on them, deallocate, start, power off, snapshot, a gallery image definition + version (a
+polyvisor template), sign in with a certificate (CertificateCredential), delete everything.
 Request bodies are REST-shaped (as in the spec examples). Any shape the SDK cannot deserialize, any LRO it cannot follow, fails the run (exit 1).
 
 Usage: sdk_scenario.py URL CA_FILE CONFIG_JSON GALLERY IMAGE
@@ -20,6 +21,9 @@ import time
 def main():
     url, ca, conf_path, gallery, image = sys.argv[1:6]
     conf = dict(json.load(open(conf_path)), gallery=gallery, image=image)
+    pem = os.path.join(os.path.dirname(os.path.abspath(conf_path)), "client.pem")
+    if conf.get("client_certificate") and os.path.exists(pem):
+        conf["client_pem"] = pem
     os.environ["REQUESTS_CA_BUNDLE"] = ca  # requests (azure-core's transport, MSAL) trusts the stand-in CA
     from azure.identity import ClientSecretCredential
     from azure.mgmt.compute import ComputeManagementClient
@@ -101,6 +105,35 @@ def main():
         raise AssertionError("deleting an attached disk must fail")
     except (HttpResponseError, ResourceExistsError) as e:
         assert e.status_code == 409, e
+
+    # A template the way polyvisor keeps one: a gallery image definition and an image version
+    # made from a managed disk, each followed through the SDK's pollers, then deleted.
+    gal = conf["gallery"]
+    img = compute.gallery_images.begin_create_or_update(rg, gal, "sdk-tpl", {
+        "location": loc, "tags": {"polyvisor-created": "true", "polyvisor-vm": "sdk-vm", "polyvisor-template": "true"},
+        "properties": {"osType": "Linux", "osState": "Specialized", "hyperVGeneration": "V2",
+                       "identifier": {"publisher": "polyvisor", "offer": "template", "sku": "sdk-vm"}},
+    }, **GAL).result()
+    assert img.provisioning_state == "Succeeded" and img.tags["polyvisor-template"] == "true", img
+    ver = compute.gallery_image_versions.begin_create_or_update(rg, gal, "sdk-tpl", "1.0.1", {
+        "location": loc, "tags": {"polyvisor-snapshot": "RAS_TEMPLATE_VERSION_1"},
+        "properties": {"publishingProfile": {"targetRegions": [{"name": loc, "regionalReplicaCount": 1}]},
+                       "storageProfile": {"osDiskImage": {"source": {"id": disk.id}}}},
+    }, **GAL).result()
+    assert ver.provisioning_state == "Succeeded" and ver.storage_profile.os_disk_image.size_in_gb == 30, ver
+    assert [v.name for v in compute.gallery_image_versions.list_by_gallery_image(rg, gal, "sdk-tpl", **GAL)] == ["1.0.1"]
+    compute.gallery_image_versions.begin_delete(rg, gal, "sdk-tpl", "1.0.1", **GAL).result()
+    compute.gallery_images.begin_delete(rg, gal, "sdk-tpl", **GAL).result()
+    assert "sdk-tpl" not in [i.name for i in compute.gallery_images.list_by_gallery(rg, gal, **GAL)]
+
+    # The certificate credential: azure-identity's CertificateCredential (MSAL signs the
+    # client assertion) is accepted by the stand-in's token endpoint, which verifies it.
+    if conf.get("client_pem"):
+        from azure.identity import CertificateCredential
+        cert_cred = CertificateCredential(conf["tenant_id"], conf["client_id"], conf["client_pem"], authority=url,
+                                          disable_instance_discovery=True)
+        by_cert = ComputeManagementClient(cert_cred, conf["subscription_id"], **kw)
+        assert by_cert.virtual_machines.get(rg, "pv-src", **VM).name == "pv-src"
 
     compute.virtual_machines.begin_delete(rg, "sdk-vm", **VM).result()
     disks.snapshots.begin_delete(rg, "sdk-snap", **DISK).result()

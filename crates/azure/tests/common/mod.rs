@@ -28,8 +28,18 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 }
 
 impl StandIn {
-    /// Starts a fresh stand-in with pv-src (deallocated), pv-tpl (template) and web-01 (running).
+    /// Starts a fresh stand-in with pv-src (deallocated), pv-tpl (a plain VM, a create source by name) and web-01 (running).
     pub fn start() -> StandIn {
+        StandIn::start_with(None)
+    }
+
+    /// Like [`StandIn::start`], recording every ARM request/response pair into `traffic`
+    /// (oav's traffic format).
+    pub fn start_recording(traffic: &std::path::Path) -> StandIn {
+        StandIn::start_with(Some(traffic))
+    }
+
+    fn start_with(traffic: Option<&std::path::Path>) -> StandIn {
         let dir = temp::dir("azure-standin");
         let d = dir.path();
         openssl(
@@ -91,14 +101,41 @@ impl StandIn {
                 "cert.pem",
             ],
         );
-        let conf = json!({"subscription_id": "00000000-0000-0000-0000-0000000000aa", "tenant_id": "tenant-1",
+        // The service principal's certificate (registered: its public part goes into the
+        // stand-in's config) and a second one that is not registered.
+        for name in ["client", "rogue"] {
+            let (key, cert) = (format!("{name}.key"), format!("{name}-cert.pem"));
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=pv-sp",
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &cert,
+                ],
+            );
+            let mut pem = std::fs::read(d.join(&key)).unwrap();
+            pem.extend(std::fs::read(d.join(&cert)).unwrap());
+            std::fs::write(d.join(format!("{name}.pem")), pem).unwrap();
+        }
+        let conf = json!({"client_certificate": "client-cert.pem", "subscription_id": "00000000-0000-0000-0000-0000000000aa", "tenant_id": "tenant-1",
             "client_id": "client-1", "client_secret": SECRET, "resource_group": "rg-test", "location": "westeurope",
             "op_delay": 0.2,
             "guests": [{"name": "pv-src", "power": "deallocated"},
-                       {"name": "pv-tpl", "power": "deallocated", "tags": {"polyvisor-template": "true"}},
+                       {"name": "pv-tpl", "power": "deallocated"},
                        {"name": "web-01", "power": "running"}],
             "galleries": [{"gallery": "g1", "image": "img-spec", "osState": "Specialized", "versions": ["1.0.0"]},
-                          {"gallery": "g1", "image": "img-gen", "osState": "Generalized", "versions": ["1.0.0"]}]});
+                          {"gallery": "g1", "image": "img-gen", "osState": "Generalized", "versions": ["1.0.0"]},
+                          {"gallery": "g1", "image": "web-01", "osState": "Specialized", "versions": []}]});
         std::fs::write(d.join("config.json"), conf.to_string()).unwrap();
         let script = bin::repo_path("testing/azure/armstandin.py");
         let mut child = Command::new("python3")
@@ -115,6 +152,7 @@ impl StandIn {
                 "--config",
                 "config.json",
             ])
+            .args(traffic.map(|t| vec!["--traffic-dir".to_string(), t.display().to_string()]).unwrap_or_default())
             .current_dir(d)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -155,6 +193,17 @@ impl StandIn {
     pub fn settings(&self) -> Settings {
         Settings::from_json(&json!({
             "tenant_id": "tenant-1", "client_id": "client-1", "client_secret": SECRET,
+            "subscription_id": "00000000-0000-0000-0000-0000000000aa", "resource_group": "rg-test", "location": "westeurope",
+            "authority_host": self.url, "resource_manager_endpoint": self.url, "ca_file": self.ca,
+        }))
+        .unwrap()
+    }
+
+    /// Settings with the certificate credential `name` (`client` is registered, `rogue` not).
+    pub fn cert_settings(&self, name: &str) -> Settings {
+        Settings::from_json(&json!({
+            "tenant_id": "tenant-1", "client_id": "client-1",
+            "client_certificate_path": self._dir.path().join(format!("{name}.pem")).display().to_string(),
             "subscription_id": "00000000-0000-0000-0000-0000000000aa", "resource_group": "rg-test", "location": "westeurope",
             "authority_host": self.url, "resource_manager_endpoint": self.url, "ca_file": self.ca,
         }))
