@@ -25,6 +25,22 @@ struct Channel {
     shell: Option<String>,
 }
 
+/// NTLM attempts when a handshake leg lands on a new connection (not a refused password).
+const HANDSHAKE_ATTEMPTS: usize = 3;
+
+/// The local address of the connection that carried `r` (NTLM authenticates a connection:
+/// both legs must use the same one).
+fn conn_of(r: &reqwest::Response) -> Option<std::net::SocketAddr> {
+    r.extensions().get::<hyper_util::client::legacy::connect::HttpInfo>().map(|i| i.local_addr())
+}
+
+/// Lets the HTTP pool take back the connection of a fully read response before the next
+/// request (it is returned by a background task).
+async fn settle() {
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
 /// The WinRM client.
 pub struct Client {
     cfg: Config,
@@ -125,31 +141,44 @@ impl Client {
         HvError::AuthFailed { user: self.cfg.username.clone(), scheme }
     }
 
-    /// NEGOTIATE → 401 CHALLENGE → AUTHENTICATE carrying `body`: the answer to `body`.
+    /// NEGOTIATE → 401 CHALLENGE → AUTHENTICATE carrying `body`: the answer to `body`. A 401
+    /// to AUTHENTICATE on the connection that got the challenge is a refused password; on
+    /// another connection (the pool opened a new one) the handshake is simply repeated.
     async fn ntlm_exchange(&self, ch: &mut Channel, body: String) -> Result<reqwest::Response, HvError> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let neg = format!("Negotiate {}", b64.encode(ntlm::negotiate()?));
-        let r = self.post(ch, String::new(), Some(neg)).await?;
-        if r.status().as_u16() != 401 {
-            return Err(HvError::Handshake(format!("expected a 401 challenge, got HTTP {}", r.status().as_u16())));
+        for _ in 0..HANDSHAKE_ATTEMPTS {
+            let neg = format!("Negotiate {}", b64.encode(ntlm::negotiate()?));
+            let r = self.post(ch, String::new(), Some(neg)).await?;
+            if r.status().as_u16() != 401 {
+                return Err(HvError::Handshake(format!("expected a 401 challenge, got HTTP {}", r.status().as_u16())));
+            }
+            let conn = conn_of(&r);
+            let challenge = r
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| v.strip_prefix("Negotiate ").or_else(|| v.strip_prefix("NTLM ")))
+                .and_then(|t| b64.decode(t.trim()).ok())
+                .ok_or_else(|| HvError::Handshake("the 401 carries no NTLM challenge".into()))?;
+            // Drain the body so the connection goes back to the pool for the next leg.
+            let _ = r.bytes().await;
+            settle().await;
+            let auth = ntlm::authenticate(&challenge, &self.cfg.username, self.cfg.password.expose_secret())?;
+            let r = self.post(ch, body.clone(), Some(format!("Negotiate {}", b64.encode(auth)))).await?;
+            if r.status().as_u16() == 401 {
+                let same = conn.is_some() && conn_of(&r) == conn;
+                let _ = r.bytes().await;
+                settle().await;
+                if same {
+                    return Err(self.auth_failed());
+                }
+                continue;
+            }
+            ch.authed = true;
+            return Ok(r);
         }
-        let challenge = r
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| v.strip_prefix("Negotiate ").or_else(|| v.strip_prefix("NTLM ")))
-            .and_then(|t| b64.decode(t.trim()).ok())
-            .ok_or_else(|| HvError::Handshake("the 401 carries no NTLM challenge".into()))?;
-        // Drain the body so the connection goes back to the pool for the next leg.
-        let _ = r.bytes().await;
-        let auth = ntlm::authenticate(&challenge, &self.cfg.username, self.cfg.password.expose_secret())?;
-        let r = self.post(ch, body, Some(format!("Negotiate {}", b64.encode(auth)))).await?;
-        if r.status().as_u16() == 401 {
-            return Err(self.auth_failed());
-        }
-        ch.authed = true;
-        Ok(r)
+        Err(HvError::Handshake("the host kept opening new connections during the NTLM handshake".into()))
     }
 
     /// Sends one envelope; the answer text (200) or the classified failure.
@@ -180,6 +209,7 @@ impl Client {
         };
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| HvError::from_transport(&e))?;
+        settle().await;
         match status {
             200 => Ok(text),
             _ => Err(wsman::fault(&text).map(HvError::Fault).unwrap_or(HvError::Http(status))),

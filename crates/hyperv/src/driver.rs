@@ -78,6 +78,8 @@ impl HyperV {
     }
 
     async fn run(&self, s: Script, args: Value, secs: u64) -> Result<Value, HvError> {
+        // `command_timeout` caps every script (reads included).
+        let secs = secs.min(self.cfg().command_timeout);
         self.client.run(s, &args, Duration::from_secs(secs)).await
     }
 
