@@ -58,7 +58,7 @@ async fn power_rules_checkpoints_and_round_trips() {
     assert_eq!(d.shells_created(), 1);
     // Scripts per method (each is Command + Receive + Signal on a warm channel).
     let src = id(&s.get("source_guest"));
-    for (what, n) in [("get", 1u64), ("power no-op", 2), ("find_owned+hint", 1), ("snapshots", 1)] {
+    for (what, n) in [("get", 1u64), ("power no-op", 1), ("find_owned+hint", 1), ("snapshots", 1)] {
         let b = d.scripts_run();
         match what {
             "get" => drop(d.get_guest(&src).await.unwrap()),
