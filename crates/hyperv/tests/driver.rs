@@ -58,12 +58,12 @@ async fn power_rules_checkpoints_and_round_trips() {
     assert_eq!(d.shells_created(), 1);
     // Scripts per method (each is Command + Receive + Signal on a warm channel).
     let src = id(&s.get("source_guest"));
-    for (what, n) in [("get", 1u64), ("power no-op", 1), ("find_owned+hint", 1), ("snapshots", 1)] {
+    for (what, n) in [("get", 1u64), ("power no-op", 1), ("find_owned, hint misses", 2), ("snapshots", 1)] {
         let b = d.scripts_run();
         match what {
             "get" => drop(d.get_guest(&src).await.unwrap()),
             "power no-op" => drop(d.power(&src, PowerAction::Stop).await.unwrap()),
-            "find_owned+hint" => assert!(d.find_owned("k", Some(&src)).await.unwrap().is_none()),
+            "find_owned, hint misses" => assert!(d.find_owned("k", Some(&src)).await.unwrap().is_none()),
             _ => drop(d.list_snapshots(&src).await.unwrap()),
         }
         assert_eq!(d.scripts_run() - b, n, "{what}");
