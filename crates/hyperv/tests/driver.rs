@@ -117,7 +117,9 @@ async fn linked_and_full_clones_and_delete_removes_only_polyvisors_files() {
     let d = s.driver();
     let tpl = s.get("template_id");
     assert!(d.get_guest(&id(&tpl)).await.unwrap().is_template);
+    let b = d.scripts_run();
     let linked = d.clone_guest(&clone_spec(&tpl, "pv-linked", CloneMode::Linked)).await.unwrap().new_guest.unwrap();
+    assert_eq!(d.scripts_run() - b, 2, "clone: get + clone");
     let full = d.clone_guest(&clone_spec(&tpl, "pv-full", CloneMode::Full)).await.unwrap().new_guest.unwrap();
     let g = d.get_guest(&linked).await.unwrap();
     assert!(!g.is_template && g.key.is_none() && g.cpus == Some(2) && g.memory_mb == Some(2048), "{g:?}");
@@ -142,8 +144,19 @@ async fn linked_and_full_clones_and_delete_removes_only_polyvisors_files() {
     // The same name again is refused, not overwritten.
     let e = d.clone_guest(&clone_spec(&tpl, "pv-full", CloneMode::Full)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    let b = d.scripts_run();
+    d.set_template(&linked, true).await.unwrap();
+    d.set_template(&linked, false).await.unwrap();
+    assert_eq!(d.scripts_run() - b, 4, "set_template: get + notes");
+    assert!(!d.get_guest(&linked).await.unwrap().is_template);
+    let b = d.scripts_run();
+    d.power(&full, PowerAction::Start).await.unwrap();
+    assert_eq!(d.scripts_run() - b, 2, "power: get + power");
+    assert_eq!(d.set_template(&full, true).await.unwrap_err().kind(), ErrorKind::Conflict, "running");
     for g in [&linked, &full, &c] {
+        let b = d.scripts_run();
         d.delete_guest(g).await.unwrap();
+        assert_eq!(d.scripts_run() - b, 2, "delete: get + delete");
         d.delete_guest(g).await.unwrap(); // idempotent
     }
     assert!(vhd_files(&s).is_empty(), "polyvisor's disks are gone");
