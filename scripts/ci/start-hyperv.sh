@@ -26,8 +26,12 @@ mkdir -p "$state"; chmod 0700 "$run" "$state"
 alive() { [ -f "$state/standin.pid" ] && [ -d "/proc/$(cat "$state/standin.pid")" ] \
   && grep -qa hyperv/standin.py "/proc/$(cat "$state/standin.pid")/cmdline" 2>/dev/null; }
 
+# The stand-in loads crates/hyperv/scripts/*.ps1 at start: a reused one must run the current ones.
+scripts_sum() { cat "$repo"/crates/hyperv/scripts/*.ps1 | sha256sum | cut -d' ' -f1; }
+
 healthy() {
   [ -f "$contract" ] && alive || return 1
+  [ "$(cat "$state/scripts.sha256" 2>/dev/null)" = "$(scripts_sum)" ] || return 1
   timeout 30 "$python" - "$contract" <<'PY' >/dev/null 2>&1
 import json, sys, winrm
 s = json.load(open(sys.argv[1]))["settings"]
@@ -57,6 +61,7 @@ rm -f "$state/standin.pid" "$contract"
 }
 
 password="$("$python" -c 'import secrets; print(secrets.token_hex(12))')"
+scripts_sum > "$state/scripts.sha256"
 : > "$state/standin.out"
 (umask 077; setsid nohup "$python" "$repo/testing/hyperv/standin.py" --host "$host" --port "$port" \
   --certdir "$state/pki" --username polyvisor --password "$password" --basic \

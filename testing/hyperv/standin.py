@@ -149,6 +149,20 @@ def invalid_state(cmd, vm):
                    "InvalidOperation,Microsoft.HyperV.PowerShell.Commands.%s" % cmd.replace("-", ""), cmd)
 
 
+def merge_checkpoints(estate, vm):
+    """The last checkpoint is gone: Hyper-V merges the .avhdx chain back into the base disk."""
+    chain = vm.get("avhdx", [])
+    if not chain:
+        return
+    base = vm["HardDrives"][0]
+    while base.lower() in estate.files and base in chain:
+        base = estate.files[base.lower()]["parent"]
+    for f in chain:
+        estate.files.pop(f.lower(), None)
+    vm["avhdx"] = []
+    vm["HardDrives"][0] = base
+
+
 def snap_view(s):
     return {"Name": s["Name"], "Id": s["Id"], "ParentSnapshotName": s["Parent"], "CreationTime": s["CreationTime"],
             "SnapshotType": "Standard"}
@@ -206,7 +220,13 @@ def run_script(estate, name, pv):
             if op == "create":
                 vm["snapshots"] = snaps = [s for s in snaps if s["Name"] != sname]
                 parent = vm.get("current_snapshot")
-                s = {"Name": sname, "Id": str(uuid.uuid4()), "Parent": parent,
+                # The current disk becomes the checkpoint's (read-only) disk; writes go to a new .avhdx.
+                cur = vm["HardDrives"][0]
+                avhdx = "%s\\%s_%s.avhdx" % (cur.rsplit("\\", 1)[0], vm["Name"], str(uuid.uuid4()).upper())
+                estate.files[avhdx.lower()] = {"path": avhdx, "parent": cur}
+                vm["HardDrives"][0] = avhdx
+                vm.setdefault("avhdx", []).append(avhdx)
+                s = {"Name": sname, "Id": str(uuid.uuid4()), "Parent": parent, "disk": cur,
                      "CreationTime": datetime.datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
                      "state": {"State": vm["State"], "ProcessorCount": vm["ProcessorCount"],
                                "MemoryStartup": vm["MemoryStartup"]}}
@@ -222,6 +242,14 @@ def run_script(estate, name, pv):
                 vm["ProcessorCount"] = s["state"]["ProcessorCount"]
                 vm["MemoryStartup"] = s["state"]["MemoryStartup"]
                 vm["current_snapshot"] = sname
+                avhdx = "%s\\%s_%s.avhdx" % (s["disk"].rsplit("\\", 1)[0], vm["Name"], str(uuid.uuid4()).upper())
+                old = vm["HardDrives"][0]
+                if old in vm.get("avhdx", []) and not any(x["disk"] == old for x in snaps):
+                    estate.files.pop(old.lower(), None)
+                    vm["avhdx"].remove(old)
+                estate.files[avhdx.lower()] = {"path": avhdx, "parent": s["disk"]}
+                vm["HardDrives"][0] = avhdx
+                vm.setdefault("avhdx", []).append(avhdx)
                 estate.refresh_ips(vm)
             elif op == "remove":
                 for s in snaps:
@@ -230,6 +258,8 @@ def run_script(estate, name, pv):
                 vm["snapshots"] = snaps = [s for s in snaps if s["Name"] != sname]
                 if vm.get("current_snapshot") == sname:
                     vm["current_snapshot"] = None
+                if not snaps:
+                    merge_checkpoints(estate, vm)
             elif op != "list":
                 raise PsError("unknown checkpoint operation", "InvalidArgument", "PolyvisorBadAction", "Stop-Pv")
             return out([snap_view(s) for s in vm["snapshots"]])
@@ -244,6 +274,12 @@ def run_script(estate, name, pv):
             if target.lower() in estate.files:
                 raise PsError("the disk %s already exists" % target, "ResourceExists", "PolyvisorDiskExists", "Stop-Pv")
             parent = src["HardDrives"][0]
+            if pv.get("snapshot"):
+                snap = next((x for x in src["snapshots"] if x["Name"] == pv["snapshot"]), None)
+                if not snap:
+                    raise PsError("the VM has no checkpoint named %s" % pv["snapshot"], "ObjectNotFound",
+                                  "PolyvisorSnapshotNotFound", "Stop-Pv")
+                parent = snap["disk"]
             estate.files[target.lower()] = {"path": target, "parent": parent if pv["linked"] else None}
             if pv.get("switch") and pv["switch"] != SWITCH:
                 del estate.files[target.lower()]
@@ -270,6 +306,8 @@ def run_script(estate, name, pv):
                                   "PolyvisorOutsideVhdPath", "Stop-Pv")
             vm = estate.vms.get(str(pv["id"]).lower())
             if vm:
+                vm["snapshots"] = []
+                merge_checkpoints(estate, vm)
                 del estate.vms[vm["Id"]]
             removed = []
             for f in pv.get("files") or []:

@@ -1,12 +1,18 @@
 # polyvisor-hyperv script: clone v1
 $src = Get-PvVm $pv.source
 if (Get-VM -Name $pv.name -ErrorAction SilentlyContinue) { Stop-Pv "a virtual machine named $($pv.name) already exists" 'ResourceExists' 'PolyvisorVmExists' }
-$disk = @(Get-VMHardDiskDrive -VM $src)[0]
+if ($pv.snapshot) {
+  $snap = Get-VMSnapshot -VM $src -Name $pv.snapshot -ErrorAction SilentlyContinue
+  if (-not $snap) { Stop-Pv "the VM has no checkpoint named $($pv.snapshot)" 'ObjectNotFound' 'PolyvisorSnapshotNotFound' }
+  $disk = @(@($snap)[0].HardDrives)[0]
+} else { $disk = @(Get-VMHardDiskDrive -VM $src)[0] }
 if (-not $disk) { Stop-Pv "the source virtual machine has no disk" 'InvalidData' 'PolyvisorNoDisk' }
 $target = Join-Path $pv.vhd_path ($pv.name + '.vhdx')
 if (Test-Path -LiteralPath $target) { Stop-Pv "the disk $target already exists" 'ResourceExists' 'PolyvisorDiskExists' }
+# Linked: a differencing disk on the source's (or the checkpoint's) disk. Full: Convert-VHD
+# writes a standalone disk, merging a checkpoint chain (a plain copy of an .avhdx would not).
 if ($pv.linked) { New-VHD -Path $target -ParentPath $disk.Path -Differencing | Out-Null }
-else { Copy-Item -LiteralPath $disk.Path -Destination $target }
+else { Convert-VHD -Path $disk.Path -DestinationPath $target -VHDType Dynamic }
 $vm = $null
 try {
   $p = @{ Name = $pv.name; Generation = $src.Generation; MemoryStartupBytes = ([int64]$pv.memory_mb * 1MB); VHDPath = $target; Path = $pv.vm_path }

@@ -32,7 +32,7 @@ pub fn capabilities() -> Capabilities {
         linked_clones: true,
         snapshots: true,
         snapshot_memory: false,
-        clone_from_snapshot: false,
+        clone_from_snapshot: true,
         create: true,
         consoles: Vec::new(),
         task_poll_secs: 1,
@@ -138,9 +138,17 @@ impl HyperV {
         linked: bool,
         start: bool,
         create: Option<&CreateSpec>,
+        snapshot: Option<&str>,
     ) -> Result<CloneStarted> {
         model::valid_name("guest name", name)?;
         let source = self.must_vm(src).await?;
+        // A differencing child or a Convert-VHD copy of a disk in use would be inconsistent
+        // (Convert-VHD is an offline operation): the current state is cloned only when off.
+        if snapshot.is_none() && !model::state(&source).starts_with("Off") {
+            return Err(Error::conflict(format!(
+                "guest [{src}] must be off to be cloned from its current state (or clone a checkpoint)"
+            )));
+        }
         let cfg = self.cfg();
         let target = format!("{}\\{name}.vhdx", cfg.vhd_path);
         let mut meta = Meta { files: vec![target], clone: Some(format!("{src}:{name}")), ..Default::default() };
@@ -169,12 +177,28 @@ impl HyperV {
         let args = json!({
             "source": src, "name": name, "linked": linked, "start": start, "cpus": cpus, "memory_mb": mem,
             "switch": cfg.switch, "vm_path": cfg.vm_path, "vhd_path": cfg.vhd_path,
-            "notes": meta.write_into(""), "nics": nics,
+            "notes": meta.write_into(""), "nics": nics, "snapshot": snapshot,
         });
-        let vm = self
-            .run(Script::Clone, args, cfg.command_timeout)
-            .await
-            .map_err(|e| ctx(e, format!("Failed to clone guest [{src}]")))?;
+        let marker = meta.clone.clone();
+        let vm = match self.run(Script::Clone, args, cfg.command_timeout).await {
+            Ok(vm) => vm,
+            // A retry of the same request (e.g. after a killed process) adopts what the
+            // first attempt made: same name, same clone marker, same key. Anything else of
+            // that name is not ours and stays an error.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let mine = self.vms().await?.into_iter().find(|v| {
+                    let m = model::meta(v);
+                    v.get("Name").and_then(Value::as_str) == Some(name) && m.clone == marker && m.key == meta.key
+                });
+                let Some(vm) = mine else { return Err(e.into()) };
+                let vid = model::id_of(&vm).ok_or_else(|| Error::backend("the VM has no id"))?;
+                if start && !model::state(&vm).starts_with("Running") {
+                    self.power(&GuestId::new(vid), PowerAction::Start).await?;
+                }
+                vm
+            }
+            Err(e) => return Err(e.into()),
+        };
         let id = model::id_of(&vm).ok_or_else(|| Error::backend("the new VM has no id"))?;
         let out = TaskOutput { new_guest: Some(GuestId::new(id.clone())) };
         Ok(CloneStarted { task: completed("clone", &out), new_guest: Some(GuestId::new(id)) })
@@ -294,11 +318,11 @@ impl Driver for HyperV {
     }
 
     async fn clone_guest(&self, spec: &CloneSpec) -> Result<CloneStarted> {
-        if spec.snapshot.is_some() {
-            return Err(Error::unsupported("clone from a checkpoint"));
+        if let Some(snap) = &spec.snapshot {
+            model::valid_name("checkpoint name", snap)?;
         }
         let src = model::vm_id(&spec.source)?;
-        self.clone_vm(&src, &spec.name, spec.mode != CloneMode::Full, spec.start, None).await
+        self.clone_vm(&src, &spec.name, spec.mode != CloneMode::Full, spec.start, None, spec.snapshot.as_deref()).await
     }
 
     async fn create_guest(&self, spec: &CreateSpec) -> Result<CloneStarted> {
@@ -318,7 +342,7 @@ impl Driver for HyperV {
             return Err(Error::invalid("a NIC VLAN must be 1..4094"));
         }
         let src = model::vm_id(id)?;
-        self.clone_vm(&src, &spec.name, !*full, true, Some(spec)).await
+        self.clone_vm(&src, &spec.name, !*full, true, Some(spec), None).await
     }
 
     async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {

@@ -78,6 +78,8 @@ async fn power_rules_checkpoints_and_round_trips() {
     assert_eq!(on.power, PowerState::PoweredOn);
     assert!(!on.ipv4_addresses().is_empty() && on.mac_addresses()[0].contains(':'), "{on:?}");
     power(PowerAction::Start).await.unwrap(); // idempotent
+    let e = d.clone_guest(&clone_spec(g.as_str(), "pv-of-running", CloneMode::Linked)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "the current state of a running VM is not cloned: {e}");
     power(PowerAction::Suspend).await.unwrap();
     assert_eq!(d.get_guest(&g).await.unwrap().power, PowerState::Suspended);
     assert_eq!(power(PowerAction::Reboot).await.unwrap_err().kind(), ErrorKind::Conflict);
@@ -141,9 +143,24 @@ async fn linked_and_full_clones_and_delete_removes_only_polyvisors_files() {
     assert_eq!(g.mac_addresses(), ["02:00:00:AA:BB:01"]);
     assert_eq!(d.find_owned("i-2-9-VM", None).await.unwrap().unwrap().id, c);
     assert_eq!(d.find_owned("i-2-9-VM", Some(&c)).await.unwrap().unwrap().id, c);
-    // The same name again is refused, not overwritten.
-    let e = d.clone_guest(&clone_spec(&tpl, "pv-full", CloneMode::Full)).await.unwrap_err();
+    // The same create again (a retry) adopts the VM the first one made.
+    assert_eq!(d.create_guest(&spec).await.unwrap().new_guest.unwrap(), c);
+    let other = CreateSpec { key: "i-2-10-VM".into(), ..spec.clone() };
+    assert_eq!(d.create_guest(&other).await.unwrap_err().kind(), ErrorKind::AlreadyExists, "another key");
+    // The same clone again adopts; the same name from another source is refused, not overwritten.
+    assert_eq!(d.clone_guest(&clone_spec(&tpl, "pv-full", CloneMode::Full)).await.unwrap().new_guest.unwrap(), full);
+    let e = d.clone_guest(&clone_spec(&s.get("source_guest"), "pv-full", CloneMode::Full)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    // A linked clone of a template's checkpoint (RAS versions / link-clone level).
+    let v1 = SnapshotSpec { name: "v1".into(), include_memory: false, description: None };
+    d.create_snapshot(&id(&tpl), &v1).await.unwrap();
+    let from = CloneSpec { snapshot: Some("v1".into()), ..clone_spec(&tpl, "pv-from-v1", CloneMode::Linked) };
+    let from = d.clone_guest(&from).await.unwrap().new_guest.unwrap();
+    let missing = CloneSpec { snapshot: Some("v9".into()), ..clone_spec(&tpl, "pv-from-v9", CloneMode::Full) };
+    assert_eq!(d.clone_guest(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(vhd_files(&s), ["i-2-9-VM.vhdx", "pv-from-v1.vhdx", "pv-full.vhdx", "pv-linked.vhdx"]);
+    d.delete_guest(&from).await.unwrap();
+    d.delete_snapshot(&id(&tpl), "v1").await.unwrap();
     let b = d.scripts_run();
     d.set_template(&linked, true).await.unwrap();
     d.set_template(&linked, false).await.unwrap();
