@@ -25,6 +25,7 @@ static AZURE: Mutex<()> = Mutex::new(());
 static XCPNG: Mutex<()> = Mutex::new(());
 static OPENSTACK: Mutex<()> = Mutex::new(());
 static KUBEVIRT: Mutex<()> = Mutex::new(());
+static HYPERV: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
@@ -261,4 +262,16 @@ fn kubevirt_backend_passes_check_ras() {
 fn kubevirt_backend_passes_check_cloudstack() {
     let _one = KUBEVIRT.lock().unwrap_or_else(|p| p.into_inner());
     check_cloudstack(&load("kubevirt"));
+}
+
+#[test]
+fn hyperv_backend_passes_check_ras() {
+    let _one = HYPERV.lock().unwrap_or_else(|p| p.into_inner());
+    check_ras(&load("hyperv"));
+}
+
+#[test]
+fn hyperv_backend_passes_check_cloudstack() {
+    let _one = HYPERV.lock().unwrap_or_else(|p| p.into_inner());
+    check_cloudstack(&load("hyperv"));
 }

@@ -14,7 +14,7 @@ fn drivers_lists_every_table_row() {
     let names: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(
         names,
-        ["sim", "proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "virtuozzo", "kubevirt"],
+        ["sim", "proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "virtuozzo", "kubevirt", "hyperv"],
         "{text}"
     );
     let line = |n: &str| text.lines().find(|l| l.starts_with(n)).unwrap().to_string();

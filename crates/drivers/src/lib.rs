@@ -124,6 +124,13 @@ pub static DRIVERS: &[DriverEntry] = &[
         feature: None,
         backend: Some(Backend { capabilities: polyvisor_kubevirt::capabilities, open: polyvisor_kubevirt::open }),
     },
+    DriverEntry {
+        name: "hyperv",
+        aliases: &["hyper-v", "hyperv-winrm"],
+        summary: "Microsoft Hyper-V: fixed PowerShell scripts over WinRM (HTTPS, NTLM or Basic)",
+        feature: None,
+        backend: Some(Backend { capabilities: polyvisor_hyperv::capabilities, open: polyvisor_hyperv::open }),
+    },
 ];
 
 impl DriverEntry {
@@ -296,7 +303,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert_eq!(
             e.message(),
-            "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng, openstack, virtuozzo, kubevirt)"
+            "unknown driver 'vm\\u{1b}ware' (known: sim, proxmox, libvirt, hpevme, azure, xcpng, openstack, virtuozzo, kubevirt, hyperv)"
         );
         let e = Registry.capabilities(&with(&[("platform", "xen")]), &OpenOptions::default()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);

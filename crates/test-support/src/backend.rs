@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 
 /// The backends the repository provides a start script for, in the order tests run them.
-pub const ALL: &[&str] = &["proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "kubevirt"];
+pub const ALL: &[&str] = &["proxmox", "libvirt", "hpevme", "azure", "xcpng", "openstack", "kubevirt", "hyperv"];
 
 /// Directory of the contract files: `POLYVISOR_TEST_RUN_DIR`, else `/run/polyvisor-test`.
 pub fn run_dir() -> PathBuf {

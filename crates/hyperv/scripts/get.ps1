@@ -1,0 +1,2 @@
+# polyvisor-hyperv script: get v1
+Out-PvJson (ConvertTo-PvVm (Get-PvVm $pv.id))

@@ -1,0 +1,2 @@
+# polyvisor-hyperv script: list v1
+Out-PvJson @(Get-VM | ForEach-Object { ConvertTo-PvVm $_ })
