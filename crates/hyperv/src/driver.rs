@@ -68,11 +68,6 @@ impl HyperV {
         self.client.shells_created()
     }
 
-    /// Closes the remote shells this process opened (call at exit).
-    pub async fn close(&self) {
-        self.client.close().await
-    }
-
     fn cfg(&self) -> &Config {
         self.client.config()
     }
@@ -207,6 +202,12 @@ impl HyperV {
 
 #[async_trait::async_trait]
 impl Driver for HyperV {
+    /// Deletes the remote shells this process opened (the fronts call it at exit). A shell
+    /// holds no task state (every cmdlet here is synchronous), so it is always safe.
+    async fn close(&self) {
+        self.client.close().await
+    }
+
     fn display_name(&self) -> &str {
         "Hyper-V"
     }
