@@ -1,0 +1,84 @@
+//! `polyvisor cloudshell package` + `polyvisor check cloudshell` end to end on the
+//! simulator: the generated L2 and L3 packages pass the Execution-Server harness (real
+//! cloudshell-shell-core contexts, the CloudShell API stand-in driven through the real
+//! cloudshell-automation-api client by the shell itself).
+
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polyvisor");
+
+fn package(dir: &Path, networking: &str) -> std::path::PathBuf {
+    let out = Command::new(BIN)
+        .args(["cloudshell", "package", "--out"])
+        .arg(dir)
+        .args(["--networking", networking, "--driver", "sim"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let zip = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(zip.ends_with("dist/Polyvisor Cloud Provider.zip"), "{zip}");
+    zip.into()
+}
+
+fn check(target: &Path, db: &Path, junit: &Path) -> String {
+    let settings = serde_json::json!({"sim_db": db, "sim_task_ms": "200", "sim_boot_ms": "500"}).to_string();
+    let out = Command::new(BIN)
+        .args(["check", "cloudshell", "--driver", "sim", "--settings", &settings, "--junit"])
+        .arg(junit)
+        .arg("--")
+        .arg(target)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+#[test]
+fn generated_l3_and_l2_packages_pass_check_cloudshell_on_sim() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sim.db");
+    let l3 = package(&dir.path().join("l3"), "L3");
+    let text = check(&l3, &db, &dir.path().join("l3.xml"));
+    for case in [
+        "L3/PrepareSandboxInfra",
+        "L3/Deploy",
+        "L3/SetAppSecurityGroups",
+        "L3/CleanupSandboxInfra",
+        "bad input/cancelled Deploy",
+    ] {
+        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
+    }
+    assert!(text.contains("0 failed"), "{text}");
+    let junit = std::fs::read_to_string(dir.path().join("l3.xml")).unwrap();
+    assert!(junit.contains("<testsuite"), "{junit}");
+    // The L2 package, checked as a folder this time.
+    package(&dir.path().join("l2"), "L2");
+    let text = check(&dir.path().join("l2"), &db, &dir.path().join("l2.xml"));
+    for case in
+        ["L2/ApplyConnectivityChanges setVlan", "L2/ApplyConnectivityChanges removeVlan", "L2/remote_refresh_ip"]
+    {
+        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
+    }
+    // Nothing the harness deployed is left behind (the cancelled deploy included).
+    let out = Command::new(BIN).args(["sim", "--db"]).arg(&db).args(["list", "--json"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && list.contains("tpl-debian12"), "{list}");
+    assert!(!list.contains("cloudshell:") && !list.contains("\"cs-"), "left behind:\n{list}");
+}
+
+#[test]
+fn package_refuses_what_the_driver_cannot_do_and_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN).args(["cloudshell", "package", "--out"]).arg(dir.path()).args(args).output().unwrap()
+    };
+    let out = run(&["--driver", "no-such-driver"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown driver"));
+    let out = run(&["--name", "bad\"name"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["--networking", "L7"]);
+    assert_eq!(out.status.code(), Some(2));
+}
