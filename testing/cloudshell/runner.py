@@ -29,8 +29,8 @@ if __name__ == "__main__" and sys.argv[1:2] != ["--requirements"]:
         ReservationContextDetails, ResourceCommandContext, ResourceContextDetails, ResourceRemoteCommandContext)
 
 
-def emit(group, name, ok, message, started):
-    print(json.dumps({"group": group, "name": name, "ok": bool(ok), "message": message,
+def emit(group, name, ok, message, started, skip=False):
+    print(json.dumps({"group": group, "name": name, "ok": bool(ok), "message": message, "skip": skip,
                       "ms": int((time.monotonic() - started) * 1000)}), flush=True)
 
 
@@ -146,6 +146,7 @@ def main():
     h = Harness(cfg)
     state = {}
     flow = "L3" if h.l3 else "L2"
+    wait_ip = cfg.get("wait_for_ip", True)
 
     def case(group, name, fn):
         started = time.monotonic()
@@ -227,7 +228,8 @@ def main():
         r = json.loads(h.driver().GetVmDetails(h.ctx(), json.dumps(req), CancellationContext()))
         check(isinstance(r, list) and r[0]["appName"] == app["name"] and not r[0]["errorMessage"], str(r))
         nets = r[0]["vmNetworkData"]
-        check(any(n["isPrimary"] and n["privateIpAddress"] for n in nets), "no primary NIC with an address: %s" % nets)
+        check(any(n["isPrimary"] and (n["privateIpAddress"] or not wait_ip) for n in nets),
+              "no primary NIC with an address: %s" % nets)
 
     def security_groups():
         app = need_app()
@@ -256,7 +258,11 @@ def main():
     if not h.l3:
         case(flow, "ApplyConnectivityChanges setVlan", set_vlan)
     case(flow, "PowerOn", power_on)
-    case(flow, "remote_refresh_ip (UpdateResourceAddress)", refresh_ip)
+    if wait_ip:
+        case(flow, "remote_refresh_ip (UpdateResourceAddress)", refresh_ip)
+    else:
+        emit(flow, "remote_refresh_ip (UpdateResourceAddress)", True, "Wait for IP is false (--no-wait-for-ip)",
+             time.monotonic(), skip=True)
     case(flow, "GetVmDetails", vm_details)
     if h.l3:
         case(flow, "SetAppSecurityGroups", security_groups)

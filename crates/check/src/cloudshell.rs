@@ -46,6 +46,10 @@ pub struct Args {
     /// Virtual environment to create/reuse (default: one per requirements file under the temp dir).
     #[arg(long)]
     pub venv: Option<PathBuf>,
+    /// Skip `remote_refresh_ip` (as CloudShell does for apps whose `Wait for IP` is false),
+    /// for backends whose guests report no address.
+    #[arg(long)]
+    pub no_wait_for_ip: bool,
     /// Address of the CloudShell API stand-in.
     #[arg(long, default_value = "127.0.9.7")]
     pub api_host: String,
@@ -178,6 +182,7 @@ pub fn run(args: Args) -> Result<bool, String> {
     let cfg = serde_json::json!({
         "package": package, "driver": args.driver, "driver_settings": settings, "driver_secrets": secrets,
         "template": args.template, "polyvisor": polyvisor, "api_host": args.api_host,
+        "wait_for_ip": !args.no_wait_for_ip,
     });
     let cfg_path = work.join("config.json");
     std::fs::write(&cfg_path, cfg.to_string()).map_err(|e| e.to_string())?;
@@ -217,7 +222,9 @@ pub fn run(args: Args) -> Result<bool, String> {
                 let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
                 let ms = v.get("ms").and_then(|x| x.as_u64()).unwrap_or(0);
                 let started = Instant::now().checked_sub(Duration::from_millis(ms)).unwrap_or(last);
-                let outcome = if v.get("ok").and_then(|x| x.as_bool()) == Some(true) {
+                let outcome = if v.get("skip").and_then(|x| x.as_bool()) == Some(true) {
+                    Outcome::Skip(s("message"))
+                } else if v.get("ok").and_then(|x| x.as_bool()) == Some(true) {
                     Outcome::Pass
                 } else {
                     Outcome::Fail(s("message"))

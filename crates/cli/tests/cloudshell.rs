@@ -82,3 +82,62 @@ fn package_refuses_what_the_driver_cannot_do_and_bad_names() {
     let out = run(&["--networking", "L7"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The generated L2 package on Proxmox (the shared fakepve backend): secrets go through
+/// `Driver Secrets` (encrypted, decrypted by the shell via the API stand-in). fakepve's
+/// fresh clones report no guest-agent address, so `remote_refresh_ip` is skipped the way
+/// CloudShell skips it for apps with `Wait for IP` false.
+#[test]
+fn generated_l2_package_passes_check_cloudshell_on_proxmox() {
+    let b = polyvisor_test_support::backend::Backend::load("proxmox").unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = b.settings.clone();
+    let mut secrets = serde_json::Map::new();
+    for k in ["token_secret", "password"] {
+        if let Some(v) = settings.remove(k) {
+            secrets.insert(k.into(), v);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cloudshell", "package", "--networking", "L2", "--driver", "proxmox", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check", "cloudshell", "--driver", "proxmox", "--no-wait-for-ip", "--template", &b.template_id])
+        .arg("--settings")
+        .arg(serde_json::Value::Object(settings).to_string())
+        .arg("--secrets")
+        .arg(serde_json::Value::Object(secrets).to_string())
+        .arg("--")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for case in [
+        "L2/Deploy",
+        "L2/ApplyConnectivityChanges setVlan",
+        "L2/ApplyConnectivityChanges removeVlan",
+        "L2/DeleteInstance",
+    ] {
+        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
+    }
+    for s in b.secrets() {
+        assert!(!text.contains(&s), "a secret reached the report");
+    }
+}
+
+/// L3 needs subnets, which the Proxmox driver does not implement: the generator refuses.
+#[test]
+fn l3_package_is_refused_for_proxmox() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cloudshell", "package", "--networking", "L3", "--driver", "proxmox", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("L3 networking"));
+}
