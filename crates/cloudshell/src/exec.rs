@@ -551,10 +551,11 @@ impl Exec {
                     ActionResult::ok("setVlan", &h.action_id, format!("Setting VLAN {vlan} successfully completed"))
                         .with("updatedInterface", mac)
                 }),
-                "removeVlan" => self.remove_vlan(&raw).await.map(|mac| {
-                    ActionResult::ok("removeVlan", &h.action_id, "Removing VLAN successfully completed")
-                        .with("updatedInterface", mac)
-                }),
+                // RemoveVlanResult has no interface field (cp-core's model refuses one).
+                "removeVlan" => self
+                    .remove_vlan(&raw)
+                    .await
+                    .map(|_| ActionResult::ok("removeVlan", &h.action_id, "Removing VLAN successfully completed")),
                 other => Err(Error::unsupported(format!("action [{other}] in ApplyConnectivityChanges"))),
             };
             results.push(r.unwrap_or_else(|e| ActionResult::failed(&h.kind, &h.action_id, e.message())));
