@@ -64,3 +64,35 @@ async fn real_qemu_vlan_nic_attach_read_back_detach() {
     let t = d.delete_guest(&id).await.unwrap();
     wait(&*d, &t, Duration::from_secs(120), Duration::from_millis(200)).await.unwrap();
 }
+
+/// A running domain on a plain Linux-bridge network (`tg-net`): libvirt refuses to hot-plug
+/// a tagged NIC ("vlan tag not supported for this connection type"); the driver reports it
+/// as `Unsupported` and the definition is left untouched (libvirt applies config+live as one).
+#[tokio::test(flavor = "current_thread")]
+async fn real_qemu_refuses_a_live_vlan_nic_on_an_untagged_bridge() {
+    const LIVE: &str = "pvtest-vlan-live";
+    let _ = virsh(&["destroy", LIVE]);
+    let _ = virsh(&["undefine", LIVE]);
+    let dir = polyvisor_test_support::temp::dir("vlan-live");
+    let f = dir.path().join("dom.xml");
+    // Diskless: QEMU runs (firmware only), which is all a hot-plug needs.
+    std::fs::write(
+        &f,
+        format!(
+            "<domain type='qemu'><name>{LIVE}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64'>hvm</type></os><devices/></domain>"
+        ),
+    )
+    .unwrap();
+    virsh(&["define", &f.to_string_lossy()]).unwrap();
+    virsh(&["start", LIVE]).unwrap();
+    let id = GuestId::new(virsh(&["domuuid", LIVE]).unwrap());
+    let d = polyvisor_libvirt::open(&settings("true")).unwrap();
+    let r = d.attach_vlan(&id, &VlanAttach { vlan: 42, nic_index: None, network: None }).await;
+    let after = virsh(&["dumpxml", "--inactive", LIVE]).unwrap();
+    let _ = virsh(&["destroy", LIVE]);
+    let _ = virsh(&["undefine", LIVE]);
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
+    assert!(!after.contains("<vlan") && !after.contains("<interface"), "{after}");
+}
