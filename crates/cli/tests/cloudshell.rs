@@ -141,3 +141,28 @@ fn l3_package_is_refused_for_proxmox() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("L3 networking"));
 }
+
+/// libvirt does L2 only with `vlans` on (networks that can tag): the generator checks the
+/// `--settings` it is given and writes them as the `Driver Settings` default.
+#[test]
+fn l2_package_for_libvirt_needs_vlans_in_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["cloudshell", "package", "--networking", "L2", "--driver", "libvirt", "--out"])
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("L2 networking"));
+    let out = run(&["--settings", "[1]"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--settings must be a JSON object"));
+    let out = run(&["--settings", r#"{"vlans": "true", "network": "o'vs"}"#]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let def = std::fs::read_to_string(dir.path().join("shell-definition.yaml")).unwrap();
+    assert!(def.contains(r#"default: '{"network":"o''vs","vlans":"true"}'"#), "{def}");
+}

@@ -47,6 +47,10 @@ pub struct PackageArgs {
     /// Default polyvisor driver of the provider resource.
     #[arg(long, default_value = "sim")]
     pub driver: String,
+    /// Non-secret driver settings (JSON object): the networking check uses them (e.g.
+    /// libvirt's `{"vlans": "true"}` for L2) and they become the `Driver Settings` default.
+    #[arg(long, default_value = "{}")]
+    pub settings: String,
 }
 
 fn parse_networking(s: &str) -> std::result::Result<NetworkingType, String> {
@@ -68,6 +72,8 @@ pub struct Spec {
     pub driver: String,
     /// Whether the ISO deployment option is offered.
     pub iso: bool,
+    /// Default of the `Driver Settings` attribute (compact JSON object).
+    pub settings: String,
 }
 
 impl Spec {
@@ -100,7 +106,12 @@ pub async fn resolve(args: &PackageArgs, factory: &dyn DriverFactory) -> Result<
     if !factory.driver_names().contains(&args.driver.as_str()) {
         return Err(Error::invalid(format!("unknown driver [{}]", args.driver)));
     }
-    let settings = Settings::from_pairs([("driver", args.driver.as_str())]);
+    let given: serde_json::Value = serde_json::from_str(&args.settings)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| Error::invalid("--settings must be a JSON object"))?;
+    let mut settings = Settings::from_json(&given)?;
+    settings.set("driver", args.driver.as_str());
     let caps = factory.capabilities(&settings, &OpenOptions::default()).await?;
     if !caps.create {
         return Err(Error::unsupported(format!(
@@ -111,7 +122,13 @@ pub async fn resolve(args: &PackageArgs, factory: &dyn DriverFactory) -> Result<
     if !caps.networking.supports(args.networking) {
         return Err(Error::unsupported(format!("{} networking with the {} driver", args.networking, args.driver)));
     }
-    Ok(Spec { name: args.name.clone(), networking: args.networking, driver: args.driver.clone(), iso: caps.create })
+    Ok(Spec {
+        name: args.name.clone(),
+        networking: args.networking,
+        driver: args.driver.clone(),
+        iso: caps.create,
+        settings: given.to_string(),
+    })
 }
 
 fn fill(t: &str, pairs: &[(&str, &str)]) -> String {
@@ -170,11 +187,14 @@ pub fn files(spec: &Spec) -> Vec<(String, Vec<u8>)> {
     let networking = spec.networking.to_string();
     let class = spec.class_name();
     let driver_zip = format!("{class}.zip");
+    // A YAML single-quoted scalar: a quote is written twice.
+    let settings = spec.settings.replace('\'', "''");
     let vars: Vec<(&str, &str)> = vec![
         ("NAME", &spec.name),
         ("VERSION", version),
         ("NETWORKING", &networking),
         ("DRIVER", &spec.driver),
+        ("DRIVER_SETTINGS", &settings),
         ("DRIVER_ZIP", &driver_zip),
         ("CLASS", &class),
     ];
