@@ -19,6 +19,8 @@ if grep -qv '^\s*#' "$here/requirements.txt" 2>/dev/null; then
   # (PEP 668); on this machine kind python3 is a pyenv build and the flag is a no-op.
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
 fi
+# Isolated venv for Quali's cloudshell-cp-core (clashes with the system attrs/jsonschema).
+bash "$here/venv-cloudshell-cpcore.sh"
 # The gates in scripts/test-all.sh: rustfmt and clippy (rustup components) and cargo-machete
 # (unused dependencies; pinned, built from crates.io only when missing or another version).
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt

@@ -196,6 +196,7 @@ impl Config {
             create: true,
             consoles: Vec::new(),
             task_poll_secs: 5,
+            ..Capabilities::default()
         }
     }
 

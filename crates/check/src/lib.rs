@@ -5,6 +5,7 @@
 //! Each protocol lives in its own module (`ras`, `cloudstack`); [`report`] collects case
 //! results and writes text, JSON and JUnit XML; the exit code says pass (0) or fail (1).
 
+pub mod cloudshell;
 pub mod cloudstack;
 pub mod ras;
 pub mod report;
@@ -25,6 +26,8 @@ enum Protocol {
     Ras(ras::Args),
     /// Behave like the CloudStack management server.
     Cloudstack(Box<cloudstack::Args>),
+    /// Behave like a CloudShell Execution Server for a cloud provider shell package.
+    Cloudshell(Box<cloudshell::Args>),
 }
 
 /// Report options shared by every harness.
@@ -46,6 +49,7 @@ pub fn run(args: Args) -> ExitCode {
     let report = match args.protocol {
         Protocol::Ras(a) => ras::run(a),
         Protocol::Cloudstack(a) => cloudstack::run(*a),
+        Protocol::Cloudshell(a) => cloudshell::run(*a),
     };
     match report {
         Ok(passed) if passed => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 //! success, 1 on failure, 2 on usage errors (clap) and on a `--log-file` that cannot be
 //! opened.
 
+mod cloudshell;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Sim(polyvisor_sim::admin::Args),
     /// List the drivers this build contains.
     Drivers,
+    /// Quali CloudShell: generate the cloud provider shell, or run one of its commands.
+    Cloudshell(polyvisor_cloudshell::Args),
 }
 
 /// Reports a start-up failure the way the mode speaks: RAS answers every request with a
@@ -59,7 +62,8 @@ fn refuse(command: &Command, reason: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let protocol_mode = matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_));
+    let protocol_mode =
+        matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_)) || cloudshell::is_protocol(&cli.command);
     if let Err(reason) = logging::init(cli.log_file.as_deref(), &cli.log_level, protocol_mode) {
         return refuse(&cli.command, &reason);
     }
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Cloudstack(args) => polyvisor_cloudstack::run(args, factory),
         Command::Check(args) => polyvisor_check::run(args),
         Command::Sim(args) => polyvisor_sim::admin::run(args),
+        Command::Cloudshell(args) => polyvisor_cloudshell::run(args, factory),
         Command::Drivers => {
             // One line per driver table row: name, aliases, capabilities (or how to get it).
             print!("{}", polyvisor_drivers::describe_drivers());

@@ -51,6 +51,9 @@ pub struct Capabilities {
     pub consoles: Vec<ConsoleKind>,
     /// Recommended seconds between task polls for this backend (how quickly its tasks move).
     pub task_poll_secs: u32,
+    /// Guest networking (CloudShell L2/L3, see [`crate::netops`]): what the driver implements.
+    #[serde(default)]
+    pub networking: crate::netops::NetworkCaps,
 }
 
 impl Default for Capabilities {
@@ -65,6 +68,7 @@ impl Default for Capabilities {
             create: false,
             consoles: Vec::new(),
             task_poll_secs: 3,
+            networking: crate::netops::NetworkCaps::default(),
         }
     }
 }

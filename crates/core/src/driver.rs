@@ -16,7 +16,8 @@
 use crate::caps::Capabilities;
 use crate::console::Console;
 use crate::error::{Error, Result};
-use crate::model::{Guest, GuestId, GuestSummary, PowerAction};
+use crate::model::{Guest, GuestId, GuestSummary, Nic, PowerAction};
+use crate::netops::{SecurityRule, Subnet, SubnetSpec, VlanAttach};
 use crate::settings::Settings;
 use crate::spec::{CloneSpec, CreateSpec, Snapshot, SnapshotSpec};
 use crate::task::{self, CloneStarted, TaskId, TaskStatus, TaskToken};
@@ -203,6 +204,54 @@ pub trait Driver: Send + Sync {
     /// anything a task id it handed out still needs in a later process. The driver is not
     /// used after `close`. Provided: no-op.
     async fn close(&self) {}
+
+    // --- Guest networking (CloudShell L2/L3; see `crate::netops`). Drivers that override
+    // these declare it in `Capabilities::networking`.
+
+    /// L2: puts a NIC of the guest on VLAN `req.vlan` and returns that NIC (its MAC
+    /// identifies it later). With `req.nic_index` the NIC at that index is retagged;
+    /// otherwise a NIC already on that VLAN is reused, else a new NIC is added.
+    /// Idempotent.
+    async fn attach_vlan(&self, id: &GuestId, req: &VlanAttach) -> Result<Nic> {
+        let _ = (id, req);
+        Err(Error::unsupported("VLAN NICs"))
+    }
+
+    /// L2: takes the NIC with MAC `mac` off its VLAN (removes a NIC that
+    /// [`Driver::attach_vlan`] added; clears the tag of a retagged one). A NIC that no longer
+    /// exists is success. Idempotent.
+    async fn detach_vlan(&self, id: &GuestId, mac: &str) -> Result<()> {
+        let _ = (id, mac);
+        Err(Error::unsupported("VLAN NICs"))
+    }
+
+    /// L3: the subnet `(spec.owner, spec.alias)`, created if missing (get-or-create;
+    /// a retry returns the same subnet). Idempotent.
+    async fn ensure_subnet(&self, spec: &SubnetSpec) -> Result<Subnet> {
+        let _ = spec;
+        Err(Error::unsupported("subnets"))
+    }
+
+    /// L3: connects the guest to subnet `subnet_id` (a new NIC) and returns that NIC; a
+    /// guest already on that subnet gets its existing NIC back. Idempotent.
+    async fn connect_subnet(&self, id: &GuestId, subnet_id: &str) -> Result<Nic> {
+        let _ = (id, subnet_id);
+        Err(Error::unsupported("subnets"))
+    }
+
+    /// L3: deletes every subnet created for `owner` (their rules included); returns how many
+    /// were removed. Nothing left is success. Idempotent.
+    async fn delete_subnets(&self, owner: &str) -> Result<usize> {
+        let _ = owner;
+        Err(Error::unsupported("subnets"))
+    }
+
+    /// Replaces the inbound security rules of subnet `subnet_id` as seen by guest `id`.
+    /// Idempotent.
+    async fn set_security_rules(&self, id: &GuestId, subnet_id: &str, rules: &[SecurityRule]) -> Result<()> {
+        let _ = (id, subnet_id, rules);
+        Err(Error::unsupported("security groups"))
+    }
 }
 
 /// Which template implementation a front would like, for drivers that offer both
@@ -373,6 +422,21 @@ mod tests {
         // Hooked has no create_guest: the hinted variant reaches the same default.
         let e = d.create_guest_at(&spec, Some(&GuestId::new("7"))).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
+    #[tokio::test]
+    async fn networking_defaults_are_unsupported() {
+        let d = Hooked::default();
+        let id = GuestId::new("1");
+        let vlan = crate::netops::VlanAttach { vlan: 5, ..Default::default() };
+        assert_eq!(d.attach_vlan(&id, &vlan).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(d.detach_vlan(&id, "AA:BB:CC:DD:EE:FF").await.unwrap_err().kind(), ErrorKind::Unsupported);
+        let spec = SubnetSpec { owner: "r".into(), alias: "a".into(), cidr: "10.0.0.0/24".into(), public: false };
+        assert_eq!(d.ensure_subnet(&spec).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(d.connect_subnet(&id, "s").await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(d.delete_subnets("r").await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(d.set_security_rules(&id, "s", &[]).await.unwrap_err().kind(), ErrorKind::Unsupported);
+        assert_eq!(d.capabilities().networking, crate::netops::NetworkCaps::default());
     }
 
     #[test]

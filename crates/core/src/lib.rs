@@ -22,6 +22,7 @@ mod driver;
 mod error;
 mod model;
 pub mod net;
+pub mod netops;
 mod settings;
 mod spec;
 pub mod task;

@@ -36,6 +36,7 @@ pub fn capabilities() -> Capabilities {
         create: true,
         consoles: Vec::new(),
         task_poll_secs: 1,
+        ..Capabilities::default()
     }
 }
 

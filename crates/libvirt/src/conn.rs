@@ -88,9 +88,10 @@ impl LvError {
             | ErrorNumber::NoStoragePool
             | ErrorNumber::NoNetwork => LvError::NotFound { what, message, code },
             ErrorNumber::OperationInvalid | ErrorNumber::DomExist => LvError::Conflict { what, message, code },
-            ErrorNumber::NoSupport | ErrorNumber::OperationUnsupported | ErrorNumber::ArgumentUnsupported => {
-                LvError::Unsupported { what, message, code }
-            }
+            ErrorNumber::NoSupport
+            | ErrorNumber::OperationUnsupported
+            | ErrorNumber::ArgumentUnsupported
+            | ErrorNumber::ConfigUnsupported => LvError::Unsupported { what, message, code },
             ErrorNumber::AuthFailed | ErrorNumber::AuthUnavailable | ErrorNumber::AuthCancelled => {
                 LvError::Auth { what, message, code }
             }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use polyvisor_core::task::{completed, now_unix, TaskToken};
 use polyvisor_core::{
     Capabilities, CloneMode, CloneSpec, CloneStarted, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
-    GuestSummary, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
+    GuestSummary, Nic, PowerAction, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
 };
 use serde_json::json;
 
@@ -556,6 +556,43 @@ impl Driver for LibvirtDriver {
                     g.listen.clone().filter(|l| !wildcard || l.is_empty()).unwrap_or_else(|| "127.0.0.1".into())
                 });
             Ok(Console::Vnc { host, port, password: g.passwd.map(SecretString::from), one_time: false })
+        })
+        .await
+    }
+
+    // --- L2 guest networking (CloudShell): VLAN-tagged NICs, only with `vlans` on.
+
+    async fn attach_vlan(&self, id: &GuestId, req: &polyvisor_core::netops::VlanAttach) -> Result<Nic> {
+        if !self.cfg.vlans {
+            return Err(Error::unsupported(
+                "VLAN NICs with setting 'vlans' off (turn it on for networks whose portgroups or Open vSwitch \
+                 bridges can tag)",
+            ));
+        }
+        if !polyvisor_core::netops::VLAN_RANGE.contains(&req.vlan) {
+            return Err(Error::invalid(format!("VLAN id {} is outside 1-4094", req.vlan)));
+        }
+        if req.nic_index.is_some() {
+            return Err(Error::unsupported("retagging an existing NIC (libvirt adds a VLAN NIC instead)"));
+        }
+        let network = req.network.clone().unwrap_or_else(|| self.cfg.network.clone());
+        crate::names::validate_network_name(&network)?;
+        let (id, vlan) = (id.0.clone(), req.vlan);
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "attach VLAN NIC", move |c, _| {
+            ops::attach_vlan(&ops::lookup(c, &id)?, &network, vlan)
+        })
+        .await
+    }
+
+    async fn detach_vlan(&self, id: &GuestId, mac: &str) -> Result<()> {
+        if !self.cfg.vlans {
+            return Err(Error::unsupported("VLAN NICs with setting 'vlans' off"));
+        }
+        let mac = polyvisor_core::net::normalize_mac(mac)
+            .ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", mac.escape_default())))?;
+        let id = id.0.clone();
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "detach VLAN NIC", move |c, _| {
+            ops::detach_vlan(&ops::lookup(c, &id)?, &mac)
         })
         .await
     }

@@ -695,3 +695,56 @@ fn snapshot_base(
     }
     Ok(base)
 }
+
+// --- L2 guest networking (CloudShell front): VLAN-tagged NICs -------------------------
+
+fn affect(d: &Domain) -> u32 {
+    let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if d.is_active().unwrap_or(false) {
+        flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
+    }
+    flags
+}
+
+fn vlan_nic(mac: &str, network: &str, vlan: u32) -> Nic {
+    Nic {
+        mac: net::normalize_mac(mac).unwrap_or_else(|| mac.to_string()),
+        ipv4: Vec::new(),
+        ipv6: Vec::new(),
+        network: Some(network.to_string()),
+        vlan: Some(vlan),
+    }
+}
+
+/// Adds a NIC on `network` with 802.1Q tag `vlan` (`<vlan><tag id=…/></vlan>`) to the
+/// persistent definition (and the running domain); a NIC already on that network and tag
+/// is reused (idempotent). `vlan` and `network` are validated by the caller.
+pub(crate) fn attach_vlan(d: &Domain, network: &str, vlan: u32) -> Result<Nic> {
+    let (_, x) = xml(d, true)?;
+    if let Some(i) = x.ifaces.iter().find(|i| i.vlan == Some(vlan) && i.network.as_deref() == Some(network)) {
+        return Ok(vlan_nic(&i.mac, network, vlan));
+    }
+    let nic = crate::domxml::NewNic { mac: names::new_mac(), network: network.to_string(), vlan: Some(vlan) };
+    d.attach_device_flags(&nic.to_xml(), affect(d)).map_err(|e| lv_err(e, "attach VLAN NIC", ""))?;
+    Ok(vlan_nic(&nic.mac, network, vlan))
+}
+
+/// Removes the VLAN-tagged NIC with MAC `mac` (canonical, validated by the caller) from the
+/// persistent definition (and the running domain). Gone already: success. A NIC without a
+/// VLAN tag was not added by [`attach_vlan`] and is refused.
+pub(crate) fn detach_vlan(d: &Domain, mac: &str) -> Result<()> {
+    let (_, x) = xml(d, true)?;
+    let Some(i) = x.ifaces.iter().find(|i| net::normalize_mac(&i.mac).as_deref() == Some(mac)) else {
+        return Ok(());
+    };
+    if i.vlan.is_none() {
+        return Err(Error::invalid(format!(
+            "NIC {mac} is not on a VLAN; polyvisor removes only the VLAN NICs it added"
+        )));
+    }
+    // libvirt matches the device by MAC; the element must still be a valid network interface.
+    let network = i.network.clone().ok_or_else(|| Error::invalid(format!("NIC {mac} has no network source")))?;
+    let el = crate::domxml::NewNic { mac: mac.to_string(), network, vlan: i.vlan }.to_xml();
+    d.detach_device_flags(&el, affect(d)).map_err(|e| lv_err(e, "detach VLAN NIC", ""))?;
+    Ok(())
+}

@@ -340,6 +340,16 @@ impl Driver for ProxmoxDriver {
         )
         .await
     }
+
+    // --- Guest networking (CloudShell L2): see `crate::netops`.
+
+    async fn attach_vlan(&self, id: &GuestId, req: &polyvisor_core::netops::VlanAttach) -> Result<polyvisor_core::Nic> {
+        counted("attach_vlan", self.pve_attach_vlan(id, req)).await
+    }
+
+    async fn detach_vlan(&self, id: &GuestId, mac: &str) -> Result<()> {
+        counted("detach_vlan", self.pve_detach_vlan(id, mac)).await
+    }
 }
 
 /// The node address for consoles: first static non-bridge/bond interface with an

@@ -10,6 +10,7 @@ pub mod config;
 mod driver;
 pub mod lenient;
 pub mod names;
+mod netops;
 pub mod parse;
 mod provision;
 pub mod pve_error;

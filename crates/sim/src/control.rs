@@ -73,6 +73,7 @@ impl SimDb {
     /// Deletes everything (timing kept); re-seeds the demo estate unless `empty`.
     pub fn reset(&self, empty: bool) -> Result<()> {
         self.db.write(|tx| {
+            tx.execute_batch(crate::netops::CREATE).db()?;
             tx.execute_batch(schema::CLEAR).db()?;
             if !empty {
                 crate::seed::demo(tx)?;

@@ -13,10 +13,11 @@ use crate::power::{self, Plan, Timing, DEFAULT_BOOT_MS, DEFAULT_TASK_MS};
 use crate::snapshots;
 use crate::tasks::{self, NewTask};
 use async_trait::async_trait;
+use polyvisor_core::netops::{SecurityRule, Subnet, SubnetSpec, VlanAttach};
 use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
     Capabilities, CloneMode, CloneSpec, CloneStarted, Console, CreateSource, CreateSpec, Driver, Error, Guest, GuestId,
-    GuestSummary, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput,
+    GuestSummary, Nic, PowerAction, PowerState, Result, SecretString, Snapshot, SnapshotSpec, TaskId, TaskOutput,
     TaskStatus,
 };
 use rand::distr::{Alphanumeric, SampleString};
@@ -499,6 +500,50 @@ impl Driver for SimDriver {
             password: Some(SecretString::from(password)),
             one_time: true,
         })
+    }
+
+    // --- Guest networking (CloudShell L2/L3): see `crate::netops`.
+
+    async fn attach_vlan(&self, id: &GuestId, req: &VlanAttach) -> Result<Nic> {
+        let id = parse_id(id.as_str())?;
+        faults::on_call(&self.db, Op::Power).await?;
+        self.db.write(|tx| crate::netops::attach_vlan(tx, id, req))
+    }
+
+    async fn detach_vlan(&self, id: &GuestId, mac: &str) -> Result<()> {
+        let Ok(id) = parse_id(id.as_str()) else {
+            return Ok(());
+        };
+        faults::on_call(&self.db, Op::Power).await?;
+        self.db.write(|tx| match guests::row_any(tx, id)? {
+            Some(g) if g.visible => crate::netops::detach_vlan(tx, id, mac),
+            _ => Ok(()),
+        })
+    }
+
+    async fn ensure_subnet(&self, spec: &SubnetSpec) -> Result<Subnet> {
+        self.db.write(|tx| crate::netops::ensure_subnet(tx, spec))
+    }
+
+    async fn connect_subnet(&self, id: &GuestId, subnet_id: &str) -> Result<Nic> {
+        let id = parse_id(id.as_str())?;
+        self.db.write(|tx| crate::netops::connect_subnet(tx, id, subnet_id))
+    }
+
+    async fn delete_subnets(&self, owner: &str) -> Result<usize> {
+        self.db.write(|tx| crate::netops::delete_subnets(tx, owner))
+    }
+
+    async fn set_security_rules(&self, id: &GuestId, subnet_id: &str, rules: &[SecurityRule]) -> Result<()> {
+        let id = parse_id(id.as_str())?;
+        self.db.write(|tx| crate::netops::set_rules(tx, id, subnet_id, rules))
+    }
+}
+
+impl SimDriver {
+    /// The security rules stored for a subnet (what `set_security_rules` enforced).
+    pub fn security_rules(&self, subnet_id: &str) -> Result<Vec<SecurityRule>> {
+        self.db.read(|c| crate::netops::rules_of(c, subnet_id))
     }
 }
 

@@ -19,6 +19,7 @@ mod driver;
 pub mod faults;
 mod guests;
 mod names;
+mod netops;
 pub mod power;
 mod schema;
 pub mod seed;
@@ -54,5 +55,6 @@ pub(crate) fn sim_capabilities() -> Capabilities {
         create: true,
         consoles: vec![ConsoleKind::Vnc],
         task_poll_secs: 1,
+        networking: polyvisor_core::netops::NetworkCaps { vlan_nics: true, subnets: true, security_groups: true },
     }
 }

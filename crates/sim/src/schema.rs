@@ -95,5 +95,6 @@ DELETE FROM macs_issued;
 DELETE FROM snapshots;
 DELETE FROM tasks;
 DELETE FROM faults;
+DELETE FROM subnets;
 DELETE FROM meta WHERE key NOT IN ('task_ms', 'boot_ms');
 "#;
