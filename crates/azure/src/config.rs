@@ -162,6 +162,7 @@ impl Config {
             create: true,
             consoles: Vec::new(),
             task_poll_secs: 5,
+            ..Default::default()
         }
     }
 

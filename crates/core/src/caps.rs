@@ -51,6 +51,11 @@ pub struct Capabilities {
     pub consoles: Vec<ConsoleKind>,
     /// Recommended seconds between task polls for this backend (how quickly its tasks move).
     pub task_poll_secs: u32,
+    /// Events come from a backend event source (task log, event log) rather than the core
+    /// poll-and-diff fallback (issue 12: events).
+    pub native_events: bool,
+    /// `Driver::metrics` returns usage samples (issue 12: metrics).
+    pub metrics: bool,
 }
 
 impl Default for Capabilities {
@@ -65,6 +70,8 @@ impl Default for Capabilities {
             create: false,
             consoles: Vec::new(),
             task_poll_secs: 3,
+            native_events: false,
+            metrics: false,
         }
     }
 }

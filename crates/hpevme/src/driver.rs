@@ -54,6 +54,7 @@ pub fn capabilities() -> Capabilities {
         create: true,
         consoles: Vec::new(),
         task_poll_secs: 2,
+        ..Default::default()
     }
 }
 

@@ -107,6 +107,7 @@ impl Config {
             create: true,
             consoles: vec![ConsoleKind::Url],
             task_poll_secs: 2,
+            ..Default::default()
         }
     }
 

@@ -51,6 +51,7 @@ pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
         // Domains polyvisor creates get a VNC device; the test driver runs nothing.
         consoles: if cfg.is_test_driver() { Vec::new() } else { vec![ConsoleKind::Vnc] },
         task_poll_secs: 2,
+        ..Default::default()
     }
 }
 

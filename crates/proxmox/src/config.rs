@@ -59,6 +59,7 @@ impl TemplateMode {
             create: true,
             consoles: vec![ConsoleKind::Vnc],
             task_poll_secs: 2,
+            ..Default::default()
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod control;
 mod create;
 mod db;
 mod driver;
+mod events;
 pub mod faults;
 mod guests;
 mod names;
@@ -54,5 +55,7 @@ pub(crate) fn sim_capabilities() -> Capabilities {
         create: true,
         consoles: vec![ConsoleKind::Vnc],
         task_poll_secs: 1,
+        native_events: true,
+        metrics: true,
     }
 }

@@ -44,6 +44,7 @@ impl TemplateMode {
             create: true,
             consoles: vec![ConsoleKind::Url],
             task_poll_secs: 2,
+            ..Default::default()
         }
     }
 }
