@@ -59,7 +59,8 @@ impl TemplateMode {
             create: true,
             consoles: vec![ConsoleKind::Vnc],
             task_poll_secs: 2,
-            ..Default::default()
+            native_events: true,
+            metrics: true,
         }
     }
 }
