@@ -6,6 +6,7 @@
 //! opened.
 
 mod logging;
+mod manageiq;
 
 use clap::{Parser, Subcommand};
 use polyvisor_core::DriverFactory;
@@ -39,6 +40,8 @@ enum Command {
     Sim(polyvisor_sim::admin::Args),
     /// List the drivers this build contains.
     Drivers,
+    /// ManageIQ provider front: inventory, operations, events, metrics as JSON; the plugin gem generator.
+    Manageiq(polyvisor_manageiq::Args),
 }
 
 /// Reports a start-up failure the way the mode speaks: RAS answers every request with a
@@ -59,7 +62,7 @@ fn refuse(command: &Command, reason: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let protocol_mode = matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_));
+    let protocol_mode = matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_) | Command::Manageiq(_));
     if let Err(reason) = logging::init(cli.log_file.as_deref(), &cli.log_level, protocol_mode) {
         return refuse(&cli.command, &reason);
     }
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Cloudstack(args) => polyvisor_cloudstack::run(args, factory),
         Command::Check(args) => polyvisor_check::run(args),
         Command::Sim(args) => polyvisor_sim::admin::run(args),
+        Command::Manageiq(args) => manageiq::run(args, factory),
         Command::Drivers => {
             // One line per driver table row: name, aliases, capabilities (or how to get it).
             print!("{}", polyvisor_drivers::describe_drivers());
