@@ -243,7 +243,9 @@ class ExtManagementSystem < StandIn::Record
   def records(collection, include_archived = false)
     StandIn::DB.table(id, collection).values.reject { |a| a[:archived] && !include_archived }.map do |attrs|
       klass = attrs[:type] ? Object.const_get(attrs[:type]) : StandIn::Record
-      klass.new(attrs.merge(:ext_management_system => self))
+      record = klass.allocate # loaded, not assigned: no setter side effects
+      record.instance_variable_set(:@attributes, attrs.merge(:ext_management_system => self))
+      record
     end
   end
 
@@ -553,7 +555,15 @@ module ManageIQ
             if collection.name == :vms_and_templates
               scope = vm_scope || table.keys
               scope.each { |k| table[k][:archived] = true if table.key?(k) && !rows.key?(k) }
-              rows.each { |k, attrs| table[k] = (table[k] || {:id => StandIn::DB.next_id}).merge(attrs).merge(:archived => false) }
+              rows.each do |k, attrs|
+                row = table[k] || {:id => StandIn::DB.next_id}
+                if row[:raw_power_state] != attrs[:raw_power_state] || !row.key?(:power_state)
+                  klass = attrs[:type] ? Object.const_get(attrs[:type]) : VmOrTemplate
+                  attrs = attrs.merge(:previous_state => row[:power_state], :state_changed_on => Time.now.utc,
+                                      :power_state => klass.calculate_power_state(attrs[:raw_power_state]))
+                end
+                table[k] = row.merge(attrs).merge(:archived => false)
+              end
             elsif collection.parents.include?(:vms_and_templates)
               owner = ->(attrs) { (attrs[:vm_or_template] || attrs[:hardware]).to_s }
               table.delete_if { |_, attrs| (vm_scope.nil? || vm_scope.include?(owner.call(attrs))) && !rows.key?(collection.key_of(attrs)) }

@@ -8,6 +8,7 @@
 
 pub mod inventory;
 pub mod ops;
+pub mod plugin;
 pub mod request;
 pub mod stream;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Events(stream::EventsArgs),
     /// Prints usage samples keyed by timestamp.
     Metrics(MetricsArgs),
+    /// Generates the ManageIQ provider plugin gem (reads no stdin).
+    Plugin(plugin::PluginArgs),
 }
 
 /// `inventory` options.
@@ -145,6 +148,9 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
         let _ =
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
     }
+    if let Command::Plugin(p) = &args.command {
+        return plugin::run(p);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::internal(format!("cannot start the async runtime: {e}"))),
@@ -174,6 +180,7 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
             Command::Op(a) => ops::run(&*driver, &a).await,
             Command::Events(a) => return stream::run(&*driver, &req.platform, &a).await,
             Command::Metrics(a) => metrics(&*driver, &a).await,
+            Command::Plugin(_) => Err(Error::internal("plugin is handled before reading stdin")),
         };
         match result {
             Ok(v) => match emit(&v) {

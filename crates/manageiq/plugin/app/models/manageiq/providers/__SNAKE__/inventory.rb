@@ -15,8 +15,8 @@ class ManageIQ::Providers::__NAME__::Inventory < ManageIQ::Providers::Inventory
   end
 
   def self.full(ems)
-    new(ManageIQ::Providers::__NAME__::Inventory::Persister::InfraManager.new(ems),
-        ManageIQ::Providers::__NAME__::Inventory::Collector::InfraManager.new(ems),
+    new(ManageIQ::Providers::__NAME__::Inventory::Persister::InfraManager.new(ems, ems),
+        ManageIQ::Providers::__NAME__::Inventory::Collector::InfraManager.new(ems, ems),
         ManageIQ::Providers::__NAME__::Inventory::Parser::InfraManager.new)
   end
 
