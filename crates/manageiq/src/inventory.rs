@@ -66,7 +66,8 @@ pub async fn collect(driver: &dyn Driver, platform: &str, only: &[GuestId]) -> R
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
-        let snaps = if caps.snapshots && !g.is_template || caps.snapshots && only_flag_templates(&caps) {
+        // Native templates (Proxmox) cannot carry snapshots; flagged ones keep theirs.
+        let snaps = if caps.snapshots && (!g.is_template || only_flag_templates(&caps)) {
             match driver.list_snapshots(id).await {
                 Ok(s) => s,
                 Err(e) if e.is_not_found() => continue,
