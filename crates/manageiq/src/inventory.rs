@@ -54,6 +54,12 @@ pub fn iso(unix: u64) -> String {
 /// cluster. Round trips: probe + listing + per VM one read (+ one snapshot listing when the
 /// driver has snapshots).
 pub async fn collect(driver: &dyn Driver, platform: &str, only: &[GuestId]) -> Result<Value> {
+    let (description, vms) = read(driver, only).await?;
+    Ok(document(platform, &description, &vms))
+}
+
+/// The driver's description and every guest read in full with its snapshots.
+pub async fn read(driver: &dyn Driver, only: &[GuestId]) -> Result<(String, Vec<(Guest, Vec<Snapshot>)>)> {
     let caps = driver.capabilities();
     let description = driver.probe().await?;
     let ids: Vec<GuestId> =
@@ -78,7 +84,47 @@ pub async fn collect(driver: &dyn Driver, platform: &str, only: &[GuestId]) -> R
         };
         vms.push((g, snaps));
     }
-    Ok(document(platform, &description, &vms))
+    Ok((description, vms))
+}
+
+/// [`document`] written straight to `w`, one VM at a time (a 10,000-guest inventory never
+/// exists as one JSON tree in memory). Same bytes as `document` serialised compactly.
+pub fn write_document<W: std::io::Write>(
+    w: &mut W,
+    platform: &str,
+    description: &str,
+    vms: &[(Guest, Vec<Snapshot>)],
+) -> std::io::Result<()> {
+    let mut head = document(platform, description, &[]);
+    let hosts: BTreeSet<String> =
+        vms.iter().map(|(g, _)| g.node.clone().unwrap_or_else(|| format!("{platform}-host"))).collect();
+    let cluster = cluster_ref(platform);
+    let vendor = vendor(platform);
+    head["hosts"] = Value::Array(
+        hosts
+            .iter()
+            .map(|h| {
+                json!({"ems_ref": h, "uid_ems": h, "name": h, "hostname": h, "ipaddress": null,
+                       "vmm_vendor": vendor, "vmm_product": description, "vmm_version": null, "vmm_buildnumber": null,
+                       "power_state": "on", "connection_state": "connected", "cluster": cluster})
+            })
+            .collect(),
+    );
+    let mut obj = head.as_object().cloned().unwrap_or_default();
+    obj.remove("vms");
+    let text = serde_json::to_string(&Value::Object(obj)).map_err(std::io::Error::other)?;
+    // `{...}` without its closing brace, then `"vms":[...]}`.
+    w.write_all(text[..text.len() - 1].as_bytes())?;
+    w.write_all(b",\"vms\":[")?;
+    for (i, (g, snaps)) in vms.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        let host = g.node.clone().unwrap_or_else(|| format!("{platform}-host"));
+        serde_json::to_writer(&mut *w, &vm(g, snaps, &host, &cluster, vendor)).map_err(std::io::Error::other)?;
+    }
+    w.write_all(b"]}\n")?;
+    w.flush()
 }
 
 fn only_flag_templates(caps: &Capabilities) -> bool {
@@ -275,5 +321,44 @@ mod tests {
         assert_eq!(power_name(PowerState::Suspending, false), "suspended");
         assert_eq!(power_name(PowerState::PoweredOff, true), "template");
         assert_eq!(iso(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn streamed_document_equals_the_tree() {
+        let g = |id: &str, node: Option<&str>| Guest {
+            id: id.into(),
+            name: format!("vm{id}"),
+            node: node.map(str::to_string),
+            os: Some("l26".into()),
+            cpus: Some(2),
+            memory_mb: Some(512),
+            nics: vec![polyvisor_core::Nic {
+                mac: "AA:00:00:00:00:01".into(),
+                ipv4: vec!["10.0.0.2".into()],
+                ..Default::default()
+            }],
+            is_template: id == "9",
+            power: PowerState::PoweredOn,
+            raw_power_state: "running".into(),
+            key: None,
+        };
+        let snap = Snapshot {
+            name: "s".into(),
+            description: None,
+            created_unix: Some(1),
+            parent: None,
+            includes_memory: false,
+        };
+        let vms = vec![(g("1", Some("n1")), vec![snap]), (g("9", None), vec![]), (g("2", Some("n2")), vec![])];
+        let mut buf = Vec::new();
+        write_document(&mut buf, "sim", "d", &vms).unwrap();
+        let mut streamed: Value = serde_json::from_slice(&buf).unwrap();
+        let mut tree = document("sim", "d", &vms);
+        streamed["collected_at"] = Value::Null;
+        tree["collected_at"] = Value::Null;
+        assert_eq!(streamed, tree);
+        let mut empty = Vec::new();
+        write_document(&mut empty, "sim", "d", &[]).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&empty).unwrap()["vms"], json!([]));
     }
 }

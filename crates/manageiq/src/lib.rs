@@ -166,6 +166,19 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
                 json!({"ok": true, "description": d, "platform": req.platform,
                        "capabilities": caps})
             }),
+            Command::Inventory(a) if a.format == "neutral" => {
+                let only: Vec<GuestId> = a.vms.iter().map(|v| GuestId::new(v.clone())).collect();
+                return match inventory::read(&*driver, &only).await {
+                    Ok((description, vms)) => {
+                        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                        match inventory::write_document(&mut out, &req.platform, &description, &vms) {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(_) => ExitCode::FAILURE,
+                        }
+                    }
+                    Err(e) => fail(&e),
+                };
+            }
             Command::Inventory(a) => {
                 let only: Vec<GuestId> = a.vms.iter().map(|v| GuestId::new(v.clone())).collect();
                 inventory::collect(&*driver, &req.platform, &only).await.map(|doc| {
