@@ -114,7 +114,7 @@ pub fn write_document<W: std::io::Write>(
     obj.remove("vms");
     let text = serde_json::to_string(&Value::Object(obj)).map_err(std::io::Error::other)?;
     // `{...}` without its closing brace, then `"vms":[...]}`.
-    w.write_all(text[..text.len() - 1].as_bytes())?;
+    w.write_all(&text.as_bytes()[..text.len() - 1])?;
     w.write_all(b",\"vms\":[")?;
     for (i, (g, snaps)) in vms.iter().enumerate() {
         if i > 0 {
