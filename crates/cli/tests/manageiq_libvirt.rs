@@ -1,6 +1,7 @@
 //! `polyvisor manageiq` against real libvirtd + QEMU (feature `libvirt`; needs
 //! scripts/ci/start-libvirt.sh): verify, targeted inventory, power and snapshot operations,
-//! and the core poll-and-diff event fallback surviving a restart with its cursor.
+//! the core poll-and-diff event fallback surviving a restart with its cursor, and realtime
+//! metrics from domain counters.
 #![cfg(feature = "libvirt")]
 
 mod manageiq_common;
@@ -27,6 +28,7 @@ fn libvirt_inventory_ops_and_diff_events() {
 fn run(uuid: &str) {
     let v = ok(&["verify"], CONN);
     assert_eq!(v["capabilities"]["native_events"], false, "libvirt uses the core diff fallback");
+    assert_eq!(v["capabilities"]["metrics"], true);
     let start = start_cursor(CONN);
     let inv = ok(&["inventory", "--vm", uuid], CONN);
     let vm = &inv["vms"][0];
@@ -38,6 +40,7 @@ fn run(uuid: &str) {
     assert_eq!(inv["hosts"].as_array().unwrap().len(), 1);
 
     op(CONN, &["start", "--vm", uuid]);
+    metrics(uuid);
     let (first, cursor1) = poll(CONN, &start);
     op(CONN, &["stop", "--vm", uuid]);
     op(CONN, &["snapshot_create", "--vm", uuid, "--snapshot", "miq1"]);
@@ -71,5 +74,46 @@ fn run(uuid: &str) {
         "{rest:#?}"
     );
     fails(&["op", "start", "--vm", "00000000-0000-0000-0000-000000000000"], CONN, 1, "not_found");
-    fails(&["metrics", "--vm", uuid, "--start", "0"], CONN, 1, "unsupported");
+    let an_hour_ago = (unix_now() - 3600).to_string();
+    fails(&["metrics", "--vm", "00000000-0000-0000-0000-000000000000", "--start", &an_hour_ago], CONN, 1, "not_found");
+}
+
+/// One realtime sample of the running guest, timestamped now; nothing for a past window or hourly.
+fn metrics(uuid: &str) {
+    let now = unix_now();
+    let start = (now - 600).to_string();
+    let m = ok(&["metrics", "--vm", uuid, "--start", &start], CONN);
+    let samples = m.as_object().unwrap();
+    eprintln!("libvirt metrics sample: {m}");
+    assert_eq!(samples.len(), 1, "{m:#}");
+    let (at, s) = samples.iter().next().unwrap();
+    let at = unix_of(at);
+    assert!(at + 60 >= now && at <= now + 60, "timestamped now: {at} vs {now}");
+    let cpu = s["cpu_usage_rate_average"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&cpu), "{m:#}");
+    let mem = s["mem_usage_absolute_average"].as_f64().unwrap();
+    assert!(mem > 0.0 && mem <= 100.0, "{m:#}");
+    assert!(s["disk_usage_rate_average"].as_f64().unwrap() >= 0.0, "{m:#}");
+    assert!(s["net_usage_rate_average"].as_f64().unwrap() >= 0.0, "{m:#}");
+    let past =
+        ok(&["metrics", "--vm", uuid, "--start", &(now - 7200).to_string(), "--end", &(now - 3600).to_string()], CONN);
+    assert_eq!(past, json!({}), "libvirt keeps no history");
+    let hourly = ok(&["metrics", "--vm", uuid, "--start", &start, "--interval", "hourly"], CONN);
+    assert_eq!(hourly, json!({}));
+}
+
+/// Unix seconds of a `YYYY-MM-DDTHH:MM:SSZ` timestamp (days-from-civil; no date crate needed).
+fn unix_of(ts: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap_or_else(|_| panic!("timestamp {ts}"));
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) as u64
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }

@@ -51,6 +51,8 @@ pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
         // Domains polyvisor creates get a VNC device; the test driver runs nothing.
         consoles: if cfg.is_test_driver() { Vec::new() } else { vec![ConsoleKind::Vnc] },
         task_poll_secs: 2,
+        // A realtime sample from domain counters (see `Driver::metrics` in driver.rs).
+        metrics: true,
         ..Default::default()
     }
 }
@@ -63,7 +65,7 @@ mod tests {
     fn capabilities_follow_the_uri_without_connecting() {
         let caps = |uri: &str| capabilities(&Settings::from_pairs([("uri", uri)])).unwrap();
         let local = caps("qemu:///system");
-        assert!(local.create && local.linked_clones && local.clone_from_snapshot);
+        assert!(local.create && local.linked_clones && local.clone_from_snapshot && local.metrics);
         assert_eq!(local.consoles, vec![ConsoleKind::Vnc]);
         let remote = caps("qemu+ssh://root@kvm1/system");
         assert!(remote.linked_clones && !remote.clone_from_snapshot);
