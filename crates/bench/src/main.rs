@@ -7,6 +7,7 @@
 
 mod cloudstack;
 mod libvirt;
+mod manageiq;
 mod openstack;
 mod proc_stats;
 mod proxmox;
@@ -112,6 +113,7 @@ fn main() {
 
 fn collect(args: &Args, dir: &std::path::Path) -> Result<Vec<Figure>, String> {
     let mut figures = ras::run(&args.bin, dir, args.starts, args.gets, args.guests, args.lists)?;
+    figures.extend(manageiq::run(&args.bin, dir, args.guests, 5)?);
     figures.extend(cloudstack::run(&args.bin, dir, args.actions)?);
     if let Some(launcher) = &args.fakepve_launcher {
         figures.extend(proxmox::run(&args.bin, dir, launcher, args.actions.min(30))?);

@@ -69,7 +69,7 @@ impl Provider {
     }
 }
 
-fn seed(bin: &Path, db: &Path, guests: usize) -> Result<(), String> {
+pub(crate) fn seed(bin: &Path, db: &Path, guests: usize) -> Result<(), String> {
     let out = Command::new(bin)
         .args(["sim", "seed", "--guests", &guests.to_string()])
         .env("POLYVISOR_SIM_DB", db)

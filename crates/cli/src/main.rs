@@ -7,6 +7,7 @@
 
 mod cloudshell;
 mod logging;
+mod manageiq;
 
 use clap::{Parser, Subcommand};
 use polyvisor_core::DriverFactory;
@@ -42,6 +43,8 @@ enum Command {
     Drivers,
     /// Quali CloudShell: generate the cloud provider shell, or run one of its commands.
     Cloudshell(polyvisor_cloudshell::Args),
+    /// ManageIQ provider front: inventory, operations, events, metrics as JSON; the plugin gem generator.
+    Manageiq(polyvisor_manageiq::Args),
 }
 
 /// Reports a start-up failure the way the mode speaks: RAS answers every request with a
@@ -62,8 +65,8 @@ fn refuse(command: &Command, reason: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let protocol_mode =
-        matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_)) || cloudshell::is_protocol(&cli.command);
+    let protocol_mode = matches!(cli.command, Command::Ras(_) | Command::Cloudstack(_) | Command::Manageiq(_))
+        || cloudshell::is_protocol(&cli.command);
     if let Err(reason) = logging::init(cli.log_file.as_deref(), &cli.log_level, protocol_mode) {
         return refuse(&cli.command, &reason);
     }
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Check(args) => polyvisor_check::run(args),
         Command::Sim(args) => polyvisor_sim::admin::run(args),
         Command::Cloudshell(args) => polyvisor_cloudshell::run(args, factory),
+        Command::Manageiq(args) => manageiq::run(args, factory),
         Command::Drivers => {
             // One line per driver table row: name, aliases, capabilities (or how to get it).
             print!("{}", polyvisor_drivers::describe_drivers());

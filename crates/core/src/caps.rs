@@ -54,6 +54,11 @@ pub struct Capabilities {
     /// Guest networking (CloudShell L2/L3, see [`crate::netops`]): what the driver implements.
     #[serde(default)]
     pub networking: crate::netops::NetworkCaps,
+    /// Events come from a backend event source (task log, event log) rather than the core
+    /// poll-and-diff fallback (issue 12: events).
+    pub native_events: bool,
+    /// `Driver::metrics` returns usage samples (issue 12: metrics).
+    pub metrics: bool,
 }
 
 impl Default for Capabilities {
@@ -69,6 +74,8 @@ impl Default for Capabilities {
             consoles: Vec::new(),
             task_poll_secs: 3,
             networking: crate::netops::NetworkCaps::default(),
+            native_events: false,
+            metrics: false,
         }
     }
 }

@@ -252,6 +252,33 @@ pub trait Driver: Send + Sync {
         let _ = (id, subnet_id, rules);
         Err(Error::unsupported("security groups"))
     }
+
+    // --- Events and metrics (issue 12, ManageIQ front; see `crate::events`) ---
+
+    /// Events since `cursor` (oldest first) and the cursor to ask with next; with no
+    /// cursor, no events and a cursor for "now". Each event carries the cursor that resumes
+    /// right after it, so a restarted caller neither loses nor repeats events. Bounded
+    /// (one poll, never a wait). Default: the core poll-and-diff fallback
+    /// ([`crate::events::poll_diff`], snapshot changes included when
+    /// [`Capabilities::snapshots`] is set); drivers with an event source override it and
+    /// set [`Capabilities::native_events`].
+    async fn events_since(&self, cursor: Option<&crate::events::EventCursor>) -> Result<crate::events::EventBatch> {
+        crate::events::poll_diff(self, cursor, self.capabilities().snapshots).await
+    }
+
+    /// Usage samples of guest `id` between `start` and `end` (unix seconds), one per
+    /// `interval` step, oldest first; only where [`Capabilities::metrics`] is true.
+    /// Default: unsupported.
+    async fn metrics(
+        &self,
+        id: &GuestId,
+        start: u64,
+        end: u64,
+        interval: crate::events::MetricsInterval,
+    ) -> Result<Vec<crate::events::MetricSample>> {
+        let _ = (id, start, end, interval);
+        Err(Error::unsupported("metrics"))
+    }
 }
 
 /// Which template implementation a front would like, for drivers that offer both

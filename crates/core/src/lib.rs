@@ -20,6 +20,7 @@ mod caps;
 mod console;
 mod driver;
 mod error;
+pub mod events;
 mod model;
 pub mod net;
 pub mod netops;

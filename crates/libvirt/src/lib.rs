@@ -53,6 +53,9 @@ pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
         task_poll_secs: 2,
         // L2: VLAN-tagged NICs when the configured networks can tag (`vlans`).
         networking: polyvisor_core::netops::NetworkCaps { vlan_nics: cfg.vlans, ..Default::default() },
+        // A realtime sample from domain counters (see `Driver::metrics` in driver.rs).
+        metrics: true,
+        ..Default::default()
     }
 }
 
@@ -64,7 +67,7 @@ mod tests {
     fn capabilities_follow_the_uri_without_connecting() {
         let caps = |uri: &str| capabilities(&Settings::from_pairs([("uri", uri)])).unwrap();
         let local = caps("qemu:///system");
-        assert!(local.create && local.linked_clones && local.clone_from_snapshot);
+        assert!(local.create && local.linked_clones && local.clone_from_snapshot && local.metrics);
         assert_eq!(local.consoles, vec![ConsoleKind::Vnc]);
         let remote = caps("qemu+ssh://root@kvm1/system");
         assert!(remote.linked_clones && !remote.clone_from_snapshot);

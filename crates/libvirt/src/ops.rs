@@ -748,3 +748,127 @@ pub(crate) fn detach_vlan(d: &Domain, mac: &str) -> Result<()> {
     d.detach_device_flags(&el, affect(d)).map_err(|e| lv_err(e, "detach VLAN NIC", ""))?;
     Ok(())
 }
+
+/// Cumulative counters read at one instant (see [`usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Counters {
+    /// Guest CPU time, ns.
+    pub(crate) cpu_ns: u64,
+    /// Disk bytes read + written, all disks.
+    pub(crate) disk_bytes: u64,
+    /// Network bytes received + sent, all interfaces.
+    pub(crate) net_bytes: u64,
+}
+
+/// Usage over one interval: CPU percent of all vCPUs, memory percent, disk and net KB/s.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Usage {
+    pub(crate) cpu_pct: f64,
+    pub(crate) mem_pct: f64,
+    pub(crate) disk_kbps: f64,
+    pub(crate) net_kbps: f64,
+}
+
+/// Rates between two counter reads `secs` apart on `vcpus` vCPUs (CPU clamped to 0–100;
+/// a counter that went backwards, e.g. a guest restarted in between, counts as 0).
+pub(crate) fn rates(a: Counters, b: Counters, secs: f64, vcpus: u32) -> (f64, f64, f64) {
+    if secs <= 0.0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let cpu = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / (secs * 1e9 * f64::from(vcpus.max(1))) * 100.0;
+    let kbps = |x: u64, y: u64| y.saturating_sub(x) as f64 / 1024.0 / secs;
+    (cpu.clamp(0.0, 100.0), kbps(a.disk_bytes, b.disk_bytes), kbps(a.net_bytes, b.net_bytes))
+}
+
+/// Memory in use, percent: the guest's own view when its balloon driver reports it
+/// (available − usable, else available − unused), else QEMU's resident set over the
+/// balloon size; `None` when libvirt reports neither.
+pub(crate) fn mem_pct(stats: &[(u32, u64)]) -> Option<f64> {
+    use virt::sys::{
+        VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON as ACTUAL, VIR_DOMAIN_MEMORY_STAT_AVAILABLE as AVAIL,
+        VIR_DOMAIN_MEMORY_STAT_RSS as RSS, VIR_DOMAIN_MEMORY_STAT_UNUSED as UNUSED,
+        VIR_DOMAIN_MEMORY_STAT_USABLE as USABLE,
+    };
+    let get = |tag: u32| stats.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v).filter(|v| *v > 0);
+    let pct = |used: u64, total: u64| (used as f64 / total as f64 * 100.0).clamp(0.0, 100.0);
+    if let (Some(avail), Some(free)) = (get(AVAIL), get(USABLE).or_else(|| get(UNUSED))) {
+        return Some(pct(avail.saturating_sub(free), avail));
+    }
+    Some(pct(get(RSS)?, get(ACTUAL)?))
+}
+
+fn counters(d: &Domain, x: &DomainXml) -> Result<Counters> {
+    let info = d.get_info().map_err(|e| lv_err(e, "read domain info", ""))?;
+    // A disk without media (empty CD-ROM) or an interface QEMU does not expose has no
+    // counters: it contributes nothing rather than failing the sample.
+    let disk_bytes = x
+        .disks
+        .iter()
+        .filter_map(|k| d.get_block_stats(&k.target).ok())
+        .map(|s| s.rd_bytes.max(0) as u64 + s.wr_bytes.max(0) as u64)
+        .sum();
+    let net_bytes = x
+        .ifaces
+        .iter()
+        .filter_map(|i| d.interface_stats(&i.mac).ok())
+        .map(|s| s.rx_bytes.max(0) as u64 + s.tx_bytes.max(0) as u64)
+        .sum();
+    Ok(Counters { cpu_ns: info.cpu_time, disk_bytes, net_bytes })
+}
+
+/// A realtime usage sample of a running domain from two counter reads `gap` apart
+/// (libvirt keeps no history); all zeros when the domain is not running.
+pub(crate) fn usage(d: &Domain, gap: std::time::Duration) -> Result<Usage> {
+    if !is_active(d) {
+        return Ok(Usage::default());
+    }
+    let (_, x) = xml(d, false)?;
+    let a = counters(d, &x)?;
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(gap);
+    let b = counters(d, &x)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let info = d.get_info().map_err(|e| lv_err(e, "read domain info", ""))?;
+    let (cpu_pct, disk_kbps, net_kbps) = rates(a, b, secs, info.nr_virt_cpu);
+    let stats: Vec<(u32, u64)> =
+        d.memory_stats(0).map(|v| v.iter().map(|s| (s.tag, s.val)).collect()).unwrap_or_default();
+    // Without balloon or RSS figures, the memory currently given to the guest is the bound.
+    let mem_pct = mem_pct(&stats).unwrap_or_else(|| {
+        if info.max_mem == 0 {
+            0.0
+        } else {
+            (info.memory as f64 / info.max_mem as f64 * 100.0).clamp(0.0, 100.0)
+        }
+    });
+    Ok(Usage { cpu_pct, mem_pct, disk_kbps, net_kbps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virt::sys::{
+        VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON as ACTUAL, VIR_DOMAIN_MEMORY_STAT_AVAILABLE as AVAIL,
+        VIR_DOMAIN_MEMORY_STAT_RSS as RSS, VIR_DOMAIN_MEMORY_STAT_UNUSED as UNUSED,
+        VIR_DOMAIN_MEMORY_STAT_USABLE as USABLE,
+    };
+
+    #[test]
+    fn rates_are_per_vcpu_clamped_and_never_negative() {
+        let a = Counters { cpu_ns: 1_000_000_000, disk_bytes: 0, net_bytes: 4096 };
+        let b = Counters { cpu_ns: 2_000_000_000, disk_bytes: 2048 * 1024, net_bytes: 4096 + 1024 };
+        assert_eq!(rates(a, b, 2.0, 2), (25.0, 1024.0, 0.5));
+        assert_eq!(rates(a, b, 0.5, 1).0, 100.0, "clamped");
+        assert_eq!(rates(b, a, 1.0, 1), (0.0, 0.0, 0.0), "a restarted guest's counters went backwards");
+        assert_eq!(rates(a, b, 0.0, 1), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn memory_prefers_the_guest_view_then_rss() {
+        assert_eq!(mem_pct(&[(AVAIL, 1000), (USABLE, 250), (UNUSED, 900), (RSS, 10), (ACTUAL, 1000)]), Some(75.0));
+        assert_eq!(mem_pct(&[(AVAIL, 1000), (UNUSED, 900)]), Some(10.0));
+        assert_eq!(mem_pct(&[(RSS, 256), (ACTUAL, 1024)]), Some(25.0));
+        assert_eq!(mem_pct(&[(RSS, 4096), (ACTUAL, 1024)]), Some(100.0), "QEMU overhead clamps");
+        assert_eq!(mem_pct(&[(ACTUAL, 1024)]), None);
+        assert_eq!(mem_pct(&[]), None);
+    }
+}

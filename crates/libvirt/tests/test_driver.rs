@@ -42,6 +42,19 @@ async fn test_driver_scenario() {
     );
     assert_eq!(d.task_status(&TaskId("nope".into())).await.unwrap_err().kind(), ErrorKind::UnknownTask);
 
+    // metrics: one realtime sample when the window reaches now, nothing for the past or hourly
+    use polyvisor_core::events::MetricsInterval::{Hourly, Realtime};
+    let now = polyvisor_core::task::now_unix();
+    let m = d.metrics(&id, now - 600, now, Realtime).await.unwrap();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!((0.0..=100.0).contains(&m[0].cpu_usage_rate) && (0.0..=100.0).contains(&m[0].mem_usage), "{m:?}");
+    assert!(m[0].at + 60 >= now && m[0].at <= now + 60, "{m:?}");
+    assert!(d.metrics(&id, now - 7200, now - 3600, Realtime).await.unwrap().is_empty());
+    assert!(d.metrics(&id, now - 7200, now, Hourly).await.unwrap().is_empty());
+    let unknown = GuestId::new("00000000-0000-4000-8000-000000000000");
+    assert_eq!(d.metrics(&unknown, now - 600, now, Realtime).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(d.metrics(&id, now, now - 1, Realtime).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+
     // power: suspend/resume, stop idempotent, start
     done(&*d, &d.power(&id, PowerAction::Suspend).await.unwrap()).await;
     let g = d.get_guest(&id).await.unwrap();

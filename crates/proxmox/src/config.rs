@@ -60,6 +60,8 @@ impl TemplateMode {
             consoles: vec![ConsoleKind::Vnc],
             task_poll_secs: 2,
             networking: polyvisor_core::netops::NetworkCaps { vlan_nics: true, ..Default::default() },
+            native_events: true,
+            metrics: true,
         }
     }
 }

@@ -350,6 +350,25 @@ impl Driver for ProxmoxDriver {
     async fn detach_vlan(&self, id: &GuestId, mac: &str) -> Result<()> {
         counted("detach_vlan", self.pve_detach_vlan(id, mac)).await
     }
+
+    // --- Events and metrics (issue 12) ---
+
+    async fn events_since(
+        &self,
+        cursor: Option<&polyvisor_core::events::EventCursor>,
+    ) -> Result<polyvisor_core::events::EventBatch> {
+        counted("events", self.pve_events(cursor)).await
+    }
+
+    async fn metrics(
+        &self,
+        id: &GuestId,
+        start: u64,
+        end: u64,
+        interval: polyvisor_core::events::MetricsInterval,
+    ) -> Result<Vec<polyvisor_core::events::MetricSample>> {
+        counted("metrics", self.pve_metrics(id, start, end, interval)).await
+    }
 }
 
 /// The node address for consoles: first static non-bridge/bond interface with an

@@ -8,6 +8,7 @@ pub mod api;
 mod client;
 pub mod config;
 mod driver;
+mod events;
 pub mod lenient;
 pub mod names;
 mod netops;

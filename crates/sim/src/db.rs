@@ -137,6 +137,7 @@ fn init(conn: &mut Connection, seed: bool, path: &Path) -> Result<()> {
         }
         tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION)).map_err(opening)?;
     }
+    tx.execute_batch(schema::EVENTS).map_err(opening)?;
     tx.commit().map_err(opening)
 }
 

@@ -538,6 +538,27 @@ impl Driver for SimDriver {
         let id = parse_id(id.as_str())?;
         self.db.write(|tx| crate::netops::set_rules(tx, id, subnet_id, rules))
     }
+
+    // --- Events and metrics (issue 12) ---
+
+    async fn events_since(
+        &self,
+        cursor: Option<&polyvisor_core::events::EventCursor>,
+    ) -> Result<polyvisor_core::events::EventBatch> {
+        tasks::settle_due(&self.db)?;
+        self.db.read(|c| crate::events::since(c, cursor))
+    }
+
+    async fn metrics(
+        &self,
+        id: &GuestId,
+        start: u64,
+        end: u64,
+        interval: polyvisor_core::events::MetricsInterval,
+    ) -> Result<Vec<polyvisor_core::events::MetricSample>> {
+        let id = parse_id(id.as_str())?;
+        self.db.read(|c| crate::events::metrics(c, id, start, end, interval))
+    }
 }
 
 impl SimDriver {

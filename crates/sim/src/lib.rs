@@ -16,6 +16,7 @@ pub mod control;
 mod create;
 mod db;
 mod driver;
+mod events;
 pub mod faults;
 mod guests;
 mod names;
@@ -56,5 +57,7 @@ pub(crate) fn sim_capabilities() -> Capabilities {
         consoles: vec![ConsoleKind::Vnc],
         task_poll_secs: 1,
         networking: polyvisor_core::netops::NetworkCaps { vlan_nics: true, subnets: true, security_groups: true },
+        native_events: true,
+        metrics: true,
     }
 }

@@ -87,6 +87,66 @@ CREATE TABLE IF NOT EXISTS faults (
 ) WITHOUT ROWID;
 "#;
 
+/// The event log (issue 12): filled by triggers, so every writer (driver, admin commands,
+/// other processes) is logged in the same transaction as its change. Run on every open
+/// (`IF NOT EXISTS`), so databases created before it gain it.
+pub(crate) const EVENTS: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms    INTEGER NOT NULL,
+    kind     TEXT NOT NULL,
+    guest_id INTEGER NOT NULL,
+    name     TEXT NOT NULL,
+    snapshot TEXT,
+    native   TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS ev_guest_insert AFTER INSERT ON guests WHEN NEW.visible = 1 BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, native)
+    VALUES (CAST(unixepoch('subsec') * 1000 AS INTEGER), 'vm_created', NEW.id, NEW.name, 'insert');
+END;
+CREATE TRIGGER IF NOT EXISTS ev_guest_visible AFTER UPDATE OF visible ON guests
+    WHEN OLD.visible = 0 AND NEW.visible = 1 BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, native)
+    VALUES (CAST(unixepoch('subsec') * 1000 AS INTEGER), 'vm_created', NEW.id, NEW.name, 'visible');
+END;
+CREATE TRIGGER IF NOT EXISTS ev_guest_delete AFTER DELETE ON guests WHEN OLD.visible = 1 BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, native)
+    VALUES (CAST(unixepoch('subsec') * 1000 AS INTEGER), 'vm_deleted', OLD.id, OLD.name, 'delete');
+END;
+CREATE TRIGGER IF NOT EXISTS ev_guest_power AFTER UPDATE OF power ON guests
+    WHEN NEW.visible = 1 AND OLD.power <> NEW.power BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, native)
+    SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER),
+           CASE WHEN NEW.power IN ('powered_on', 'powering_on') THEN 'vm_powered_on'
+                WHEN NEW.power IN ('suspended', 'suspending') THEN 'vm_suspended'
+                ELSE 'vm_powered_off' END,
+           NEW.id, NEW.name, 'power:' || NEW.power;
+END;
+CREATE TRIGGER IF NOT EXISTS ev_guest_template AFTER UPDATE OF is_template ON guests
+    WHEN NEW.visible = 1 AND OLD.is_template <> NEW.is_template BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, native)
+    VALUES (CAST(unixepoch('subsec') * 1000 AS INTEGER),
+            CASE WHEN NEW.is_template THEN 'template_converted' ELSE 'vm_converted' END, NEW.id, NEW.name, 'convert');
+END;
+CREATE TRIGGER IF NOT EXISTS ev_snapshot_insert AFTER INSERT ON snapshots BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, snapshot, native)
+    SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER), 'snapshot_created', g.id, g.name, NEW.name, 'snapshot'
+    FROM guests g WHERE g.id = NEW.guest_id AND g.visible = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS ev_snapshot_delete AFTER DELETE ON snapshots BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, snapshot, native)
+    SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER), 'snapshot_removed', g.id, g.name, OLD.name, 'snapshot'
+    FROM guests g WHERE g.id = OLD.guest_id AND g.visible = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS ev_revert AFTER UPDATE OF applied ON tasks
+    WHEN NEW.op = 'revert' AND OLD.applied = 0 AND NEW.applied = 1 BEGIN
+    INSERT INTO events (at_ms, kind, guest_id, name, snapshot, native)
+    SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER), 'snapshot_reverted', g.id, g.name,
+           json_extract(NEW.params, '$.name'), 'revert'
+    FROM guests g WHERE g.id = NEW.guest_id;
+END;
+"#;
+
 /// Deletes every row (used by `polyvisor sim reset`); keeps persisted timing.
 pub(crate) const CLEAR: &str = r#"
 DELETE FROM guests;
@@ -96,5 +156,6 @@ DELETE FROM snapshots;
 DELETE FROM tasks;
 DELETE FROM faults;
 DELETE FROM subnets;
+DELETE FROM events;
 DELETE FROM meta WHERE key NOT IN ('task_ms', 'boot_ms');
 "#;

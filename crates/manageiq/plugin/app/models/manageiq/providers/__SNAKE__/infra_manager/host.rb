@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::InfraManager::Host < ManageIQ::Providers::InfraManager::Host
+end

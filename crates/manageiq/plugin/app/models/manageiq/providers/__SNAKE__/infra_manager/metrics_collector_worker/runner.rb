@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::InfraManager::MetricsCollectorWorker::Runner < ManageIQ::Providers::BaseManager::MetricsCollectorWorker::Runner
+end

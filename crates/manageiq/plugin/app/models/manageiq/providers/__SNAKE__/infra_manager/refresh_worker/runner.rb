@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::InfraManager::RefreshWorker::Runner < ManageIQ::Providers::BaseManager::RefreshWorker::Runner
+end

@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::InfraManager::Refresher < ManageIQ::Providers::BaseManager::Refresher
+end

@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::Inventory::Collector::InfraManager < ManageIQ::Providers::__NAME__::Inventory::Collector
+end

@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::Inventory::Parser < ManageIQ::Providers::Inventory::Parser
+end

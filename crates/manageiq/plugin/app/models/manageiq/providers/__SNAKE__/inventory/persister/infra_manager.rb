@@ -1,0 +1,2 @@
+class ManageIQ::Providers::__NAME__::Inventory::Persister::InfraManager < ManageIQ::Providers::__NAME__::Inventory::Persister
+end

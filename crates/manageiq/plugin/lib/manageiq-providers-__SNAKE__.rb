@@ -1,0 +1,1 @@
+require "manageiq/providers/__SNAKE__"
