@@ -241,3 +241,33 @@ fn a_ras_process_logs_out_at_eof_unless_a_task_it_handed_out_is_pending() {
         "{d}"
     );
 }
+
+#[test]
+fn a_manageiq_command_logs_its_xapi_session_out() {
+    use std::io::Write;
+    let dir = temp::dir("xcpng-miq-close");
+    let s = private::StandIn::start(dir.path());
+    let conn = serde_json::json!({"platform": "xcpng", "options": s.settings}).to_string();
+    let mut child = Command::new(BIN)
+        .args(["manageiq", "inventory"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn polyvisor manageiq");
+    child.stdin.take().unwrap().write_all(conn.as_bytes()).unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if t0.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("manageiq inventory exceeded 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("base-vm"), "the inventory lists the stand-in's VMs: {stdout}");
+    let d = s.debug();
+    assert_eq!((d["logouts"].as_u64(), d["sessions"].as_u64()), (Some(1), Some(0)), "{d}");
+}

@@ -205,6 +205,12 @@ impl Exec {
         Ok(Exec { call, driver, driver_name })
     }
 
+    /// Releases the driver's backend session at the end of the call (one command per
+    /// process; bounded, best effort: the reply is decided already).
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.driver.close()).await;
+    }
+
     /// Runs the command.
     pub async fn run(&self) -> Result<Reply> {
         match self.call.command.as_str() {

@@ -82,6 +82,8 @@ pub fn exec_text(command: &str, input: &str, factory: Arc<dyn DriverFactory>) ->
         .map_err(|e| polyvisor_core::Error::internal("cannot start the runtime").with_source(e))?;
     rt.block_on(async move {
         let ex = exec::Exec::open(call, &*factory).await?;
-        Ok(ex.run().await?.to_json().to_string())
+        let reply = ex.run().await;
+        ex.close().await;
+        Ok(reply?.to_json().to_string())
     })
 }

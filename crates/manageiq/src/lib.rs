@@ -160,50 +160,63 @@ pub fn run(args: Args, factory: Arc<dyn DriverFactory>) -> ExitCode {
             Ok(x) => x,
             Err(e) => return fail(&e),
         };
-        let result = match args.command {
-            Command::Verify => driver.probe().await.map(|d| {
-                let caps = driver.capabilities();
-                json!({"ok": true, "description": d, "platform": req.platform,
+        let closer = driver.clone();
+        let code = async move {
+            let result = match args.command {
+                Command::Verify => driver.probe().await.map(|d| {
+                    let caps = driver.capabilities();
+                    json!({"ok": true, "description": d, "platform": req.platform,
                        "capabilities": caps})
-            }),
-            Command::Inventory(a) if a.format == "neutral" => {
-                let only: Vec<GuestId> = a.vms.iter().map(|v| GuestId::new(v.clone())).collect();
-                return match inventory::read(&*driver, &only).await {
-                    Ok((description, vms)) => {
-                        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                        match inventory::write_document(&mut out, &req.platform, &description, &vms) {
-                            Ok(()) => ExitCode::SUCCESS,
-                            Err(_) => ExitCode::FAILURE,
+                }),
+                Command::Inventory(a) if a.format == "neutral" => {
+                    let only: Vec<GuestId> = a.vms.iter().map(|v| GuestId::new(v.clone())).collect();
+                    return match inventory::read(&*driver, &only).await {
+                        Ok((description, vms)) => {
+                            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                            match inventory::write_document(&mut out, &req.platform, &description, &vms) {
+                                Ok(()) => ExitCode::SUCCESS,
+                                Err(_) => ExitCode::FAILURE,
+                            }
                         }
-                    }
-                    Err(e) => fail(&e),
-                };
+                        Err(e) => fail(&e),
+                    };
+                }
+                Command::Inventory(a) => {
+                    let only: Vec<GuestId> = a.vms.iter().map(|v| GuestId::new(v.clone())).collect();
+                    inventory::collect(&*driver, &req.platform, &only).await.map(|doc| {
+                        if a.format == "persister" {
+                            let targeted = if only.is_empty() { None } else { Some(only.as_slice()) };
+                            inventory::persister(&doc, &a.name, req.ems_id, targeted)
+                        } else {
+                            doc
+                        }
+                    })
+                }
+                Command::Op(a) => ops::run(&*driver, &a).await,
+                Command::Events(a) => return stream::run(&*driver, &req.platform, &a).await,
+                Command::Metrics(a) => metrics(&*driver, &a).await,
+                Command::Plugin(_) => Err(Error::internal("plugin is handled before reading stdin")),
+            };
+            match result {
+                Ok(v) => match emit(&v) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                },
+                Err(e) => fail(&e),
             }
-            Command::Inventory(a) => {
-                let only: Vec<GuestId> = a.vms.iter().map(|v| GuestId::new(v.clone())).collect();
-                inventory::collect(&*driver, &req.platform, &only).await.map(|doc| {
-                    if a.format == "persister" {
-                        let targeted = if only.is_empty() { None } else { Some(only.as_slice()) };
-                        inventory::persister(&doc, &a.name, req.ems_id, targeted)
-                    } else {
-                        doc
-                    }
-                })
-            }
-            Command::Op(a) => ops::run(&*driver, &a).await,
-            Command::Events(a) => return stream::run(&*driver, &req.platform, &a).await,
-            Command::Metrics(a) => metrics(&*driver, &a).await,
-            Command::Plugin(_) => Err(Error::internal("plugin is handled before reading stdin")),
-        };
-        match result {
-            Ok(v) => match emit(&v) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            },
-            Err(e) => fail(&e),
         }
+        .await;
+        // One command per process: release the driver's backend session (e.g. an XAPI
+        // logout; bounded, best effort, never changes the answer already written).
+        if tokio::time::timeout(CLOSE_BOUND, closer.close()).await.is_err() {
+            tracing::debug!("closing the driver outlived its bound; the backend session expires on its own");
+        }
+        code
     })
 }
+
+/// How long releasing the driver's backend session may take at exit.
+const CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn metrics(driver: &dyn Driver, a: &MetricsArgs) -> polyvisor_core::Result<Value> {
     use polyvisor_core::events::MetricsInterval;
