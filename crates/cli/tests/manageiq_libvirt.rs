@@ -1,6 +1,7 @@
 //! `polyvisor manageiq` against real libvirtd + QEMU (feature `libvirt`; needs
 //! scripts/ci/start-libvirt.sh): verify, targeted inventory, power and snapshot operations,
-//! the core poll-and-diff event fallback surviving a restart with its cursor, and realtime
+//! the core poll-and-diff events surviving a restart with their cursor, `events --follow`
+//! woken by libvirt domain lifecycle events (long before its poll interval), and realtime
 //! metrics from domain counters.
 #![cfg(feature = "libvirt")]
 
@@ -27,7 +28,8 @@ fn libvirt_inventory_ops_and_diff_events() {
 
 fn run(uuid: &str) {
     let v = ok(&["verify"], CONN);
-    assert_eq!(v["capabilities"]["native_events"], false, "libvirt uses the core diff fallback");
+    assert_eq!(v["capabilities"]["native_events"], false, "libvirt events come from the core diff");
+    assert_eq!(v["capabilities"]["event_wakeup"], true, "libvirt domain events wake a following stream");
     assert_eq!(v["capabilities"]["metrics"], true);
     let start = start_cursor(CONN);
     let inv = ok(&["inventory", "--vm", uuid], CONN);
@@ -73,6 +75,7 @@ fn run(uuid: &str) {
         [("snapshot_removed".to_string(), json!("miq1")), ("vm_powered_off".to_string(), Value::Null)],
         "{rest:#?}"
     );
+    follow_wakes_on_domain_events(uuid);
     fails(&["op", "start", "--vm", "00000000-0000-0000-0000-000000000000"], CONN, 1, "not_found");
     let an_hour_ago = (unix_now() - 3600).to_string();
     fails(&["metrics", "--vm", "00000000-0000-0000-0000-000000000000", "--start", &an_hour_ago], CONN, 1, "not_found");
@@ -103,6 +106,55 @@ fn metrics(uuid: &str) {
 }
 
 /// Unix seconds of a `YYYY-MM-DDTHH:MM:SSZ` timestamp (days-from-civil; no date crate needed).
+/// `events --follow --poll 600`: a start of the (stopped) guest reaches the stream long before
+/// its next poll, because libvirt's domain lifecycle event wakes it; the event is the
+/// diff's, with a cursor like any other.
+fn follow_wakes_on_domain_events(uuid: &str) {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(BIN)
+        .args(["manageiq", "events", "--follow", "--poll", "600"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run polyvisor");
+    child.stdin.take().unwrap().write_all(CONN.as_bytes()).unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(serde_json::from_str(&l).unwrap_or(Value::Null)).is_err() {
+                return;
+            }
+        }
+    });
+    let outcome = (|| -> Result<Duration, String> {
+        let first = rx.recv_timeout(Duration::from_secs(120)).map_err(|e| format!("no first line: {e}"))?;
+        if first["cursor"].as_str().is_none() {
+            return Err(format!("the first line is the starting cursor: {first}"));
+        }
+        let t0 = Instant::now();
+        op(CONN, &["start", "--vm", uuid]);
+        loop {
+            let left = Duration::from_secs(120).saturating_sub(t0.elapsed());
+            let l = rx.recv_timeout(left).map_err(|_| "no vm_powered_on line within 120 s of the start".to_string())?;
+            if l["vm_ems_ref"] == uuid && l["event_type"] == "vm_powered_on" {
+                if l["cursor"].as_str().is_none() {
+                    return Err(format!("the event carries its cursor: {l}"));
+                }
+                return Ok(t0.elapsed());
+            }
+        }
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let took = outcome.unwrap_or_else(|e| panic!("events --follow on libvirt: {e}"));
+    eprintln!("events --follow --poll 600: vm_powered_on {took:?} after the start began");
+    assert!(took < Duration::from_secs(120), "woken by the domain event, not the 600 s poll");
+}
+
 fn unix_of(ts: &str) -> u64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap_or_else(|_| panic!("timestamp {ts}"));
     let (y, m, d) = (n(0..4), n(5..7), n(8..10));

@@ -57,6 +57,11 @@ pub struct Capabilities {
     /// Events come from a backend event source (task log, event log) rather than the core
     /// poll-and-diff fallback (issue 12: events).
     pub native_events: bool,
+    /// The backend pushes change notifications: `Driver::wait_for_change` returns as soon as
+    /// something changed (libvirt domain events), so a following event stream reacts at once
+    /// instead of at its next poll.
+    #[serde(default)]
+    pub event_wakeup: bool,
     /// `Driver::metrics` returns usage samples (issue 12: metrics).
     pub metrics: bool,
 }
@@ -75,6 +80,7 @@ impl Default for Capabilities {
             task_poll_secs: 3,
             networking: crate::netops::NetworkCaps::default(),
             native_events: false,
+            event_wakeup: false,
             metrics: false,
         }
     }

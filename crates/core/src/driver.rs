@@ -266,6 +266,15 @@ pub trait Driver: Send + Sync {
         crate::events::poll_diff(self, cursor, self.capabilities().snapshots).await
     }
 
+    /// Waits until the backend reports a change that [`Driver::events_since`] may see, or
+    /// `max` passes, whichever comes first (a following event stream calls it between polls).
+    /// Drivers with a push source return early and set [`Capabilities::event_wakeup`]; an
+    /// early return without a change is harmless (the next poll finds nothing new).
+    /// Provided: sleeps `max`.
+    async fn wait_for_change(&self, max: std::time::Duration) {
+        tokio::time::sleep(max).await
+    }
+
     /// Usage samples of guest `id` between `start` and `end` (unix seconds), one per
     /// `interval` step, oldest first; only where [`Capabilities::metrics`] is true.
     /// Default: unsupported.

@@ -151,6 +151,21 @@ impl Driver for LibvirtDriver {
         .await
     }
 
+    async fn wait_for_change(&self, max: std::time::Duration) {
+        let t0 = tokio::time::Instant::now();
+        match crate::events::notifier(&self.cfg).await {
+            Some(n) => {
+                let left = max.saturating_sub(t0.elapsed());
+                if tokio::time::timeout(left, n.notified()).await.is_ok() {
+                    // One change raises several events (a start: defined state, started,
+                    // resumed); let them settle so the next poll sees the end state once.
+                    tokio::time::sleep(std::time::Duration::from_millis(300).min(left)).await;
+                }
+            }
+            None => tokio::time::sleep(max.saturating_sub(t0.elapsed())).await,
+        }
+    }
+
     async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
         call(&self.conn, &self.cfg, self.cfg.call_timeout, "list", |c, _| ops::list(c)).await
     }

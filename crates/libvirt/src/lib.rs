@@ -17,6 +17,8 @@ mod conn;
 #[cfg(feature = "libvirt")]
 mod driver;
 #[cfg(feature = "libvirt")]
+mod events;
+#[cfg(feature = "libvirt")]
 mod ops;
 
 #[cfg(feature = "libvirt")]
@@ -55,6 +57,9 @@ pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
         networking: polyvisor_core::netops::NetworkCaps { vlan_nics: cfg.vlans, ..Default::default() },
         // A realtime sample from domain counters (see `Driver::metrics` in driver.rs).
         metrics: true,
+        // Domain lifecycle events wake a following event stream (`events.rs`); the built-in
+        // test driver has no shared hypervisor to hear them from.
+        event_wakeup: !cfg.is_test_driver(),
         ..Default::default()
     }
 }

@@ -1,7 +1,8 @@
 //! `events`: NDJSON, one ManageIQ-shaped event per line (spec §6), each carrying the
 //! `cursor` that resumes right after it; a line `{"cursor": C}` reports a new position
 //! when a poll brought no event (and first thing, so a caller always has a cursor).
-//! Without `--follow`: one poll. With it: polls every `--poll` seconds until killed; an
+//! Without `--follow`: one poll. With it: polls every `--poll` seconds until killed, and at
+//! once when the driver is told of a change (`Driver::wait_for_change`); an
 //! unreachable backend ends the stream with the error line and exit 3 (ManageIQ's
 //! event catcher restarts it with the last cursor).
 
@@ -54,6 +55,11 @@ pub async fn run(driver: &dyn Driver, platform: &str, a: &EventsArgs) -> ExitCod
     let source = a.source.clone().unwrap_or_else(|| platform.to_ascii_uppercase());
     let mut cursor = a.since.clone().map(EventCursor);
     let mut printed: Option<EventCursor> = None;
+    if a.follow {
+        // Subscribe to the driver's change notifications (if any) before the first poll, so
+        // that a change right after it is never left to the poll interval.
+        driver.wait_for_change(Duration::ZERO).await;
+    }
     loop {
         match poll(driver, cursor.as_ref(), &source, &mut printed).await {
             Ok(next) => cursor = Some(next),
@@ -62,7 +68,8 @@ pub async fn run(driver: &dyn Driver, platform: &str, a: &EventsArgs) -> ExitCod
         if !a.follow {
             return ExitCode::SUCCESS;
         }
-        tokio::time::sleep(Duration::from_secs(a.poll.max(1))).await;
+        // Returns early when the driver is told of a change (libvirt domain events).
+        driver.wait_for_change(Duration::from_secs(a.poll.max(1))).await;
     }
 }
 

@@ -29,7 +29,16 @@ fn nonce() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{:x}{:x}{:x}", t, std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!("{:x}-{:x}-{:x}", t, std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// How long ago the nonce was made (its first field is the time in nanoseconds); None for a
+/// nonce that does not say (older forms, foreign text) or one from the future.
+fn nonce_age(n: &str) -> Option<std::time::Duration> {
+    let (t, _) = n.split_once('-')?;
+    let t = u64::try_from(u128::from_str_radix(t, 16).ok()?).ok()?;
+    let made = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(t);
+    std::time::SystemTime::now().duration_since(made).ok()
 }
 
 /// A server id as Nova knows it; anything else is not found without a request.
@@ -254,9 +263,16 @@ impl OpenStackDriver {
     }
 
     /// The server named `name` that a clone of `source` made (ownership: our metadata).
+    /// A clone of `source` named `name` that an earlier attempt of this same request made: a
+    /// retry adopts it. Only within the task's lifetime (the nonce says when it was made): an
+    /// older server of that name, even one of ours, is another request's VM and is never
+    /// handed out again (the new clone is a new server).
     async fn earlier_clone(&self, source: &str, name: &str) -> Result<Option<Value>, OsError> {
+        let window = self.cfg().task_timeout;
         Ok(self.servers_named(name).await?.into_iter().find(|s| {
-            meta(s, META_OWNED) == Some("1") && meta(s, META_CLONE_OF) == Some(source) && meta(s, META_NONCE).is_some()
+            meta(s, META_OWNED) == Some("1")
+                && meta(s, META_CLONE_OF) == Some(source)
+                && meta(s, META_NONCE).and_then(nonce_age).is_some_and(|age| age <= window)
         }))
     }
 
@@ -517,12 +533,8 @@ impl Driver for OpenStackDriver {
             return Err(Error::invalid("the platform key must be 1-255 characters"));
         }
         // A retry finds the server by its key (ownership: the key, never the name).
-        if let Some(s) = self.servers("").await?.into_iter().find(|s| meta(s, META_KEY) == Some(spec.key.as_str())) {
-            let id = s["id"].as_str().unwrap_or_default().to_string();
-            let nonce = meta(&s, META_NONCE).unwrap_or_default();
-            let image = s["image"]["id"].as_str().unwrap_or_default();
-            let body = json!({"nonce": nonce, "name": s["name"], "image": image, "tmp_image": false});
-            return Ok(CloneStarted { task: self.boot_token(body), new_guest: Some(GuestId::new(id)) });
+        if let Some(s) = self.server_with_key(&spec.key).await? {
+            return Ok(self.adopt_created(&s));
         }
         let image = match &spec.source {
             CreateSource::Template { id, .. } => id.as_str().to_string(),
@@ -537,6 +549,13 @@ impl Driver for OpenStackDriver {
             ));
         }
         let n = nonce();
+        // A create killed after its ports were made left them unattached, holding the
+        // platform's MACs; they are named after the key, so the retry deals with them first
+        // (their server may yet appear: then it is adopted).
+        let port_names: Vec<String> = (0..spec.nics.len()).map(|i| port_name(&spec.key, i)).collect();
+        if let Reclaim::Server(s) = self.reclaim_ports(&spec.key, &port_names).await? {
+            return Ok(self.adopt_created(&s));
+        }
         let mut ports: Vec<String> = Vec::new();
         let networks = if spec.nics.is_empty() {
             self.networks().await?
@@ -554,11 +573,29 @@ impl Driver for OpenStackDriver {
                         return Err(e.into());
                     }
                 };
-                let mut port = json!({"network_id": net, "name": format!("pv-{n}-{i}")});
+                // The description says when (the nonce carries the time): see `reclaim_ports`.
+                let mut port =
+                    json!({"network_id": net, "name": port_names[i], "description": format!("polyvisor create {n}")});
                 if let Some(mac) = &nic.mac {
                     port["mac_address"] = json!(mac.to_ascii_lowercase());
                 }
-                let p = match self.api.post(Service::Network, "/ports", &json!({ "port": port })).await {
+                let mut posted = self.api.post(Service::Network, "/ports", &json!({ "port": port })).await;
+                // The interrupted attempt's port may have been committed only after the look
+                // above (its request was in flight when it was killed): on a conflict, deal
+                // with it the same way and try again once.
+                if matches!(posted, Err(OsError::Conflict(_))) {
+                    match self.reclaim_ports(&spec.key, std::slice::from_ref(&port_names[i])).await {
+                        Ok(Reclaim::Server(s)) => {
+                            self.cleanup_ports(&ports).await;
+                            return Ok(self.adopt_created(&s));
+                        }
+                        Ok(Reclaim::Removed(n)) if n > 0 => {
+                            posted = self.api.post(Service::Network, "/ports", &json!({ "port": port })).await;
+                        }
+                        _ => {}
+                    }
+                }
+                let p = match posted {
                     Ok(p) => p,
                     Err(e) => {
                         self.cleanup_ports(&ports).await;
@@ -774,6 +811,62 @@ impl Driver for OpenStackDriver {
 }
 
 impl OpenStackDriver {
+    /// The server carrying platform key `key`, if any.
+    async fn server_with_key(&self, key: &str) -> Result<Option<Value>> {
+        Ok(self.servers("").await?.into_iter().find(|s| meta(s, META_KEY) == Some(key)))
+    }
+
+    /// The answer to a create whose server exists already (a retry): its boot task.
+    fn adopt_created(&self, s: &Value) -> CloneStarted {
+        let id = s["id"].as_str().unwrap_or_default().to_string();
+        let nonce = meta(s, META_NONCE).unwrap_or_default();
+        let image = s["image"]["id"].as_str().unwrap_or_default();
+        let body = json!({"nonce": nonce, "name": s["name"], "image": image, "tmp_image": false});
+        CloneStarted { task: self.boot_token(body), new_guest: Some(GuestId::new(id)) }
+    }
+
+    /// Deals with the unattached ports named `names`, left by an interrupted create of the
+    /// same key (a port bound to a device is never touched). Such a port may belong to a
+    /// server request still in flight in Nova (it validates the ports before it writes the
+    /// server): while the youngest is under [`IN_FLIGHT_GRACE`] old, the server is looked
+    /// for each second and adopted if it appears. After that the ports are deleted.
+    async fn reclaim_ports(&self, key: &str, names: &[String]) -> Result<Reclaim> {
+        if names.is_empty() {
+            return Ok(Reclaim::Removed(0));
+        }
+        let query: Vec<String> = names.iter().map(|p| format!("name={}", enc(p))).collect();
+        loop {
+            let found = self.api.get(Service::Network, &format!("/ports?{}", query.join("&"))).await?;
+            let stale: Vec<(String, Option<std::time::Duration>)> = found["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["device_id"].as_str().unwrap_or_default().is_empty())
+                .filter_map(|p| {
+                    let made = p["description"].as_str().and_then(|d| d.strip_prefix("polyvisor create "));
+                    Some((p["id"].as_str()?.to_string(), made.and_then(nonce_age)))
+                })
+                .collect();
+            if stale.is_empty() {
+                return Ok(Reclaim::Removed(0));
+            }
+            if let Some(s) = self.server_with_key(key).await? {
+                return Ok(Reclaim::Server(s));
+            }
+            let youngest = stale.iter().map(|(_, a)| a.unwrap_or(IN_FLIGHT_GRACE)).min().unwrap_or(IN_FLIGHT_GRACE);
+            if youngest < IN_FLIGHT_GRACE {
+                tokio::time::sleep((IN_FLIGHT_GRACE - youngest).min(std::time::Duration::from_secs(1))).await;
+                continue;
+            }
+            for (p, _) in &stale {
+                self.api.delete(Service::Network, &format!("/ports/{p}")).await.map_err(|e| {
+                    Error::from(e).context(format!("Failed to remove port [{p}] of an interrupted create"))
+                })?;
+            }
+            return Ok(Reclaim::Removed(stale.len()));
+        }
+    }
+
     /// Best-effort removal of ports made for a create that then failed.
     async fn cleanup_ports(&self, ports: &[String]) {
         for p in ports {
@@ -784,9 +877,39 @@ impl OpenStackDriver {
     }
 }
 
+/// How long after its ports were made an interrupted create's server request may still be in
+/// flight in Nova (ports validated, server not yet written); see `reclaim_ports`.
+const IN_FLIGHT_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What `reclaim_ports` found.
+enum Reclaim {
+    /// The interrupted attempt's server exists after all: adopt it.
+    Server(Value),
+    /// This many unattached ports were deleted.
+    Removed(usize),
+}
+
+/// The Neutron name of NIC `i` of the create with platform key `key`: derived from the key
+/// (hashed: keys are up to 255 characters, and free text) so a retry finds what an
+/// interrupted attempt left.
+pub fn port_name(key: &str, i: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(key.as_bytes());
+    let hex: String = h.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("pv-{hex}-{i}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_names_follow_the_key() {
+        assert_eq!(port_name("i-2-7-VM", 0), port_name("i-2-7-VM", 0));
+        assert_ne!(port_name("i-2-7-VM", 0), port_name("i-2-7-VM", 1));
+        assert_ne!(port_name("i-2-7-VM", 0), port_name("i-2-8-VM", 0));
+        assert_eq!(port_name(&"k".repeat(255), 3).len(), "pv-".len() + 24 + 2);
+    }
 
     #[test]
     fn names_and_ids_are_checked_before_any_request() {
@@ -796,5 +919,12 @@ mod tests {
         }
         assert!(server_id(&GuestId::new("../../servers")).unwrap_err().is_not_found());
         assert_ne!(nonce(), nonce());
+        let age = nonce_age(&nonce()).expect("a fresh nonce says when it was made");
+        assert!(age < std::time::Duration::from_secs(5), "{age:?}");
+        let old = format!("{:x}-1-0", 1_000_000_000u64 * 3600);
+        assert!(nonce_age(&old).unwrap() > std::time::Duration::from_secs(3600 * 24 * 365));
+        for bad in ["", "zz-1-0", "18f2a3b4c5d6e7f8a9b0", &format!("{:x}-1-0", u128::MAX)] {
+            assert_eq!(nonce_age(bad), None, "{bad}");
+        }
     }
 }

@@ -12,7 +12,7 @@ mod driver;
 pub mod error;
 pub mod map;
 
-pub use driver::OpenStackDriver;
+pub use driver::{port_name, OpenStackDriver};
 use polyvisor_core::{Capabilities, Driver, OpenOptions, Result, Settings};
 use std::sync::Arc;
 

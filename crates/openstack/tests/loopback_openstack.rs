@@ -315,6 +315,30 @@ async fn an_expired_token_is_replaced_once_on_a_401() {
     assert_eq!(d.client().authentications(), 2, "the new token is kept");
 }
 
+/// A CloudStack-style create from the contract's template image, keyed `pvt-key-<name>`.
+fn create_spec(raw: &Value, name: &str, nics: Vec<polyvisor_core::NicSpec>) -> polyvisor_core::CreateSpec {
+    polyvisor_core::CreateSpec {
+        name: name.to_string(),
+        key: format!("pvt-key-{name}"),
+        source: polyvisor_core::CreateSource::Template {
+            id: GuestId::new(raw["template_id"].as_str().unwrap()),
+            full: true,
+        },
+        cpus: Some(1),
+        memory_mb: Some(128),
+        disk_size_gb: None,
+        storage: None,
+        nics,
+    }
+}
+
+/// Creates and waits for the guest (a retry may answer with its id at once).
+async fn create_and_wait(d: &OpenStackDriver, spec: &polyvisor_core::CreateSpec) -> GuestId {
+    let started = d.create_guest(spec).await.unwrap_or_else(|e| panic!("create {}: {e}", spec.name));
+    let out = done(d, &started.task).await;
+    started.new_guest.or(out.new_guest).expect("create id")
+}
+
 /// CloudStack NICs on REAL Neutron (ML2, type drivers flat + vlan, the agentless `osmini`
 /// mechanism driver): a `vlan://100` NIC lands on the VLAN provider network with segmentation
 /// id 100 (`pv-vlan-100`), an untagged one on the `network` setting's flat `pv-net`, both with
@@ -322,7 +346,7 @@ async fn an_expired_token_is_replaced_once_on_a_401() {
 /// a VLAN no network carries (101) is refused with nothing created; delete leaves no port.
 #[tokio::test(flavor = "multi_thread")]
 async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
-    use polyvisor_core::{CreateSource, CreateSpec, NicSpec};
+    use polyvisor_core::NicSpec;
     let _one = ONE.lock().await;
     let (b, raw) = contract();
     let d = driver(&b);
@@ -330,16 +354,7 @@ async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
     let servers_before = ids(&official(&b, &["server", "list"]));
     let pid = std::process::id();
     let mac = |n: u32| format!("FA:16:3E:{:02X}:{:02X}:{:02X}", n, pid % 256, (pid / 256) % 256);
-    let spec = |name: &str, nics: Vec<NicSpec>| CreateSpec {
-        name: name.to_string(),
-        key: format!("pvt-key-{name}"),
-        source: CreateSource::Template { id: GuestId::new(raw["template_id"].as_str().unwrap()), full: true },
-        cpus: Some(1),
-        memory_mb: Some(128),
-        disk_size_gb: None,
-        storage: None,
-        nics,
-    };
+    let spec = |name: &str, nics: Vec<NicSpec>| create_spec(&raw, name, nics);
 
     // A VLAN no Neutron network carries: refused, nothing created.
     let name = format!("pvt-vlan101-{pid}");
@@ -358,14 +373,7 @@ async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
         NicSpec { mac: Some(mac(3)), vlan: Some(100), network: None },
         NicSpec { mac: Some(mac(4)), vlan: None, network: None },
     ];
-    let started = d.create_guest(&spec(&name, nics)).await.unwrap();
-    let vm = match started.new_guest {
-        Some(id) => {
-            done(&d, &started.task).await;
-            id
-        }
-        None => done(&d, &started.task).await.new_guest.expect("create id"),
-    };
+    let vm = create_and_wait(&d, &spec(&name, nics)).await;
     let g = d.get_guest(&vm).await.unwrap();
     let macs: Vec<String> = g.nics.iter().map(|n| n.mac.to_ascii_uppercase()).collect();
     assert!(macs.contains(&mac(3)) && macs.contains(&mac(4)), "{:?}", g.nics);
@@ -385,6 +393,91 @@ async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
     assert!(ids(&official(&b, &["server", "list"])).contains(&vm.0));
 
     done(&d, &d.delete_guest(&vm).await.unwrap()).await;
+    assert_eq!(ids(&official(&b, &["server", "list"])), servers_before, "official client: no server left");
+    assert_eq!(ids(&official(&b, &["port", "list"])), ports_before, "official client: no port left");
+}
+
+/// A create killed after it made its Neutron port (before the server was booted) left an
+/// unattached port holding the platform's MAC; the retry with the same key removes it and
+/// converges (Neutron would otherwise answer "MAC address in use"). The interrupted attempt
+/// is reproduced exactly: a port with the driver's key-derived name and the MAC, no device.
+/// Then the case where that attempt's server request was still in flight: adopted, not broken.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_retried_after_an_interruption_reclaims_its_orphan_port() {
+    use polyvisor_core::NicSpec;
+    let _one = ONE.lock().await;
+    let (b, raw) = contract();
+    let d = driver(&b);
+    let ports_before = ids(&official(&b, &["port", "list"]));
+    let servers_before = ids(&official(&b, &["server", "list"]));
+    let pid = std::process::id();
+    let mac = format!("fa:16:3e:5a:{:02x}:{:02x}", pid % 256, (pid / 256) % 256);
+    let name = format!("pvt-orphan-{pid}");
+    let spec =
+        create_spec(&raw, &name, vec![NicSpec { mac: Some(mac.to_ascii_uppercase()), vlan: None, network: None }]);
+    let nets = d.client().get(Service::Network, "/networks?name=pv-net").await.unwrap();
+    let net = nets["networks"][0]["id"].as_str().expect("pv-net").to_string();
+    let orphan = d
+        .client()
+        .post(
+            Service::Network,
+            "/ports",
+            &serde_json::json!({"port": {"network_id": net, "name": polyvisor_openstack::port_name(&spec.key, 0), "mac_address": mac}}),
+        )
+        .await
+        .unwrap();
+    let orphan = orphan["port"]["id"].as_str().unwrap().to_string();
+    // The retry converges despite the orphan port.
+    let vm = create_and_wait(&d, &spec).await;
+    let g = d.get_guest(&vm).await.unwrap();
+    assert_eq!(g.nics.len(), 1, "{:?}", g.nics);
+    assert!(g.nics[0].mac.eq_ignore_ascii_case(&mac), "{:?}", g.nics);
+    assert!(!ids(&official(&b, &["port", "list"])).contains(&orphan), "the orphan port was removed");
+    done(&d, &d.delete_guest(&vm).await.unwrap()).await;
+
+    // In flight: the interrupted attempt's port is young (its description carries the
+    // attempt's nonce, i.e. its time) and its server request lands 3 s into the retry. The
+    // retry waits for it and adopts that server; the port is never deleted from under it.
+    use polyvisor_openstack::map::{META_KEY, META_NONCE, META_OWNED};
+    let spec = create_spec(
+        &raw,
+        &format!("pvt-inflight-{pid}"),
+        vec![NicSpec { mac: Some(mac.to_ascii_uppercase()), vlan: None, network: None }],
+    );
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nonce = format!("{t:x}-{pid:x}-0");
+    let port = d
+        .client()
+        .post(
+            Service::Network,
+            "/ports",
+            &serde_json::json!({"port": {"network_id": net, "name": polyvisor_openstack::port_name(&spec.key, 0),
+                "mac_address": mac, "description": format!("polyvisor create {nonce}")}}),
+        )
+        .await
+        .unwrap();
+    let port = port["port"]["id"].as_str().unwrap().to_string();
+    let flavors = d.client().get(Service::Compute, "/flavors").await.unwrap();
+    let flavor = flavors["flavors"][0]["id"].as_str().expect("a flavor").to_string();
+    let late = serde_json::json!({"server": {
+        "name": spec.name, "imageRef": raw["template_id"], "flavorRef": flavor, "networks": [{"port": port}],
+        "metadata": {META_OWNED: "1", META_KEY: spec.key, META_NONCE: nonce},
+    }});
+    let d2 = driver(&b);
+    let landing = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s = d2.client().post(Service::Compute, "/servers", &late).await.expect("the late server request");
+        s["server"]["id"].as_str().unwrap().to_string()
+    });
+    let t0 = std::time::Instant::now();
+    let vm = create_and_wait(&d, &spec).await;
+    let late_id = landing.await.unwrap();
+    assert_eq!(vm.as_str(), late_id, "the retry adopted the in-flight attempt's server ({:?})", t0.elapsed());
+    let bound = official(&b, &["port", "list", "--server", vm.as_str()]);
+    assert_eq!(ids(&bound), vec![port.clone()], "the young port was kept and is the server's");
+    done(&d, &d.delete_guest(&vm).await.unwrap()).await;
+    // That port was made outside the driver's create (no `polyvisor_ports` entry): ours to drop.
+    let _ = d.client().delete(Service::Network, &format!("/ports/{port}")).await;
     assert_eq!(ids(&official(&b, &["server", "list"])), servers_before, "official client: no server left");
     assert_eq!(ids(&official(&b, &["port", "list"])), ports_before, "official client: no port left");
 }

@@ -61,6 +61,7 @@ impl TemplateMode {
             task_poll_secs: 2,
             networking: polyvisor_core::netops::NetworkCaps { vlan_nics: true, ..Default::default() },
             native_events: true,
+            event_wakeup: false,
             metrics: true,
         }
     }

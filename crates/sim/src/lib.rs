@@ -58,6 +58,7 @@ pub(crate) fn sim_capabilities() -> Capabilities {
         task_poll_secs: 1,
         networking: polyvisor_core::netops::NetworkCaps { vlan_nics: true, subnets: true, security_groups: true },
         native_events: true,
+        event_wakeup: false,
         metrics: true,
     }
 }
