@@ -66,6 +66,15 @@ pub struct Capabilities {
     pub metrics: bool,
 }
 
+impl Capabilities {
+    /// Whether guest `g` may have snapshots to list: snapshots are supported, and `g` is a
+    /// VM or a flagged template (native templates cannot carry snapshots; flagged ones keep
+    /// theirs).
+    pub fn has_snapshots(&self, g: &crate::model::Guest) -> bool {
+        self.snapshots && (!g.is_template || self.templates == TemplateStrategy::Flag)
+    }
+}
+
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {

@@ -266,6 +266,35 @@ pub trait Driver: Send + Sync {
         crate::events::poll_diff(self, cursor, self.capabilities().snapshots).await
     }
 
+    /// Full records of the guests `ids`, in that order, each with its snapshots where the
+    /// guest can have any ([`Capabilities::snapshots`]; native templates carry none); ids
+    /// that are gone by the time they are read are left out. Inventory (ManageIQ refresh)
+    /// reads through this. Provided: [`Driver::get_guest`] and [`Driver::list_snapshots`]
+    /// per id; a driver that can read many at once (one transaction, one listing call)
+    /// overrides it.
+    async fn read_guests(&self, ids: &[GuestId]) -> Result<Vec<(Guest, Vec<Snapshot>)>> {
+        let caps = self.capabilities();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let g = match self.get_guest(id).await {
+                Ok(g) => g,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            let snaps = if caps.has_snapshots(&g) {
+                match self.list_snapshots(id).await {
+                    Ok(s) => s,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                Vec::new()
+            };
+            out.push((g, snaps));
+        }
+        Ok(out)
+    }
+
     /// Waits until the backend reports a change that [`Driver::events_since`] may see, or
     /// `max` passes, whichever comes first (a following event stream calls it between polls).
     /// Drivers with a push source return early and set [`Capabilities::event_wakeup`]; an

@@ -7,7 +7,7 @@
 //! VM's `disks` are empty lists, hosts are the guests' nodes, and one cluster stands for
 //! the endpoint. `uid_ems` is the backend id (libvirt's is a UUID).
 
-use polyvisor_core::{Capabilities, Driver, Guest, GuestId, PowerState, Result, Snapshot};
+use polyvisor_core::{Driver, Guest, GuestId, PowerState, Result, Snapshot};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -58,33 +58,14 @@ pub async fn collect(driver: &dyn Driver, platform: &str, only: &[GuestId]) -> R
     Ok(document(platform, &description, &vms))
 }
 
-/// The driver's description and every guest read in full with its snapshots.
+/// The driver's description and every guest read in full with its snapshots
+/// (`Driver::read_guests`: one transaction on sim, per-guest reads elsewhere).
 pub async fn read(driver: &dyn Driver, only: &[GuestId]) -> Result<(String, Vec<(Guest, Vec<Snapshot>)>)> {
-    let caps = driver.capabilities();
     let description = driver.probe().await?;
     let ids: Vec<GuestId> =
         if only.is_empty() { driver.list_guests().await?.into_iter().map(|g| g.id).collect() } else { only.to_vec() };
-    let mut vms = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let g = match driver.get_guest(id).await {
-            Ok(g) => g,
-            // Gone between listing and read, or a targeted id that no longer exists: absent.
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        };
-        // Native templates (Proxmox) cannot carry snapshots; flagged ones keep theirs.
-        let snaps = if caps.snapshots && (!g.is_template || only_flag_templates(&caps)) {
-            match driver.list_snapshots(id).await {
-                Ok(s) => s,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
-            }
-        } else {
-            Vec::new()
-        };
-        vms.push((g, snaps));
-    }
-    Ok((description, vms))
+    // Gone between listing and read, or a targeted id that no longer exists: absent.
+    Ok((description, driver.read_guests(&ids).await?))
 }
 
 /// [`document`] written straight to `w`, one VM at a time (a 10,000-guest inventory never
@@ -125,10 +106,6 @@ pub fn write_document<W: std::io::Write>(
     }
     w.write_all(b"]}\n")?;
     w.flush()
-}
-
-fn only_flag_templates(caps: &Capabilities) -> bool {
-    caps.templates == polyvisor_core::TemplateStrategy::Flag
 }
 
 /// The cluster standing for the endpoint.

@@ -111,3 +111,29 @@ async fn metrics_are_plausible_deterministic_and_bounded() {
         ErrorKind::NotFound
     );
 }
+
+/// `read_guests` (one transaction) answers exactly what `get_guest` + `list_snapshots` per
+/// guest answer (the core's provided way), in the order asked, leaving out ids that are gone
+/// or malformed; templates keep their snapshots (flagged templates).
+#[tokio::test]
+async fn read_guests_in_one_transaction_agrees_with_reads_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = open(&dir.path().join("sim.db"));
+    let listed: Vec<polyvisor_core::GuestId> = d.list_guests().await.unwrap().into_iter().map(|g| g.id).collect();
+    assert!(listed.len() >= 2, "the seed has guests");
+    let snap = SnapshotSpec { name: "s1".into(), include_memory: false, description: Some("d".into()) };
+    finish(&*d, &d.create_snapshot(&listed[0], &snap).await.unwrap()).await;
+    let mut ids: Vec<polyvisor_core::GuestId> = listed.iter().rev().cloned().collect();
+    ids.insert(1, "424242".into());
+    ids.push("not-an-id".into());
+    let batch = d.read_guests(&ids).await.unwrap();
+    assert_eq!(batch.len(), listed.len(), "the gone and malformed ids are left out");
+    let mut one_by_one = Vec::new();
+    for id in listed.iter().rev() {
+        let g = d.get_guest(id).await.unwrap();
+        let s = d.list_snapshots(id).await.unwrap();
+        one_by_one.push((g, s));
+    }
+    assert_eq!(batch, one_by_one);
+    assert!(batch.iter().any(|(_, s)| s.iter().any(|x| x.name == "s1")), "snapshots are read");
+}
