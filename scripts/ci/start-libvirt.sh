@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts virtlogd + libvirtd without systemd (idempotent), builds the tiny TCG guest
-# (testing/tiny-guest/build.sh), defines the isolated network `tg-net` and the storage pool
+# (testing/tiny-guest/build.sh), defines the isolated networks `tg-net` and `pv-vlan-42`
+# (VLAN 42 of a bridge-per-VLAN host, driver setting `vlan_networks`) and the storage pool
 # `polyvisor` used by the libvirt driver's tests (crates/libvirt/tests,
 # crates/cli/tests/libvirt_qemu.rs), defines the contract guests `pv-contract-source` (stopped
 # VM) and `pv-contract-tmpl` (Flag template), and writes /run/polyvisor-test/libvirt.json
@@ -79,6 +80,12 @@ fi
 # (capture first: `virsh … | grep -q` under pipefail fails when grep exits early)
 net_info="$(virsh -c "$uri" net-info tg-net)"
 grep -q 'Active:.*yes' <<<"$net_info" || virsh -c "$uri" net-start tg-net >/dev/null
+# VLAN 42 of a bridge-per-VLAN host (driver setting vlan_networks=pv-vlan-{vlan}; CloudShell L2).
+if ! virsh -c "$uri" net-info pv-vlan-42 >/dev/null 2>&1; then
+  virsh -c "$uri" net-define "$guest_dir/vlan-network.xml" >/dev/null
+fi
+net_info="$(virsh -c "$uri" net-info pv-vlan-42)"
+grep -q 'Active:.*yes' <<<"$net_info" || virsh -c "$uri" net-start pv-vlan-42 >/dev/null
 
 mkdir -p "$pooldir"; chmod 0755 "$pooldir"
 if ! virsh -c "$uri" pool-info polyvisor >/dev/null 2>&1; then

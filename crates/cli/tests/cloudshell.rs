@@ -1,7 +1,8 @@
-//! `polyvisor cloudshell package` + `polyvisor check cloudshell` end to end on the
-//! simulator: the generated L2 and L3 packages pass the Execution-Server harness (real
-//! cloudshell-shell-core contexts, the CloudShell API stand-in driven through the real
-//! cloudshell-automation-api client by the shell itself).
+//! `polyvisor cloudshell package` + `polyvisor check cloudshell` end to end: the generated L2
+//! and L3 packages on the simulator, L2 on Proxmox (fakepve) and on libvirt (real QEMU, a
+//! network per VLAN), through the Execution-Server harness (real cloudshell-shell-core
+//! contexts, the CloudShell API stand-in driven through the real cloudshell-automation-api
+//! client by the shell itself).
 
 use std::path::Path;
 use std::process::Command;
@@ -129,6 +130,46 @@ fn generated_l2_package_passes_check_cloudshell_on_proxmox() {
     }
 }
 
+/// The generated L2 package on libvirt (real QEMU, the shared libvirt backend) on a
+/// bridge-per-VLAN host: `vlan_networks=pv-vlan-{vlan}` puts the VLAN 42 NIC on the libvirt
+/// network `pv-vlan-42` (defined by scripts/ci/start-libvirt.sh), hot-plugged into the
+/// stopped app and unplugged from the running one; Deploy clones the contract's template,
+/// PowerOn boots it and `remote_refresh_ip` waits for its DHCP address on `tg-net`.
+#[cfg(feature = "libvirt")]
+#[test]
+fn generated_l2_package_passes_check_cloudshell_on_libvirt() {
+    let b = polyvisor_test_support::backend::Backend::load("libvirt").unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = b.settings.clone();
+    settings.insert("vlan_networks".into(), "pv-vlan-{vlan}".into());
+    let settings = serde_json::Value::Object(settings).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cloudshell", "package", "--networking", "L2", "--driver", "libvirt", "--settings", &settings, "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check", "cloudshell", "--driver", "libvirt", "--template", &b.template_id, "--settings", &settings])
+        .arg("--")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for case in [
+        "L2/Deploy",
+        "L2/ApplyConnectivityChanges setVlan",
+        "L2/PowerOn",
+        "L2/remote_refresh_ip (UpdateResourceAddress)",
+        "L2/GetVmDetails",
+        "L2/ApplyConnectivityChanges removeVlan",
+        "L2/DeleteInstance",
+    ] {
+        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
+    }
+}
+
 /// L3 needs subnets, which the Proxmox driver does not implement: the generator refuses.
 #[test]
 fn l3_package_is_refused_for_proxmox() {
@@ -142,8 +183,9 @@ fn l3_package_is_refused_for_proxmox() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("L3 networking"));
 }
 
-/// libvirt does L2 only with `vlans` on (networks that can tag): the generator checks the
-/// `--settings` it is given and writes them as the `Driver Settings` default.
+/// libvirt does L2 only with `vlans` on (networks that can tag) or `vlan_networks` (a network
+/// per VLAN): the generator checks the `--settings` it is given and writes them as the
+/// `Driver Settings` default.
 #[test]
 fn l2_package_for_libvirt_needs_vlans_in_settings() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,4 +207,9 @@ fn l2_package_for_libvirt_needs_vlans_in_settings() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let def = std::fs::read_to_string(dir.path().join("shell-definition.yaml")).unwrap();
     assert!(def.contains(r#"default: '{"network":"o''vs","vlans":"true"}'"#), "{def}");
+    // A network per VLAN (bridge-per-VLAN hosts) does L2 as well.
+    let out = run(&["--settings", r#"{"vlan_networks": "br-vlan{vlan}"}"#]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["--settings", r#"{"vlan_networks": "br-vlan"}"#]);
+    assert_eq!(out.status.code(), Some(2), "a template without {{vlan}} is refused");
 }

@@ -31,6 +31,11 @@ pub struct Config {
     /// Write NIC VLAN tags (`vlans`, default false: plain libvirt bridge networks refuse
     /// them; enable for Open vSwitch networks).
     pub vlans: bool,
+    /// Bridge-per-VLAN hosts (`vlan_networks`): the libvirt network that carries VLAN N is
+    /// named by this template with `{vlan}` replaced by N (e.g. `br-vlan{vlan}` for networks
+    /// over host bridges on `bond0.N`); a VLAN NIC is an untagged NIC on that network.
+    /// Exclusive with `vlans`.
+    pub vlan_networks: Option<String>,
     /// Domain type for guests created from an ISO (`domain_type`: `kvm` default, `qemu` = TCG).
     pub domain_type: String,
 }
@@ -65,12 +70,34 @@ impl Config {
             console_host: s.str("console_host"),
             disk_size_gb: s.u64_or("disk_size_gb", 8)?.max(1),
             vlans: s.bool_or("vlans", false)?,
+            vlan_networks: vlan_networks(s)?,
             domain_type: match s.str("domain_type").as_deref() {
                 None | Some("kvm") => "kvm".to_string(),
                 Some("qemu") => "qemu".to_string(),
                 Some(_) => return Err(polyvisor_core::Error::invalid("setting 'domain_type' must be kvm or qemu")),
             },
         })
+    }
+
+    /// Whether NICs can be put on VLANs (`vlans` tags, or `vlan_networks`).
+    pub fn vlan_capable(&self) -> bool {
+        self.vlans || self.vlan_networks.is_some()
+    }
+
+    /// The network carrying VLAN `vlan` under `vlan_networks`.
+    pub fn vlan_network(&self, vlan: u32) -> Option<String> {
+        self.vlan_networks.as_ref().map(|t| t.replace("{vlan}", &vlan.to_string()))
+    }
+
+    /// The VLAN that network `network` carries under `vlan_networks` (the inverse of
+    /// [`Config::vlan_network`]; only canonical numbers 1-4094 match).
+    pub fn vlan_of_network(&self, network: &str) -> Option<u32> {
+        let (pre, post) = self.vlan_networks.as_ref()?.split_once("{vlan}")?;
+        let mid = network.strip_prefix(pre)?.strip_suffix(post)?;
+        if mid.is_empty() || mid.starts_with('0') || !mid.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        mid.parse().ok().filter(|v| polyvisor_core::netops::VLAN_RANGE.contains(v))
     }
 
     /// Whether the URI reaches a daemon on this machine (so `qemu-img` sees its files).
@@ -90,6 +117,21 @@ impl Config {
         let host = authority.rsplit('@').next()?.split(':').next()?;
         (!host.is_empty()).then(|| host.to_string())
     }
+}
+
+/// `vlan_networks`: one `{vlan}`, and a valid network name around it; not with `vlans`.
+fn vlan_networks(s: &Settings) -> Result<Option<String>> {
+    let Some(t) = s.str("vlan_networks").filter(|t| !t.is_empty()) else { return Ok(None) };
+    let bad = |why: &str| polyvisor_core::Error::invalid(format!("setting 'vlan_networks' {why}"));
+    if t.matches("{vlan}").count() != 1 {
+        return Err(bad("must contain {vlan} exactly once (e.g. br-vlan{vlan})"));
+    }
+    crate::names::validate_network_name(&t.replace("{vlan}", "4094"))
+        .map_err(|_| bad("must name libvirt networks (letters, digits, '.', '_', '-'; up to 64 characters)"))?;
+    if s.bool_or("vlans", false)? {
+        return Err(bad("and 'vlans' exclude each other (per-VLAN networks, or tags on one network)"));
+    }
+    Ok(Some(t))
 }
 
 #[cfg(test)]
@@ -123,5 +165,25 @@ mod tests {
         assert!(e.message().contains("call_timeout_secs"), "{e}");
         let e = Config::from_settings_env(&Settings::from_pairs([("uri", "nonsense")]), None).unwrap_err();
         assert!(e.message().contains("'uri'"), "{e}");
+    }
+
+    #[test]
+    fn vlan_networks_template_maps_both_ways() {
+        let c = Config::from_settings_env(&Settings::from_pairs([("vlan_networks", "br-vlan{vlan}")]), None).unwrap();
+        assert!(c.vlan_capable() && !c.vlans);
+        assert_eq!(c.vlan_network(42).as_deref(), Some("br-vlan42"));
+        assert_eq!(c.vlan_of_network("br-vlan42"), Some(42));
+        for other in ["br-vlan", "br-vlan042", "br-vlan0", "br-vlan4095", "br-vlan4x", "tg-net", "xbr-vlan4"] {
+            assert_eq!(c.vlan_of_network(other), None, "{other}");
+        }
+        let c = Config::from_settings_env(&Settings::from_pairs([("vlan_networks", "v{vlan}.trunk")]), None).unwrap();
+        assert_eq!(c.vlan_of_network(&c.vlan_network(7).unwrap()), Some(7));
+        assert!(!Config::from_settings_env(&Settings::new(), None).unwrap().vlan_capable());
+        for bad in ["br-vlan", "{vlan}-{vlan}", "br vlan{vlan}", "x'{vlan}"] {
+            let e = Config::from_settings_env(&Settings::from_pairs([("vlan_networks", bad)]), None).unwrap_err();
+            assert!(e.message().contains("vlan_networks"), "{bad}: {e}");
+        }
+        let both = Settings::from_pairs([("vlan_networks", "br{vlan}"), ("vlans", "true")]);
+        assert!(Config::from_settings_env(&both, None).unwrap_err().message().contains("exclude"));
     }
 }

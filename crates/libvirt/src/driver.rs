@@ -62,13 +62,20 @@ impl LibvirtDriver {
                     .ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", m.escape_default())))?,
                 None => crate::names::new_mac(),
             };
+            // Bridge-per-VLAN hosts: a VLAN NIC is an untagged NIC on the VLAN's network.
+            if let Some(network) = n.vlan.and_then(|v| self.cfg.vlan_network(v)) {
+                crate::names::validate_network_name(&network)?;
+                nics.push(crate::domxml::NewNic { mac, network, vlan: None });
+                continue;
+            }
             let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
             crate::names::validate_network_name(&network)?;
             if let Some(tag) = n.vlan.filter(|_| !self.cfg.vlans) {
                 // Never drop a tag silently: the guest would land on the untagged network.
                 return Err(Error::invalid(format!(
                     "VLAN {tag} requested, but network '{network}' is used untagged (setting 'vlans' is off; \
-                     turn it on for networks whose portgroups or Open vSwitch bridges can tag)"
+                     turn it on for networks whose portgroups or Open vSwitch bridges can tag, or set \
+                     'vlan_networks' on hosts with a network per VLAN)"
                 )));
             }
             nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan });
@@ -172,10 +179,8 @@ impl Driver for LibvirtDriver {
 
     async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
         let id = id.0.clone();
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "get", move |c, cfg| {
-            ops::guest(&ops::lookup(c, &id)?, cfg.is_local_qemu())
-        })
-        .await
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "get", move |c, cfg| ops::guest(&ops::lookup(c, &id)?, cfg))
+            .await
     }
 
     async fn power(&self, id: &GuestId, action: PowerAction) -> Result<TaskId> {
@@ -516,7 +521,7 @@ impl Driver for LibvirtDriver {
                         d.create().map_err(|e| crate::conn::lv_err(e, "start clone", ""))?;
                         return Ok(TaskStatus::Running);
                     }
-                    let g = ops::guest(&d, cfg.is_local_qemu())?;
+                    let g = ops::guest(&d, cfg)?;
                     if need_ip && g.ipv4_addresses().is_empty() && !cfg.is_test_driver() {
                         return Ok(TaskStatus::Running);
                     }
@@ -623,10 +628,10 @@ impl Driver for LibvirtDriver {
     // --- L2 guest networking (CloudShell): VLAN-tagged NICs, only with `vlans` on.
 
     async fn attach_vlan(&self, id: &GuestId, req: &polyvisor_core::netops::VlanAttach) -> Result<Nic> {
-        if !self.cfg.vlans {
+        if !self.cfg.vlan_capable() {
             return Err(Error::unsupported(
-                "VLAN NICs with setting 'vlans' off (turn it on for networks whose portgroups or Open vSwitch \
-                 bridges can tag)",
+                "VLAN NICs with settings 'vlans' and 'vlan_networks' unset (turn 'vlans' on for networks whose \
+                 portgroups or Open vSwitch bridges can tag; set 'vlan_networks' on hosts with a network per VLAN)",
             ));
         }
         if !polyvisor_core::netops::VLAN_RANGE.contains(&req.vlan) {
@@ -635,24 +640,28 @@ impl Driver for LibvirtDriver {
         if req.nic_index.is_some() {
             return Err(Error::unsupported("retagging an existing NIC (libvirt adds a VLAN NIC instead)"));
         }
-        let network = req.network.clone().unwrap_or_else(|| self.cfg.network.clone());
+        // Per-VLAN network (untagged NIC on it), else a tag on the configured network.
+        let (network, tagged) = match self.cfg.vlan_network(req.vlan) {
+            Some(n) => (n, false),
+            None => (req.network.clone().unwrap_or_else(|| self.cfg.network.clone()), true),
+        };
         crate::names::validate_network_name(&network)?;
         let (id, vlan) = (id.0.clone(), req.vlan);
         call(&self.conn, &self.cfg, self.cfg.call_timeout, "attach VLAN NIC", move |c, _| {
-            ops::attach_vlan(&ops::lookup(c, &id)?, &network, vlan)
+            ops::attach_vlan(&ops::lookup(c, &id)?, &network, vlan, tagged)
         })
         .await
     }
 
     async fn detach_vlan(&self, id: &GuestId, mac: &str) -> Result<()> {
-        if !self.cfg.vlans {
-            return Err(Error::unsupported("VLAN NICs with setting 'vlans' off"));
+        if !self.cfg.vlan_capable() {
+            return Err(Error::unsupported("VLAN NICs with settings 'vlans' and 'vlan_networks' unset"));
         }
         let mac = polyvisor_core::net::normalize_mac(mac)
             .ok_or_else(|| Error::invalid(format!("invalid MAC '{}'", mac.escape_default())))?;
         let id = id.0.clone();
-        call(&self.conn, &self.cfg, self.cfg.call_timeout, "detach VLAN NIC", move |c, _| {
-            ops::detach_vlan(&ops::lookup(c, &id)?, &mac)
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "detach VLAN NIC", move |c, cfg| {
+            ops::detach_vlan(&ops::lookup(c, &id)?, &mac, |n| cfg.vlan_of_network(n).is_some())
         })
         .await
     }

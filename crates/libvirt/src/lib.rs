@@ -53,8 +53,9 @@ pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
         // Domains polyvisor creates get a VNC device; the test driver runs nothing.
         consoles: if cfg.is_test_driver() { Vec::new() } else { vec![ConsoleKind::Vnc] },
         task_poll_secs: 2,
-        // L2: VLAN-tagged NICs when the configured networks can tag (`vlans`).
-        networking: polyvisor_core::netops::NetworkCaps { vlan_nics: cfg.vlans, ..Default::default() },
+        // L2: VLAN-tagged NICs when the configured networks can tag (`vlans`), or a network
+        // per VLAN (`vlan_networks`).
+        networking: polyvisor_core::netops::NetworkCaps { vlan_nics: cfg.vlan_capable(), ..Default::default() },
         // A realtime sample from domain counters (see `Driver::metrics` in driver.rs).
         metrics: true,
         // Domain lifecycle events wake a following event stream (`events.rs`); the built-in

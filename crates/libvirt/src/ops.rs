@@ -108,7 +108,8 @@ fn addresses(d: &Domain, local: bool, macs: &[String]) -> Vec<(String, String)> 
 }
 
 /// One guest in full.
-pub(crate) fn guest(d: &Domain, local: bool) -> Result<Guest> {
+pub(crate) fn guest(d: &Domain, cfg: &crate::config::Config) -> Result<Guest> {
+    let local = cfg.is_local_qemu();
     let (_, x) = xml(d, false)?;
     let (power, raw, s) = state(d)?;
     let macs: Vec<String> = x.ifaces.iter().map(|i| i.mac.to_ascii_lowercase()).collect();
@@ -125,7 +126,8 @@ pub(crate) fn guest(d: &Domain, local: bool) -> Result<Guest> {
                 ipv4: net::order_ipv4(v4),
                 ipv6: v6.into_iter().filter(|ip| net::is_reportable_ipv6(ip)).collect(),
                 network: i.network.clone(),
-                vlan: i.vlan,
+                // A tag, or (bridge-per-VLAN hosts) the VLAN its network carries.
+                vlan: i.vlan.or_else(|| i.network.as_deref().and_then(|n| cfg.vlan_of_network(n))),
             }
         })
         .collect();
@@ -716,28 +718,32 @@ fn vlan_nic(mac: &str, network: &str, vlan: u32) -> Nic {
     }
 }
 
-/// Adds a NIC on `network` with 802.1Q tag `vlan` (`<vlan><tag id=…/></vlan>`) to the
-/// persistent definition (and the running domain); a NIC already on that network and tag
-/// is reused (idempotent). `vlan` and `network` are validated by the caller.
-pub(crate) fn attach_vlan(d: &Domain, network: &str, vlan: u32) -> Result<Nic> {
+/// Puts a NIC on VLAN `vlan`: with `tagged`, a NIC on `network` carrying 802.1Q tag `vlan`
+/// (`<vlan><tag id=…/></vlan>`); without (bridge-per-VLAN hosts), an untagged NIC on
+/// `network`, the network that carries `vlan`. Added to the persistent definition and, when
+/// the domain runs, live. A NIC already there is reused (idempotent). `vlan` and `network`
+/// are validated by the caller.
+pub(crate) fn attach_vlan(d: &Domain, network: &str, vlan: u32, tagged: bool) -> Result<Nic> {
     let (_, x) = xml(d, true)?;
-    if let Some(i) = x.ifaces.iter().find(|i| i.vlan == Some(vlan) && i.network.as_deref() == Some(network)) {
+    let tag = tagged.then_some(vlan);
+    if let Some(i) = x.ifaces.iter().find(|i| i.vlan == tag && i.network.as_deref() == Some(network)) {
         return Ok(vlan_nic(&i.mac, network, vlan));
     }
-    let nic = crate::domxml::NewNic { mac: names::new_mac(), network: network.to_string(), vlan: Some(vlan) };
+    let nic = crate::domxml::NewNic { mac: names::new_mac(), network: network.to_string(), vlan: tag };
     d.attach_device_flags(&nic.to_xml(), affect(d)).map_err(|e| lv_err(e, "attach VLAN NIC", ""))?;
     Ok(vlan_nic(&nic.mac, network, vlan))
 }
 
-/// Removes the VLAN-tagged NIC with MAC `mac` (canonical, validated by the caller) from the
-/// persistent definition (and the running domain). Gone already: success. A NIC without a
-/// VLAN tag was not added by [`attach_vlan`] and is refused.
-pub(crate) fn detach_vlan(d: &Domain, mac: &str) -> Result<()> {
+/// Removes the VLAN NIC with MAC `mac` (canonical, validated by the caller) from the
+/// persistent definition (and the running domain). Gone already: success. A NIC that is on
+/// no VLAN (no tag, and not on a network `is_vlan_network` recognises) was not added by
+/// [`attach_vlan`] and is refused.
+pub(crate) fn detach_vlan(d: &Domain, mac: &str, is_vlan_network: impl Fn(&str) -> bool) -> Result<()> {
     let (_, x) = xml(d, true)?;
     let Some(i) = x.ifaces.iter().find(|i| net::normalize_mac(&i.mac).as_deref() == Some(mac)) else {
         return Ok(());
     };
-    if i.vlan.is_none() {
+    if i.vlan.is_none() && !i.network.as_deref().is_some_and(&is_vlan_network) {
         return Err(Error::invalid(format!(
             "NIC {mac} is not on a VLAN; polyvisor removes only the VLAN NICs it added"
         )));

@@ -96,3 +96,43 @@ async fn real_qemu_refuses_a_live_vlan_nic_on_an_untagged_bridge() {
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e:?}");
     assert!(!after.contains("<vlan") && !after.contains("<interface"), "{after}");
 }
+
+/// A bridge-per-VLAN host (`vlan_networks=pv-vlan-{vlan}`; start-libvirt.sh defines
+/// `pv-vlan-42`): VLAN 42 is an untagged NIC on the network `pv-vlan-42`, reported back as
+/// VLAN 42, idempotent, detached by MAC; an untagged NIC on another network is not a VLAN
+/// NIC and is never detached.
+#[tokio::test(flavor = "current_thread")]
+async fn real_qemu_vlan_nic_on_a_network_per_vlan() {
+    const PER: &str = "pvtest-vlan-per";
+    let tiny = TinyGuest::from_env();
+    tiny.require();
+    let _ = virsh(&["undefine", PER]);
+    let id = GuestId::new(tiny.define_copy(PER).unwrap_or_else(|e| panic!("{e}")));
+    let vlan = |v: u32| VlanAttach { vlan: v, nic_index: None, network: None };
+    let s = Settings::from_pairs([
+        ("uri", "qemu:///system"),
+        ("pool", "polyvisor"),
+        ("network", "tg-net"),
+        ("vlan_networks", "pv-vlan-{vlan}"),
+        ("call_timeout_secs", "30"),
+    ]);
+    let d = polyvisor_libvirt::open(&s).unwrap();
+    assert!(d.capabilities().networking.vlan_nics);
+    let before = d.get_guest(&id).await.unwrap().nics;
+    let nic = d.attach_vlan(&id, &vlan(42)).await.unwrap();
+    assert_eq!((nic.vlan, nic.network.as_deref()), (Some(42), Some("pv-vlan-42")));
+    assert_eq!(d.attach_vlan(&id, &vlan(42)).await.unwrap().mac, nic.mac, "idempotent");
+    let g = d.get_guest(&id).await.unwrap();
+    let got = g.nics.iter().find(|n| n.mac == nic.mac).expect("the new NIC");
+    assert_eq!((got.vlan, got.network.as_deref()), (Some(42), Some("pv-vlan-42")));
+    let xml = virsh(&["dumpxml", "--inactive", PER]).unwrap();
+    assert!(xml.contains("<source network='pv-vlan-42'/>") && !xml.contains("<vlan"), "{xml}");
+    if let Some(plain) = before.iter().find(|n| n.vlan.is_none()) {
+        assert_eq!(d.detach_vlan(&id, &plain.mac).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    }
+    d.detach_vlan(&id, &nic.mac).await.unwrap();
+    assert_eq!(d.get_guest(&id).await.unwrap().nics, before);
+    d.detach_vlan(&id, &nic.mac).await.unwrap();
+    let t = d.delete_guest(&id).await.unwrap();
+    wait(&*d, &t, Duration::from_secs(120), Duration::from_millis(200)).await.unwrap();
+}
