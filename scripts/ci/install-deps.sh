@@ -21,6 +21,8 @@ if grep -qv '^\s*#' "$here/requirements.txt" 2>/dev/null; then
 fi
 # Isolated venv for Quali's cloudshell-cp-core (clashes with the system attrs/jsonschema).
 bash "$here/venv-cloudshell-cpcore.sh"
+# Isolated venv for Quali's shellfoundry (`shellfoundry pack` compared with our package zip).
+bash "$here/venv-shellfoundry.sh"
 # The gates in scripts/test-all.sh: rustfmt and clippy (rustup components) and cargo-machete
 # (unused dependencies; pinned, built from crates.io only when missing or another version).
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
