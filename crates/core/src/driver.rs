@@ -270,29 +270,20 @@ pub trait Driver: Send + Sync {
     /// guest can have any ([`Capabilities::snapshots`]; native templates carry none); ids
     /// that are gone by the time they are read are left out. Inventory (ManageIQ refresh)
     /// reads through this. Provided: [`Driver::get_guest`] and [`Driver::list_snapshots`]
-    /// per id; a driver that can read many at once (one transaction, one listing call)
-    /// overrides it.
+    /// per id, [`READ_CONCURRENCY`] guests at a time (a remote backend's round trips
+    /// overlap; the order of the answer is the order asked); a driver that can read many at
+    /// once (one transaction, one listing call) overrides it.
     async fn read_guests(&self, ids: &[GuestId]) -> Result<Vec<(Guest, Vec<Snapshot>)>> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
         let caps = self.capabilities();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let g = match self.get_guest(id).await {
-                Ok(g) => g,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
-            };
-            let snaps = if caps.has_snapshots(&g) {
-                match self.list_snapshots(id).await {
-                    Ok(s) => s,
-                    Err(e) if e.is_not_found() => continue,
-                    Err(e) => return Err(e),
-                }
-            } else {
-                Vec::new()
-            };
-            out.push((g, snaps));
-        }
-        Ok(out)
+        let caps = &caps;
+        // Owned ids: a future borrowing the slice item trips the Send check of async-trait.
+        let read: Vec<Option<(Guest, Vec<Snapshot>)>> = stream::iter(ids.iter().cloned())
+            .map(|id| read_one(self, caps, id))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(read.into_iter().flatten().collect())
     }
 
     /// Waits until the backend reports a change that [`Driver::events_since`] may see, or
@@ -316,6 +307,30 @@ pub trait Driver: Send + Sync {
     ) -> Result<Vec<crate::events::MetricSample>> {
         let _ = (id, start, end, interval);
         Err(Error::unsupported("metrics"))
+    }
+}
+
+/// How many guests the provided [`Driver::read_guests`] reads at a time.
+pub const READ_CONCURRENCY: usize = 8;
+
+/// One guest of [`Driver::read_guests`]: its record and snapshots; `None` when it is gone.
+async fn read_one<D: Driver + ?Sized>(
+    d: &D,
+    caps: &Capabilities,
+    id: GuestId,
+) -> Result<Option<(Guest, Vec<Snapshot>)>> {
+    let g = match d.get_guest(&id).await {
+        Ok(g) => g,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !caps.has_snapshots(&g) {
+        return Ok(Some((g, Vec::new())));
+    }
+    match d.list_snapshots(&id).await {
+        Ok(s) => Ok(Some((g, s))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -419,6 +434,92 @@ mod tests {
                 _ => Err(token.unknown()),
             }
         }
+    }
+
+    /// A remote-like driver: every read takes 20 ms; counts reads in flight. Guests whose
+    /// id starts with `gone` are not found; `t*` are flagged templates with snapshots.
+    #[derive(Default)]
+    struct Slow {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Driver for Slow {
+        fn display_name(&self) -> &str {
+            "Slow"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities { snapshots: true, templates: crate::TemplateStrategy::Flag, ..Capabilities::default() }
+        }
+        async fn probe(&self) -> Result<String> {
+            Ok("slow".into())
+        }
+        async fn list_guests(&self) -> Result<Vec<GuestSummary>> {
+            Ok(Vec::new())
+        }
+        async fn get_guest(&self, id: &GuestId) -> Result<Guest> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            if id.as_str().starts_with("gone") {
+                return Err(Error::not_found(format!("guest [{id}]")));
+            }
+            Ok(Guest {
+                id: id.clone(),
+                name: format!("vm-{id}"),
+                node: None,
+                os: None,
+                cpus: None,
+                memory_mb: None,
+                nics: Vec::new(),
+                is_template: id.as_str().starts_with('t'),
+                power: crate::PowerState::PoweredOff,
+                raw_power_state: "stopped".into(),
+                key: None,
+            })
+        }
+        async fn list_snapshots(&self, id: &GuestId) -> Result<Vec<Snapshot>> {
+            Ok(vec![Snapshot {
+                name: format!("s-{id}"),
+                description: None,
+                created_unix: None,
+                parent: None,
+                includes_memory: false,
+            }])
+        }
+        async fn power(&self, _id: &GuestId, _action: PowerAction) -> Result<TaskId> {
+            Err(Error::unsupported("power"))
+        }
+        async fn delete_guest(&self, _id: &GuestId) -> Result<TaskId> {
+            Err(Error::unsupported("delete"))
+        }
+        async fn set_template(&self, _id: &GuestId, _is_template: bool) -> Result<TaskId> {
+            Err(Error::unsupported("convert"))
+        }
+        async fn advance_task(&self, token: &TaskToken) -> Result<TaskStatus> {
+            Err(token.unknown())
+        }
+    }
+
+    #[tokio::test]
+    async fn read_guests_overlaps_reads_keeps_the_order_and_leaves_out_the_gone() {
+        let d = Slow::default();
+        let ids: Vec<GuestId> =
+            (0..40).map(|i| GuestId::new(if i % 10 == 3 { format!("gone{i}") } else { format!("{i}") })).collect();
+        let mut ids = ids;
+        ids.push(GuestId::new("t1"));
+        let got = d.read_guests(&ids).await.unwrap();
+        let want: Vec<&str> = ids.iter().map(GuestId::as_str).filter(|i| !i.starts_with("gone")).collect();
+        assert_eq!(got.iter().map(|(g, _)| g.id.as_str()).collect::<Vec<_>>(), want);
+        assert!(
+            got.iter().all(|(g, s)| s.len() == 1 && s[0].name == format!("s-{}", g.id)),
+            "snapshots, templates too"
+        );
+        let most = d.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(most, READ_CONCURRENCY, "reads overlap, never more than READ_CONCURRENCY at once");
     }
 
     impl Hooked {
