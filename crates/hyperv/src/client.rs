@@ -28,6 +28,16 @@ struct Channel {
 /// NTLM attempts when a handshake leg lands on a new connection (not a refused password).
 const HANDSHAKE_ATTEMPTS: usize = 3;
 
+/// The `Authorization` a request carries.
+enum Auth {
+    /// None (an NTLM-authenticated connection).
+    None,
+    /// HTTP Basic with the configured user and password (built by reqwest).
+    Basic,
+    /// `Negotiate <token>`: an NTLM handshake message, base64.
+    Negotiate(String),
+}
+
 /// The local address of the connection that carried `r` (NTLM authenticates a connection:
 /// both legs must use the same one).
 fn conn_of(r: &reqwest::Response) -> Option<std::net::SocketAddr> {
@@ -119,7 +129,7 @@ impl Client {
         }
     }
 
-    async fn post(&self, ch: &Channel, body: String, auth: Option<String>) -> Result<reqwest::Response, HvError> {
+    async fn post(&self, ch: &Channel, body: String, auth: Auth) -> Result<reqwest::Response, HvError> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut req = ch
             .http
@@ -127,8 +137,11 @@ impl Client {
             .post(ch.http.base_url())
             .header(reqwest::header::CONTENT_TYPE, "application/soap+xml;charset=UTF-8")
             .body(body);
-        if let Some(a) = auth {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
+        match auth {
+            Auth::None => {}
+            // reqwest builds the header and marks it sensitive.
+            Auth::Basic => req = req.basic_auth(&self.cfg.username, Some(self.cfg.password.expose_secret())),
+            Auth::Negotiate(token) => req = req.header(reqwest::header::AUTHORIZATION, format!("Negotiate {token}")),
         }
         req.send().await.map_err(|e| HvError::from_transport(&e))
     }
@@ -147,8 +160,7 @@ impl Client {
     async fn ntlm_exchange(&self, ch: &mut Channel, body: String) -> Result<reqwest::Response, HvError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         for _ in 0..HANDSHAKE_ATTEMPTS {
-            let neg = format!("Negotiate {}", b64.encode(ntlm::negotiate()?));
-            let r = self.post(ch, String::new(), Some(neg)).await?;
+            let r = self.post(ch, String::new(), Auth::Negotiate(b64.encode(ntlm::negotiate()?))).await?;
             if r.status().as_u16() != 401 {
                 return Err(HvError::Handshake(format!("expected a 401 challenge, got HTTP {}", r.status().as_u16())));
             }
@@ -165,7 +177,7 @@ impl Client {
             let _ = r.bytes().await;
             settle().await;
             let auth = ntlm::authenticate(&challenge, &self.cfg.username, self.cfg.password.expose_secret())?;
-            let r = self.post(ch, body.clone(), Some(format!("Negotiate {}", b64.encode(auth)))).await?;
+            let r = self.post(ch, body.clone(), Auth::Negotiate(b64.encode(auth))).await?;
             if r.status().as_u16() == 401 {
                 let same = conn.is_some() && conn_of(&r) == conn;
                 let _ = r.bytes().await;
@@ -186,9 +198,7 @@ impl Client {
         let body = env.render();
         let resp = match self.cfg.transport {
             Transport::Basic => {
-                let b64 = base64::engine::general_purpose::STANDARD;
-                let cred = format!("{}:{}", self.cfg.username, self.cfg.password.expose_secret());
-                let r = self.post(ch, body, Some(format!("Basic {}", b64.encode(cred)))).await?;
+                let r = self.post(ch, body, Auth::Basic).await?;
                 if r.status().as_u16() == 401 {
                     return Err(self.auth_failed());
                 }
@@ -196,7 +206,7 @@ impl Client {
             }
             Transport::Ntlm if !ch.authed => self.ntlm_exchange(ch, body).await?,
             Transport::Ntlm => {
-                let r = self.post(ch, body.clone(), None).await?;
+                let r = self.post(ch, body.clone(), Auth::None).await?;
                 if r.status().as_u16() == 401 {
                     // The authenticated connection was closed: authenticate a new one.
                     let _ = r.bytes().await;
