@@ -7,60 +7,35 @@
 mod common;
 
 use common::StandIn;
-use polyvisor_test_support::{bin, temp};
+use polyvisor_test_support::bin;
+use polyvisor_test_support::harness::RasCheck;
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn check_ras(level: &str, link_clones: bool) -> String {
     let s = StandIn::start();
     let exe = bin::built("polyvisor");
-    let dir = temp::dir(&format!("azure-ras-{level}"));
-    let log = dir.path().join("provider.log");
     let mut settings = serde_json::Map::new();
     for k in s.settings().keys() {
         settings.insert(k.to_string(), Value::String(s.settings().str(k).unwrap_or_default()));
     }
     settings.insert("driver".into(), Value::String("azure".into()));
-    let mut cmd = Command::new(&exe);
-    cmd.args([
-        "check",
-        "ras",
-        "--fast-poll",
-        "--max-task-polls",
-        "6000",
-        "--request-timeout",
-        "120",
-        "--guest",
-        "pv-src",
-    ])
-    .arg("--settings")
-    .arg(Value::Object(settings).to_string())
-    .arg("--")
-    .arg(&exe)
-    .arg("--log-file")
-    .arg(&log)
-    .args(["ras", "--driver", "azure", "--template-method", level]);
+    let mut ras_args = vec!["--template-method".to_string(), level.to_string()];
     if link_clones {
-        cmd.arg("--link-clones");
+        ras_args.push("--link-clones".into());
     }
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(400) {
-            let _ = child.kill();
-            panic!("check ras at {level} exceeded 400 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let run = RasCheck {
+        bin: &exe,
+        driver: "azure",
+        settings: Value::Object(settings).to_string(),
+        guest: "pv-src",
+        ras_args,
+        bound: Duration::from_secs(400),
     }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success() && stdout.contains(" 0 failed"), "check ras at {level}:\n{stdout}");
-    assert!(stdout.contains("PASS  flows/CreateHost"), "{stdout}");
-    assert!(
-        !stdout.contains(common::SECRET) && !std::fs::read_to_string(&log).unwrap_or_default().contains(common::SECRET)
-    );
-    stdout
+    .run();
+    run.assert_passed(&format!("at {level}"), None, &[common::SECRET.to_string()]);
+    assert!(run.stdout.contains("PASS  flows/CreateHost"), "{}", run.stdout);
+    run.stdout
 }
 
 #[test]

@@ -7,12 +7,13 @@
 //! script); nothing is skipped. The libvirt backend needs `--features libvirt`.
 
 use polyvisor_test_support::backend::{detail_args, Backend, ALL};
+use polyvisor_test_support::harness::run_bounded;
 use polyvisor_test_support::temp;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polyvisor");
 
@@ -29,22 +30,6 @@ static HYPERV: Mutex<()> = Mutex::new(());
 
 fn load(name: &str) -> Backend {
     Backend::load(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs `cmd` with a hard bound; kills it and panics when it overruns.
-fn run_bounded(mut cmd: Command, bound: Duration, what: &str) -> Output {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect(what);
-    let t0 = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if t0.elapsed() > bound {
-            let _ = child.kill();
-            panic!("{what} exceeded {} s", bound.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
-    eprintln!("{what}: {:?}", t0.elapsed());
-    out
 }
 
 fn failed_cases(report: &Path) -> Vec<Value> {

@@ -6,44 +6,24 @@
 mod common;
 
 use common::StandIn;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use polyvisor_test_support::harness::RasCheck;
+use std::time::Duration;
 
 fn check_ras_at(level: &str) {
     let s = StandIn::start();
     let bin = polyvisor_test_support::bin::built("polyvisor");
-    let dir = tempfile::tempdir().unwrap();
     let settings = serde_json::json!({"driver": "hpevme", "url": s.url, "username": "polyvisor",
         "password": s.password, "ca_file": s.ca_file});
-    let mut child = Command::new(&bin)
-        .args(["check", "ras", "--fast-poll", "--max-task-polls", "6000", "--request-timeout", "120", "--guest"])
-        .arg(s.id("source_guest"))
-        .arg("--settings")
-        .arg(settings.to_string())
-        .arg("--")
-        .arg(&bin)
-        .arg("--log-file")
-        .arg(dir.path().join("provider.log"))
-        .args(["ras", "--driver", "hpevme", "--template-method", level])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(400) {
-            let _ = child.kill();
-            panic!("check ras at {level} overran");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let run = RasCheck {
+        bin: &bin,
+        driver: "hpevme",
+        settings: settings.to_string(),
+        guest: &s.id("source_guest"),
+        ras_args: vec!["--template-method".into(), level.into()],
+        bound: Duration::from_secs(400),
     }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains(" 0 failed"), "check ras at level {level}:\n{text}");
-    assert!(text.contains(&format!("at level {level}")), "the level was {level}:\n{text}");
-    let log = std::fs::read_to_string(dir.path().join("provider.log")).unwrap_or_default();
-    assert!(!text.contains(&s.password) && !log.contains(&s.password), "the password leaked");
+    .run();
+    run.assert_passed(&format!("at level {level}"), Some(level), std::slice::from_ref(&s.password));
 }
 
 #[test]

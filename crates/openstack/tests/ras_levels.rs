@@ -12,10 +12,11 @@
 //! --workspace` builds it). A missing contract fails (naming the script); nothing is skipped.
 
 use polyvisor_test_support::backend::Backend;
-use polyvisor_test_support::{bin, temp};
+use polyvisor_test_support::bin;
+use polyvisor_test_support::harness::RasCheck;
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// One harness at a time on the shared cloud (a single fake compute host).
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -54,41 +55,17 @@ fn check_ras(level: &str) -> String {
     let b = Backend::load("openstack").unwrap_or_else(|e| panic!("{e}"));
     let before = official_view(&b);
     let exe = bin::built("polyvisor");
-    let dir = temp::dir(&format!("openstack-ras-{level}"));
-    let log = dir.path().join("provider.log");
-    let out_file = dir.path().join("stdout.txt");
-    let mut cmd = Command::new(&exe);
-    cmd.args(["check", "ras", "--fast-poll", "--max-task-polls", "6000", "--request-timeout", "120"])
-        .args(["--guest", &b.source_guest])
-        .arg("--settings")
-        .arg(b.settings_json())
-        .arg("--")
-        .arg(&exe)
-        .arg("--log-file")
-        .arg(&log)
-        .args(["ras", "--driver", "openstack", "--template-method", level]);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_file).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(600) {
-            let _ = child.kill();
-            panic!("check ras at {level} exceeded 600 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let run = RasCheck {
+        bin: &exe,
+        driver: "openstack",
+        settings: b.settings_json(),
+        guest: &b.source_guest,
+        ras_args: vec!["--template-method".into(), level.into()],
+        bound: Duration::from_secs(600),
     }
-    let ok = child.wait().unwrap().success();
-    let stdout = std::fs::read_to_string(&out_file).unwrap_or_default();
-    assert!(ok && stdout.contains(" 0 failed"), "check ras at {level} on driver=openstack:\n{stdout}");
-    assert!(stdout.contains(&format!("at level {level}")), "the level was {level}:\n{stdout}");
-    let provider_log = std::fs::read_to_string(&log).unwrap_or_default();
-    for secret in b.secrets() {
-        assert!(!stdout.contains(&secret) && !provider_log.contains(&secret), "a secret leaked");
-    }
+    .run();
+    run.assert_passed(&format!("at {level} on driver=openstack"), Some(level), &b.secrets());
+    let stdout = run.stdout;
     let after = official_view(&b);
     assert_eq!(after, before, "official client: the harness left a server, image or port behind");
     // The official client and the driver agree on the servers.

@@ -11,5 +11,6 @@ pub mod backend;
 pub mod bin;
 pub mod fake;
 pub mod fakepve;
+pub mod harness;
 pub mod temp;
 pub mod tiny;
