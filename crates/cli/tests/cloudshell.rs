@@ -84,6 +84,18 @@ fn package_refuses_what_the_driver_cannot_do_and_bad_names() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `polyvisor check cloudshell <args> -- <package>`: its report, once it exited 0 with a PASS
+/// line for each of `cases`.
+fn check_passes(args: &[&str], package: &Path, cases: &[&str]) -> String {
+    let out = Command::new(BIN).args(["check", "cloudshell"]).args(args).arg("--").arg(package).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for case in cases {
+        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
+    }
+    text
+}
+
 /// The generated L2 package on Proxmox (the shared fakepve backend): secrets go through
 /// `Driver Secrets` (encrypted, decrypted by the shell via the API stand-in). fakepve's
 /// fresh clones report no guest-agent address, so `remote_refresh_ip` is skipped the way
@@ -105,26 +117,28 @@ fn generated_l2_package_passes_check_cloudshell_on_proxmox() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(BIN)
-        .args(["check", "cloudshell", "--driver", "proxmox", "--no-wait-for-ip", "--template", &b.template_id])
-        .arg("--settings")
-        .arg(serde_json::Value::Object(settings).to_string())
-        .arg("--secrets")
-        .arg(serde_json::Value::Object(secrets).to_string())
-        .arg("--")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for case in [
-        "L2/Deploy",
-        "L2/ApplyConnectivityChanges setVlan",
-        "L2/ApplyConnectivityChanges removeVlan",
-        "L2/DeleteInstance",
-    ] {
-        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
-    }
+    let (settings, secrets) =
+        (serde_json::Value::Object(settings).to_string(), serde_json::Value::Object(secrets).to_string());
+    let text = check_passes(
+        &[
+            "--driver",
+            "proxmox",
+            "--no-wait-for-ip",
+            "--template",
+            &b.template_id,
+            "--settings",
+            &settings,
+            "--secrets",
+            &secrets,
+        ],
+        dir.path(),
+        &[
+            "L2/Deploy",
+            "L2/ApplyConnectivityChanges setVlan",
+            "L2/ApplyConnectivityChanges removeVlan",
+            "L2/DeleteInstance",
+        ],
+    );
     for s in b.secrets() {
         assert!(!text.contains(&s), "a secret reached the report");
     }
@@ -149,25 +163,19 @@ fn generated_l2_package_passes_check_cloudshell_on_libvirt() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(BIN)
-        .args(["check", "cloudshell", "--driver", "libvirt", "--template", &b.template_id, "--settings", &settings])
-        .arg("--")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for case in [
-        "L2/Deploy",
-        "L2/ApplyConnectivityChanges setVlan",
-        "L2/PowerOn",
-        "L2/remote_refresh_ip (UpdateResourceAddress)",
-        "L2/GetVmDetails",
-        "L2/ApplyConnectivityChanges removeVlan",
-        "L2/DeleteInstance",
-    ] {
-        assert!(text.contains(&format!("PASS  {case}")), "{case} missing:\n{text}");
-    }
+    check_passes(
+        &["--driver", "libvirt", "--template", &b.template_id, "--settings", &settings],
+        dir.path(),
+        &[
+            "L2/Deploy",
+            "L2/ApplyConnectivityChanges setVlan",
+            "L2/PowerOn",
+            "L2/remote_refresh_ip (UpdateResourceAddress)",
+            "L2/GetVmDetails",
+            "L2/ApplyConnectivityChanges removeVlan",
+            "L2/DeleteInstance",
+        ],
+    );
 }
 
 /// L3 needs subnets, which the Proxmox driver does not implement: the generator refuses.

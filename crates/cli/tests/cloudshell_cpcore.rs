@@ -6,6 +6,7 @@
 //! `scripts/ci/venv-cloudshell-cpcore.sh` creates in the CI install step. In CI (`CI=true`)
 //! a missing venv fails the test; elsewhere it is skipped with a message.
 
+use polyvisor_test_support::bin::venv_bin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,22 +16,10 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn venv_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("POLYVISOR_CPCORE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/venv-cloudshell-cpcore"));
-    let python = venv.join("bin/python");
-    python.exists().then_some(python)
-}
-
 #[test]
 fn exec_answers_parse_with_cp_core_and_quali_deploy_fixtures_deploy_on_sim() {
-    let Some(python) = venv_python() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!ci, "the cloudshell-cp-core venv is missing: run scripts/ci/venv-cloudshell-cpcore.sh");
-        eprintln!("SKIP: no cloudshell-cp-core venv (run scripts/ci/venv-cloudshell-cpcore.sh)");
-        return;
-    };
+    let Some(venv) = venv_bin("POLYVISOR_CPCORE_VENV", "venv-cloudshell-cpcore", "python") else { return };
+    let python = venv.join("python");
     let work = tempfile::tempdir().unwrap();
     let root = repo();
     let out = Command::new(python)

@@ -8,6 +8,7 @@
 //! the CI install step. In CI (`CI=true`) a missing venv fails the test; elsewhere it is
 //! skipped with a message.
 
+use polyvisor_test_support::bin::venv_bin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,21 +18,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn venv_bin() -> Option<PathBuf> {
-    let venv = std::env::var_os("POLYVISOR_SHELLFOUNDRY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/venv-shellfoundry"));
-    venv.join("bin/shellfoundry").exists().then(|| venv.join("bin"))
-}
-
 #[test]
 fn shellfoundry_pack_builds_the_same_package_as_polyvisor() {
-    let Some(bin) = venv_bin() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!ci, "the shellfoundry venv is missing: run scripts/ci/venv-shellfoundry.sh");
-        eprintln!("SKIP: no shellfoundry venv (run scripts/ci/venv-shellfoundry.sh)");
-        return;
-    };
+    let Some(bin) = venv_bin("POLYVISOR_SHELLFOUNDRY_VENV", "venv-shellfoundry", "shellfoundry") else { return };
     for (networking, name) in [("L2", "Polyvisor Cloud Provider"), ("L3", "Acme L3 Cloud")] {
         let work = tempfile::tempdir().unwrap();
         let pkg = work.path().join("pkg");

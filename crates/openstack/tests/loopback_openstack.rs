@@ -397,6 +397,18 @@ async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
     assert_eq!(ids(&official(&b, &["port", "list"])), ports_before, "official client: no port left");
 }
 
+/// Makes the port an interrupted create of `key` left for its NIC 0 on network `net` with
+/// `mac` (`description`: the attempt's line carrying its nonce, or none); its id.
+async fn left_port(d: &OpenStackDriver, net: &str, key: &str, mac: &str, description: Option<String>) -> String {
+    let mut port =
+        serde_json::json!({"network_id": net, "name": polyvisor_openstack::port_name(key, 0), "mac_address": mac});
+    if let Some(text) = description {
+        port["description"] = text.into();
+    }
+    let p = d.client().post(Service::Network, "/ports", &serde_json::json!({ "port": port })).await.unwrap();
+    p["port"]["id"].as_str().unwrap().to_string()
+}
+
 /// A create killed after it made its Neutron port (before the server was booted) left an
 /// unattached port holding the platform's MAC; the retry with the same key removes it and
 /// converges (Neutron would otherwise answer "MAC address in use"). The interrupted attempt
@@ -417,16 +429,7 @@ async fn a_create_retried_after_an_interruption_reclaims_its_orphan_port() {
         create_spec(&raw, &name, vec![NicSpec { mac: Some(mac.to_ascii_uppercase()), vlan: None, network: None }]);
     let nets = d.client().get(Service::Network, "/networks?name=pv-net").await.unwrap();
     let net = nets["networks"][0]["id"].as_str().expect("pv-net").to_string();
-    let orphan = d
-        .client()
-        .post(
-            Service::Network,
-            "/ports",
-            &serde_json::json!({"port": {"network_id": net, "name": polyvisor_openstack::port_name(&spec.key, 0), "mac_address": mac}}),
-        )
-        .await
-        .unwrap();
-    let orphan = orphan["port"]["id"].as_str().unwrap().to_string();
+    let orphan = left_port(&d, &net, &spec.key, &mac, None).await;
     // The retry converges despite the orphan port.
     let vm = create_and_wait(&d, &spec).await;
     let g = d.get_guest(&vm).await.unwrap();
@@ -446,17 +449,7 @@ async fn a_create_retried_after_an_interruption_reclaims_its_orphan_port() {
     );
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let nonce = format!("{t:x}-{pid:x}-0");
-    let port = d
-        .client()
-        .post(
-            Service::Network,
-            "/ports",
-            &serde_json::json!({"port": {"network_id": net, "name": polyvisor_openstack::port_name(&spec.key, 0),
-                "mac_address": mac, "description": format!("polyvisor create {nonce}")}}),
-        )
-        .await
-        .unwrap();
-    let port = port["port"]["id"].as_str().unwrap().to_string();
+    let port = left_port(&d, &net, &spec.key, &mac, Some(format!("polyvisor create {nonce}"))).await;
     let flavors = d.client().get(Service::Compute, "/flavors").await.unwrap();
     let flavor = flavors["flavors"][0]["id"].as_str().expect("a flavor").to_string();
     let late = serde_json::json!({"server": {

@@ -12,6 +12,22 @@ pub fn repo_path(rel: &str) -> PathBuf {
     repo_root().join(rel)
 }
 
+/// The `bin/` directory of a project Python venv made by `scripts/ci/<name>.sh` (location:
+/// environment variable `env_var`, default `target/<name>` in the repository), when it holds
+/// `tool`. Missing: `None` with a SKIP message, except in CI (`CI=true`), where it panics
+/// naming the script, so a CI run never skips what the venv proves.
+pub fn venv_bin(env_var: &str, name: &str, tool: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os(env_var).map(PathBuf::from).unwrap_or_else(|| repo_path(&format!("target/{name}")));
+    let bin = venv.join("bin");
+    if bin.join(tool).exists() {
+        return Some(bin);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(!ci, "the {name} venv is missing: run scripts/ci/{name}.sh");
+    eprintln!("SKIP: no {name} venv (run scripts/ci/{name}.sh)");
+    None
+}
+
 /// The cargo target directory the running test binary lives in (`target/debug/deps/x-hash`
 /// → `target/debug`), so a test finds sibling binaries of the same profile.
 pub fn profile_dir() -> PathBuf {
