@@ -1,6 +1,6 @@
 //! `polyvisor cloudshell package` + `polyvisor check cloudshell` end to end: the generated L2
-//! and L3 packages on the simulator, L2 on Proxmox (fakepve) and on libvirt (real QEMU, a
-//! network per VLAN), through the Execution-Server harness (real cloudshell-shell-core
+//! and L3 packages on the simulator, L2 on Proxmox (fakepve), L2 (a network per VLAN) and L3
+//! (a libvirt network and network filter per subnet) on libvirt (real QEMU), through the Execution-Server harness (real cloudshell-shell-core
 //! contexts, the CloudShell API stand-in driven through the real cloudshell-automation-api
 //! client by the shell itself).
 
@@ -176,6 +176,61 @@ fn generated_l2_package_passes_check_cloudshell_on_libvirt() {
             "L2/DeleteInstance",
         ],
     );
+}
+
+/// polyvisor subnets (networks `pv-sn-*` marked with `cidr`) on the shared libvirt host.
+#[cfg(feature = "libvirt")]
+fn libvirt_subnets_with_cidr(cidr: &str) -> Vec<String> {
+    use polyvisor_test_support::tiny::virsh;
+    let names = virsh(&["net-list", "--all", "--name"]).unwrap_or_default();
+    names
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with("pv-sn-"))
+        .filter(|n| virsh(&["net-dumpxml", n]).is_ok_and(|x| x.contains(&format!("cidr=\"{cidr}\""))))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The generated L3 package on libvirt (real QEMU, the shared libvirt backend):
+/// PrepareSandboxInfra makes the sandbox's subnet a libvirt network (10.0.1.0/24, host
+/// gateway, DHCP), Deploy clones the contract's template and connects it to the subnet,
+/// SetAppSecurityGroups writes the subnet's network filter, and CleanupSandboxInfra (after
+/// DeleteInstance) removes network and filter: none is left on the host afterwards.
+#[cfg(feature = "libvirt")]
+#[test]
+fn generated_l3_package_passes_check_cloudshell_on_libvirt() {
+    use polyvisor_test_support::tiny::virsh;
+    let b = polyvisor_test_support::backend::Backend::load("libvirt").unwrap_or_else(|e| panic!("{e}"));
+    // The subnet of an interrupted earlier run would hold 10.0.1.0/24 on this host.
+    for n in libvirt_subnets_with_cidr("10.0.1.0/24") {
+        let _ = virsh(&["net-destroy", &n]);
+        let _ = virsh(&["net-undefine", &n]);
+        let _ = virsh(&["nwfilter-undefine", &n.replace("pv-sn-", "pv-sg-")]);
+    }
+    let settings = serde_json::Value::Object(b.settings.clone()).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cloudshell", "package", "--networking", "L3", "--driver", "libvirt", "--settings", &settings, "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_passes(
+        &["--driver", "libvirt", "--template", &b.template_id, "--settings", &settings],
+        dir.path(),
+        &[
+            "L3/PrepareSandboxInfra",
+            "L3/Deploy",
+            "L3/PowerOn",
+            "L3/remote_refresh_ip (UpdateResourceAddress)",
+            "L3/GetVmDetails",
+            "L3/SetAppSecurityGroups",
+            "L3/DeleteInstance (twice)",
+            "L3/CleanupSandboxInfra",
+        ],
+    );
+    assert_eq!(libvirt_subnets_with_cidr("10.0.1.0/24"), Vec::<String>::new(), "a subnet was left behind");
 }
 
 /// L3 needs subnets, which the Proxmox driver does not implement: the generator refuses.

@@ -54,7 +54,7 @@ fn scrub(msg: &str, uri: &str) -> String {
 /// A libvirt failure, classified once from its error code where the call returns.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum LvError {
-    /// No such domain, snapshot, volume, pool or network.
+    /// No such domain, snapshot, volume, pool, network or network filter.
     #[error("{what}: {message}")]
     NotFound { what: String, message: String, code: i32 },
     /// The object is in a state that forbids the operation, or already exists.
@@ -86,7 +86,8 @@ impl LvError {
             | ErrorNumber::NoDomainSnapshot
             | ErrorNumber::NoStorageVolume
             | ErrorNumber::NoStoragePool
-            | ErrorNumber::NoNetwork => LvError::NotFound { what, message, code },
+            | ErrorNumber::NoNetwork
+            | ErrorNumber::NoNwfilter => LvError::NotFound { what, message, code },
             ErrorNumber::OperationInvalid | ErrorNumber::DomExist => LvError::Conflict { what, message, code },
             ErrorNumber::NoSupport
             | ErrorNumber::OperationUnsupported

@@ -15,6 +15,10 @@ pub struct IfaceXml {
     pub network: Option<String>,
     /// VLAN tag.
     pub vlan: Option<u32>,
+    /// Network filter the NIC references (`<filterref filter=…>`).
+    pub filter: Option<String>,
+    /// Host-side device of a running NIC (`<target dev=…>`, live XML only).
+    pub target: Option<String>,
 }
 
 /// One `<disk device='disk'>` of a domain.
@@ -135,6 +139,8 @@ impl DomainXml {
                         .and_then(|v| child(v, "tag"))
                         .and_then(|t| t.attribute("id"))
                         .and_then(|t| t.parse().ok()),
+                    filter: child(i, "filterref").and_then(|f| f.attribute("filter")).map(str::to_string),
+                    target: child(i, "target").and_then(|t| t.attribute("dev")).map(str::to_string),
                 });
             }
             for k in children(dev, "disk").filter(|k| k.attribute("device").unwrap_or("disk") == "disk") {
@@ -170,14 +176,17 @@ pub struct NewNic {
     pub network: String,
     /// VLAN tag.
     pub vlan: Option<u32>,
+    /// Network filter to reference (`<filterref>`; L3 subnets, see `crate::subnet`).
+    pub filter: Option<String>,
 }
 
 impl NewNic {
     /// The `<interface>` element.
     pub fn to_xml(&self) -> String {
         let vlan = self.vlan.map(|t| format!("<vlan><tag id='{t}'/></vlan>")).unwrap_or_default();
+        let filter = self.filter.as_ref().map(|f| format!("<filterref filter='{}'/>", esc(f))).unwrap_or_default();
         format!(
-            "<interface type='network'><mac address='{}'/><source network='{}'/>{vlan}<model type='virtio'/></interface>",
+            "<interface type='network'><mac address='{}'/><source network='{}'/>{vlan}<model type='virtio'/>{filter}</interface>",
             esc(&self.mac.to_ascii_lowercase()),
             esc(&self.network)
         )

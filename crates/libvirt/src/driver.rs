@@ -65,7 +65,7 @@ impl LibvirtDriver {
             // Bridge-per-VLAN hosts: a VLAN NIC is an untagged NIC on the VLAN's network.
             if let Some(network) = n.vlan.and_then(|v| self.cfg.vlan_network(v)) {
                 crate::names::validate_network_name(&network)?;
-                nics.push(crate::domxml::NewNic { mac, network, vlan: None });
+                nics.push(crate::domxml::NewNic { mac, network, vlan: None, filter: None });
                 continue;
             }
             let network = n.network.clone().unwrap_or_else(|| self.cfg.network.clone());
@@ -78,7 +78,7 @@ impl LibvirtDriver {
                      'vlan_networks' on hosts with a network per VLAN)"
                 )));
             }
-            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan });
+            nics.push(crate::domxml::NewNic { mac, network, vlan: n.vlan, filter: None });
         }
         Ok(nics)
     }
@@ -99,6 +99,14 @@ impl LibvirtDriver {
     fn remember_clone(&self, name: &str, job: &str, uuid: &str, started: &CloneStarted) {
         let mut g = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
         g.insert(name.to_string(), (job.to_string(), uuid.to_string(), started.clone()));
+    }
+
+    /// Subnets need network filters and device hot-plug, which the built-in test driver lacks.
+    fn l3_capable(&self) -> Result<()> {
+        if self.cfg.is_test_driver() {
+            return Err(Error::unsupported("subnets on libvirt's built-in test driver"));
+        }
+        Ok(())
     }
 
     fn done(op: &str) -> TaskId {
@@ -662,6 +670,52 @@ impl Driver for LibvirtDriver {
         let id = id.0.clone();
         call(&self.conn, &self.cfg, self.cfg.call_timeout, "detach VLAN NIC", move |c, cfg| {
             ops::detach_vlan(&ops::lookup(c, &id)?, &mac, |n| cfg.vlan_of_network(n).is_some())
+        })
+        .await
+    }
+
+    // --- L3 guest networking (CloudShell): a libvirt network per subnet, its inbound rules
+    // a network filter (`crate::subnet`, `crate::l3`).
+
+    async fn ensure_subnet(&self, spec: &polyvisor_core::netops::SubnetSpec) -> Result<polyvisor_core::netops::Subnet> {
+        self.l3_capable()?;
+        let spec = spec.clone();
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "ensure subnet", move |c, _| {
+            crate::l3::ensure_subnet(c, &spec)
+        })
+        .await
+    }
+
+    async fn connect_subnet(&self, id: &GuestId, subnet_id: &str) -> Result<Nic> {
+        self.l3_capable()?;
+        let (id, sid) = (id.0.clone(), subnet_id.to_string());
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "connect subnet", move |c, _| {
+            crate::l3::connect_subnet(c, &ops::lookup(c, &id)?, &sid)
+        })
+        .await
+    }
+
+    async fn delete_subnets(&self, owner: &str) -> Result<usize> {
+        self.l3_capable()?;
+        let owner = owner.to_string();
+        // Several libvirt calls per subnet (NICs, network, filter) and up to one call bound
+        // for running guests to release their NICs: a longer bound.
+        call(&self.conn, &self.cfg, self.cfg.call_timeout * 3, "delete subnets", move |c, cfg| {
+            crate::l3::delete_subnets(c, &owner, cfg.call_timeout)
+        })
+        .await
+    }
+
+    async fn set_security_rules(
+        &self,
+        id: &GuestId,
+        subnet_id: &str,
+        rules: &[polyvisor_core::netops::SecurityRule],
+    ) -> Result<()> {
+        self.l3_capable()?;
+        let (id, sid, rules) = (id.0.clone(), subnet_id.to_string(), rules.to_vec());
+        call(&self.conn, &self.cfg, self.cfg.call_timeout, "set security rules", move |c, _| {
+            crate::l3::set_rules(c, &ops::lookup(c, &id)?, &id, &sid, &rules)
         })
         .await
     }

@@ -11,6 +11,7 @@ pub mod domxml;
 pub mod meta;
 pub mod names;
 pub mod state;
+pub mod subnet;
 
 #[cfg(feature = "libvirt")]
 mod conn;
@@ -18,6 +19,8 @@ mod conn;
 mod driver;
 #[cfg(feature = "libvirt")]
 mod events;
+#[cfg(feature = "libvirt")]
+mod l3;
 #[cfg(feature = "libvirt")]
 mod ops;
 
@@ -54,8 +57,14 @@ pub fn capabilities_for(cfg: &config::Config) -> Capabilities {
         consoles: if cfg.is_test_driver() { Vec::new() } else { vec![ConsoleKind::Vnc] },
         task_poll_secs: 2,
         // L2: VLAN-tagged NICs when the configured networks can tag (`vlans`), or a network
-        // per VLAN (`vlan_networks`).
-        networking: polyvisor_core::netops::NetworkCaps { vlan_nics: cfg.vlan_capable(), ..Default::default() },
+        // per VLAN (`vlan_networks`). L3: a libvirt network per subnet, its rules a network
+        // filter (`subnet.rs`; the built-in test driver has no network filters and no
+        // device hot-plug).
+        networking: polyvisor_core::netops::NetworkCaps {
+            vlan_nics: cfg.vlan_capable(),
+            subnets: !cfg.is_test_driver(),
+            security_groups: !cfg.is_test_driver(),
+        },
         // A realtime sample from domain counters (see `Driver::metrics` in driver.rs).
         metrics: true,
         // Domain lifecycle events wake a following event stream (`events.rs`); the built-in
@@ -74,12 +83,14 @@ mod tests {
         let caps = |uri: &str| capabilities(&Settings::from_pairs([("uri", uri)])).unwrap();
         let local = caps("qemu:///system");
         assert!(local.create && local.linked_clones && local.clone_from_snapshot && local.metrics);
+        assert!(local.networking.subnets && local.networking.security_groups && !local.networking.vlan_nics);
         assert_eq!(local.consoles, vec![ConsoleKind::Vnc]);
         let remote = caps("qemu+ssh://root@kvm1/system");
         assert!(remote.linked_clones && !remote.clone_from_snapshot);
         assert_eq!(remote.consoles, vec![ConsoleKind::Vnc]);
         let test = caps("test:///default");
         assert!(test.consoles.is_empty() && !test.linked_clones);
+        assert!(!test.networking.subnets && !test.networking.security_groups);
         assert!(capabilities(&Settings::from_pairs([("uri", "no-scheme")])).is_err());
     }
 }

@@ -700,7 +700,7 @@ fn snapshot_base(
 
 // --- L2 guest networking (CloudShell front): VLAN-tagged NICs -------------------------
 
-fn affect(d: &Domain) -> u32 {
+pub(crate) fn affect(d: &Domain) -> u32 {
     let mut flags = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
     if d.is_active().unwrap_or(false) {
         flags |= virt::sys::VIR_DOMAIN_AFFECT_LIVE;
@@ -729,7 +729,7 @@ pub(crate) fn attach_vlan(d: &Domain, network: &str, vlan: u32, tagged: bool) ->
     if let Some(i) = x.ifaces.iter().find(|i| i.vlan == tag && i.network.as_deref() == Some(network)) {
         return Ok(vlan_nic(&i.mac, network, vlan));
     }
-    let nic = crate::domxml::NewNic { mac: names::new_mac(), network: network.to_string(), vlan: tag };
+    let nic = crate::domxml::NewNic { mac: names::new_mac(), network: network.to_string(), vlan: tag, filter: None };
     d.attach_device_flags(&nic.to_xml(), affect(d)).map_err(|e| lv_err(e, "attach VLAN NIC", ""))?;
     Ok(vlan_nic(&nic.mac, network, vlan))
 }
@@ -750,7 +750,7 @@ pub(crate) fn detach_vlan(d: &Domain, mac: &str, is_vlan_network: impl Fn(&str) 
     }
     // libvirt matches the device by MAC; the element must still be a valid network interface.
     let network = i.network.clone().ok_or_else(|| Error::invalid(format!("NIC {mac} has no network source")))?;
-    let el = crate::domxml::NewNic { mac: mac.to_string(), network, vlan: i.vlan }.to_xml();
+    let el = crate::domxml::NewNic { mac: mac.to_string(), network, vlan: i.vlan, filter: i.filter.clone() }.to_xml();
     d.detach_device_flags(&el, affect(d)).map_err(|e| lv_err(e, "detach VLAN NIC", ""))?;
     Ok(())
 }

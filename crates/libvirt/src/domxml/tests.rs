@@ -44,7 +44,13 @@ fn parses_what_polyvisor_needs() {
     assert_eq!(d.meta.volumes, ["/p/tmpl.qcow2"]);
     assert_eq!(
         d.ifaces,
-        [IfaceXml { mac: "52:54:00:aa:bb:cc".into(), network: Some("tg-net".into()), vlan: Some(12) }]
+        [IfaceXml {
+            mac: "52:54:00:aa:bb:cc".into(),
+            network: Some("tg-net".into()),
+            vlan: Some(12),
+            filter: None,
+            target: None
+        }]
     );
     assert_eq!(d.disks.len(), 1, "cdrom is not a disk");
     assert_eq!(d.disks[0].volume, Some(("polyvisor".into(), "tmpl.img".into())));
@@ -99,8 +105,8 @@ fn clone_rewrite_overrides_and_nic_replacement() {
         vcpus: Some(2),
         memory_mb: Some(256),
         nics: Some(vec![
-            NewNic { mac: "52:54:00:0A:0B:0C".into(), network: "n1".into(), vlan: None },
-            NewNic { mac: "52:54:00:0a:0b:0d".into(), network: "n2".into(), vlan: Some(7) },
+            NewNic { mac: "52:54:00:0A:0B:0C".into(), network: "n1".into(), vlan: None, filter: None },
+            NewNic { mac: "52:54:00:0a:0b:0d".into(), network: "n2".into(), vlan: Some(7), filter: None },
         ]),
         meta: Meta { key: Some("i-2-45-VM".into()), ..Default::default() },
         ..Default::default()
@@ -119,7 +125,7 @@ fn clone_rewrite_overrides_and_nic_replacement() {
 #[test]
 fn iso_domain_is_valid_and_escaped() {
     let meta = Meta { key: Some("k<1>".into()), ..Default::default() };
-    let nics = [NewNic { mac: "52:54:00:00:00:01".into(), network: "default".into(), vlan: None }];
+    let nics = [NewNic { mac: "52:54:00:00:00:01".into(), network: "default".into(), vlan: None, filter: None }];
     let x = IsoDomain {
         name: "n",
         uuid: "u",
@@ -151,7 +157,8 @@ fn hostile_values_are_escaped_everywhere() {
         volumes: vec![format!("/p/{evil}.qcow2")],
         ..Default::default()
     };
-    let nic = NewNic { mac: "52:54:00:00:00:01".into(), network: evil.into(), vlan: Some(5) };
+    let nic =
+        NewNic { mac: "52:54:00:00:00:01".into(), network: evil.into(), vlan: Some(5), filter: Some(evil.into()) };
     let iso = IsoDomain {
         name: evil,
         uuid: "11111111-2222-4333-8444-555555555555",
