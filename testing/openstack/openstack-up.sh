@@ -318,8 +318,9 @@ EOF
 cat > /etc/neutron/plugins/ml2/ml2_conf.ini <<'EOF'
 [ml2]
 type_drivers = flat,vlan
-# projects use the networks the admin made (pv-net, pv-vlan-N); none of their own
-tenant_network_types =
+# projects use the networks the admin made (pv-net, pv-vlan-N) and make their own on VLANs
+# of physnet1 (per-sandbox subnets, CloudShell L3; the osmini driver binds those too)
+tenant_network_types = vlan
 mechanism_drivers = osmini
 extension_drivers = port_security
 [ml2_type_flat]

@@ -233,6 +233,116 @@ fn generated_l3_package_passes_check_cloudshell_on_libvirt() {
     assert_eq!(libvirt_subnets_with_cidr("10.0.1.0/24"), Vec::<String>::new(), "a subnet was left behind");
 }
 
+/// The official OpenStack client (`/usr/bin/openstack …`) as the contract's demo user; its
+/// JSON answer with `json` (`-f json`), else null.
+fn openstack_cmd(b: &polyvisor_test_support::backend::Backend, args: &[&str], json: bool) -> serde_json::Value {
+    let get = |k: &str| b.settings.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    let format: &[&str] = if json { &["-f", "json"] } else { &[] };
+    let out = Command::new("/usr/bin/openstack")
+        .args(args)
+        .args(format)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("OS_AUTH_URL", get("auth_url"))
+        .env("OS_USERNAME", get("username"))
+        .env("OS_PASSWORD", get("password"))
+        .env("OS_PROJECT_NAME", get("project_name"))
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_IDENTITY_API_VERSION", "3")
+        .output()
+        .expect("python3-openstackclient is installed by start-openstack.sh");
+    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    if json {
+        serde_json::from_slice(&out.stdout).expect("json")
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+fn openstack(b: &polyvisor_test_support::backend::Backend, args: &[&str]) -> serde_json::Value {
+    openstack_cmd(b, args, true)
+}
+
+/// The generated L3 package on OpenStack (the shared loopback cloud: real Keystone, Nova with
+/// the fake virt driver, Neutron ML2). The app template is a template server (metadata
+/// `polyvisor_template=1`, what `list_guests` reports as a template) the test boots with the
+/// official client: Deploy boots a fresh image of it; the sandbox subnet becomes a project
+/// network with an IPv4 subnet and a security group; connectSubnet attaches a port through
+/// Nova; SetAppSecurityGroups rewrites the group's ingress rules; CleanupSandboxInfra removes
+/// ports, group and network. Nothing the flow made is left (servers, networks, images).
+#[test]
+fn generated_l3_package_passes_check_cloudshell_on_openstack() {
+    let b = polyvisor_test_support::backend::Backend::load("openstack").unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("pvt-cs-tmpl-{}", std::process::id());
+    let tmpl = openstack(
+        &b,
+        &[
+            "server",
+            "create",
+            "--image",
+            &b.template_id,
+            "--flavor",
+            "m1.nano",
+            "--network",
+            "pv-net",
+            "--property",
+            "polyvisor_template=1",
+            "--wait",
+            &name,
+        ],
+    );
+    let tmpl_id = tmpl["id"].as_str().expect("server id").to_string();
+    let names = |what: &[&str]| -> Vec<String> {
+        let v = openstack(&b, what);
+        let mut n: Vec<String> =
+            v.as_array().into_iter().flatten().filter_map(|x| x["Name"].as_str().map(str::to_string)).collect();
+        n.sort();
+        n
+    };
+    let (servers, networks, images) =
+        (names(&["server", "list"]), names(&["network", "list"]), names(&["image", "list"]));
+    let mut settings = b.settings.clone();
+    let mut secrets = serde_json::Map::new();
+    for k in ["password", "application_credential_secret"] {
+        if let Some(v) = settings.remove(k) {
+            secrets.insert(k.into(), v);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cloudshell", "package", "--networking", "L3", "--driver", "openstack", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let settings = serde_json::Value::Object(settings).to_string();
+    let secrets = serde_json::Value::Object(secrets).to_string();
+    let run = std::panic::catch_unwind(|| {
+        check_passes(
+            &["--driver", "openstack", "--template", &tmpl_id, "--settings", &settings, "--secrets", &secrets],
+            dir.path(),
+            &[
+                "L3/PrepareSandboxInfra",
+                "L3/Deploy",
+                "L3/PowerOn",
+                "L3/remote_refresh_ip (UpdateResourceAddress)",
+                "L3/GetVmDetails",
+                "L3/SetAppSecurityGroups",
+                "L3/DeleteInstance (twice)",
+                "L3/CleanupSandboxInfra",
+            ],
+        )
+    });
+    let after = (names(&["server", "list"]), names(&["network", "list"]), names(&["image", "list"]));
+    openstack_cmd(&b, &["server", "delete", "--wait", &tmpl_id], false);
+    let text = run.unwrap_or_else(|p| std::panic::resume_unwind(p));
+    for s in b.secrets() {
+        assert!(!text.contains(&s), "a secret reached the report");
+    }
+    assert_eq!(after, (servers, networks, images), "left behind (servers, networks, images)");
+}
+
 /// L3 needs subnets, which the Proxmox driver does not implement: the generator refuses.
 #[test]
 fn l3_package_is_refused_for_proxmox() {

@@ -234,6 +234,8 @@ impl Config {
             create: true,
             consoles: vec![ConsoleKind::Url],
             task_poll_secs: 2,
+            // L3: Neutron network + subnet + security group per sandbox subnet (`l3.rs`).
+            networking: polyvisor_core::netops::NetworkCaps { vlan_nics: false, subnets: true, security_groups: true },
             ..Capabilities::default()
         }
     }

@@ -621,10 +621,32 @@ impl Driver for OpenStackDriver {
             "name": spec.name, "flavorRef": flavor, "networks": networks,
             "metadata": {META_OWNED: "1", META_KEY: spec.key, META_NONCE: n, META_PORTS: ports.join(",")},
         });
-        let body = json!({"nonce": n, "name": spec.name, "image": image, "tmp_image": false, "server": server});
-        let task = self.boot_token(body);
+        let mut body = json!({"nonce": n, "name": spec.name, "image": image, "tmp_image": false, "server": server});
+        let mut task = self.boot_token(body.clone());
         // Boot right away when the image is ready (the task does it otherwise).
-        if let Ok(TaskStatus::Failed(e)) = self.task_status(&task).await {
+        let mut status = self.task_status(&task).await;
+        // Not a Glance image but a template server (how `list_guests` flags templates, and so
+        // how CloudShell and ManageIQ name them): boot from a fresh image of its current
+        // state, deleted once the guest booted, as a clone of it would.
+        if matches!(&status, Ok(TaskStatus::Failed(e)) if e.kind() == polyvisor_core::ErrorKind::NotFound) {
+            if let Ok(Some(s)) = self.server_opt(&image).await {
+                if meta(&s, META_TEMPLATE) == Some("1") {
+                    match self.create_image(&image, &format!("pv-clonebase-{n}"), json!({IMG_CLONE_BASE: n})).await {
+                        Ok(img) => {
+                            body["image"] = json!(img);
+                            body["tmp_image"] = json!(true);
+                            task = self.boot_token(body);
+                            status = self.task_status(&task).await;
+                        }
+                        Err(e) => {
+                            self.cleanup_ports(&ports).await;
+                            return Err(Error::from(e).context(format!("Failed to create guest '{}'", spec.name)));
+                        }
+                    }
+                }
+            }
+        }
+        if let Ok(TaskStatus::Failed(e)) = status {
             self.cleanup_ports(&ports).await;
             return Err(e);
         }
@@ -807,6 +829,30 @@ impl Driver for OpenStackDriver {
             .as_str()
             .ok_or_else(|| Error::backend("Nova answered remote-consoles without a URL"))?;
         Ok(Console::Url { url: SecretString::from(url.to_string()) })
+    }
+
+    // --- L3 guest networking (CloudShell): Neutron network, subnet and security group per
+    // sandbox subnet (`crate::l3`).
+
+    async fn ensure_subnet(&self, spec: &polyvisor_core::netops::SubnetSpec) -> Result<polyvisor_core::netops::Subnet> {
+        self.l3_ensure_subnet(spec).await
+    }
+
+    async fn connect_subnet(&self, id: &GuestId, subnet_id: &str) -> Result<polyvisor_core::Nic> {
+        self.l3_connect_subnet(server_id(id)?, subnet_id).await
+    }
+
+    async fn delete_subnets(&self, owner: &str) -> Result<usize> {
+        self.l3_delete_subnets(owner).await
+    }
+
+    async fn set_security_rules(
+        &self,
+        id: &GuestId,
+        subnet_id: &str,
+        rules: &[polyvisor_core::netops::SecurityRule],
+    ) -> Result<()> {
+        self.l3_set_rules(server_id(id)?, subnet_id, rules).await
     }
 }
 

@@ -10,6 +10,7 @@ pub mod clouds;
 pub mod config;
 mod driver;
 pub mod error;
+pub mod l3;
 pub mod map;
 
 pub use driver::{port_name, OpenStackDriver};

@@ -569,3 +569,104 @@ fn official_obj(b: &Backend, args: &[&str]) -> Value {
     assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("json")
 }
+
+/// CloudShell L3 on REAL Neutron and Nova: a sandbox subnet is a project network (a VLAN
+/// segment of physnet1 allocated by ML2) with an IPv4 subnet and a security group, all marked
+/// with the sandbox; get-or-create returns the same one; another CIDR under the alias is a
+/// conflict; a guest joins through a port in the group attached by Nova (`os-interface`),
+/// idempotently; the platform's rules become the group's ingress rules (replaced, not
+/// added); ids that are not polyvisor subnets are not found; clean-up removes ports, group
+/// and network, and a retry finds nothing. The official client checks each step.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_subnets_ports_and_security_groups_on_real_neutron() {
+    use polyvisor_core::netops::{SecurityRule, SubnetSpec};
+    let _one = ONE.lock().await;
+    let (b, raw) = contract();
+    let d = driver(&b);
+    let pid = std::process::id();
+    let owner = format!("pvt-sandbox-{pid}");
+    let spec = |alias: &str, cidr: &str| SubnetSpec {
+        owner: owner.clone(),
+        alias: alias.into(),
+        cidr: cidr.into(),
+        public: false,
+    };
+    let rule = |p: &str, a: Option<u16>, s: Option<&str>| SecurityRule {
+        protocol: p.into(),
+        from_port: a,
+        to_port: a,
+        source: s.map(str::to_string),
+    };
+    let ports_before = ids(&official(&b, &["port", "list"]));
+
+    let s = d.ensure_subnet(&spec("DefaultSubnet", "10.0.1.0/24")).await.unwrap();
+    assert_eq!(d.ensure_subnet(&spec("DefaultSubnet", "10.0.1.0/24")).await.unwrap(), s, "get-or-create");
+    let net = official_obj(&b, &["network", "show", &s.id]);
+    assert_eq!(net["description"], polyvisor_openstack::l3::mark(&owner), "{net}");
+    let subnets = official(&b, &["subnet", "list", "--network", &s.id]);
+    assert_eq!(subnets.len(), 1, "{subnets:?}");
+    assert_eq!(subnets[0]["Subnet"], "10.0.1.0/24");
+    let e = d.ensure_subnet(&spec("DefaultSubnet", "10.0.9.0/24")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert_eq!(d.ensure_subnet(&spec("Bad", "10.0.0.0/31")).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+
+    let vm = create_and_wait(&d, &create_spec(&raw, &format!("pvt-l3-{pid}"), Vec::new())).await;
+    let nic = d.connect_subnet(&vm, &s.id).await.unwrap();
+    assert_eq!(d.connect_subnet(&vm, &s.id).await.unwrap().mac, nic.mac, "idempotent");
+    assert!(nic.ipv4.iter().any(|ip| ip.starts_with("10.0.1.")), "{nic:?}");
+    let ports = official(&b, &["port", "list", "--server", vm.as_str(), "--network", &s.id]);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let port = official_obj(&b, &["port", "show", ports[0]["ID"].as_str().unwrap()]);
+    let names = polyvisor_openstack::l3::Names::of(&owner, "DefaultSubnet");
+    let group = official_obj(&b, &["security", "group", "show", &names.group]);
+    assert_eq!(port["security_group_ids"], serde_json::json!([group["id"]]), "{port}");
+    let g = d.get_guest(&vm).await.unwrap();
+    assert!(g.nics.iter().any(|n| n.mac.eq_ignore_ascii_case(&nic.mac)), "Nova lists the interface: {:?}", g.nics);
+    for bad in ["pv-net", "not-a-uuid", "00000000-0000-4000-8000-000000000000"] {
+        assert_eq!(d.connect_subnet(&vm, bad).await.unwrap_err().kind(), ErrorKind::NotFound, "{bad}");
+    }
+    // The project's own flat network is not a polyvisor subnet either.
+    let pv_net = official_obj(&b, &["network", "show", "pv-net"]);
+    let e = d.connect_subnet(&vm, pv_net["id"].as_str().unwrap()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+
+    let ingress = |b: &Backend| -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> =
+            official(b, &["security", "group", "rule", "list", &names.group, "--ingress"])
+                .iter()
+                .filter(|r| r["Ethertype"] == "IPv4")
+                .map(|r| {
+                    let s = |k: &str| r[k].as_str().map(str::to_string).unwrap_or_else(|| r[k].to_string());
+                    (s("IP Protocol"), s("Port Range"), s("IP Range"))
+                })
+                .collect();
+        v.sort();
+        v
+    };
+    d.set_security_rules(&vm, &s.id, &[rule("tcp", Some(22), Some("10.0.5.7"))]).await.unwrap();
+    let with_ssh = ingress(&b);
+    assert_eq!(with_ssh.len(), 2, "the subnet's own rule and ssh: {with_ssh:?}");
+    assert!(with_ssh.iter().any(|r| r.0 == "tcp" && r.1 == "22:22" && r.2 == "10.0.5.7/32"), "{with_ssh:?}");
+    assert!(with_ssh.iter().any(|r| r.2 == "10.0.1.0/24"), "{with_ssh:?}");
+    d.set_security_rules(&vm, &s.id, &[rule("udp", Some(53), None), rule("icmp", None, Some("192.168.0.0/16"))])
+        .await
+        .unwrap();
+    let now = ingress(&b);
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(!now.iter().any(|r| r.0 == "tcp"), "ssh was replaced: {now:?}");
+    let bad = SecurityRule { protocol: "tcp".into(), from_port: Some(30), to_port: Some(20), source: None };
+    assert_eq!(d.set_security_rules(&vm, &s.id, &[bad]).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(ingress(&b), now, "a bad rule changes nothing");
+    let other = d.ensure_subnet(&spec("Other", "10.0.2.0/24")).await.unwrap();
+    let e = d.set_security_rules(&vm, &other.id, &[]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+
+    // Clean-up with the guest still there: its port goes (Nova drops the interface).
+    assert_eq!(d.delete_subnets(&owner).await.unwrap(), 2);
+    assert_eq!(d.delete_subnets(&owner).await.unwrap(), 0, "a retry finds nothing");
+    let left = official(&b, &["network", "list", "--name", &names.network]);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(official(&b, &["security", "group", "list"]).iter().all(|g| g["Name"] != names.group.as_str()));
+    done(&d, &d.delete_guest(&vm).await.unwrap()).await;
+    assert_eq!(ids(&official(&b, &["port", "list"])), ports_before, "official client: no port left");
+}
