@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the project-owned WinRM stand-in hosting a fake Hyper-V (testing/hyperv/standin.py:
-# WS-Management over HTTPS with NTLM and Basic, running only polyvisor's fixed PowerShell
+# WS-Management over HTTPS with NTLM (Extended Protection Strict: the TLS channel binding is
+# required) and Basic, running only polyvisor's fixed PowerShell
 # scripts against an in-memory estate) and writes /run/polyvisor-test/hyperv.json once a
 # WinRM client (pywinrm) runs a command through it. Idempotent: a healthy instance is reused.
 #
@@ -64,7 +65,7 @@ password="$("$python" -c 'import secrets; print(secrets.token_hex(12))')"
 scripts_sum > "$state/scripts.sha256"
 : > "$state/standin.out"
 (umask 077; setsid nohup "$python" "$repo/testing/hyperv/standin.py" --host "$host" --port "$port" \
-  --certdir "$state/pki" --username polyvisor --password "$password" --basic \
+  --certdir "$state/pki" --username polyvisor --password "$password" --basic --require-channel-binding \
   >"$state/standin.out" 2>"$state/standin.log" </dev/null &
   echo $! > "$state/standin.pid")
 ready=""

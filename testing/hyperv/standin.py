@@ -40,6 +40,7 @@ import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
 import spnego
+from spnego.channel_bindings import GssChannelBindings
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -519,7 +520,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if scheme in ("negotiate", "ntlm") and data:
             token = base64.b64decode(data)
             if token[:8] == b"NTLMSSP\0" and token[8:12] == b"\x01\x00\x00\x00":
-                self.ctx = spnego.server(protocol="ntlm", options=spnego.NegotiateOptions.use_ntlm)
+                # With --require-channel-binding the acceptor refuses an AUTHENTICATE without
+                # the TLS channel binding of this certificate, or with another one (Windows'
+                # Extended Protection, CbtHardeningLevel=Strict).
+                self.ctx = spnego.server(protocol="ntlm", options=spnego.NegotiateOptions.use_ntlm,
+                                         channel_bindings=self.server.opts.cbt)
             if self.ctx is None:
                 self.challenge()
                 return False
@@ -679,7 +684,20 @@ def make_cert(certdir, host):
              "-out", crt, "-extfile", ext)
     der = ssl.PEM_cert_to_DER_cert(open(crt).read())
     fp = ":".join("%02X" % b for b in hashlib.sha256(der).digest())
-    return ca, crt, key, fp
+    return ca, crt, key, fp, der
+
+
+def channel_bindings(der):
+    """RFC 5929 tls-server-end-point for this certificate, as requests_ntlm computes it: the
+    certificate hashed with its signature's hash (SHA-256 for MD5/SHA-1)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    alg = x509.load_der_x509_certificate(der).signature_hash_algorithm
+    if alg is None or isinstance(alg, (hashes.MD5, hashes.SHA1)):
+        alg = hashes.SHA256()
+    h = hashes.Hash(alg)
+    h.update(der)
+    return GssChannelBindings(application_data=b"tls-server-end-point:" + h.finalize())
 
 
 def main():
@@ -690,11 +708,14 @@ def main():
     ap.add_argument("--username", default="polyvisor")
     ap.add_argument("--password", required=True)
     ap.add_argument("--basic", action="store_true", help="also accept HTTP Basic (over HTTPS)")
+    ap.add_argument("--require-channel-binding", action="store_true",
+                    help="NTLM must carry this certificate's TLS channel binding (Extended Protection, Strict)")
     ap.add_argument("--scripts", default=SCRIPTS_DIR)
     ap.add_argument("--verbose", action="store_true")
     opts = ap.parse_args()
     opts.users = [opts.username.lower(), "slowpoke"]
-    ca, crt, key, fp = make_cert(opts.certdir, opts.host)
+    ca, crt, key, fp, der = make_cert(opts.certdir, opts.host)
+    opts.cbt = channel_bindings(der) if opts.require_channel_binding else None
     users = os.path.join(opts.certdir, "ntlm-users")
     fd = os.open(users, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -37,10 +37,10 @@ def render(name, data):
     return PRELUDE % base64.b64encode(json.dumps(data).encode()).decode() + common + body
 
 
-def start():
+def start(*extra):
     d = tempfile.mkdtemp(prefix="hyperv-selftest-")
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "standin.py"), "--host", "127.0.0.1", "--port", "0",
-                          "--certdir", os.path.join(d, "pki"), "--password", PASSWORD, "--basic"],
+                          "--certdir", os.path.join(d, "pki"), "--password", PASSWORD, "--basic", *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     ready = json.loads(p.stdout.readline())
     return p, ready
@@ -62,10 +62,11 @@ def main():
             print("FAIL", name, flush=True)
             traceback.print_exc()
 
-    def session(transport="ntlm", password=PASSWORD):
-        return winrm.Session(url, auth=("polyvisor", password), transport=transport,
-                             server_cert_validation="validate", ca_trust_path=ca,
-                             operation_timeout_sec=5, read_timeout_sec=10)
+    def session(transport="ntlm", password=PASSWORD, at=None, send_cbt=True):
+        a = at or r
+        return winrm.Session("https://%s:%d/wsman" % (a["host"], a["port"]), auth=("polyvisor", password),
+                             transport=transport, server_cert_validation="validate", ca_trust_path=a["ca_file"],
+                             operation_timeout_sec=5, read_timeout_sec=10, send_cbt=send_cbt)
 
     def pywinrm_run_cmd():
         s = session()
@@ -153,7 +154,31 @@ def main():
             return
         raise AssertionError("a wrong password was accepted")
 
+    strict, rs = start("--require-channel-binding")
+
+    def cbt_pywinrm():
+        out = session(at=rs).run_cmd("hostname")
+        if out.status_code != 0 or not out.std_out.strip():
+            raise AssertionError("run_cmd with channel binding: %r" % (out,))
+
+    def cbt_pypsrp():
+        c = Client(rs["host"], port=rs["port"], username="polyvisor", password=PASSWORD, ssl=True,
+                   cert_validation=rs["ca_file"], auth="ntlm", connection_timeout=10)
+        _, _, rc = c.execute_cmd("hostname")
+        if rc != 0:
+            raise AssertionError("execute_cmd with channel binding: rc %s" % rc)
+
+    def cbt_missing_is_refused():
+        try:
+            session(at=rs, send_cbt=False).run_cmd("hostname")
+        except winrm.exceptions.InvalidCredentialsError:
+            return
+        raise AssertionError("NTLM without the channel binding was accepted in Strict mode")
+
     try:
+        check("pywinrm: NTLM with the TLS channel binding (stand-in in Strict mode)", cbt_pywinrm)
+        check("pypsrp: NTLM with the TLS channel binding (stand-in in Strict mode)", cbt_pypsrp)
+        check("pywinrm without the channel binding is refused in Strict mode (401)", cbt_missing_is_refused)
         check("pywinrm: run_cmd over NTLM (shell create/command/receive/signal/delete, exit codes)", pywinrm_run_cmd)
         check("pywinrm: protocol steps one by one and the fault for a deleted shell", pywinrm_protocol_steps)
         check("pywinrm: run_ps runs polyvisor's fixed scripts; CLIXML error records; other scripts refused",
@@ -165,8 +190,9 @@ def main():
               pypsrp_winrs_signal_and_fault)
         check("pypsrp: a wrong NTLM password is refused", pypsrp_bad_password)
     finally:
-        proc.kill()
-        proc.wait()
+        for p in (proc, strict):
+            p.kill()
+            p.wait()
     ok = sum(1 for _, good in results if good)
     print("%d passed, %d failed" % (ok, len(results) - ok))
     sys.exit(0 if ok == len(results) else 1)

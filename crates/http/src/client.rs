@@ -24,6 +24,9 @@ pub struct ClientOptions {
     pub pool_idle: std::time::Duration,
     /// A client certificate to present (mutual TLS), in every TLS mode.
     pub identity: Option<ClientIdentity>,
+    /// Attach the server's certificate to each response (`reqwest::tls::TlsInfo`), for
+    /// protocols that bind to the TLS channel (NTLM with Extended Protection).
+    pub tls_info: bool,
 }
 
 /// A client certificate for mutual TLS (e.g. a kubeconfig's `client-certificate-data` /
@@ -50,6 +53,7 @@ impl Default for ClientOptions {
             user_agent: concat!("polyvisor/", env!("CARGO_PKG_VERSION")).into(),
             pool_idle: std::time::Duration::from_secs(30),
             identity: None,
+            tls_info: false,
         }
     }
 }
@@ -142,6 +146,7 @@ fn build(s: &HttpSettings, opts: &ClientOptions, https_only: bool) -> Result<req
         .no_proxy()
         .https_only(https_only)
         .pool_idle_timeout(opts.pool_idle)
+        .tls_info(opts.tls_info)
         .user_agent(opts.user_agent.clone());
     let bad_identity = |e: String| Error::invalid("the client certificate or key is not valid PEM").with_detail(e);
     if let (Some(id), false) = (&opts.identity, matches!(s.tls, TlsMode::Fingerprint(_))) {

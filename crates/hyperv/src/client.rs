@@ -86,7 +86,11 @@ impl Client {
 
     fn channel_for(cfg: &Config, endpoint: &str) -> Result<Channel> {
         let http =
-            CredentialedClient::new("WinRM", endpoint, &cfg.http, SchemePolicy::HttpsOnly, &ClientOptions::default())?;
+            // The server certificate comes with each response: NTLM binds to it.
+            CredentialedClient::new("WinRM", endpoint, &cfg.http, SchemePolicy::HttpsOnly, &ClientOptions {
+                tls_info: true,
+                ..ClientOptions::default()
+            })?;
         Ok(Channel { http, authed: false, shell: None })
     }
 
@@ -165,6 +169,12 @@ impl Client {
                 return Err(HvError::Handshake(format!("expected a 401 challenge, got HTTP {}", r.status().as_u16())));
             }
             let conn = conn_of(&r);
+            // The certificate of this TLS session (the one the AUTHENTICATE leg goes over).
+            let bindings = r
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|t| t.peer_certificate())
+                .map(ntlm::channel_bindings);
             let challenge = r
                 .headers()
                 .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -176,7 +186,7 @@ impl Client {
             // Drain the body so the connection goes back to the pool for the next leg.
             let _ = r.bytes().await;
             settle().await;
-            let auth = ntlm::authenticate(&challenge, &self.cfg.username, self.cfg.password.expose_secret())?;
+            let auth = ntlm::authenticate(&challenge, &self.cfg.username, self.cfg.password.expose_secret(), bindings)?;
             let r = self.post(ch, body.clone(), Auth::Negotiate(b64.encode(auth))).await?;
             if r.status().as_u16() == 401 {
                 let same = conn.is_some() && conn_of(&r) == conn;

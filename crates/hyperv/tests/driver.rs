@@ -232,6 +232,25 @@ async fn auth_failures_are_clear_and_basic_works() {
     assert!(e.message().contains("TLS") && e.message().contains("'fingerprint'"), "{e}");
 }
 
+/// A host with Extended Protection in Strict mode (the stand-in refuses NTLM without this
+/// certificate's TLS channel binding; `testing/hyperv/test_standin.py` shows pywinrm and
+/// pypsrp pass it and pywinrm without the binding does not): the driver logs in, with the
+/// CA file and with the pinned fingerprint, and runs scripts on the bound session.
+#[tokio::test(flavor = "multi_thread")]
+async fn ntlm_carries_the_tls_channel_binding_a_strict_host_requires() {
+    let s = StandIn::start_with(&["--require-channel-binding"]);
+    let d = s.driver();
+    assert!(d.probe().await.unwrap().contains("HV-STANDIN-01"));
+    assert_eq!(d.list_guests().await.unwrap().len(), 3);
+    let pinned =
+        polyvisor_hyperv::open_driver(&s.settings_with(json!({"ca_file": null, "fingerprint": s.get("fingerprint")})))
+            .unwrap();
+    assert!(pinned.probe().await.is_ok());
+    // A wrong password is still a refused password, not a binding problem.
+    let bad = polyvisor_hyperv::open_driver(&s.settings_with(json!({"password": "wrong-s3cret"}))).unwrap();
+    assert_eq!(bad.probe().await.unwrap_err().kind(), ErrorKind::Unauthorized);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hung_remote_command_and_a_silent_host_are_bounded() {
     let s = StandIn::start();

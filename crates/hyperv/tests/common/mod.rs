@@ -18,6 +18,11 @@ pub struct StandIn {
 
 impl StandIn {
     pub fn start() -> StandIn {
+        StandIn::start_with(&[])
+    }
+
+    /// A stand-in started with extra options (`--require-channel-binding`).
+    pub fn start_with(extra: &[&str]) -> StandIn {
         let dir = polyvisor_test_support::temp::dir("hyperv-standin");
         let script = polyvisor_test_support::bin::repo_path("testing/hyperv/standin.py");
         let password = "drv-test-password-s3cret".to_string();
@@ -26,6 +31,7 @@ impl StandIn {
             .args(["--host", "127.0.0.1", "--port", "0", "--username", "polyvisor", "--basic"])
             .args(["--password", &password, "--certdir"])
             .arg(dir.path().join("pki"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
