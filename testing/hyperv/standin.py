@@ -576,9 +576,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.count("action:" + action.rsplit("/", 1)[-1])
         try:
             out = self.dispatch(action, mid, shell_id, body, op_timeout)
+            self.record(action, raw, out)
             self.reply(200, out.encode("utf-8"))
         except WsFault as f:
-            self.reply(500, fault(mid, f.subcode, f.code, f.message, HOSTNAME).encode("utf-8"))
+            out = fault(mid, f.subcode, f.code, f.message, HOSTNAME)
+            self.record(action, raw, out)
+            self.reply(500, out.encode("utf-8"))
+
+    def record(self, action, request, response):
+        """With --record DIR: keep each exchange (request as the client sent it, our answer)
+        for the comparison with recorded real exchanges (testing/hyperv/recorded_check.py)."""
+        d = self.server.opts.record
+        if not d:
+            return
+        with LOCK:
+            self.server.recorded = getattr(self.server, "recorded", 0) + 1
+            n = self.server.recorded
+        base = os.path.join(d, "%04d-%s" % (n, action.rsplit("/", 1)[-1]))
+        with open(base + "-request.xml", "wb") as f:
+            f.write(request)
+        with open(base + "-response.xml", "w", encoding="utf-8") as f:
+            f.write(response)
 
     def shell(self, shell_id):
         s = self.server.shells.get(shell_id or "")
@@ -711,6 +729,7 @@ def main():
     ap.add_argument("--require-channel-binding", action="store_true",
                     help="NTLM must carry this certificate's TLS channel binding (Extended Protection, Strict)")
     ap.add_argument("--scripts", default=SCRIPTS_DIR)
+    ap.add_argument("--record", help="write every exchange to this directory (request + answer)")
     ap.add_argument("--verbose", action="store_true")
     opts = ap.parse_args()
     opts.users = [opts.username.lower(), "slowpoke"]
