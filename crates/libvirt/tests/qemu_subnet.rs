@@ -120,7 +120,10 @@ async fn real_qemu_subnet_nic_rules_and_cleanup() {
     let bad = vec![rule("tcp", Some(30), Some(20), None)];
     assert_eq!(d.set_security_rules(&id, &s.id, &bad).await.unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(rules_to_nic(&nic.mac), now);
-    let other = d.ensure_subnet(&spec("Other", "10.77.2.0/24")).await.unwrap();
+    // A public subnet is NATed to the host's uplink (libvirt's `<forward mode='nat'/>`).
+    let other = d.ensure_subnet(&SubnetSpec { public: true, ..spec("Other", "10.77.2.0/24") }).await.unwrap();
+    let x = virsh(&["net-dumpxml", &other.id]).unwrap();
+    assert!(x.contains("<forward mode='nat'") && x.contains("<ip address='10.77.2.1' prefix='24'>"), "{x}");
     assert_eq!(d.set_security_rules(&id, &other.id, &ssh).await.unwrap_err().kind(), ErrorKind::Conflict);
 
     // Clean-up while the guest still runs: its NIC leaves the definition at once and the
