@@ -7,7 +7,7 @@ deallocate, restart, instance view), disks, snapshots, Microsoft.Network network
 long-running operations (`Azure-AsyncOperation` + `Location` + `Retry-After`), 429 throttling
 and never-ending operations on demand. Status codes and shapes follow the official REST specs
 (Azure/azure-rest-api-specs: ComputeRP 2024-07-01 virtualMachine.json, DiskRP 2024-03-02
-snapshot.json/disk.json, Network 2024-05-01); `tests/sdk_scenario.py` proves them with
+snapshot.json/disk.json, Network 2024-03-01); `tests/sdk_scenario.py` proves them with
 Microsoft's Python SDK (see testing/azure/README.md for what is not proven).
 
 Run: armstandin.py --host 127.0.9.5 --port 8443 --cert c.pem --key k.pem --config conf.json
@@ -37,7 +37,7 @@ VERSIONS = {
     "microsoft.compute/virtualmachines": "2024-07-01",
     "microsoft.compute/disks": "2024-03-02",
     "microsoft.compute/snapshots": "2024-03-02",
-    "microsoft.network/networkinterfaces": "2024-05-01",
+    "microsoft.network/networkinterfaces": "2024-03-01",
     "microsoft.compute/galleries": "2023-07-03",
 }
 TYPE_NAMES = {

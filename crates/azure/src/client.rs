@@ -20,7 +20,7 @@ pub mod api {
     /// Microsoft.Compute disks and snapshots (DiskRP).
     pub const DISK: &str = "2024-03-02";
     /// Microsoft.Network networkInterfaces.
-    pub const NIC: &str = "2024-05-01";
+    pub const NIC: &str = "2024-03-01";
     /// Microsoft.Compute galleries/images/versions (GalleryRP).
     pub const GALLERY: &str = "2023-07-03";
 }

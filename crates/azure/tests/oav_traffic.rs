@@ -4,11 +4,10 @@
 //! pairs for which the official spec files are in the repository
 //! (`testing/azure/specs/`, see its ORIGIN.md: DiskRP 2024-03-02 disks and snapshots,
 //! GalleryRP 2023-07-03 galleries, image definitions and versions, ComputeRP 2024-07-01
-//! virtual machines) against them.
+//! virtual machines, Network 2024-03-01 network interfaces) against them.
 //! A violation fails the test; a deliberately wrong payload proves the check can fail.
-//! Every recorded pair is accounted for: validated, or one of the two documented exclusions
-//! (NIC pairs: the Network spec closure is not in the repository; operation-status URLs: no
-//! spec defines them); any other kind fails.
+//! Every recorded pair is accounted for: validated, or the documented exclusion
+//! (operation-status URLs: no spec defines them); any other kind fails.
 //! A missing oav fails with the install command; nothing is skipped.
 
 mod common;
@@ -27,6 +26,8 @@ const COMPUTE_RP: &str =
 /// GalleryRP 2023-07-03: gallery.json (+ galleryRPCommon.json).
 const GALLERY_RP: &str =
     "testing/azure/specs/specification/compute/resource-manager/Microsoft.Compute/GalleryRP/stable/2023-07-03";
+/// Network 2024-03-01: networkInterface.json (+ the 15 Network files it $refs).
+const NETWORK: &str = "testing/azure/specs/specification/network/resource-manager/Microsoft.Network/stable/2024-03-01";
 /// DiskRP 2024-03-02: disk.json, snapshot.json (+ diskRPCommon.json they reference).
 const DISK_RP: &str =
     "testing/azure/specs/specification/compute/resource-manager/Microsoft.Compute/DiskRP/stable/2024-03-02";
@@ -86,27 +87,26 @@ fn select(from: &Path, to: &Path, path_parts: &[&str]) -> usize {
     n
 }
 
-/// The pairs validated above (URL path fragments, lower case): DiskRP, GalleryRP, ComputeRP.
+/// The pairs validated above (URL path fragments, lower case): DiskRP, GalleryRP,
+/// ComputeRP, Network.
 const VALIDATED: &[&str] = &[
     "/providers/microsoft.compute/snapshots",
     "/providers/microsoft.compute/disks",
     "/providers/microsoft.compute/galleries",
     "/providers/microsoft.compute/virtualmachines",
+    "/providers/microsoft.network/networkinterfaces",
 ];
 
-/// Recorded pairs that no spec file in the repository describes, counted by kind.
+/// Recorded pairs that no spec file describes, counted.
 #[derive(Debug, Default)]
 struct Excluded {
-    /// Microsoft.Network networkInterfaces (2024-05-01): networkInterface.json $refs a
-    /// closure of large Network spec files that is not in `testing/azure/specs/` (ORIGIN.md).
-    nic: usize,
     /// The `Azure-AsyncOperation`/`Location` status URLs ARM hands out
     /// (`.../providers/<ns>/locations/<loc>/operations/<id>`): no spec defines a path for them.
     operation_status: usize,
 }
 
-/// Every recorded pair is either one the validations below select or one of the two
-/// documented exclusions; a pair of any other kind (a new route in the stand-in or a new call
+/// Every recorded pair is either one the validations below select or the documented
+/// exclusion (operation-status URLs); a pair of any other kind (a new route in the stand-in or a new call
 /// in the driver) fails the test instead of silently escaping validation.
 fn account_for_every_pair(raw: &Path) -> Excluded {
     let mut ex = Excluded::default();
@@ -126,15 +126,12 @@ fn account_for_every_pair(raw: &Path) -> Excluded {
             && (path.contains("/providers/microsoft.compute/") || path.contains("/providers/microsoft.network/"))
         {
             ex.operation_status += 1;
-        } else if path.contains("/providers/microsoft.network/networkinterfaces") {
-            ex.nic += 1;
         } else {
             unknown.push(format!("{} {url}", v.pointer("/liveRequest/method").and_then(Value::as_str).unwrap_or("?")));
         }
     }
     assert!(total > 0, "the stand-in recorded nothing");
     assert!(unknown.is_empty(), "pairs neither validated nor a documented exclusion: {unknown:#?}");
-    assert!(ex.nic >= 2, "the scenario creates and deletes NICs: {ex:?}");
     ex
 }
 
@@ -241,9 +238,41 @@ async fn oav_validates_the_stand_in_vm_disk_snapshot_and_gallery_traffic_against
     let covered = r["coveredOperations"].as_u64().unwrap_or(0);
     assert!(covered >= 9, "VM operations are covered: {r:#}");
 
+    // NIC traffic (create with the platform's MAC, get, list, delete) against Network
+    // 2024-03-01 (defines `default`: CloudError): no finding is accepted.
+    let nics = dir.path().join("network");
+    let n = select(&raw, &nics, &["/providers/microsoft.network/networkinterfaces"]);
+    assert!(n >= 2, "the scenario recorded {n} NIC pairs");
+    let r = validate(&nics, NETWORK, dir.path());
+    eprintln!("oav: {n} NIC pairs, passed: {}", r["passedOperationsList"]);
+    assert_eq!(r["errors"], Value::Array(vec![]), "oav found violations: {r:#}");
+    assert_eq!(r["failedOperations"], 0, "{r:#}");
+    let covered = r["coveredOperations"].as_u64().unwrap_or(0);
+    assert!(covered >= 2, "NIC create/get/delete are covered: {r:#}");
+    // The Network files can fail a pair too: a NIC answer whose ipConfigurations is no list.
+    let bad_nic = dir.path().join("bad-nic");
+    std::fs::create_dir_all(&bad_nic).unwrap();
+    let mut broke = false;
+    for e in std::fs::read_dir(&nics).unwrap() {
+        let p = e.unwrap().path();
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        if !broke && v.pointer("/liveResponse/body/properties/ipConfigurations").is_some() {
+            v["liveResponse"]["body"]["properties"]["ipConfigurations"] = Value::String("ipconfig1".into());
+            std::fs::write(bad_nic.join(p.file_name().unwrap()), v.to_string()).unwrap();
+            broke = true;
+        }
+    }
+    assert!(broke, "no NIC body to corrupt");
+    let r = validate(&bad_nic, NETWORK, dir.path());
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["errorCode"] == "INVALID_TYPE" && e["issueSource"] == "response"),
+        "oav must flag the wrong NIC payload: {r:#}"
+    );
+
     eprintln!(
-        "oav: not validated (no official spec in the repository): {} NIC pairs, {} operation-status pairs",
-        excluded.nic, excluded.operation_status
+        "oav: not validated (no spec defines a path for them): {} operation-status pairs",
+        excluded.operation_status
     );
 
     // The check can fail: the same traffic with one response field of the wrong type.
@@ -276,12 +305,12 @@ fn a_pair_neither_validated_nor_excluded_fails_the_accounting() {
     let dir = temp::dir("azure-oav-accounting");
     let base = "https://127.0.0.1:1/subscriptions/s/resourceGroups/rg/providers";
     let urls = [
-        format!("{base}/Microsoft.Network/networkInterfaces/n1?api-version=2024-05-01"),
-        format!("{base}/Microsoft.Network/networkInterfaces/n2?api-version=2024-05-01"),
+        format!("{base}/Microsoft.Network/networkInterfaces/n1?api-version=2024-03-01"),
+        format!("{base}/Microsoft.Network/networkInterfaces/n2?api-version=2024-03-01"),
         "https://127.0.0.1:1/subscriptions/s/providers/Microsoft.Compute/locations/l/operations/o?api-version=2024-07-01"
             .to_string(),
         format!("{base}/Microsoft.Compute/virtualMachines/vm?api-version=2024-07-01"),
-        format!("{base}/Microsoft.Network/virtualNetworks/vnet?api-version=2024-05-01"),
+        format!("{base}/Microsoft.Network/virtualNetworks/vnet?api-version=2024-03-01"),
     ];
     for (i, url) in urls.iter().enumerate() {
         let pair = serde_json::json!({"liveRequest": {"method": "GET", "url": url, "headers": {}},

@@ -37,7 +37,7 @@ def main():
     network = NetworkManagementClient(cred, conf["subscription_id"], **kw)
     # The api-versions polyvisor pins (the SDK's defaults are newer; the stand-in serves only these),
     # passed per operation as the SDK allows.
-    VM, DISK, NIC = {"api_version": "2024-07-01"}, {"api_version": "2024-03-02"}, {"api_version": "2024-05-01"}
+    VM, DISK, NIC = {"api_version": "2024-07-01"}, {"api_version": "2024-03-02"}, {"api_version": "2024-03-01"}
     rg, loc = conf["resource_group"], conf["location"]
     t0 = time.time()
 
