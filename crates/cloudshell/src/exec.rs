@@ -513,12 +513,18 @@ impl Exec {
     async fn console(&self) -> Result<String> {
         let (_, app) = self.call.remote_app()?;
         let id = self.owned(&app).await?.ok_or_else(|| Error::not_found("the app's VM"))?;
-        Ok(match self.driver.console(&id).await? {
+        let console = self.driver.console(&id).await?;
+        let rdp_file = console.rdp_file();
+        Ok(match console {
             Console::Vnc { host, port, password, .. } => {
                 let pw = password.map(|p| p.expose_secret().to_string()).unwrap_or_default();
                 json!({ "kind": "vnc", "host": host, "port": port, "password": pw }).to_string()
             }
             Console::Url { url } => json!({ "kind": "url", "url": url.expose_secret() }).to_string(),
+            // Hyper-V's VMConnect: the `.rdp` file a Remote Desktop client opens as it is.
+            Console::Rdp { host, port, pcb } => {
+                json!({ "kind": "rdp", "host": host, "port": port, "pcb": pcb, "rdpFile": rdp_file }).to_string()
+            }
         })
     }
 

@@ -25,6 +25,8 @@ pub enum ConsoleKind {
     Vnc,
     /// A URL the user opens directly.
     Url,
+    /// An RDP endpoint with a pre-connection blob (Hyper-V's VMConnect: port 2179, the VM id).
+    Rdp,
 }
 
 /// What a driver can do. Every field defaults to the conservative answer (`false`/none),

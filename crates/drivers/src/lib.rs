@@ -241,6 +241,7 @@ pub fn capabilities_summary(c: &Capabilities) -> String {
             .map(|k| match k {
                 ConsoleKind::Vnc => "vnc",
                 ConsoleKind::Url => "url",
+                ConsoleKind::Rdp => "rdp",
             })
             .collect();
         let _ = write!(out, " consoles={}", kinds.join(","));

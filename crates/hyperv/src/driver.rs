@@ -9,9 +9,9 @@ use crate::model::{self, Meta};
 use crate::scripts::Script;
 use polyvisor_core::task::{completed, TaskToken};
 use polyvisor_core::{
-    Capabilities, CloneMode, CloneSpec, CloneStarted, CreateSource, CreateSpec, Driver, Error, ErrorKind, Guest,
-    GuestId, GuestSummary, PowerAction, Result, Snapshot, SnapshotSpec, TaskId, TaskOutput, TaskStatus,
-    TemplateStrategy,
+    Capabilities, CloneMode, CloneSpec, CloneStarted, Console, ConsoleKind, CreateSource, CreateSpec, Driver, Error,
+    ErrorKind, Guest, GuestId, GuestSummary, PowerAction, Result, Snapshot, SnapshotSpec, TaskId, TaskOutput,
+    TaskStatus, TemplateStrategy,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub struct HyperV {
 
 /// Bound of reads and checkpoint/notes scripts.
 const READ_SECS: u64 = 120;
+/// The port of Hyper-V's VMConnect (RDP) listener on the host.
+const VMCONNECT_PORT: u16 = 2179;
 
 /// The capabilities (fixed: no credentials or I/O needed).
 pub fn capabilities() -> Capabilities {
@@ -34,7 +36,8 @@ pub fn capabilities() -> Capabilities {
         snapshot_memory: false,
         clone_from_snapshot: true,
         create: true,
-        consoles: Vec::new(),
+        // VMConnect: RDP to the host on 2179 with the VM id as pre-connection blob.
+        consoles: vec![ConsoleKind::Rdp],
         task_poll_secs: 1,
         ..Capabilities::default()
     }
@@ -391,6 +394,16 @@ impl Driver for HyperV {
         model::valid_name("checkpoint name", name)?;
         self.snapshots_op(&id, "remove", Some(name)).await?;
         Ok(done("snapshot_delete"))
+    }
+
+    /// The guest's VMConnect console: Hyper-V's VMMS listens for RDP on port 2179 of the host
+    /// and hands a connection whose pre-connection blob is a VM id to that VM's console
+    /// (powered off or not). The user authenticates with their own Windows credentials for
+    /// the host (Hyper-V Administrators), so nothing secret is handed out.
+    async fn console(&self, id: &GuestId) -> Result<Console> {
+        let id = model::vm_id(id)?;
+        self.must_vm(&id).await?;
+        Ok(Console::Rdp { host: self.client.config().host.clone(), port: VMCONNECT_PORT, pcb: id })
     }
 
     async fn advance_task(&self, t: &TaskToken) -> Result<TaskStatus> {

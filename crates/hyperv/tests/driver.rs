@@ -232,6 +232,25 @@ async fn auth_failures_are_clear_and_basic_works() {
     assert!(e.message().contains("TLS") && e.message().contains("'fingerprint'"), "{e}");
 }
 
+/// The console is VMConnect's: RDP to the host on 2179 with the VM id as pre-connection
+/// blob (no secret); an unknown VM is not found, a bad id refused before any call.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_is_a_vmconnect_rdp_hint() {
+    let s = StandIn::start();
+    let d = s.driver();
+    assert_eq!(d.capabilities().consoles, vec![polyvisor_core::ConsoleKind::Rdp]);
+    let id = GuestId::new(s.get("source_guest"));
+    match d.console(&id).await.unwrap() {
+        polyvisor_core::Console::Rdp { host, port, pcb } => {
+            assert_eq!((host, port, pcb), (s.get("host"), 2179, id.as_str().to_ascii_lowercase()));
+        }
+        other => panic!("not an RDP console: {other:?}"),
+    }
+    let missing = GuestId::new("00000000-0000-4000-8000-000000000000");
+    assert_eq!(d.console(&missing).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(d.console(&GuestId::new("x'; Stop-VM")).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
 /// A host with Extended Protection in Strict mode (the stand-in refuses NTLM without this
 /// certificate's TLS channel binding; `testing/hyperv/test_standin.py` shows pywinrm and
 /// pypsrp pass it and pywinrm without the binding does not): the driver logs in, with the

@@ -4,24 +4,37 @@
 use crate::actions::lifecycle::require;
 use crate::ctx::Ctx;
 use crate::output::Reply;
-use polyvisor_core::{Console, Error, ErrorKind, ExposeSecret, Result};
+use polyvisor_core::{Console, ConsoleKind, Error, ErrorKind, ExposeSecret, Result};
 use serde_json::{json, Map, Value};
 
 /// `getconsole`.
 pub async fn getconsole(ctx: &Ctx) -> Result<Reply> {
-    if ctx.driver.capabilities().consoles.is_empty() {
+    let kinds = ctx.driver.capabilities().consoles;
+    if kinds.is_empty() {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!("getconsole is not supported: the {} driver offers no console", ctx.driver.display_name()),
         ));
     }
+    // CloudStack's console proxy speaks VNC, or hands the user a URL; an RDP console
+    // (Hyper-V's VMConnect) is not something it can open.
+    if !kinds.iter().any(|k| matches!(k, ConsoleKind::Vnc | ConsoleKind::Url)) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "getconsole is not supported: the {} driver's console is RDP (VMConnect), which CloudStack's \
+                 console proxy cannot open",
+                ctx.driver.display_name()
+            ),
+        ));
+    }
     let id = require(ctx).await?;
     let console = ctx.driver.console(&id).await?;
-    Ok(console_reply(&console))
+    console_reply(&console)
 }
 
-/// The CloudStack console object for a driver console.
-pub fn console_reply(console: &Console) -> Reply {
+/// The CloudStack console object for a driver console (an RDP console has none).
+pub fn console_reply(console: &Console) -> Result<Reply> {
     let obj = match console {
         Console::Vnc { host, port, password, one_time } => {
             let mut c = json!({
@@ -36,11 +49,17 @@ pub fn console_reply(console: &Console) -> Reply {
             c
         }
         Console::Url { url } => json!({ "url": url.expose_secret(), "protocol": "direct" }),
+        Console::Rdp { .. } => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "an RDP console cannot be opened by CloudStack's console proxy",
+            ))
+        }
     };
     let mut fields = Map::new();
     fields.insert("message".into(), "Console retrieved".into());
     fields.insert("console".into(), obj);
-    Reply::success_with(fields)
+    Ok(Reply::success_with(fields))
 }
 
 #[cfg(test)]
@@ -55,12 +74,16 @@ mod tests {
             port: 5901,
             password: Some(SecretString::from("PVEVNC:abc")),
             one_time: true,
-        });
+        })
+        .unwrap();
         assert_eq!(
             r.body,
             json!({"status":"success","message":"Console retrieved","console":{"host":"10.0.0.11","port":"5901","password":"PVEVNC:abc","passwordonetimeuseonly":true,"protocol":"vnc"}})
         );
-        let r = console_reply(&Console::Url { url: SecretString::from("https://c.example/x?t=1") });
+        let r = console_reply(&Console::Url { url: SecretString::from("https://c.example/x?t=1") }).unwrap();
         assert_eq!(r.body["console"], json!({"url":"https://c.example/x?t=1","protocol":"direct"}));
+        // CloudStack's proxy cannot open an RDP (VMConnect) console: declined, not mangled.
+        let rdp = Console::Rdp { host: "hv01".into(), port: 2179, pcb: "6b0c…".into() };
+        assert_eq!(console_reply(&rdp).unwrap_err().kind(), ErrorKind::Unsupported);
     }
 }
