@@ -87,6 +87,28 @@ fn select(from: &Path, to: &Path, path_parts: &[&str]) -> usize {
     n
 }
 
+/// Copies the first pair of `traffic` whose response body has `properties.<field>`, with
+/// that field replaced by `wrong`, and asserts oav flags it against `spec` (a response
+/// `INVALID_TYPE`): the validation can fail.
+fn assert_flags_a_wrong_type(traffic: &Path, spec: &str, field: &str, wrong: Value, report_dir: &Path) {
+    let bad = report_dir.join(format!("bad-{field}"));
+    std::fs::create_dir_all(&bad).unwrap();
+    let pointer = format!("/liveResponse/body/properties/{field}");
+    let broke = std::fs::read_dir(traffic).unwrap().map(|e| e.unwrap().path()).find_map(|p| {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        *v.pointer_mut(&pointer)? = wrong.clone();
+        std::fs::write(bad.join(p.file_name().unwrap()), v.to_string()).unwrap();
+        Some(())
+    });
+    assert!(broke.is_some(), "no response body with properties.{field} to corrupt");
+    let r = validate(&bad, spec, report_dir);
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["errorCode"] == "INVALID_TYPE" && e["issueSource"] == "response"),
+        "oav must flag the wrong properties.{field}: {r:#}"
+    );
+}
+
 /// The pairs validated above (URL path fragments, lower case): DiskRP, GalleryRP,
 /// ComputeRP, Network.
 const VALIDATED: &[&str] = &[
@@ -250,25 +272,7 @@ async fn oav_validates_the_stand_in_vm_disk_snapshot_and_gallery_traffic_against
     let covered = r["coveredOperations"].as_u64().unwrap_or(0);
     assert!(covered >= 2, "NIC create/get/delete are covered: {r:#}");
     // The Network files can fail a pair too: a NIC answer whose ipConfigurations is no list.
-    let bad_nic = dir.path().join("bad-nic");
-    std::fs::create_dir_all(&bad_nic).unwrap();
-    let mut broke = false;
-    for e in std::fs::read_dir(&nics).unwrap() {
-        let p = e.unwrap().path();
-        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        if !broke && v.pointer("/liveResponse/body/properties/ipConfigurations").is_some() {
-            v["liveResponse"]["body"]["properties"]["ipConfigurations"] = Value::String("ipconfig1".into());
-            std::fs::write(bad_nic.join(p.file_name().unwrap()), v.to_string()).unwrap();
-            broke = true;
-        }
-    }
-    assert!(broke, "no NIC body to corrupt");
-    let r = validate(&bad_nic, NETWORK, dir.path());
-    let errors = r["errors"].as_array().cloned().unwrap_or_default();
-    assert!(
-        errors.iter().any(|e| e["errorCode"] == "INVALID_TYPE" && e["issueSource"] == "response"),
-        "oav must flag the wrong NIC payload: {r:#}"
-    );
+    assert_flags_a_wrong_type(&nics, NETWORK, "ipConfigurations", Value::String("ipconfig1".into()), dir.path());
 
     eprintln!(
         "oav: not validated (no spec defines a path for them): {} operation-status pairs",
@@ -276,25 +280,7 @@ async fn oav_validates_the_stand_in_vm_disk_snapshot_and_gallery_traffic_against
     );
 
     // The check can fail: the same traffic with one response field of the wrong type.
-    let bad = dir.path().join("bad");
-    std::fs::create_dir_all(&bad).unwrap();
-    let mut broke = false;
-    for e in std::fs::read_dir(&snaps).unwrap() {
-        let p = e.unwrap().path();
-        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        if !broke && v.pointer("/liveResponse/body/properties/diskSizeGB").is_some() {
-            v["liveResponse"]["body"]["properties"]["diskSizeGB"] = Value::String("thirty".into());
-            std::fs::write(bad.join(p.file_name().unwrap()), v.to_string()).unwrap();
-            broke = true;
-        }
-    }
-    assert!(broke, "no snapshot body to corrupt");
-    let r = validate(&bad, DISK_RP, dir.path());
-    let errors = r["errors"].as_array().cloned().unwrap_or_default();
-    assert!(
-        errors.iter().any(|e| e["errorCode"] == "INVALID_TYPE" && e["issueSource"] == "response"),
-        "oav must flag the wrong payload: {r:#}"
-    );
+    assert_flags_a_wrong_type(&snaps, DISK_RP, "diskSizeGB", Value::String("thirty".into()), dir.path());
 }
 
 /// The accounting can fail: a pair of a kind no validation selects (here a virtual network,

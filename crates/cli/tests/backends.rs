@@ -210,31 +210,7 @@ fn openstack_backend_passes_check_cloudstack() {
 /// The official OpenStack client's (Debian python3-openstackclient) sorted IDs of
 /// `server list`, `image list` and `port list` with the contract's credentials.
 fn openstack_official_view(b: &Backend) -> Vec<Vec<String>> {
-    let get = |k: &str| b.settings.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    ["server", "image", "port"]
-        .iter()
-        .map(|what| {
-            let out = Command::new("/usr/bin/openstack")
-                .args([what, "list", "-f", "json"])
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("OS_AUTH_URL", get("auth_url"))
-                .env("OS_USERNAME", get("username"))
-                .env("OS_PASSWORD", get("password"))
-                .env("OS_PROJECT_NAME", get("project_name"))
-                .env("OS_USER_DOMAIN_NAME", "Default")
-                .env("OS_PROJECT_DOMAIN_NAME", "Default")
-                .env("OS_REGION_NAME", get("region_name"))
-                .env("OS_IDENTITY_API_VERSION", "3")
-                .output()
-                .expect("python3-openstackclient (/usr/bin/openstack, installed by start-openstack.sh)");
-            assert!(out.status.success(), "openstack {what} list: {}", String::from_utf8_lossy(&out.stderr));
-            let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-            let mut ids: Vec<String> = rows.iter().filter_map(|r| r["ID"].as_str().map(str::to_string)).collect();
-            ids.sort();
-            ids
-        })
-        .collect()
+    ["server", "image", "port"].iter().map(|what| b.openstack_ids(what)).collect()
 }
 
 #[test]

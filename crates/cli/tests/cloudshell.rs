@@ -84,6 +84,31 @@ fn package_refuses_what_the_driver_cannot_do_and_bad_names() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `b`'s settings as `--settings` JSON, without `secret_keys`, and those as `--secrets` JSON
+/// (what goes through the shell's encrypted `Driver Secrets` attribute).
+fn settings_and_secrets(b: &polyvisor_test_support::backend::Backend, secret_keys: &[&str]) -> (String, String) {
+    let mut settings = b.settings.clone();
+    let mut secrets = serde_json::Map::new();
+    for k in secret_keys {
+        if let Some(v) = settings.remove(*k) {
+            secrets.insert(k.to_string(), v);
+        }
+    }
+    (serde_json::Value::Object(settings).to_string(), serde_json::Value::Object(secrets).to_string())
+}
+
+/// `polyvisor cloudshell package --networking <networking> --driver <driver> [--settings
+/// <settings>] --out <dir>`, which must succeed.
+fn generate(dir: &Path, networking: &str, driver: &str, settings: Option<&str>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["cloudshell", "package", "--networking", networking, "--driver", driver]);
+    if let Some(s) = settings {
+        cmd.args(["--settings", s]);
+    }
+    let out = cmd.arg("--out").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// `polyvisor check cloudshell <args> -- <package>`: its report, once it exited 0 with a PASS
 /// line for each of `cases`.
 fn check_passes(args: &[&str], package: &Path, cases: &[&str]) -> String {
@@ -103,22 +128,9 @@ fn check_passes(args: &[&str], package: &Path, cases: &[&str]) -> String {
 #[test]
 fn generated_l2_package_passes_check_cloudshell_on_proxmox() {
     let b = polyvisor_test_support::backend::Backend::load("proxmox").unwrap_or_else(|e| panic!("{e}"));
-    let mut settings = b.settings.clone();
-    let mut secrets = serde_json::Map::new();
-    for k in ["token_secret", "password"] {
-        if let Some(v) = settings.remove(k) {
-            secrets.insert(k.into(), v);
-        }
-    }
+    let (settings, secrets) = settings_and_secrets(&b, &["token_secret", "password"]);
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["cloudshell", "package", "--networking", "L2", "--driver", "proxmox", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (settings, secrets) =
-        (serde_json::Value::Object(settings).to_string(), serde_json::Value::Object(secrets).to_string());
+    generate(dir.path(), "L2", "proxmox", None);
     let text = check_passes(
         &[
             "--driver",
@@ -157,12 +169,7 @@ fn generated_l2_package_passes_check_cloudshell_on_libvirt() {
     settings.insert("vlan_networks".into(), "pv-vlan-{vlan}".into());
     let settings = serde_json::Value::Object(settings).to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["cloudshell", "package", "--networking", "L2", "--driver", "libvirt", "--settings", &settings, "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    generate(dir.path(), "L2", "libvirt", Some(&settings));
     check_passes(
         &["--driver", "libvirt", "--template", &b.template_id, "--settings", &settings],
         dir.path(),
@@ -208,14 +215,9 @@ fn generated_l3_package_passes_check_cloudshell_on_libvirt() {
         let _ = virsh(&["net-undefine", &n]);
         let _ = virsh(&["nwfilter-undefine", &n.replace("pv-sn-", "pv-sg-")]);
     }
-    let settings = serde_json::Value::Object(b.settings.clone()).to_string();
+    let settings = b.settings_json();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["cloudshell", "package", "--networking", "L3", "--driver", "libvirt", "--settings", &settings, "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    generate(dir.path(), "L3", "libvirt", Some(&settings));
     check_passes(
         &["--driver", "libvirt", "--template", &b.template_id, "--settings", &settings],
         dir.path(),
@@ -233,37 +235,6 @@ fn generated_l3_package_passes_check_cloudshell_on_libvirt() {
     assert_eq!(libvirt_subnets_with_cidr("10.0.1.0/24"), Vec::<String>::new(), "a subnet was left behind");
 }
 
-/// The official OpenStack client (`/usr/bin/openstack …`) as the contract's demo user; its
-/// JSON answer with `json` (`-f json`), else null.
-fn openstack_cmd(b: &polyvisor_test_support::backend::Backend, args: &[&str], json: bool) -> serde_json::Value {
-    let get = |k: &str| b.settings.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
-    let format: &[&str] = if json { &["-f", "json"] } else { &[] };
-    let out = Command::new("/usr/bin/openstack")
-        .args(args)
-        .args(format)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("OS_AUTH_URL", get("auth_url"))
-        .env("OS_USERNAME", get("username"))
-        .env("OS_PASSWORD", get("password"))
-        .env("OS_PROJECT_NAME", get("project_name"))
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_IDENTITY_API_VERSION", "3")
-        .output()
-        .expect("python3-openstackclient is installed by start-openstack.sh");
-    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    if json {
-        serde_json::from_slice(&out.stdout).expect("json")
-    } else {
-        serde_json::Value::Null
-    }
-}
-
-fn openstack(b: &polyvisor_test_support::backend::Backend, args: &[&str]) -> serde_json::Value {
-    openstack_cmd(b, args, true)
-}
-
 /// The generated L3 package on OpenStack (the shared loopback cloud: real Keystone, Nova with
 /// the fake virt driver, Neutron ML2). The app template is a template server (metadata
 /// `polyvisor_template=1`, what `list_guests` reports as a template) the test boots with the
@@ -275,26 +246,23 @@ fn openstack(b: &polyvisor_test_support::backend::Backend, args: &[&str]) -> ser
 fn generated_l3_package_passes_check_cloudshell_on_openstack() {
     let b = polyvisor_test_support::backend::Backend::load("openstack").unwrap_or_else(|e| panic!("{e}"));
     let name = format!("pvt-cs-tmpl-{}", std::process::id());
-    let tmpl = openstack(
-        &b,
-        &[
-            "server",
-            "create",
-            "--image",
-            &b.template_id,
-            "--flavor",
-            "m1.nano",
-            "--network",
-            "pv-net",
-            "--property",
-            "polyvisor_template=1",
-            "--wait",
-            &name,
-        ],
-    );
+    let tmpl = b.openstack_json(&[
+        "server",
+        "create",
+        "--image",
+        &b.template_id,
+        "--flavor",
+        "m1.nano",
+        "--network",
+        "pv-net",
+        "--property",
+        "polyvisor_template=1",
+        "--wait",
+        &name,
+    ]);
     let tmpl_id = tmpl["id"].as_str().expect("server id").to_string();
     let names = |what: &[&str]| -> Vec<String> {
-        let v = openstack(&b, what);
+        let v = b.openstack_json(what);
         let mut n: Vec<String> =
             v.as_array().into_iter().flatten().filter_map(|x| x["Name"].as_str().map(str::to_string)).collect();
         n.sort();
@@ -302,22 +270,9 @@ fn generated_l3_package_passes_check_cloudshell_on_openstack() {
     };
     let (servers, networks, images) =
         (names(&["server", "list"]), names(&["network", "list"]), names(&["image", "list"]));
-    let mut settings = b.settings.clone();
-    let mut secrets = serde_json::Map::new();
-    for k in ["password", "application_credential_secret"] {
-        if let Some(v) = settings.remove(k) {
-            secrets.insert(k.into(), v);
-        }
-    }
+    let (settings, secrets) = settings_and_secrets(&b, &["password", "application_credential_secret"]);
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["cloudshell", "package", "--networking", "L3", "--driver", "openstack", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let settings = serde_json::Value::Object(settings).to_string();
-    let secrets = serde_json::Value::Object(secrets).to_string();
+    generate(dir.path(), "L3", "openstack", None);
     let run = std::panic::catch_unwind(|| {
         check_passes(
             &["--driver", "openstack", "--template", &tmpl_id, "--settings", &settings, "--secrets", &secrets],
@@ -335,7 +290,8 @@ fn generated_l3_package_passes_check_cloudshell_on_openstack() {
         )
     });
     let after = (names(&["server", "list"]), names(&["network", "list"]), names(&["image", "list"]));
-    openstack_cmd(&b, &["server", "delete", "--wait", &tmpl_id], false);
+    let deleted = b.openstack_cli(&["server", "delete", "--wait", &tmpl_id]);
+    assert!(deleted.status.success(), "server delete: {}", String::from_utf8_lossy(&deleted.stderr));
     let text = run.unwrap_or_else(|p| std::panic::resume_unwind(p));
     for s in b.secrets() {
         assert!(!text.contains(&s), "a secret reached the report");

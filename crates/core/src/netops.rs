@@ -110,6 +110,22 @@ pub fn parse_cidr(cidr: &str) -> Option<(std::net::Ipv4Addr, u8)> {
     (len <= 32).then_some((ip, len))
 }
 
+/// Parses an IPv4 CIDR and clears its host bits: `10.0.1.7/24` is `(10.0.1.0, 24)`.
+pub fn network_of(cidr: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (ip, len) = parse_cidr(cidr)?;
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    Some((std::net::Ipv4Addr::from(u32::from(ip) & mask), len))
+}
+
+/// Checks a subnet's owner or alias as it comes from a platform: 1-255 printable characters
+/// (`what` names the field in the message).
+pub fn check_label(what: &str, v: &str) -> crate::Result<()> {
+    if v.trim().is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+        return Err(crate::Error::invalid(format!("subnet: '{what}' must be 1-255 printable characters")));
+    }
+    Ok(())
+}
+
 impl SecurityRule {
     /// Checks the rule (protocol name, port order, source address/CIDR); the message names
     /// the problem, never more than the rule itself.
@@ -159,6 +175,13 @@ mod tests {
         let bad = SecurityRule { protocol: "TCP".into(), ..ok.clone() };
         assert!(bad.validate().is_err());
         let bad = SecurityRule { source: Some("10.0.0.0/40".into()), ..ok };
+        assert_eq!(network_of("10.0.1.7/24"), Some(("10.0.1.0".parse().unwrap(), 24)));
+        assert_eq!(network_of("10.9.8.7/0"), Some(("0.0.0.0".parse().unwrap(), 0)));
+        assert_eq!(network_of("10.9.8.7/32"), Some(("10.9.8.7".parse().unwrap(), 32)));
+        assert!(check_label("alias", "Default Subnet").is_ok());
+        for v in ["", "  ", "a\nb", &"x".repeat(256)] {
+            assert!(check_label("alias", v).is_err(), "{v:?}");
+        }
         assert!(bad.validate().is_err());
     }
 }

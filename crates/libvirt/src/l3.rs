@@ -252,9 +252,7 @@ fn wait_unplugged(nics: &[(&Domain, String)], patience: std::time::Duration) -> 
 /// before any network or filter is touched.
 /// A NIC someone else put on one of these networks is not touched; it loses its network.
 pub(crate) fn delete_subnets(c: &Conn, owner: &str, unplug_patience: std::time::Duration) -> Result<usize> {
-    if owner.trim().is_empty() {
-        return Err(Error::invalid("subnet: 'owner' must be 1-255 printable characters"));
-    }
+    polyvisor_core::netops::check_label("owner", owner)?;
     let mut ours = Vec::new();
     for n in c.list_all_networks(0).map_err(|e| lv_err(e, "list networks", ""))? {
         let Ok(x) = n.get_xml_desc(0) else { continue }; // vanished while listing

@@ -16,7 +16,7 @@
 //! libvirt re-applies it to every running NIC that references it.
 
 use crate::meta::{esc, NS, PREFIX};
-use polyvisor_core::netops::{parse_cidr, SecurityRule, Subnet, SubnetSpec};
+use polyvisor_core::netops::{check_label, network_of, parse_cidr, SecurityRule, Subnet, SubnetSpec};
 use polyvisor_core::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
@@ -100,13 +100,6 @@ impl Names {
     }
 }
 
-fn check_label(what: &str, v: &str) -> Result<()> {
-    if v.trim().is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("subnet: '{what}' must be 1-255 printable characters")));
-    }
-    Ok(())
-}
-
 /// The address plan of a subnet: network address, prefix, gateway (the host) and the DHCP
 /// range (the rest, broadcast excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +121,7 @@ impl Plan {
     /// prefixes outside 8-29 are refused (a /30 leaves the guests one address).
     pub fn of(cidr: &str) -> Result<Plan> {
         let shown: String = cidr.chars().take(64).collect();
-        let (ip, prefix) = parse_cidr(cidr)
+        let (network, prefix) = network_of(cidr)
             .ok_or_else(|| Error::invalid(format!("subnet: invalid IPv4 CIDR [{}]", shown.escape_default())))?;
         if !(8..=29).contains(&prefix) {
             return Err(Error::invalid(format!(
@@ -136,11 +129,10 @@ impl Plan {
                 shown.escape_default()
             )));
         }
-        let mask = u32::MAX << (32 - u32::from(prefix));
-        let net = u32::from(ip) & mask;
-        let broadcast = net | !mask;
+        let net = u32::from(network);
+        let broadcast = net | (u32::MAX >> prefix);
         Ok(Plan {
-            network: Ipv4Addr::from(net),
+            network,
             prefix,
             gateway: Ipv4Addr::from(net + 1),
             first: Ipv4Addr::from(net + 2),

@@ -13,7 +13,7 @@ use crate::client::Service;
 use crate::driver::OpenStackDriver;
 use crate::error::OsError;
 use crate::map::is_uuid;
-use polyvisor_core::netops::{parse_cidr, SecurityRule, Subnet, SubnetSpec};
+use polyvisor_core::netops::{check_label, network_of, SecurityRule, Subnet, SubnetSpec};
 use polyvisor_core::{Error, Nic, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -61,21 +61,13 @@ pub fn mark(owner: &str) -> String {
     format!("polyvisor sandbox {}", hex16(&["polyvisor sandbox", owner]))
 }
 
-fn check_label(what: &str, v: &str) -> Result<()> {
-    if v.trim().is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("subnet: '{what}' must be 1-255 printable characters")));
-    }
-    Ok(())
-}
-
 /// `a.b.c.d/n` with the host bits cleared; prefixes 8-29.
 pub fn normal_cidr(cidr: &str) -> Result<String> {
     let shown: String = cidr.chars().take(64).collect();
-    let (ip, len) = parse_cidr(cidr).filter(|(_, l)| (8..=29).contains(l)).ok_or_else(|| {
+    let (net, len) = network_of(cidr).filter(|(_, l)| (8..=29).contains(l)).ok_or_else(|| {
         Error::invalid(format!("subnet: [{}] is not an IPv4 CIDR with a /8-/29 prefix", shown.escape_default()))
     })?;
-    let mask = u32::MAX << (32 - u32::from(len));
-    Ok(format!("{}/{len}", std::net::Ipv4Addr::from(u32::from(ip) & mask)))
+    Ok(format!("{net}/{len}"))
 }
 
 fn enc(s: &str) -> String {
@@ -124,10 +116,9 @@ fn wanted(rule: &SecurityRule) -> Result<RuleKey> {
 
 /// A source CIDR of any prefix (0-32), host bits cleared as Neutron stores it.
 fn normal_cidr_any(cidr: &str) -> Result<String> {
-    let (ip, len) =
-        parse_cidr(cidr).ok_or_else(|| Error::invalid("security rule: source must be an IPv4 address or CIDR"))?;
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
-    Ok(format!("{}/{len}", std::net::Ipv4Addr::from(u32::from(ip) & mask)))
+    let (net, len) =
+        network_of(cidr).ok_or_else(|| Error::invalid("security rule: source must be an IPv4 address or CIDR"))?;
+    Ok(format!("{net}/{len}"))
 }
 
 impl OpenStackDriver {

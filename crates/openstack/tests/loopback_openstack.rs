@@ -17,7 +17,6 @@ use polyvisor_openstack::error::OsError;
 use polyvisor_openstack::{open_driver, OpenStackDriver};
 use polyvisor_test_support::backend::Backend;
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 /// One flow at a time (they share the cloud's single fake compute host).
@@ -42,25 +41,7 @@ async fn done(d: &OpenStackDriver, t: &TaskId) -> polyvisor_core::TaskOutput {
 
 /// The official client's view (`openstack ... -f json`) with the contract's demo credentials.
 fn official(b: &Backend, args: &[&str]) -> Vec<Value> {
-    let s = &b.settings;
-    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let out = Command::new("/usr/bin/openstack")
-        .args(args)
-        .args(["-f", "json"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("OS_AUTH_URL", get("auth_url"))
-        .env("OS_USERNAME", get("username"))
-        .env("OS_PASSWORD", get("password"))
-        .env("OS_PROJECT_NAME", get("project_name"))
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_REGION_NAME", get("region_name"))
-        .env("OS_IDENTITY_API_VERSION", "3")
-        .output()
-        .expect("python3-openstackclient (/usr/bin/openstack) is installed by start-openstack.sh");
-    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
+    b.openstack_json(args).as_array().cloned().expect("a JSON list")
 }
 
 fn ids(list: &[Value]) -> Vec<String> {
@@ -385,8 +366,8 @@ async fn vlan_nics_land_on_real_neutron_networks_with_their_macs() {
             .iter()
             .find(|p| p["MAC Address"].as_str().map(str::to_ascii_uppercase) == Some(m.clone()))
             .unwrap_or_else(|| panic!("no port with MAC {m}: {ports:?}"));
-        let port = official_obj(&b, &["port", "show", row["ID"].as_str().unwrap()]);
-        let network = official_obj(&b, &["network", "show", port["network_id"].as_str().unwrap()]);
+        let port = b.openstack_json(&["port", "show", row["ID"].as_str().unwrap()]);
+        let network = b.openstack_json(&["network", "show", port["network_id"].as_str().unwrap()]);
         assert_eq!(network["name"], net, "{port}");
         assert_eq!(port["status"], "ACTIVE", "bound by the osmini mechanism driver: {port}");
     }
@@ -524,50 +505,7 @@ fn ids_of(g: &[polyvisor_core::GuestSummary]) -> Vec<String> {
 
 /// The official client as the contract's admin (user management for the re-auth test).
 fn admin_cmd(b: &Backend, raw: &Value, args: &[&str]) -> std::process::Output {
-    let s = &b.settings;
-    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let a = &raw["admin"];
-    Command::new("/usr/bin/openstack")
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("OS_AUTH_URL", get("auth_url"))
-        .env("OS_USERNAME", a["username"].as_str().unwrap_or("admin"))
-        .env("OS_PASSWORD", a["password"].as_str().unwrap_or_default())
-        .env("OS_PROJECT_NAME", a["project_name"].as_str().unwrap_or("admin"))
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_REGION_NAME", get("region_name"))
-        .env("OS_IDENTITY_API_VERSION", "3")
-        .output()
-        .expect("python3-openstackclient (/usr/bin/openstack)")
-}
-
-fn openstack_cmd(b: &Backend, args: &[&str]) -> std::process::Output {
-    let s = &b.settings;
-    let get = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    Command::new("/usr/bin/openstack")
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("OS_AUTH_URL", get("auth_url"))
-        .env("OS_USERNAME", get("username"))
-        .env("OS_PASSWORD", get("password"))
-        .env("OS_PROJECT_NAME", get("project_name"))
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_REGION_NAME", get("region_name"))
-        .env("OS_IDENTITY_API_VERSION", "3")
-        .output()
-        .expect("python3-openstackclient (/usr/bin/openstack)")
-}
-
-fn official_obj(b: &Backend, args: &[&str]) -> Value {
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["-f", "json"]);
-    let out = openstack_cmd(b, &a);
-    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
+    b.openstack_cli_as(Some(&raw["admin"]), args)
 }
 
 /// CloudShell L3 on REAL Neutron and Nova: a sandbox subnet is a project network (a VLAN
@@ -601,7 +539,7 @@ async fn sandbox_subnets_ports_and_security_groups_on_real_neutron() {
 
     let s = d.ensure_subnet(&spec("DefaultSubnet", "10.0.1.0/24")).await.unwrap();
     assert_eq!(d.ensure_subnet(&spec("DefaultSubnet", "10.0.1.0/24")).await.unwrap(), s, "get-or-create");
-    let net = official_obj(&b, &["network", "show", &s.id]);
+    let net = b.openstack_json(&["network", "show", &s.id]);
     assert_eq!(net["description"], polyvisor_openstack::l3::mark(&owner), "{net}");
     let subnets = official(&b, &["subnet", "list", "--network", &s.id]);
     assert_eq!(subnets.len(), 1, "{subnets:?}");
@@ -616,9 +554,9 @@ async fn sandbox_subnets_ports_and_security_groups_on_real_neutron() {
     assert!(nic.ipv4.iter().any(|ip| ip.starts_with("10.0.1.")), "{nic:?}");
     let ports = official(&b, &["port", "list", "--server", vm.as_str(), "--network", &s.id]);
     assert_eq!(ports.len(), 1, "{ports:?}");
-    let port = official_obj(&b, &["port", "show", ports[0]["ID"].as_str().unwrap()]);
+    let port = b.openstack_json(&["port", "show", ports[0]["ID"].as_str().unwrap()]);
     let names = polyvisor_openstack::l3::Names::of(&owner, "DefaultSubnet");
-    let group = official_obj(&b, &["security", "group", "show", &names.group]);
+    let group = b.openstack_json(&["security", "group", "show", &names.group]);
     assert_eq!(port["security_group_ids"], serde_json::json!([group["id"]]), "{port}");
     let g = d.get_guest(&vm).await.unwrap();
     assert!(g.nics.iter().any(|n| n.mac.eq_ignore_ascii_case(&nic.mac)), "Nova lists the interface: {:?}", g.nics);
@@ -626,7 +564,7 @@ async fn sandbox_subnets_ports_and_security_groups_on_real_neutron() {
         assert_eq!(d.connect_subnet(&vm, bad).await.unwrap_err().kind(), ErrorKind::NotFound, "{bad}");
     }
     // The project's own flat network is not a polyvisor subnet either.
-    let pv_net = official_obj(&b, &["network", "show", "pv-net"]);
+    let pv_net = b.openstack_json(&["network", "show", "pv-net"]);
     let e = d.connect_subnet(&vm, pv_net["id"].as_str().unwrap()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 

@@ -15,39 +15,14 @@ use polyvisor_test_support::backend::Backend;
 use polyvisor_test_support::bin;
 use polyvisor_test_support::harness::RasCheck;
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 /// One harness at a time on the shared cloud (a single fake compute host).
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The official client's IDs for `openstack <what> list`, with the contract's credentials.
-fn official_ids(b: &Backend, what: &str) -> Vec<String> {
-    let get = |k: &str| b.settings.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let out = Command::new("/usr/bin/openstack")
-        .args([what, "list", "-f", "json"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("OS_AUTH_URL", get("auth_url"))
-        .env("OS_USERNAME", get("username"))
-        .env("OS_PASSWORD", get("password"))
-        .env("OS_PROJECT_NAME", get("project_name"))
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_REGION_NAME", get("region_name"))
-        .env("OS_IDENTITY_API_VERSION", "3")
-        .output()
-        .expect("python3-openstackclient (/usr/bin/openstack) is installed by start-openstack.sh");
-    assert!(out.status.success(), "openstack {what} list: {}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    let mut ids: Vec<String> = rows.iter().filter_map(|r| r["ID"].as_str().map(str::to_string)).collect();
-    ids.sort();
-    ids
-}
-
 /// What the official client lists: (servers, images, ports).
 fn official_view(b: &Backend) -> (Vec<String>, Vec<String>, Vec<String>) {
-    (official_ids(b, "server"), official_ids(b, "image"), official_ids(b, "port"))
+    (b.openstack_ids("server"), b.openstack_ids("image"), b.openstack_ids("port"))
 }
 
 fn check_ras(level: &str) -> String {

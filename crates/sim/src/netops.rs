@@ -8,7 +8,7 @@
 use crate::db::{next_counter, Sql};
 use crate::guests::{self, NETWORK};
 use crate::names::shown;
-use polyvisor_core::netops::{parse_cidr, SecurityRule, Subnet, SubnetSpec, VlanAttach, VLAN_RANGE};
+use polyvisor_core::netops::{check_label, parse_cidr, SecurityRule, Subnet, SubnetSpec, VlanAttach, VLAN_RANGE};
 use polyvisor_core::{net, Error, Nic, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -34,13 +34,6 @@ fn ensure_table(conn: &Connection) -> Result<()> {
 
 fn nic(mac: String, vlan: Option<u32>, network: Option<String>) -> Nic {
     Nic { mac, ipv4: Vec::new(), ipv6: Vec::new(), network, vlan }
-}
-
-fn check_label(what: &str, v: &str) -> Result<()> {
-    if v.trim().is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("subnet: '{what}' must be 1-255 printable characters")));
-    }
-    Ok(())
 }
 
 /// Puts a NIC of guest `id` on a VLAN (see the module doc).

@@ -134,6 +134,55 @@ impl Backend {
         Value::Object(self.settings.clone()).to_string()
     }
 
+    /// Runs the official OpenStack client (`/usr/bin/openstack`, Debian's
+    /// python3-openstackclient, installed by `scripts/ci/start-openstack.sh`) with this
+    /// (OpenStack) contract's credentials, or `as_user`'s (`username`, `password`,
+    /// `project_name`) when given, and nothing else from the environment.
+    pub fn openstack_cli_as(&self, as_user: Option<&Value>, args: &[&str]) -> std::process::Output {
+        let get = |k: &str| self.settings.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let user = |k: &str, default: &str| {
+            as_user.map(|u| u[k].as_str().unwrap_or(default).to_string()).unwrap_or_else(|| get(k))
+        };
+        std::process::Command::new("/usr/bin/openstack")
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("OS_AUTH_URL", get("auth_url"))
+            .env("OS_USERNAME", user("username", "admin"))
+            .env("OS_PASSWORD", user("password", ""))
+            .env("OS_PROJECT_NAME", user("project_name", "admin"))
+            .env("OS_USER_DOMAIN_NAME", "Default")
+            .env("OS_PROJECT_DOMAIN_NAME", "Default")
+            .env("OS_REGION_NAME", get("region_name"))
+            .env("OS_IDENTITY_API_VERSION", "3")
+            .output()
+            .expect("python3-openstackclient (/usr/bin/openstack) is installed by start-openstack.sh")
+    }
+
+    /// [`Backend::openstack_cli_as`] with the contract's own credentials.
+    pub fn openstack_cli(&self, args: &[&str]) -> std::process::Output {
+        self.openstack_cli_as(None, args)
+    }
+
+    /// The official client's JSON answer to `args` (`-f json` added); panics naming the
+    /// command when it fails.
+    pub fn openstack_json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-f", "json"]);
+        let out = self.openstack_cli(&a);
+        assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    }
+
+    /// The official client's sorted `ID`s of `openstack <what> list`.
+    pub fn openstack_ids(&self, what: &str) -> Vec<String> {
+        let rows = self.openstack_json(&[what, "list"]);
+        let mut ids: Vec<String> =
+            rows.as_array().into_iter().flatten().filter_map(|r| r["ID"].as_str().map(str::to_string)).collect();
+        ids.sort();
+        ids
+    }
+
     /// Every secret-looking value in the contract (settings and CloudStack details whose key
     /// names a secret, password or token secret, or is `token`: a bearer token such as
     /// KubeVirt's), to assert none leaks into output.
